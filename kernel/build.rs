@@ -1,0 +1,190 @@
+//! Builds the BPF object with clang and checks the record layout shared with C.
+//!
+//! Two outputs in OUT_DIR:
+//! - `mapwatch.bpf.o`: every BPF program, CO-RE relocatable, embedded by `lib.rs`;
+//! - `layout.rs`: sizes, field offsets and constant values of `events.h` as the C
+//!   compiler sees them; `abi.rs` asserts at compile time that its mirrors agree.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const INSTALL_HINT: &str = "install the BPF toolchain: apt-get install clang llvm libbpf-dev";
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let bpf_dir = Path::new("src/bpf");
+    println!("cargo:rerun-if-changed={}", bpf_dir.display());
+    println!("cargo:rerun-if-env-changed=CLANG");
+
+    build_bpf_object(bpf_dir, &out);
+    generate_layout(bpf_dir, &out);
+}
+
+/// The Debian multiarch include directory, where `asm/types.h` lives; clang's
+/// BPF target does not search it by itself.
+fn multiarch_include() -> String {
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
+    let triple = match arch.as_str() {
+        "aarch64" => "aarch64-linux-gnu",
+        _ => "x86_64-linux-gnu",
+    };
+    format!("/usr/include/{triple}")
+}
+
+fn target_arch_define() -> &'static str {
+    match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("aarch64") => "-D__TARGET_ARCH_arm64",
+        _ => "-D__TARGET_ARCH_x86",
+    }
+}
+
+fn build_bpf_object(bpf_dir: &Path, out: &Path) {
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
+    let object = out.join("mapwatch.bpf.o");
+    let status = Command::new(&clang)
+        .args(["-target", "bpf", "-g", "-O2", "-Wall", "-Werror"])
+        .arg(target_arch_define())
+        .arg(format!("-I{}", multiarch_include()))
+        .arg("-c")
+        .arg(bpf_dir.join("mapwatch.bpf.c"))
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{clang}` to build the BPF programs ({e}); {INSTALL_HINT}")
+        });
+    assert!(
+        status.success(),
+        "`{clang}` failed to build src/bpf/mapwatch.bpf.c (see the errors above); if headers such as \
+         <bpf/bpf_helpers.h> are missing, {INSTALL_HINT}"
+    );
+}
+
+/// Every struct field and constant that `abi.rs` mirrors.
+const STRUCTS: &[(&str, &[&str])] = &[
+    (
+        "mw_header",
+        &[
+            "kind",
+            "backend",
+            "size",
+            "ktime_ns",
+            "tgid",
+            "tid",
+            "ppid",
+            "uid",
+            "gid",
+            "pid_ns",
+            "mnt_ns",
+            "cgroup_id",
+            "comm",
+        ],
+    ),
+    (
+        "mw_file",
+        &[
+            "inode",
+            "ctime_ns",
+            "dev",
+            "open_flags",
+            "mode",
+            "path_len",
+            "flags",
+        ],
+    ),
+    (
+        "mw_do_mmap",
+        &[
+            "hdr",
+            "addr",
+            "len",
+            "prot",
+            "mmap_flags",
+            "pgoff",
+            "start_ns",
+            "error",
+            "file",
+            "path",
+        ],
+    ),
+    (
+        "mw_security_mmap_file",
+        &[
+            "hdr",
+            "prot",
+            "mmap_flags",
+            "verdict",
+            "has_verdict",
+            "file",
+            "path",
+        ],
+    ),
+];
+
+const CONSTANTS: &[&str] = &[
+    "MW_COMM_LEN",
+    "MW_PATH_MAX",
+    "MW_EVENT_DO_MMAP",
+    "MW_EVENT_SECURITY_MMAP_FILE",
+    "MW_BACKEND_SYSCALL_TRACEPOINT",
+    "MW_FILE_PRESENT",
+    "MW_FILE_PATH_TRUNCATED",
+    "MW_FILE_DELETED",
+    "MW_COUNTER_DO_MMAP_SENT",
+    "MW_COUNTER_DO_MMAP_RINGBUF_FULL",
+    "MW_COUNTER_SECURITY_SENT",
+    "MW_COUNTER_SECURITY_RINGBUF_FULL",
+    "MW_COUNTER_PENDING_MAP_FULL",
+    "MW_COUNTER_PENDING_MISSING",
+    "MW_COUNTER_MAX",
+    "MW_WANT_DO_MMAP",
+    "MW_WANT_SECURITY_MMAP_FILE",
+];
+
+/// Compiles and runs a small host C program that prints the layout of
+/// `events.h` as Rust constants.
+fn generate_layout(bpf_dir: &Path, out: &Path) {
+    let mut c = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"events.h\"\nint main(void) {\n",
+    );
+    for (name, fields) in STRUCTS {
+        let upper = name.to_uppercase();
+        c.push_str(&format!(
+            "printf(\"pub const SIZEOF_{upper}: usize = %zu;\\n\", sizeof(struct {name}));\n"
+        ));
+        for field in *fields {
+            let field_upper = field.to_uppercase();
+            c.push_str(&format!(
+                "printf(\"pub const {upper}_{field_upper}: usize = %zu;\\n\", offsetof(struct {name}, {field}));\n"
+            ));
+        }
+    }
+    for constant in CONSTANTS {
+        c.push_str(&format!(
+            "printf(\"pub const {constant}: u64 = %llu;\\n\", (unsigned long long)({constant}));\n"
+        ));
+    }
+    c.push_str("return 0;\n}\n");
+
+    let source = out.join("layout.c");
+    let binary = out.join("layout");
+    std::fs::write(&source, c).expect("write layout.c");
+    let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .arg(format!("-I{}", bpf_dir.display()))
+        .arg(&source)
+        .arg("-o")
+        .arg(&binary)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}` ({e}); apt-get install gcc"));
+    assert!(
+        status.success(),
+        "`{cc}` failed to compile the layout probe"
+    );
+    let output = Command::new(&binary)
+        .output()
+        .expect("run the layout probe");
+    assert!(output.status.success(), "the layout probe failed");
+    std::fs::write(out.join("layout.rs"), output.stdout).expect("write layout.rs");
+}

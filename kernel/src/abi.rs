@@ -1,0 +1,637 @@
+//! Records sent by the BPF programs, mirrored from `src/bpf/events.h`.
+//!
+//! The `#[repr(C)]` structs below are checked against the C compiler's view of
+//! `events.h` when this crate builds (sizes, every field offset, every constant),
+//! so the two sides cannot drift apart silently. [`decode`] turns the bytes of
+//! one ring-buffer record into an [`Event`] that borrows its path from them.
+
+use core::mem::{offset_of, size_of};
+
+/// The C layout, as `build.rs` measured it.
+#[allow(missing_docs, dead_code)]
+mod c {
+    include!(concat!(env!("OUT_DIR"), "/layout.rs"));
+}
+
+/// Length of the `comm` (thread name) field.
+pub const COMM_LEN: usize = 16;
+/// Longest path the kernel side sends, in bytes.
+pub const PATH_MAX: usize = 4096;
+/// Bit in the events mask: emit `do_mmap`.
+pub const WANT_DO_MMAP: u32 = 1 << 0;
+/// Bit in the events mask: emit `security_mmap_file`.
+pub const WANT_SECURITY_MMAP_FILE: u32 = 1 << 1;
+
+const EVENT_DO_MMAP: u16 = 1;
+const EVENT_SECURITY_MMAP_FILE: u16 = 2;
+const BACKEND_SYSCALL_TRACEPOINT: u16 = 1;
+const FILE_PRESENT: u32 = 1 << 0;
+const FILE_PATH_TRUNCATED: u32 = 1 << 1;
+const FILE_DELETED: u32 = 1 << 2;
+
+/// Common header of every record (`struct mw_header`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawHeader {
+    /// Record kind: 1 = do_mmap, 2 = security_mmap_file.
+    pub kind: u16,
+    /// Attach point that produced the record (see [`Backend`]).
+    pub backend: u16,
+    /// Bytes sent, header included.
+    pub size: u32,
+    /// CLOCK_MONOTONIC time the kernel saw the event, in ns.
+    pub ktime_ns: u64,
+    /// Process id.
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Pid namespace inode number.
+    pub pid_ns: u32,
+    /// Mount namespace inode number.
+    pub mnt_ns: u32,
+    /// Padding; always zero.
+    pub _pad0: u32,
+    /// Cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// Thread name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// File facts of a record (`struct mw_file`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawFile {
+    /// Inode number.
+    pub inode: u64,
+    /// Inode change time, ns since the Unix epoch.
+    pub ctime_ns: u64,
+    /// Kernel-internal device number: `major << 20 | minor`.
+    pub dev: u32,
+    /// `O_*` flags the file was opened with.
+    pub open_flags: u32,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u16,
+    /// Bytes of path following the fixed part.
+    pub path_len: u16,
+    /// `MW_FILE_*` bits.
+    pub flags: u32,
+}
+
+/// Fixed part of a do_mmap record (`struct mw_do_mmap` up to `path`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawDoMmap {
+    /// Common header.
+    pub hdr: RawHeader,
+    /// Start address of the new mapping; 0 when `error` is set.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// `PROT_*` bits.
+    pub prot: u64,
+    /// `MAP_*` flags.
+    pub mmap_flags: u64,
+    /// File offset in pages.
+    pub pgoff: u64,
+    /// CLOCK_MONOTONIC at entry, in ns.
+    pub start_ns: u64,
+    /// 0, or the negative errno the call returned.
+    pub error: i32,
+    /// Padding; always zero.
+    pub _pad0: u32,
+    /// Backing file, if any.
+    pub file: RawFile,
+}
+
+/// Fixed part of a security_mmap_file record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawSecurityMmapFile {
+    /// Common header.
+    pub hdr: RawHeader,
+    /// Requested `PROT_*` bits.
+    pub prot: u64,
+    /// `MAP_*` flags.
+    pub mmap_flags: u64,
+    /// Hook result: 0 or a negative errno; valid only when `has_verdict` is 1.
+    pub verdict: i32,
+    /// 1 when the backend sees the hook's verdict.
+    pub has_verdict: u32,
+    /// File being mapped, if any.
+    pub file: RawFile,
+}
+
+// The C compiler and this file must agree on every byte.
+macro_rules! assert_layout {
+    ($rust:ty, $size:expr, $( $field:ident => $off:expr ),+ $(,)?) => {
+        const _: () = {
+            assert!(size_of::<$rust>() == $size, concat!("size of ", stringify!($rust)));
+            $( assert!(offset_of!($rust, $field) == $off, concat!(stringify!($rust), ".", stringify!($field))); )+
+        };
+    };
+}
+
+assert_layout!(RawHeader, c::SIZEOF_MW_HEADER,
+    kind => c::MW_HEADER_KIND, backend => c::MW_HEADER_BACKEND, size => c::MW_HEADER_SIZE,
+    ktime_ns => c::MW_HEADER_KTIME_NS, tgid => c::MW_HEADER_TGID, tid => c::MW_HEADER_TID,
+    ppid => c::MW_HEADER_PPID, uid => c::MW_HEADER_UID, gid => c::MW_HEADER_GID,
+    pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS,
+    cgroup_id => c::MW_HEADER_CGROUP_ID, comm => c::MW_HEADER_COMM);
+assert_layout!(RawFile, c::SIZEOF_MW_FILE,
+    inode => c::MW_FILE_INODE, ctime_ns => c::MW_FILE_CTIME_NS, dev => c::MW_FILE_DEV,
+    open_flags => c::MW_FILE_OPEN_FLAGS, mode => c::MW_FILE_MODE,
+    path_len => c::MW_FILE_PATH_LEN, flags => c::MW_FILE_FLAGS);
+assert_layout!(RawDoMmap, c::MW_DO_MMAP_PATH,
+    hdr => c::MW_DO_MMAP_HDR, addr => c::MW_DO_MMAP_ADDR, len => c::MW_DO_MMAP_LEN,
+    prot => c::MW_DO_MMAP_PROT, mmap_flags => c::MW_DO_MMAP_MMAP_FLAGS,
+    pgoff => c::MW_DO_MMAP_PGOFF, start_ns => c::MW_DO_MMAP_START_NS,
+    error => c::MW_DO_MMAP_ERROR, file => c::MW_DO_MMAP_FILE);
+assert_layout!(RawSecurityMmapFile, c::MW_SECURITY_MMAP_FILE_PATH,
+    hdr => c::MW_SECURITY_MMAP_FILE_HDR, prot => c::MW_SECURITY_MMAP_FILE_PROT,
+    mmap_flags => c::MW_SECURITY_MMAP_FILE_MMAP_FLAGS,
+    verdict => c::MW_SECURITY_MMAP_FILE_VERDICT,
+    has_verdict => c::MW_SECURITY_MMAP_FILE_HAS_VERDICT,
+    file => c::MW_SECURITY_MMAP_FILE_FILE);
+
+const _: () = {
+    assert!(c::SIZEOF_MW_DO_MMAP == c::MW_DO_MMAP_PATH + PATH_MAX);
+    assert!(c::MW_COMM_LEN as usize == COMM_LEN);
+    assert!(c::MW_PATH_MAX as usize == PATH_MAX);
+    assert!(c::MW_EVENT_DO_MMAP == EVENT_DO_MMAP as u64);
+    assert!(c::MW_EVENT_SECURITY_MMAP_FILE == EVENT_SECURITY_MMAP_FILE as u64);
+    assert!(c::MW_BACKEND_SYSCALL_TRACEPOINT == BACKEND_SYSCALL_TRACEPOINT as u64);
+    assert!(c::MW_FILE_PRESENT == FILE_PRESENT as u64);
+    assert!(c::MW_FILE_PATH_TRUNCATED == FILE_PATH_TRUNCATED as u64);
+    assert!(c::MW_FILE_DELETED == FILE_DELETED as u64);
+    assert!(c::MW_WANT_DO_MMAP == WANT_DO_MMAP as u64);
+    assert!(c::MW_WANT_SECURITY_MMAP_FILE == WANT_SECURITY_MMAP_FILE as u64);
+    assert!(c::MW_COUNTER_DO_MMAP_SENT == Counter::DoMmapSent as u64);
+    assert!(c::MW_COUNTER_DO_MMAP_RINGBUF_FULL == Counter::DoMmapRingBufferFull as u64);
+    assert!(c::MW_COUNTER_SECURITY_SENT == Counter::SecurityMmapFileSent as u64);
+    assert!(c::MW_COUNTER_SECURITY_RINGBUF_FULL == Counter::SecurityMmapFileRingBufferFull as u64);
+    assert!(c::MW_COUNTER_PENDING_MAP_FULL == Counter::PendingMapFull as u64);
+    assert!(c::MW_COUNTER_PENDING_MISSING == Counter::PendingMissing as u64);
+    assert!(c::MW_COUNTER_MAX == Counter::ALL.len() as u64);
+};
+
+/// The kernel-side counters (`mw_counters` map), one per index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Counter {
+    /// do_mmap records written to the ring buffer.
+    DoMmapSent = 0,
+    /// do_mmap records lost: ring buffer full.
+    DoMmapRingBufferFull = 1,
+    /// security_mmap_file records written to the ring buffer.
+    SecurityMmapFileSent = 2,
+    /// security_mmap_file records lost: ring buffer full.
+    SecurityMmapFileRingBufferFull = 3,
+    /// do_mmap records lost: the per-thread argument map was full at entry.
+    PendingMapFull = 4,
+    /// Exits with no recorded entry (the call began before the probes attached).
+    PendingMissing = 5,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; 6] = [
+        Counter::DoMmapSent,
+        Counter::DoMmapRingBufferFull,
+        Counter::SecurityMmapFileSent,
+        Counter::SecurityMmapFileRingBufferFull,
+        Counter::PendingMapFull,
+        Counter::PendingMissing,
+    ];
+
+    /// Index in the counters map.
+    pub fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// Stable snake_case name, used in metrics and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::DoMmapSent => "do_mmap_sent",
+            Counter::DoMmapRingBufferFull => "do_mmap_ring_buffer_full",
+            Counter::SecurityMmapFileSent => "security_mmap_file_sent",
+            Counter::SecurityMmapFileRingBufferFull => "security_mmap_file_ring_buffer_full",
+            Counter::PendingMapFull => "do_mmap_pending_map_full",
+            Counter::PendingMissing => "do_mmap_entry_missing",
+        }
+    }
+
+    /// Whether the counter counts lost records.
+    pub fn is_loss(self) -> bool {
+        matches!(
+            self,
+            Counter::DoMmapRingBufferFull
+                | Counter::SecurityMmapFileRingBufferFull
+                | Counter::PendingMapFull
+        )
+    }
+}
+
+/// The attach point a record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `tracepoint/syscalls/sys_{enter,exit}_mmap`: mmap(2) calls only.
+    SyscallTracepoint,
+}
+
+impl Backend {
+    /// Value of the `mapwatch.backend` attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::SyscallTracepoint => "syscall_tracepoint",
+        }
+    }
+
+    fn from_raw(raw: u16) -> Result<Self, DecodeError> {
+        match raw {
+            BACKEND_SYSCALL_TRACEPOINT => Ok(Backend::SyscallTracepoint),
+            other => Err(DecodeError::UnknownBackend(other)),
+        }
+    }
+}
+
+/// Who caused an event: the task context common to every record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// CLOCK_MONOTONIC time the kernel saw the event, in ns.
+    pub ktime_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Pid namespace inode number.
+    pub pid_ns: u32,
+    /// Mount namespace inode number.
+    pub mnt_ns: u32,
+    /// Cgroup v2 id.
+    pub cgroup_id: u64,
+    /// Thread name as the kernel holds it (NUL padded).
+    pub comm: [u8; COMM_LEN],
+    /// Attach point that produced the record.
+    pub backend: Backend,
+}
+
+impl Context {
+    /// The thread name without its NUL padding.
+    pub fn comm(&self) -> &[u8] {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        &self.comm[..end]
+    }
+}
+
+/// The file behind a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct File<'a> {
+    /// Inode number.
+    pub inode: u64,
+    /// Inode change time, ns since the Unix epoch.
+    pub ctime_ns: u64,
+    /// Kernel-internal device number (`major << 20 | minor`).
+    pub dev: u32,
+    /// `O_*` flags of the open file description.
+    pub open_flags: u32,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u16,
+    /// Path relative to the process's root; raw bytes, as Linux paths are.
+    pub path: &'a [u8],
+    /// The path is incomplete: its leading part was too deep or too long.
+    pub path_truncated: bool,
+    /// The file had no links left (deleted, or a memfd).
+    pub deleted: bool,
+}
+
+impl File<'_> {
+    /// Major device number.
+    pub fn dev_major(&self) -> u32 {
+        self.dev >> 20
+    }
+
+    /// Minor device number.
+    pub fn dev_minor(&self) -> u32 {
+        self.dev & ((1 << 20) - 1)
+    }
+}
+
+/// A new mapping, as mmap returned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DoMmap<'a> {
+    /// Who made the call.
+    pub context: Context,
+    /// Start address of the mapping (0 on failure).
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// `PROT_*` bits.
+    pub prot: u64,
+    /// `MAP_*` flags.
+    pub flags: u64,
+    /// File offset in pages.
+    pub pgoff: u64,
+    /// CLOCK_MONOTONIC at entry, in ns (the return time is `context.ktime_ns`).
+    pub start_ns: u64,
+    /// `Some(-errno)` when the call failed.
+    pub error: Option<i32>,
+    /// Backing file; `None` for anonymous memory.
+    pub file: Option<File<'a>>,
+}
+
+/// The LSM permission check for a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecurityMmapFile<'a> {
+    /// Who asked.
+    pub context: Context,
+    /// Requested `PROT_*` bits.
+    pub prot: u64,
+    /// `MAP_*` flags.
+    pub flags: u64,
+    /// The hook's result (0 or -errno) when the backend can see it.
+    pub verdict: Option<i32>,
+    /// File being mapped; `None` for anonymous memory.
+    pub file: Option<File<'a>>,
+}
+
+/// One decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A mapping was made (or failed).
+    DoMmap(DoMmap<'a>),
+    /// A mapping's permission was checked.
+    SecurityMmapFile(SecurityMmapFile<'a>),
+}
+
+impl<'a> Event<'a> {
+    /// The task context of the event.
+    pub fn context(&self) -> &Context {
+        match self {
+            Event::DoMmap(e) => &e.context,
+            Event::SecurityMmapFile(e) => &e.context,
+        }
+    }
+}
+
+/// Why a record could not be decoded. The agent counts these; it never panics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the fixed part of the record needs.
+    #[error("record of {got} bytes is shorter than the {needed} bytes its kind needs")]
+    TooShort {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
+    /// The header names a kind this agent does not know.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u16),
+    /// The header names a backend this agent does not know.
+    #[error("unknown backend {0}")]
+    UnknownBackend(u16),
+    /// The header's size or the path length disagree with the bytes present.
+    #[error("record declares {declared} bytes but {got} arrived")]
+    SizeMismatch {
+        /// Size from the header (fixed part + path length).
+        declared: usize,
+        /// Bytes present.
+        got: usize,
+    },
+}
+
+/// Copies a plain-old-data struct out of the front of `bytes`.
+fn read_pod<T: Copy + Default>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let needed = size_of::<T>();
+    if bytes.len() < needed {
+        return Err(DecodeError::TooShort {
+            needed,
+            got: bytes.len(),
+        });
+    }
+    // SAFETY: the length was checked above; T is one of the #[repr(C)] structs of
+    // this module, made of integers and integer arrays only, so every bit pattern
+    // is a valid value; read_unaligned has no alignment requirement.
+    Ok(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn context(hdr: &RawHeader) -> Result<Context, DecodeError> {
+    Ok(Context {
+        ktime_ns: hdr.ktime_ns,
+        pid: hdr.tgid,
+        tid: hdr.tid,
+        ppid: hdr.ppid,
+        uid: hdr.uid,
+        gid: hdr.gid,
+        pid_ns: hdr.pid_ns,
+        mnt_ns: hdr.mnt_ns,
+        cgroup_id: hdr.cgroup_id,
+        comm: hdr.comm,
+        backend: Backend::from_raw(hdr.backend)?,
+    })
+}
+
+/// The path bytes after a fixed part of `fixed` bytes, checked against the header.
+fn path<'a>(
+    bytes: &'a [u8],
+    fixed: usize,
+    hdr: &RawHeader,
+    file: &RawFile,
+) -> Result<&'a [u8], DecodeError> {
+    let declared = fixed + file.path_len as usize;
+    if hdr.size as usize != declared || bytes.len() < declared {
+        return Err(DecodeError::SizeMismatch {
+            declared,
+            got: bytes.len().min(hdr.size as usize),
+        });
+    }
+    Ok(&bytes[fixed..declared])
+}
+
+fn file<'a>(raw: &RawFile, path: &'a [u8]) -> Option<File<'a>> {
+    (raw.flags & FILE_PRESENT != 0).then_some(File {
+        inode: raw.inode,
+        ctime_ns: raw.ctime_ns,
+        dev: raw.dev,
+        open_flags: raw.open_flags,
+        mode: raw.mode,
+        path,
+        path_truncated: raw.flags & FILE_PATH_TRUNCATED != 0,
+        deleted: raw.flags & FILE_DELETED != 0,
+    })
+}
+
+/// Decodes one ring-buffer record. The path is borrowed from `bytes`.
+///
+/// ```
+/// use mapwatch_kernel::abi::{decode, DecodeError};
+/// let mut bytes = vec![0u8; 256];
+/// bytes[0] = 9; // kind 9 does not exist
+/// assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(9)));
+/// ```
+pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
+    let hdr: RawHeader = read_pod(bytes)?;
+    match hdr.kind {
+        EVENT_DO_MMAP => {
+            let raw: RawDoMmap = read_pod(bytes)?;
+            let context = context(&raw.hdr)?;
+            let path = path(bytes, size_of::<RawDoMmap>(), &raw.hdr, &raw.file)?;
+            Ok(Event::DoMmap(DoMmap {
+                context,
+                addr: raw.addr,
+                len: raw.len,
+                prot: raw.prot,
+                flags: raw.mmap_flags,
+                pgoff: raw.pgoff,
+                start_ns: raw.start_ns,
+                error: (raw.error != 0).then_some(raw.error),
+                file: file(&raw.file, path),
+            }))
+        }
+        EVENT_SECURITY_MMAP_FILE => {
+            let raw: RawSecurityMmapFile = read_pod(bytes)?;
+            let context = context(&raw.hdr)?;
+            let path = path(bytes, size_of::<RawSecurityMmapFile>(), &raw.hdr, &raw.file)?;
+            Ok(Event::SecurityMmapFile(SecurityMmapFile {
+                context,
+                prot: raw.prot,
+                flags: raw.mmap_flags,
+                verdict: (raw.has_verdict != 0).then_some(raw.verdict),
+                file: file(&raw.file, path),
+            }))
+        }
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+/// Encoding helpers for tests and benchmarks: the bytes the kernel would send.
+pub mod encode {
+    use super::*;
+
+    fn bytes_of<T: Copy>(value: &T) -> &[u8] {
+        // SAFETY: T is a #[repr(C)] struct of this module made of integers; its
+        // padding fields are explicit, so every byte is initialised.
+        unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+    }
+
+    /// The record bytes of a do_mmap with the given fixed part and path.
+    /// `hdr.kind`, `hdr.size` and `file.path_len` are filled in.
+    pub fn do_mmap(mut raw: RawDoMmap, path: &[u8]) -> Vec<u8> {
+        raw.hdr.kind = EVENT_DO_MMAP;
+        raw.file.path_len = path.len() as u16;
+        raw.hdr.size = (size_of::<RawDoMmap>() + path.len()) as u32;
+        let mut out = bytes_of(&raw).to_vec();
+        out.extend_from_slice(path);
+        out
+    }
+
+    /// The record bytes of a security_mmap_file with the given fixed part and path.
+    pub fn security_mmap_file(mut raw: RawSecurityMmapFile, path: &[u8]) -> Vec<u8> {
+        raw.hdr.kind = EVENT_SECURITY_MMAP_FILE;
+        raw.file.path_len = path.len() as u16;
+        raw.hdr.size = (size_of::<RawSecurityMmapFile>() + path.len()) as u32;
+        let mut out = bytes_of(&raw).to_vec();
+        out.extend_from_slice(path);
+        out
+    }
+
+    /// Marks a raw file as present, with the given path flags.
+    pub fn file_flags(present: bool, truncated: bool, deleted: bool) -> u32 {
+        (present as u32 * FILE_PRESENT)
+            | (truncated as u32 * FILE_PATH_TRUNCATED)
+            | (deleted as u32 * FILE_DELETED)
+    }
+
+    /// The backend code of the syscall tracepoint backend.
+    pub const BACKEND_SYSCALL_TRACEPOINT: u16 = super::BACKEND_SYSCALL_TRACEPOINT;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> RawDoMmap {
+        RawDoMmap {
+            hdr: RawHeader {
+                backend: encode::BACKEND_SYSCALL_TRACEPOINT,
+                tgid: 42,
+                tid: 43,
+                comm: *b"cat\0\0\0\0\0\0\0\0\0\0\0\0\0",
+                ..Default::default()
+            },
+            addr: 0x7f00_0000_0000,
+            len: 8192,
+            prot: 5,
+            mmap_flags: 2,
+            pgoff: 1,
+            file: RawFile {
+                inode: 7,
+                dev: (8 << 20) | 1,
+                flags: encode::file_flags(true, false, true),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_trips_a_file_backed_do_mmap() {
+        let bytes = encode::do_mmap(sample(), b"/usr/lib/libc.so.6");
+        let Event::DoMmap(e) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(e.addr, 0x7f00_0000_0000);
+        assert_eq!(e.context.pid, 42);
+        assert_eq!(e.context.comm(), b"cat");
+        let f = e.file.unwrap();
+        assert_eq!(f.path, b"/usr/lib/libc.so.6");
+        assert_eq!((f.dev_major(), f.dev_minor()), (8, 1));
+        assert!(f.deleted && !f.path_truncated);
+    }
+
+    #[test]
+    fn anonymous_mapping_has_no_file() {
+        let mut raw = sample();
+        raw.file = RawFile::default();
+        let bytes = encode::do_mmap(raw, b"");
+        let Event::DoMmap(e) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(e.file, None);
+    }
+
+    #[test]
+    fn truncated_record_is_an_error() {
+        let bytes = encode::do_mmap(sample(), b"/etc/hosts");
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(matches!(decode(cut), Err(DecodeError::SizeMismatch { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn every_prefix_of_a_valid_record_is_rejected(cut in 0usize..160) {
+            let bytes = encode::do_mmap(sample(), b"/bin/true");
+            prop_assume!(cut < bytes.len());
+            prop_assert!(decode(&bytes[..cut]).is_err());
+        }
+    }
+}

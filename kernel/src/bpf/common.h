@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Maps, load-time settings, the record header and the one output path. */
+#ifndef MAPWATCH_COMMON_H
+#define MAPWATCH_COMMON_H
+
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "events.h"
+
+#define MW_MAP_ANONYMOUS 0x20
+#define MW_PAGE_SHIFT 12
+#define MW_MAX_ERRNO 4095
+
+/* Set by the agent before load (.rodata: the verifier sees them as constants). */
+volatile const __u32 mw_config_events = MW_WANT_DO_MMAP | MW_WANT_SECURITY_MMAP_FILE;
+/* The agent's own process: its mappings would feed back into its own output. */
+volatile const __u32 mw_config_ignore_tgid = 0;
+
+/* Records to user space. The agent sets the size from its config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} mw_events SEC(".maps");
+
+/* Every record sent and every record lost, by reason (MW_COUNTER_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MW_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} mw_counters SEC(".maps");
+
+/*
+ * Per-CPU workspace: a record is built here, then copied into the ring buffer
+ * with only as many path bytes as it has. The path is assembled back to front
+ * in `path_buf` (see file.h); its second half is slack so a masked write of a
+ * full name can never leave the buffer.
+ */
+struct mw_scratch {
+	union {
+		struct mw_do_mmap do_mmap;
+		struct mw_security_mmap_file security;
+	};
+	char path_buf[MW_PATH_MAX * 2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_scratch);
+} mw_scratch_map SEC(".maps");
+
+static __always_inline struct mw_scratch *mw_scratch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&mw_scratch_map, &zero);
+}
+
+static __always_inline void mw_count(__u32 counter)
+{
+	__u64 *value = bpf_map_lookup_elem(&mw_counters, &counter);
+	if (value)
+		*value += 1; /* per-CPU slot: no other writer */
+}
+
+/* Keeps clang from folding a bound check into the mask the verifier needs. */
+#define mw_barrier_var(var) asm volatile("" : "+r"(var))
+
+static __always_inline bool mw_ignored(__u64 pid_tgid)
+{
+	return mw_config_ignore_tgid != 0 && (__u32)(pid_tgid >> 32) == mw_config_ignore_tgid;
+}
+
+static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __u16 backend,
+					   __u64 pid_tgid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	hdr->kind = kind;
+	hdr->backend = backend;
+	hdr->size = 0;
+	hdr->ktime_ns = bpf_ktime_get_ns();
+	hdr->tgid = pid_tgid >> 32;
+	hdr->tid = (__u32)pid_tgid;
+	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	hdr->uid = (__u32)uid_gid;
+	hdr->gid = uid_gid >> 32;
+	hdr->pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
+	hdr->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	hdr->_pad0 = 0;
+	hdr->cgroup_id = bpf_get_current_cgroup_id();
+	if (bpf_get_current_comm(hdr->comm, sizeof(hdr->comm)))
+		__builtin_memset(hdr->comm, 0, sizeof(hdr->comm));
+}
+
+/*
+ * Sends `record` with `path_len` path bytes after its fixed part at
+ * `fixed_size`, and counts the result: sent, or lost because the ring buffer
+ * was full.
+ */
+static __always_inline void mw_output(void *record, struct mw_header *hdr, __u32 fixed_size,
+				      __u32 path_len, __u32 sent_counter, __u32 full_counter)
+{
+	__u32 size;
+
+	mw_barrier_var(path_len);
+	path_len &= MW_PATH_MAX - 1;
+	size = fixed_size + path_len;
+	hdr->size = size;
+	if (bpf_ringbuf_output(&mw_events, record, size, 0))
+		mw_count(full_counter);
+	else
+		mw_count(sent_counter);
+}
+
+#endif /* MAPWATCH_COMMON_H */

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The records the BPF programs send to user space: the ABI between the
+ * kernel side and the agent. kernel/src/abi.rs mirrors every struct and
+ * constant here, and the build checks sizes, offsets and values match.
+ *
+ * Every record starts with struct mw_header; `kind` says what follows and
+ * `size` how many bytes were sent (the path is sent only up to its length).
+ * Plain fixed-width fields only, so both sides agree without packing rules.
+ */
+#ifndef MAPWATCH_EVENTS_H
+#define MAPWATCH_EVENTS_H
+
+#ifndef __BPF__
+#include <linux/types.h>
+#endif
+
+#define MW_COMM_LEN 16
+/* Longest path we send; longer ones are cut at the front and flagged. */
+#define MW_PATH_MAX 4096
+
+/* mw_header.kind */
+#define MW_EVENT_DO_MMAP 1
+#define MW_EVENT_SECURITY_MMAP_FILE 2
+
+/* mw_header.backend: which attach point produced the record. */
+#define MW_BACKEND_SYSCALL_TRACEPOINT 1
+
+/* mw_file.flags */
+#define MW_FILE_PRESENT (1U << 0)        /* the mapping is backed by a file */
+#define MW_FILE_PATH_TRUNCATED (1U << 1) /* path too deep or too long: leading part missing */
+#define MW_FILE_DELETED (1U << 2)        /* i_nlink == 0: unlinked file or memfd */
+
+/* Indexes of the per-CPU counters in the mw_counters map. */
+#define MW_COUNTER_DO_MMAP_SENT 0
+#define MW_COUNTER_DO_MMAP_RINGBUF_FULL 1
+#define MW_COUNTER_SECURITY_SENT 2
+#define MW_COUNTER_SECURITY_RINGBUF_FULL 3
+#define MW_COUNTER_PENDING_MAP_FULL 4 /* enter could not store its arguments: do_mmap lost */
+#define MW_COUNTER_PENDING_MISSING 5  /* exit found no arguments (attached mid-call) */
+#define MW_COUNTER_MAX 6
+
+/* Bits of the mw_config_events global: which events the programs emit. */
+#define MW_WANT_DO_MMAP (1U << 0)
+#define MW_WANT_SECURITY_MMAP_FILE (1U << 1)
+
+struct mw_header {
+	__u16 kind;
+	__u16 backend;
+	__u32 size;          /* bytes sent, header included */
+	__u64 ktime_ns;      /* CLOCK_MONOTONIC when the kernel saw the event */
+	__u32 tgid;          /* process id */
+	__u32 tid;           /* thread id */
+	__u32 ppid;          /* parent's process id */
+	__u32 uid;
+	__u32 gid;
+	__u32 pid_ns;        /* pid namespace inode number */
+	__u32 mnt_ns;        /* mount namespace inode number */
+	__u32 _pad0;
+	__u64 cgroup_id;
+	char comm[MW_COMM_LEN];
+};
+
+struct mw_file {
+	__u64 inode;
+	__u64 ctime_ns;      /* inode change time, ns since the epoch */
+	__u32 dev;           /* kernel dev_t: major << 20 | minor */
+	__u32 open_flags;    /* file->f_flags (O_* of the open; no O_CLOEXEC) */
+	__u16 mode;          /* i_mode: file type and permission bits */
+	__u16 path_len;      /* bytes of path that follow, no NUL */
+	__u32 flags;         /* MW_FILE_* */
+};
+
+struct mw_do_mmap {
+	struct mw_header hdr;
+	__u64 addr;          /* start of the new mapping (0 when error != 0) */
+	__u64 len;
+	__u64 prot;          /* PROT_* */
+	__u64 mmap_flags;    /* MAP_* */
+	__u64 pgoff;         /* file offset in pages */
+	__u64 start_ns;      /* CLOCK_MONOTONIC at entry; hdr.ktime_ns is at return */
+	__s32 error;         /* 0, or the negative errno mmap returned */
+	__u32 _pad0;
+	struct mw_file file;
+	char path[MW_PATH_MAX];
+};
+
+struct mw_security_mmap_file {
+	struct mw_header hdr;
+	__u64 prot;
+	__u64 mmap_flags;
+	__s32 verdict;       /* 0 or negative errno; meaningful only if has_verdict */
+	__u32 has_verdict;   /* 1 when the backend sees the hook's result */
+	struct mw_file file;
+	char path[MW_PATH_MAX];
+};
+
+#endif /* MAPWATCH_EVENTS_H */

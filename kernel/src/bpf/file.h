@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* What we report about a mapped file: identity, times, flags and full path. */
+#ifndef MAPWATCH_FILE_H
+#define MAPWATCH_FILE_H
+
+#include "common.h"
+
+/* Upper bound on dentries + mount crossings walked for one path. */
+#define MW_PATH_MAX_STEPS 256
+#define MW_NAME_MASK 255 /* NAME_MAX */
+
+/* The open file behind `fd` in the current task, or NULL. */
+static __always_inline struct file *mw_fd_file(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return NULL;
+	return file;
+}
+
+/* Inode change time in ns since the epoch, for every known inode layout. */
+static __always_inline __u64 mw_inode_ctime_ns(struct inode *inode)
+{
+	if (bpf_core_field_exists(struct inode___ctime_split, i_ctime_sec)) {
+		struct inode___ctime_split *i = (void *)inode;
+		__u64 sec = BPF_CORE_READ(i, i_ctime_sec);
+		/* 6.13+: bit 31 marks "ctime was queried" (fine-grained timestamps). */
+		__u32 nsec = BPF_CORE_READ(i, i_ctime_nsec) & ~(1U << 31);
+		return sec * 1000000000ULL + nsec;
+	}
+	if (bpf_core_field_exists(struct inode___ctime_private, __i_ctime)) {
+		struct inode___ctime_private *i = (void *)inode;
+		return BPF_CORE_READ(i, __i_ctime.tv_sec) * 1000000000ULL +
+		       BPF_CORE_READ(i, __i_ctime.tv_nsec);
+	}
+	struct inode___ctime_public *i = (void *)inode;
+	return BPF_CORE_READ(i, i_ctime.tv_sec) * 1000000000ULL + BPF_CORE_READ(i, i_ctime.tv_nsec);
+}
+
+struct mw_path_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *root_dentry;
+	struct vfsmount *root_mnt;
+	char *buf;      /* mw_scratch.path_buf */
+	__u32 start;    /* path occupies buf[start, MW_PATH_MAX) */
+	__u32 complete; /* reached the root */
+};
+
+static __always_inline struct mount *mw_real_mount(struct vfsmount *vfsmnt)
+{
+	return (struct mount *)((void *)vfsmnt - bpf_core_field_offset(struct mount, mnt));
+}
+
+/*
+ * One step of the walk from a dentry up to the task's root, like the kernel's
+ * prepend_path(): prepend "/name", or cross from a mount's root to its
+ * mountpoint in the parent mount. Returns 1 to stop.
+ */
+static long mw_path_step(__u32 index, struct mw_path_walk *w)
+{
+	/* Plain locals: BPF_CORE_READ on w->x would relocate our own struct. */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	struct qstr name;
+	__u32 len, start;
+
+	if (dentry == w->root_dentry && vfsmnt == w->root_mnt) {
+		w->complete = 1;
+		return 1;
+	}
+	if (dentry == mnt_root || dentry == parent) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (dentry != mnt_root || up == mnt) {
+			/* Top of a detached or internal mount (memfd, pipes...): done. */
+			w->complete = 1;
+			return 1;
+		}
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		w->vfsmnt = &up->mnt;
+		return 0;
+	}
+
+	if (bpf_core_read(&name, sizeof(name), &dentry->d_name))
+		return 1;
+	len = name.len;
+	start = w->start;
+	if (len > MW_NAME_MASK || len + 1 > start)
+		return 1; /* would not fit: the path stays truncated */
+	start -= len + 1;
+	mw_barrier_var(start);
+	start &= MW_PATH_MAX - 1;
+	w->buf[start] = '/';
+	mw_barrier_var(len);
+	len &= MW_NAME_MASK;
+	if (bpf_probe_read_kernel(w->buf + start + 1, len, name.name))
+		return 1;
+	w->start = start;
+	w->dentry = parent;
+	return 0;
+}
+
+/*
+ * Writes the path of `file` (relative to the current task's root, crossing
+ * mount points) into `out` and returns its length. bpf_loop keeps the
+ * verifier's cost to one pass over the step whatever the depth.
+ */
+static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *out, __u32 *flags)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct mw_path_walk w = {};
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct path root;
+	__u32 len;
+
+	if (!fs || bpf_core_read(&root, sizeof(root), &fs->root) ||
+	    bpf_core_read(&w.vfsmnt, sizeof(w.vfsmnt), &file->f_path.mnt) ||
+	    bpf_core_read(&w.dentry, sizeof(w.dentry), &file->f_path.dentry)) {
+		*flags |= MW_FILE_PATH_TRUNCATED;
+		return 0;
+	}
+	w.mnt = mw_real_mount(w.vfsmnt);
+	w.root_dentry = root.dentry;
+	w.root_mnt = root.mnt;
+	w.buf = buf;
+	w.start = MW_PATH_MAX - 1; /* at most MW_PATH_MAX - 1 bytes: a length mask of 4095 holds it */
+
+	bpf_loop(MW_PATH_MAX_STEPS, mw_path_step, &w, 0);
+	if (!w.complete)
+		*flags |= MW_FILE_PATH_TRUNCATED;
+
+	len = MW_PATH_MAX - 1 - w.start;
+	if (len == 0) {
+		out[0] = '/';
+		return 1;
+	}
+	mw_barrier_var(len);
+	len &= MW_PATH_MAX - 1;
+	__u32 start = w.start & (MW_PATH_MAX - 1);
+	if (bpf_probe_read_kernel(out, len, buf + start))
+		return 0;
+	return len;
+}
+
+/* Fills `info` and `out` (the record's path) for a mapping of `file` (may be NULL). */
+static __always_inline void mw_file_info(struct file *file, struct mw_file *info, char *buf,
+					 char *out)
+{
+	struct inode *inode;
+
+	__builtin_memset(info, 0, sizeof(*info));
+	if (!file)
+		return;
+	inode = BPF_CORE_READ(file, f_inode);
+	info->flags = MW_FILE_PRESENT;
+	info->open_flags = BPF_CORE_READ(file, f_flags);
+	if (inode) {
+		info->inode = BPF_CORE_READ(inode, i_ino);
+		info->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+		info->mode = BPF_CORE_READ(inode, i_mode);
+		info->ctime_ns = mw_inode_ctime_ns(inode);
+		if (BPF_CORE_READ(inode, i_nlink) == 0)
+			info->flags |= MW_FILE_DELETED;
+	}
+	info->path_len = mw_file_path(file, buf, out, &info->flags);
+}
+
+#endif /* MAPWATCH_FILE_H */

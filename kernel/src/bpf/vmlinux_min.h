@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel types mapwatch reads, declared by hand.
+ *
+ * Every struct carries preserve_access_index, so clang records each field
+ * access as a CO-RE relocation and the loader rewrites offsets for the running
+ * kernel's BTF. Only the fields we read are listed; their order and the
+ * missing members do not matter. Types that changed shape across kernels get
+ * a "flavour" (struct foo___v2) and are read behind bpf_core_field_exists().
+ */
+#ifndef MAPWATCH_VMLINUX_MIN_H
+#define MAPWATCH_VMLINUX_MIN_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s32 s32;
+typedef __s64 s64;
+typedef __u16 umode_t;
+typedef __s64 time64_t;
+typedef __u32 dev_t;
+typedef _Bool bool;
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct timespec64 {
+	time64_t tv_sec;
+	long tv_nsec;
+};
+
+struct qstr {
+	union {
+		struct {
+			u32 hash;
+			u32 len;
+		};
+		u64 hash_len;
+	};
+	const unsigned char *name;
+};
+
+struct super_block {
+	dev_t s_dev;
+};
+
+struct inode {
+	umode_t i_mode;
+	unsigned long i_ino;
+	struct super_block *i_sb;
+	union {
+		const unsigned int i_nlink;
+		unsigned int __i_nlink;
+	};
+};
+
+/* ctime, 6.11+: split seconds / nanoseconds (bit 31 of nsec is a flag on 6.13+). */
+struct inode___ctime_split {
+	time64_t i_ctime_sec;
+	u32 i_ctime_nsec;
+};
+
+/* ctime, 6.6 - 6.10. */
+struct inode___ctime_private {
+	struct timespec64 __i_ctime;
+};
+
+/* ctime, before 6.6. */
+struct inode___ctime_public {
+	struct timespec64 i_ctime;
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+	struct inode *d_inode;
+};
+
+struct vfsmount {
+	struct dentry *mnt_root;
+	struct super_block *mnt_sb;
+};
+
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+};
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+};
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+	unsigned int f_flags;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct fs_struct {
+	struct path root;
+};
+
+struct ns_common {
+	unsigned int inum;
+};
+
+struct mnt_namespace {
+	struct ns_common ns;
+};
+
+struct pid_namespace {
+	struct ns_common ns;
+};
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+	struct pid_namespace *pid_ns_for_children;
+};
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct task_struct *real_parent;
+	struct fs_struct *fs;
+	struct files_struct *files;
+	struct nsproxy *nsproxy;
+};
+
+#pragma clang attribute pop
+
+/*
+ * Syscall tracepoint contexts. Their layout is the tracepoint format
+ * (events/syscalls/sys_{enter,exit}_mmap/format), a stable ABI, not a
+ * kernel struct: no relocation.
+ */
+struct mw_sys_enter_ctx {
+	u64 common;          /* type, flags, preempt count, pid */
+	long syscall_nr;
+	unsigned long args[6];
+};
+
+struct mw_sys_exit_ctx {
+	u64 common;
+	long syscall_nr;
+	long ret;
+};
+
+#endif /* MAPWATCH_VMLINUX_MIN_H */

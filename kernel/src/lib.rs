@@ -1,0 +1,48 @@
+//! mapwatch's kernel side: the BPF programs (C, CO-RE, built by clang in
+//! `build.rs`) and the record ABI they share with user space.
+//!
+//! The agent loads [`object()`] with a BPF loader, attaches the programs named
+//! in [`programs`], reads records from the [`maps::EVENTS`] ring buffer and turns
+//! the bytes into typed events with [`abi::decode`]:
+//!
+//! ```
+//! use mapwatch_kernel::abi::{decode, DecodeError};
+//! // A record too short for any header is rejected, never read past its end.
+//! assert!(matches!(decode(&[0u8; 4]), Err(DecodeError::TooShort { .. })));
+//! assert!(!mapwatch_kernel::object().is_empty());
+//! ```
+#![deny(missing_docs)]
+
+pub mod abi;
+
+#[repr(C, align(8))]
+struct Aligned<B: ?Sized>(B);
+
+/// ELF object files are parsed in place: keep the embedded bytes 8-byte aligned.
+static OBJECT: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/mapwatch.bpf.o")));
+
+/// The compiled BPF object holding every program and map of mapwatch.
+pub fn object() -> &'static [u8] {
+    &OBJECT.0
+}
+
+/// Names of the programs in [`object()`].
+pub mod programs {
+    /// `tracepoint/syscalls/sys_enter_mmap`: emits security_mmap_file, keeps do_mmap's arguments.
+    pub const SYS_ENTER_MMAP: &str = "mw_sys_enter_mmap";
+    /// `tracepoint/syscalls/sys_exit_mmap`: emits do_mmap with the returned address.
+    pub const SYS_EXIT_MMAP: &str = "mw_sys_exit_mmap";
+}
+
+/// Names of the maps and load-time globals in [`object()`].
+pub mod maps {
+    /// Ring buffer carrying every record.
+    pub const EVENTS: &str = "mw_events";
+    /// Per-CPU `u64` counters indexed by [`crate::abi::Counter`].
+    pub const COUNTERS: &str = "mw_counters";
+    /// `.rodata` global: bit set of events to emit ([`crate::abi::WANT_DO_MMAP`], ...).
+    pub const CONFIG_EVENTS: &str = "mw_config_events";
+    /// `.rodata` global: a process id whose mappings are not reported (the agent itself).
+    pub const CONFIG_IGNORE_TGID: &str = "mw_config_ignore_tgid";
+}
