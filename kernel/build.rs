@@ -75,6 +75,8 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "ppid",
             "uid",
             "gid",
+            "euid",
+            "egid",
             "pid_ns",
             "mnt_ns",
             "cgroup_id",

@@ -51,12 +51,14 @@ pub struct RawHeader {
     pub uid: u32,
     /// Real group id.
     pub gid: u32,
+    /// Effective user id.
+    pub euid: u32,
+    /// Effective group id.
+    pub egid: u32,
     /// Pid namespace inode number.
     pub pid_ns: u32,
     /// Mount namespace inode number.
     pub mnt_ns: u32,
-    /// Padding; always zero.
-    pub _pad0: u32,
     /// Cgroup v2 id of the task.
     pub cgroup_id: u64,
     /// Thread name, NUL padded.
@@ -141,6 +143,7 @@ assert_layout!(RawHeader, c::SIZEOF_MW_HEADER,
     kind => c::MW_HEADER_KIND, backend => c::MW_HEADER_BACKEND, size => c::MW_HEADER_SIZE,
     ktime_ns => c::MW_HEADER_KTIME_NS, tgid => c::MW_HEADER_TGID, tid => c::MW_HEADER_TID,
     ppid => c::MW_HEADER_PPID, uid => c::MW_HEADER_UID, gid => c::MW_HEADER_GID,
+    euid => c::MW_HEADER_EUID, egid => c::MW_HEADER_EGID,
     pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS,
     cgroup_id => c::MW_HEADER_CGROUP_ID, comm => c::MW_HEADER_COMM);
 assert_layout!(RawFile, c::SIZEOF_MW_FILE,
@@ -276,6 +279,10 @@ pub struct Context {
     pub uid: u32,
     /// Real group id.
     pub gid: u32,
+    /// Effective user id.
+    pub euid: u32,
+    /// Effective group id.
+    pub egid: u32,
     /// Pid namespace inode number.
     pub pid_ns: u32,
     /// Mount namespace inode number.
@@ -436,6 +443,8 @@ fn context(hdr: &RawHeader) -> Result<Context, DecodeError> {
         ppid: hdr.ppid,
         uid: hdr.uid,
         gid: hdr.gid,
+        euid: hdr.euid,
+        egid: hdr.egid,
         pid_ns: hdr.pid_ns,
         mnt_ns: hdr.mnt_ns,
         cgroup_id: hdr.cgroup_id,

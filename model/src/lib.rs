@@ -1,1 +1,26 @@
-//! placeholder
+//! mapwatch's data model: each kernel event becomes one OpenTelemetry log
+//! record with semantic attributes.
+//!
+//! Pure mapping: no I/O, no BPF, no runtime. It writes into any
+//! [`opentelemetry::logs::LogRecord`], so the agent fills the SDK's records in
+//! place and tests can use their own. [`attributes`] names every attribute;
+//! [`fill_log_record`] is the mapping.
+//!
+//! ```
+//! use mapwatch_model::{attributes, classify, Reasons};
+//! // PROT_READ|PROT_WRITE|PROT_EXEC on anonymous memory: two reasons to look.
+//! let reasons = classify(0x7, 0x22, false);
+//! assert!(reasons.contains(Reasons::WRITE_EXECUTE) && reasons.contains(Reasons::EXECUTE_ANONYMOUS));
+//! assert_eq!(attributes::MMAP_PROT, "mmap.prot");
+//! ```
+#![deny(missing_docs)]
+
+pub mod attributes;
+pub mod names;
+mod record;
+mod suspicious;
+
+pub use record::{
+    EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE, WallClock, classify, fill_log_record, iso8601,
+};
+pub use suspicious::Reasons;

@@ -88,9 +88,11 @@ static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __
 	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	hdr->uid = (__u32)uid_gid;
 	hdr->gid = uid_gid >> 32;
+	/* kuid_t values in the initial user namespace, as the helper above returns. */
+	hdr->euid = BPF_CORE_READ(task, cred, euid.val);
+	hdr->egid = BPF_CORE_READ(task, cred, egid.val);
 	hdr->pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
 	hdr->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	hdr->_pad0 = 0;
 	hdr->cgroup_id = bpf_get_current_cgroup_id();
 	if (bpf_get_current_comm(hdr->comm, sizeof(hdr->comm)))
 		__builtin_memset(hdr->comm, 0, sizeof(hdr->comm));

@@ -52,11 +52,12 @@ struct mw_header {
 	__u32 tgid;          /* process id */
 	__u32 tid;           /* thread id */
 	__u32 ppid;          /* parent's process id */
-	__u32 uid;
-	__u32 gid;
+	__u32 uid;           /* real user id */
+	__u32 gid;           /* real group id */
+	__u32 euid;          /* effective user id */
+	__u32 egid;          /* effective group id */
 	__u32 pid_ns;        /* pid namespace inode number */
 	__u32 mnt_ns;        /* mount namespace inode number */
-	__u32 _pad0;
 	__u64 cgroup_id;
 	char comm[MW_COMM_LEN];
 };

@@ -131,7 +131,21 @@ struct nsproxy {
 	struct pid_namespace *pid_ns_for_children;
 };
 
+typedef struct {
+	u32 val;
+} kuid_t;
+
+typedef struct {
+	u32 val;
+} kgid_t;
+
+struct cred {
+	kuid_t euid;
+	kgid_t egid;
+};
+
 struct task_struct {
+	const struct cred *cred;
 	int pid;
 	int tgid;
 	struct task_struct *real_parent;

@@ -1,0 +1,169 @@
+//! Every attribute mapwatch puts on a record: its name, type and meaning.
+//!
+//! Names follow the OpenTelemetry semantic conventions where one exists
+//! (`process.*`, `thread.*`, `file.*`, `error.type`); what semconv lacks lives
+//! under `mmap.*` and `mapwatch.*`. No name is both an attribute and a namespace
+//! of other attributes. [`ALL`] lists them for docs and tests:
+//! `docs/semantic-conventions.md` is checked against it.
+//!
+//! ```
+//! use mapwatch_model::attributes::{self, ALL};
+//! assert_eq!(attributes::FILE_INODE, "file.inode");
+//! assert!(ALL.iter().any(|a| a.name == attributes::MMAP_PROT_NAMES));
+//! ```
+
+/// Type of an attribute's value, as it travels in OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeType {
+    /// `int` (64-bit signed).
+    Int,
+    /// `string`.
+    String,
+    /// `string[]`.
+    StringArray,
+    /// `boolean`.
+    Bool,
+}
+
+impl AttributeType {
+    /// The type's name as the semantic conventions write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttributeType::Int => "int",
+            AttributeType::String => "string",
+            AttributeType::StringArray => "string[]",
+            AttributeType::Bool => "boolean",
+        }
+    }
+}
+
+/// Which records carry an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Every record.
+    Always,
+    /// Records of a file-backed mapping.
+    FileBacked,
+    /// Only in the situation the description names.
+    Conditional,
+}
+
+impl Presence {
+    /// Short label for documentation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Presence::Always => "always",
+            Presence::FileBacked => "file-backed",
+            Presence::Conditional => "conditional",
+        }
+    }
+}
+
+/// Documentation of one attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribute {
+    /// Attribute key.
+    pub name: &'static str,
+    /// Value type.
+    pub ty: AttributeType,
+    /// When it is present.
+    pub presence: Presence,
+    /// Meaning, one sentence.
+    pub brief: &'static str,
+    /// An example value as it would be written in docs.
+    pub example: &'static str,
+}
+
+macro_rules! attributes {
+    ($( $(#[$doc:meta])* $konst:ident = $name:literal, $ty:ident, $presence:ident, $brief:literal, $example:literal; )+) => {
+        $( $(#[$doc])* pub const $konst: &str = $name; )+
+        /// Every attribute, in documentation order.
+        pub const ALL: &[Attribute] = &[
+            $( Attribute { name: $name, ty: AttributeType::$ty, presence: Presence::$presence, brief: $brief, example: $example }, )+
+        ];
+    };
+}
+
+attributes! {
+    /// Process id of the caller.
+    PROCESS_PID = "process.pid", Int, Always, "Process id of the task that made the call.", "4242";
+    /// Parent process id.
+    PROCESS_PARENT_PID = "process.parent_pid", Int, Always, "Process id of the caller's parent.", "1";
+    /// The kernel's name of the calling thread.
+    PROCESS_EXECUTABLE_NAME = "process.executable.name", String, Always,
+        "The kernel's `comm` of the calling thread (at most 15 bytes): the executable's name unless the thread renamed itself.", "python3";
+    /// Effective user id.
+    PROCESS_USER_ID = "process.user.id", Int, Always, "Effective user id of the caller.", "1000";
+    /// Real user id.
+    PROCESS_REAL_USER_ID = "process.real_user.id", Int, Always, "Real user id of the caller.", "1000";
+    /// Effective group id.
+    PROCESS_GROUP_ID = "process.group.id", Int, Always, "Effective group id of the caller.", "1000";
+    /// Real group id.
+    PROCESS_REAL_GROUP_ID = "process.real_group.id", Int, Always, "Real group id of the caller.", "1000";
+    /// Thread id.
+    THREAD_ID = "thread.id", Int, Always, "Thread id of the caller.", "4243";
+    /// Thread name.
+    THREAD_NAME = "thread.name", String, Always, "The kernel's `comm` of the calling thread.", "worker-1";
+    /// Full path of the mapped file.
+    FILE_PATH = "file.path", String, FileBacked,
+        "Full path of the mapped file, resolved in the kernel, relative to the caller's root directory.", "/usr/lib/x86_64-linux-gnu/libc.so.6";
+    /// File name.
+    FILE_NAME = "file.name", String, FileBacked, "Last component of `file.path`.", "libc.so.6";
+    /// Directory of the file.
+    FILE_DIRECTORY = "file.directory", String, FileBacked, "`file.path` without its last component.", "/usr/lib/x86_64-linux-gnu";
+    /// Inode number.
+    FILE_INODE = "file.inode", String, FileBacked, "Inode number, as a string (semconv).", "326279";
+    /// Inode change time.
+    FILE_CHANGED = "file.changed", String, FileBacked, "Inode change time (ctime), ISO 8601 in UTC.", "2026-04-27T20:14:33.000000000Z";
+    /// Start address of the mapping.
+    MMAP_ADDR = "mmap.addr", Int, Conditional, "Start address of the new mapping; absent when the call failed.", "140121332011008";
+    /// Length of the mapping.
+    MMAP_LEN = "mmap.len", Int, Conditional, "Length in bytes (do_mmap).", "8192";
+    /// Offset into the file, in pages.
+    MMAP_PGOFF = "mmap.pgoff", Int, Conditional, "Offset into the file, in pages of 4096 bytes (do_mmap).", "1";
+    /// Protection bits.
+    MMAP_PROT = "mmap.prot", Int, Always, "`PROT_*` bits requested.", "5";
+    /// Protection bits by name.
+    MMAP_PROT_NAMES = "mmap.prot_names", StringArray, Always,
+        "`mmap.prot` as names; `PROT_NONE` when zero, `0x...` for bits without a name.", "[\"PROT_READ\", \"PROT_EXEC\"]";
+    /// Mapping flags.
+    MMAP_FLAGS = "mmap.flags", Int, Always, "`MAP_*` flags.", "2";
+    /// Mapping flags by name.
+    MMAP_FLAG_NAMES = "mmap.flag_names", StringArray, Always,
+        "`mmap.flags` as names; the mapping type first (`MAP_SHARED`, `MAP_PRIVATE`, `MAP_SHARED_VALIDATE`).", "[\"MAP_PRIVATE\", \"MAP_ANONYMOUS\"]";
+    /// Device of the file.
+    MMAP_FILE_DEV = "mmap.file.dev", String, FileBacked, "Device holding the file, `major:minor` as `stat` shows it.", "254:0";
+    /// Open flags.
+    MMAP_FILE_OPEN_FLAGS = "mmap.file.open_flags", Int, FileBacked,
+        "`O_*` flags of the open file (the kernel's `f_flags`; `O_CLOEXEC` is not among them).", "32768";
+    /// Open flags by name.
+    MMAP_FILE_OPEN_FLAG_NAMES = "mmap.file.open_flag_names", StringArray, FileBacked,
+        "`mmap.file.open_flags` as names; the access mode first.", "[\"O_RDONLY\", \"O_LARGEFILE\"]";
+    /// File mode.
+    MMAP_FILE_MODE = "mmap.file.mode", String, FileBacked, "File type and permission bits (`st_mode`), in octal.", "0100755";
+    /// Path is incomplete.
+    MMAP_FILE_PATH_TRUNCATED = "mmap.file.path_truncated", Bool, Conditional,
+        "Present and true when the path was too deep or too long to resolve fully: its leading part is missing.", "true";
+    /// File has no links.
+    MMAP_FILE_DELETED = "mmap.file.deleted", Bool, Conditional,
+        "Present and true when the file had no links left: deleted after open, or a memfd.", "true";
+    /// Errno of a failed mmap.
+    MMAP_ERRNO = "mmap.errno", Int, Conditional, "errno of a failed call (positive).", "12";
+    /// Error name.
+    ERROR_TYPE = "error.type", String, Conditional, "Name of the errno of a failed call or denied check.", "ENOMEM";
+    /// Verdict of the LSM hook.
+    MMAP_LSM_VERDICT = "mmap.lsm.verdict", Int, Conditional,
+        "security_mmap_file's result (0 or a negative errno), where the backend can see it.", "0";
+    /// Backend that produced the record.
+    MAPWATCH_BACKEND = "mapwatch.backend", String, Always,
+        "Kernel attach point that produced the record.", "syscall_tracepoint";
+    /// Why a mapping is suspicious.
+    MAPWATCH_SUSPICIOUS_REASONS = "mapwatch.suspicious.reasons", StringArray, Conditional,
+        "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file).", "[\"write_execute\", \"execute_anonymous\"]";
+    /// Cgroup id.
+    MAPWATCH_CGROUP_ID = "mapwatch.cgroup.id", Int, Always, "Cgroup v2 id of the caller (the inode of its cgroup directory).", "8123";
+    /// Pid namespace.
+    MAPWATCH_PID_NAMESPACE = "mapwatch.pid_namespace", Int, Always, "Inode number of the caller's pid namespace.", "4026531836";
+    /// Mount namespace.
+    MAPWATCH_MOUNT_NAMESPACE = "mapwatch.mount_namespace", Int, Always, "Inode number of the caller's mount namespace.", "4026531841";
+}

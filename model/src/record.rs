@@ -1,0 +1,313 @@
+//! One kernel event -> one OpenTelemetry log record.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mapwatch_kernel::abi::{Context, DoMmap, Event, File, SecurityMmapFile};
+use opentelemetry::logs::{AnyValue, LogRecord, Severity};
+use opentelemetry::{Key, StringValue};
+
+use crate::attributes as attr;
+use crate::names::{self, MAP_ANONYMOUS, PROT_EXEC, PROT_WRITE};
+use crate::suspicious::Reasons;
+
+/// `EventName` of a do_mmap record.
+pub const EVENT_DO_MMAP: &str = "mapwatch.do_mmap";
+/// `EventName` of a security_mmap_file record.
+pub const EVENT_SECURITY_MMAP_FILE: &str = "mapwatch.security_mmap_file";
+
+/// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use mapwatch_model::WallClock;
+/// // Monotonic 0 was wall-clock 1000 s after the epoch.
+/// let clock = WallClock::from_offset_ns(1_000_000_000_000);
+/// assert_eq!(clock.wall_time(5), UNIX_EPOCH + Duration::from_nanos(1_000_000_000_005));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallClock {
+    offset_ns: i128,
+}
+
+impl WallClock {
+    /// A clock where monotonic time `0` is `offset_ns` after the Unix epoch
+    /// (CLOCK_REALTIME minus CLOCK_MONOTONIC, read together).
+    pub fn from_offset_ns(offset_ns: i128) -> WallClock {
+        WallClock { offset_ns }
+    }
+
+    /// The wall-clock time of monotonic time `ktime_ns`.
+    pub fn wall_time(&self, ktime_ns: u64) -> SystemTime {
+        let ns = (i128::from(ktime_ns) + self.offset_ns).clamp(0, i128::from(u64::MAX)) as u64;
+        UNIX_EPOCH + Duration::from_nanos(ns)
+    }
+}
+
+/// Fills `record` from `event`: event name, timestamps, severity, body and
+/// every attribute of [`crate::attributes`] that applies.
+///
+/// ```
+/// use std::time::SystemTime;
+/// use mapwatch_kernel::abi::{decode, encode, RawDoMmap};
+/// use mapwatch_model::{fill_log_record, WallClock};
+/// use opentelemetry::logs::{Logger, LoggerProvider, Severity};
+/// use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
+///
+/// // The bytes the kernel sends for an anonymous RWX mapping.
+/// let mut raw = RawDoMmap::default();
+/// raw.hdr.backend = encode::BACKEND_SYSCALL_TRACEPOINT;
+/// (raw.prot, raw.mmap_flags, raw.len) = (0x7, 0x22, 4096);
+/// let bytes = encode::do_mmap(raw, b"");
+///
+/// let exporter = InMemoryLogExporter::default();
+/// let provider = SdkLoggerProvider::builder().with_simple_exporter(exporter.clone()).build();
+/// let logger = provider.logger("mapwatch");
+/// let mut record = logger.create_log_record();
+/// fill_log_record(&decode(&bytes).unwrap(), &WallClock::from_offset_ns(0), SystemTime::now(), &mut record);
+/// logger.emit(record);
+///
+/// let logs = exporter.get_emitted_logs().unwrap();
+/// assert_eq!(logs[0].record.event_name(), Some("mapwatch.do_mmap"));
+/// assert_eq!(logs[0].record.severity_number(), Some(Severity::Warn));
+/// ```
+pub fn fill_log_record<R: LogRecord>(
+    event: &Event<'_>,
+    clock: &WallClock,
+    observed: SystemTime,
+    record: &mut R,
+) {
+    record.set_observed_timestamp(observed);
+    match event {
+        Event::DoMmap(e) => fill_do_mmap(e, clock, record),
+        Event::SecurityMmapFile(e) => fill_security_mmap_file(e, clock, record),
+    }
+}
+
+/// Why a mapping with these protections and flags is suspicious.
+pub fn classify(prot: u64, flags: u64, file_backed: bool) -> Reasons {
+    let mut reasons = Reasons::empty();
+    if prot & (PROT_WRITE | PROT_EXEC) == PROT_WRITE | PROT_EXEC {
+        reasons.insert(Reasons::WRITE_EXECUTE);
+    }
+    if prot & PROT_EXEC != 0 && (flags & MAP_ANONYMOUS != 0 || !file_backed) {
+        reasons.insert(Reasons::EXECUTE_ANONYMOUS);
+    }
+    reasons
+}
+
+fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R) {
+    record.set_event_name(EVENT_DO_MMAP);
+    record.set_timestamp(clock.wall_time(e.context.ktime_ns));
+    let reasons = classify(e.prot, e.flags, e.file.is_some());
+    set_severity(record, reasons);
+
+    let comm = String::from_utf8_lossy(e.context.comm());
+    let path = e.file.as_ref().map(|f| String::from_utf8_lossy(f.path));
+    let mut body = String::with_capacity(160);
+    match (e.error, &path) {
+        (Some(err), Some(p)) => {
+            let _ = write!(
+                body,
+                "{comm} failed to map {p}: {}",
+                names::errno_name(-err)
+            );
+        }
+        (Some(err), None) => {
+            let _ = write!(
+                body,
+                "{comm} failed to map {} bytes of anonymous memory: {}",
+                e.len,
+                names::errno_name(-err)
+            );
+        }
+        (None, Some(p)) => {
+            let _ = write!(
+                body,
+                "{comm} mapped {p} at {:#x} ({} bytes, ",
+                e.addr, e.len
+            );
+        }
+        (None, None) => {
+            let _ = write!(
+                body,
+                "{comm} mapped {} bytes of anonymous memory at {:#x} (",
+                e.len, e.addr
+            );
+        }
+    }
+    if e.error.is_none() {
+        join_into(&mut body, &names::prot_names(e.prot));
+        body.push_str(", ");
+        join_into(&mut body, &names::map_flag_names(e.flags));
+        body.push(')');
+    }
+    record.set_body(AnyValue::from(body));
+
+    add_context(record, &e.context, comm);
+    match e.error {
+        Some(err) => {
+            record.add_attribute(attr::MMAP_ERRNO, i64::from(-err));
+            record.add_attribute(attr::ERROR_TYPE, cow_value(names::errno_name(-err)));
+        }
+        None => record.add_attribute(attr::MMAP_ADDR, e.addr as i64),
+    }
+    record.add_attribute(attr::MMAP_LEN, e.len as i64);
+    record.add_attribute(attr::MMAP_PGOFF, e.pgoff as i64);
+    add_prot_flags(record, e.prot, e.flags, reasons);
+    if let (Some(file), Some(path)) = (&e.file, path) {
+        add_file(record, file, path);
+    }
+}
+
+fn fill_security_mmap_file<R: LogRecord>(
+    e: &SecurityMmapFile<'_>,
+    clock: &WallClock,
+    record: &mut R,
+) {
+    record.set_event_name(EVENT_SECURITY_MMAP_FILE);
+    record.set_timestamp(clock.wall_time(e.context.ktime_ns));
+    let reasons = classify(e.prot, e.flags, e.file.is_some());
+    set_severity(record, reasons);
+
+    let comm = String::from_utf8_lossy(e.context.comm());
+    let path = e.file.as_ref().map(|f| String::from_utf8_lossy(f.path));
+    let mut body = String::with_capacity(160);
+    let _ = write!(body, "{comm} asks to map ");
+    match &path {
+        Some(p) => body.push_str(p),
+        None => body.push_str("anonymous memory"),
+    }
+    body.push_str(" with ");
+    join_into(&mut body, &names::prot_names(e.prot));
+    match e.verdict {
+        Some(0) => body.push_str(": allowed"),
+        Some(v) => {
+            let _ = write!(body, ": denied ({})", names::errno_name(-v));
+        }
+        None => {}
+    }
+    record.set_body(AnyValue::from(body));
+
+    add_context(record, &e.context, comm);
+    if let Some(verdict) = e.verdict {
+        record.add_attribute(attr::MMAP_LSM_VERDICT, i64::from(verdict));
+        if verdict != 0 {
+            record.add_attribute(attr::ERROR_TYPE, cow_value(names::errno_name(-verdict)));
+        }
+    }
+    add_prot_flags(record, e.prot, e.flags, reasons);
+    if let (Some(file), Some(path)) = (&e.file, path) {
+        add_file(record, file, path);
+    }
+}
+
+fn set_severity<R: LogRecord>(record: &mut R, reasons: Reasons) {
+    if reasons.is_empty() {
+        record.set_severity_number(Severity::Info);
+        record.set_severity_text("INFO");
+    } else {
+        record.set_severity_number(Severity::Warn);
+        record.set_severity_text("WARN");
+    }
+}
+
+fn join_into(out: &mut String, names: &[Cow<'static, str>]) {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        out.push_str(name);
+    }
+}
+
+fn cow_value(value: Cow<'static, str>) -> AnyValue {
+    match value {
+        Cow::Borrowed(s) => AnyValue::String(StringValue::from(s)),
+        Cow::Owned(s) => AnyValue::String(StringValue::from(s)),
+    }
+}
+
+fn names_value(names: Vec<Cow<'static, str>>) -> AnyValue {
+    AnyValue::ListAny(Box::new(names.into_iter().map(cow_value).collect()))
+}
+
+fn add_context<R: LogRecord>(record: &mut R, c: &Context, comm: Cow<'_, str>) {
+    let comm: StringValue = comm.into_owned().into();
+    record.add_attribute(attr::PROCESS_PID, i64::from(c.pid));
+    record.add_attribute(attr::PROCESS_PARENT_PID, i64::from(c.ppid));
+    record.add_attribute(
+        attr::PROCESS_EXECUTABLE_NAME,
+        AnyValue::String(comm.clone()),
+    );
+    record.add_attribute(attr::PROCESS_USER_ID, i64::from(c.euid));
+    record.add_attribute(attr::PROCESS_REAL_USER_ID, i64::from(c.uid));
+    record.add_attribute(attr::PROCESS_GROUP_ID, i64::from(c.egid));
+    record.add_attribute(attr::PROCESS_REAL_GROUP_ID, i64::from(c.gid));
+    record.add_attribute(attr::THREAD_ID, i64::from(c.tid));
+    record.add_attribute(attr::THREAD_NAME, AnyValue::String(comm));
+    record.add_attribute(attr::MAPWATCH_CGROUP_ID, c.cgroup_id as i64);
+    record.add_attribute(attr::MAPWATCH_PID_NAMESPACE, i64::from(c.pid_ns));
+    record.add_attribute(attr::MAPWATCH_MOUNT_NAMESPACE, i64::from(c.mnt_ns));
+    record.add_attribute(attr::MAPWATCH_BACKEND, c.backend.name());
+}
+
+fn add_prot_flags<R: LogRecord>(record: &mut R, prot: u64, flags: u64, reasons: Reasons) {
+    record.add_attribute(attr::MMAP_PROT, prot as i64);
+    record.add_attribute(attr::MMAP_PROT_NAMES, names_value(names::prot_names(prot)));
+    record.add_attribute(attr::MMAP_FLAGS, flags as i64);
+    record.add_attribute(
+        attr::MMAP_FLAG_NAMES,
+        names_value(names::map_flag_names(flags)),
+    );
+    if !reasons.is_empty() {
+        let list = reasons
+            .names()
+            .map(|n| AnyValue::String(StringValue::from(n)))
+            .collect();
+        record.add_attribute(
+            attr::MAPWATCH_SUSPICIOUS_REASONS,
+            AnyValue::ListAny(Box::new(list)),
+        );
+    }
+}
+
+/// ISO 8601 (RFC 3339, UTC, nanoseconds) of a time in ns since the epoch.
+pub fn iso8601(ns_since_epoch: u64) -> String {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ns_since_epoch)).to_string()
+}
+
+fn add_file<R: LogRecord>(record: &mut R, file: &File<'_>, path: Cow<'_, str>) {
+    let path = path.into_owned();
+    let (directory, name) = match path.rfind('/') {
+        Some(0) => ("/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path.as_str()),
+    };
+    if !name.is_empty() {
+        record.add_attribute(attr::FILE_NAME, name.to_owned());
+    }
+    if !directory.is_empty() {
+        record.add_attribute(attr::FILE_DIRECTORY, directory.to_owned());
+    }
+    record.add_attribute(attr::FILE_INODE, file.inode.to_string());
+    record.add_attribute(attr::FILE_CHANGED, iso8601(file.ctime_ns));
+    record.add_attribute(
+        attr::MMAP_FILE_DEV,
+        format!("{}:{}", file.dev_major(), file.dev_minor()),
+    );
+    record.add_attribute(attr::MMAP_FILE_OPEN_FLAGS, i64::from(file.open_flags));
+    record.add_attribute(
+        attr::MMAP_FILE_OPEN_FLAG_NAMES,
+        names_value(names::open_flag_names(file.open_flags)),
+    );
+    record.add_attribute(attr::MMAP_FILE_MODE, format!("{:07o}", file.mode));
+    if file.path_truncated {
+        record.add_attribute(attr::MMAP_FILE_PATH_TRUNCATED, true);
+    }
+    if file.deleted {
+        record.add_attribute(attr::MMAP_FILE_DELETED, true);
+    }
+    record.add_attribute(Key::from_static_str(attr::FILE_PATH), path);
+}

@@ -1,0 +1,53 @@
+//! Why a mapping deserves attention.
+
+/// A set of reasons a mapping is suspicious; each has a stable name used in
+/// the `mapwatch.suspicious.reasons` attribute.
+///
+/// ```
+/// use mapwatch_model::Reasons;
+/// let mut r = Reasons::empty();
+/// r.insert(Reasons::WRITE_EXECUTE);
+/// assert_eq!(r.names().collect::<Vec<_>>(), ["write_execute"]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reasons(u8);
+
+impl Reasons {
+    /// Writable and executable at once: code can be written, then run.
+    pub const WRITE_EXECUTE: Reasons = Reasons(1 << 0);
+    /// Executable memory with no file behind it: code that was never on disk.
+    pub const EXECUTE_ANONYMOUS: Reasons = Reasons(1 << 1);
+
+    const NAMES: [(Reasons, &'static str); 2] = [
+        (Reasons::WRITE_EXECUTE, "write_execute"),
+        (Reasons::EXECUTE_ANONYMOUS, "execute_anonymous"),
+    ];
+
+    /// No reason.
+    pub const fn empty() -> Reasons {
+        Reasons(0)
+    }
+
+    /// Whether there is no reason.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every reason of `other` is in `self`.
+    pub fn contains(self, other: Reasons) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Adds the reasons of `other`.
+    pub fn insert(&mut self, other: Reasons) {
+        self.0 |= other.0;
+    }
+
+    /// The names of the reasons, in a fixed order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Reasons::NAMES
+            .into_iter()
+            .filter(move |(r, _)| self.contains(*r))
+            .map(|(_, n)| n)
+    }
+}
