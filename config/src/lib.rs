@@ -1,0 +1,386 @@
+//! Layered configuration for the mapwatch agent.
+//!
+//! A [`Config`] is assembled from five layers, each overriding the one before
+//! it (lowest precedence first):
+//!
+//! 1. built-in defaults ([`Config::default`]);
+//! 2. a TOML file: the path given by `--config PATH`, else by the
+//!    `MAPWATCH_CONFIG` environment variable, else [`DEFAULT_CONFIG_PATH`] if
+//!    that file exists (a missing default file is not an error, a missing
+//!    file that was named explicitly is);
+//! 3. the standard OpenTelemetry environment variables
+//!    (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`,
+//!    `OTEL_SERVICE_NAME`, `OTEL_BLRP_*`, ...), interpreted as an OpenTelemetry
+//!    SDK would: a `LOGS_` variable beats its generic counterpart;
+//! 4. `MAPWATCH_*` environment variables, with `__` separating nested keys
+//!    (`MAPWATCH_OTLP__ENDPOINT`, `MAPWATCH_BATCH__MAX_QUEUE_SIZE`);
+//!    `MAPWATCH_CONFIG` and `MAPWATCH_LOG` are not configuration keys;
+//! 5. command-line flags ([`CliArgs`]), only those actually given.
+//!
+//! Maps (`otlp.headers`, `service.resource_attributes`) are merged key by key
+//! across layers; every other value is replaced as a whole. Environment
+//! variables whose value is empty are treated as unset.
+//!
+//! The environment is an explicit input of [`Config::load`], so tests never
+//! need to touch the process environment; [`Config::from_process`] is the
+//! convenience the agent uses.
+//!
+//! Every failure is a [`ConfigError`] whose `Display` is a single line naming
+//! the key, where the value came from, the offending value and what is
+//! allowed, for example:
+//!
+//! ```text
+//! invalid value "http/json" for `otlp.protocol` from environment variable OTEL_EXPORTER_OTLP_PROTOCOL: protocol "http/json" is not supported; supported: grpc, http/protobuf
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use mapwatch_config::{CliArgs, Config, Protocol};
+//!
+//! let cli = CliArgs {
+//!     service_name: Some("edge-node-7".into()),
+//!     ..CliArgs::default()
+//! };
+//! let env = [
+//!     ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), "http://collector:4318".to_string()),
+//!     ("OTEL_EXPORTER_OTLP_PROTOCOL".to_string(), "http/protobuf".to_string()),
+//! ];
+//! // `load_from` with `None` skips the default file; `load` would look at
+//! // /etc/mapwatch/mapwatch.toml.
+//! let config = Config::load_from(&cli, env, None)?;
+//! assert_eq!(config.otlp.protocol, Protocol::HttpProtobuf);
+//! assert_eq!(config.otlp.logs_url().as_deref(), Some("http://collector:4318/v1/logs"));
+//! assert_eq!(config.service.name, "edge-node-7");
+//! assert!(!config.console_enabled());
+//! # Ok::<(), mapwatch_config::ConfigError>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod cli;
+mod duration;
+mod error;
+mod kv;
+mod load;
+mod validate;
+
+pub use cli::{CliArgs, EventKind};
+pub use error::{ConfigError, ListError, ListErrorKind, Origin, Problem};
+
+/// The configuration file read when neither `--config` nor `MAPWATCH_CONFIG`
+/// names one. It is optional: if it does not exist, defaults apply.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mapwatch/mapwatch.toml";
+
+/// Environment variable naming the configuration file (beaten by `--config`).
+pub const CONFIG_PATH_ENV: &str = "MAPWATCH_CONFIG";
+
+/// Environment variable holding the agent's own log filter. It is read by the
+/// agent, not by this crate, and is never treated as a configuration key.
+pub const LOG_FILTER_ENV: &str = "MAPWATCH_LOG";
+
+/// Prefix of the environment variables that set configuration keys.
+pub const ENV_PREFIX: &str = "MAPWATCH_";
+
+/// The complete, validated agent configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Which kernel probes are attached.
+    pub events: EventsConfig,
+    /// Where and how log records are exported.
+    pub otlp: OtlpConfig,
+    /// Batching of log records before export.
+    pub batch: BatchConfig,
+    /// The BPF ring buffer shared with the kernel probes.
+    pub ring_buffer: RingBufferConfig,
+    /// Whether events are also printed on the terminal.
+    pub console: ConsoleMode,
+    /// Identity of this agent in the exported telemetry.
+    pub service: ServiceConfig,
+    /// Disables OpenTelemetry export entirely (`OTEL_SDK_DISABLED`).
+    /// Default `false`.
+    pub sdk_disabled: bool,
+}
+
+/// Which kernel probes are attached. At least one must be enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Trace `do_mmap` (every memory mapping). Default `true`.
+    pub do_mmap: bool,
+    /// Trace the `security_mmap_file` LSM hook (file-backed mappings with
+    /// their protection). Default `true`.
+    pub security_mmap_file: bool,
+}
+
+/// OTLP exporter settings, mirroring the `OTEL_EXPORTER_OTLP_*` variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Base endpoint, like `OTEL_EXPORTER_OTLP_ENDPOINT`; `None` means not
+    /// configured. For `http/protobuf`, `/v1/logs` is appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Full logs URL used as-is, like `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`.
+    /// Beats [`endpoint`](Self::endpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs_endpoint: Option<String>,
+    /// Transport protocol. Default [`Protocol::Grpc`].
+    pub protocol: Protocol,
+    /// Extra request headers (gRPC metadata). Names are ASCII-lowercased.
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one export request. Default 10 s. In TOML a duration string
+    /// such as `"10s"` or `"500ms"`.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Payload compression. Default [`Compression::None`].
+    pub compression: Compression,
+    /// PEM file of the CA certificate(s) used to verify the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
+    /// PEM file of the client's private key (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// PEM file of the client's certificate chain (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<PathBuf>,
+}
+
+/// OTLP transport protocol.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+pub enum Protocol {
+    /// OTLP over gRPC (`grpc`), the default.
+    #[default]
+    #[serde(rename = "grpc")]
+    #[value(name = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (`http/protobuf`).
+    #[serde(rename = "http/protobuf")]
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// The name used in configuration and by `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// Payload compression of OTLP requests.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression (`none`), the default.
+    #[default]
+    None,
+    /// gzip (`gzip`).
+    Gzip,
+}
+
+impl Compression {
+    /// The name used in configuration and by `OTEL_EXPORTER_OTLP_COMPRESSION`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+        }
+    }
+}
+
+/// Batching of log records, mirroring the `OTEL_BLRP_*` variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Records buffered before new ones are dropped. Default 65536.
+    pub max_queue_size: usize,
+    /// Records per export request; 1..=`max_queue_size`. Default 512.
+    pub max_export_batch_size: usize,
+    /// Delay between two exports. Default 1 s.
+    #[serde(with = "duration")]
+    pub scheduled_delay: Duration,
+    /// Time allowed for one batch export. Default 30 s.
+    #[serde(with = "duration")]
+    pub export_timeout: Duration,
+}
+
+/// The BPF ring buffer that carries events from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RingBufferConfig {
+    /// Size in bytes: a power of two, at least 4096. Default 8 MiB.
+    pub size_bytes: u32,
+}
+
+/// Whether events are printed on the terminal.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
+pub enum ConsoleMode {
+    /// Print only when no OTLP endpoint is configured (the default).
+    #[default]
+    Auto,
+    /// Always print.
+    Always,
+    /// Never print.
+    Never,
+}
+
+impl ConsoleMode {
+    /// The name used in configuration and by `--console`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleMode::Auto => "auto",
+            ConsoleMode::Always => "always",
+            ConsoleMode::Never => "never",
+        }
+    }
+}
+
+/// Identity of the agent in exported telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `service.name` resource attribute. Default `"mapwatch"`.
+    pub name: String,
+    /// Further resource attributes (`OTEL_RESOURCE_ATTRIBUTES`). Never
+    /// contains `service.name`, which lives in [`name`](Self::name).
+    pub resource_attributes: BTreeMap<String, String>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            do_mmap: true,
+            security_mmap_file: true,
+        }
+    }
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            endpoint: None,
+            logs_endpoint: None,
+            protocol: Protocol::Grpc,
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(10),
+            compression: Compression::None,
+            certificate: None,
+            client_key: None,
+            client_certificate: None,
+        }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_queue_size: 65_536,
+            max_export_batch_size: 512,
+            scheduled_delay: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for RingBufferConfig {
+    fn default() -> Self {
+        RingBufferConfig {
+            size_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            name: "mapwatch".to_string(),
+            resource_attributes: BTreeMap::new(),
+        }
+    }
+}
+
+impl OtlpConfig {
+    /// Whether an export destination is configured (`endpoint` or
+    /// `logs_endpoint`).
+    ///
+    /// ```
+    /// let mut otlp = mapwatch_config::OtlpConfig::default();
+    /// assert!(!otlp.is_configured());
+    /// otlp.endpoint = Some("http://localhost:4317".into());
+    /// assert!(otlp.is_configured());
+    /// ```
+    pub fn is_configured(&self) -> bool {
+        self.endpoint.is_some() || self.logs_endpoint.is_some()
+    }
+
+    /// The URL log records are sent to, as an OpenTelemetry SDK derives it:
+    /// `logs_endpoint` as-is; else `endpoint` with `/v1/logs` appended for
+    /// `http/protobuf` (one slash between them) or as-is for gRPC; else
+    /// `None`.
+    ///
+    /// ```
+    /// use mapwatch_config::{OtlpConfig, Protocol};
+    ///
+    /// let mut otlp = OtlpConfig {
+    ///     endpoint: Some("http://collector:4318/".into()),
+    ///     protocol: Protocol::HttpProtobuf,
+    ///     ..OtlpConfig::default()
+    /// };
+    /// assert_eq!(otlp.logs_url().as_deref(), Some("http://collector:4318/v1/logs"));
+    /// otlp.protocol = Protocol::Grpc;
+    /// assert_eq!(otlp.logs_url().as_deref(), Some("http://collector:4318/"));
+    /// otlp.logs_endpoint = Some("https://logs.example:443/ingest".into());
+    /// assert_eq!(otlp.logs_url().as_deref(), Some("https://logs.example:443/ingest"));
+    /// ```
+    pub fn logs_url(&self) -> Option<String> {
+        if let Some(url) = &self.logs_endpoint {
+            return Some(url.clone());
+        }
+        let base = self.endpoint.as_ref()?;
+        Some(match self.protocol {
+            Protocol::Grpc => base.clone(),
+            Protocol::HttpProtobuf => format!("{}/v1/logs", base.trim_end_matches('/')),
+        })
+    }
+}
+
+impl Config {
+    /// Whether events should be printed on the terminal: `Always` => true,
+    /// `Never` => false, `Auto` => only when no OTLP endpoint is configured.
+    ///
+    /// ```
+    /// use mapwatch_config::{Config, ConsoleMode};
+    ///
+    /// let mut config = Config::default();
+    /// assert!(config.console_enabled());
+    /// config.otlp.endpoint = Some("http://localhost:4317".into());
+    /// assert!(!config.console_enabled());
+    /// config.console = ConsoleMode::Always;
+    /// assert!(config.console_enabled());
+    /// ```
+    pub fn console_enabled(&self) -> bool {
+        match self.console {
+            ConsoleMode::Always => true,
+            ConsoleMode::Never => false,
+            ConsoleMode::Auto => !self.otlp.is_configured(),
+        }
+    }
+}

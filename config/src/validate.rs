@@ -1,0 +1,163 @@
+//! Checks that need the merged configuration.
+
+use std::time::Duration;
+
+use crate::Config;
+use crate::error::{ConfigError, Problem};
+use crate::load::Ctx;
+
+pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+    // An error for the value at `path`; `shown` renders it when the user's
+    // own text is not at hand (file or default).
+    let fail = |path: &[&str], shown: String, source: Problem| {
+        let found = ctx.find(path);
+        let key = path.join(".");
+        let value = ctx.render(&key, &found.origin, || shown);
+        ConfigError::InvalidValue {
+            key,
+            origin: found.origin,
+            value,
+            source: Box::new(source),
+        }
+    };
+    let duration = |d: Duration| format!("{:?}", humantime::format_duration(d).to_string());
+
+    if !c.events.do_mmap && !c.events.security_mmap_file {
+        // Blame the switch set by the highest-precedence source.
+        let do_mmap = ctx.find(&["events", "do_mmap"]).rank;
+        let security = ctx.find(&["events", "security_mmap_file"]).rank;
+        let field = if security > do_mmap {
+            "security_mmap_file"
+        } else {
+            "do_mmap"
+        };
+        return Err(fail(&["events", field], "false".into(), Problem::NoEvents));
+    }
+
+    for (field, url) in [
+        ("endpoint", &c.otlp.endpoint),
+        ("logs_endpoint", &c.otlp.logs_endpoint),
+    ] {
+        if let Some(url) = url {
+            check_url(url).map_err(|p| fail(&["otlp", field], format!("{url:?}"), p))?;
+        }
+    }
+    if c.otlp.timeout.is_zero() {
+        return Err(fail(
+            &["otlp", "timeout"],
+            duration(c.otlp.timeout),
+            Problem::ZeroDuration,
+        ));
+    }
+    for (name, value) in &c.otlp.headers {
+        if !is_token(name) {
+            // The name is shown, never the value.
+            let found = ctx.find(&["otlp", "headers", name]);
+            return Err(ConfigError::InvalidValue {
+                key: "otlp.headers".to_string(),
+                origin: found.origin,
+                value: format!("{name:?}"),
+                source: Box::new(Problem::HeaderName { name: name.clone() }),
+            });
+        }
+        if value.chars().any(|ch| ch.is_control() && ch != '\t') {
+            return Err(fail(
+                &["otlp", "headers", name],
+                "\"***\"".into(),
+                Problem::HeaderValue { name: name.clone() },
+            ));
+        }
+    }
+    for (field, path) in [
+        ("certificate", &c.otlp.certificate),
+        ("client_key", &c.otlp.client_key),
+        ("client_certificate", &c.otlp.client_certificate),
+    ] {
+        if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(fail(&["otlp", field], "\"\"".into(), Problem::Empty));
+        }
+    }
+
+    let batch = &c.batch;
+    if batch.max_queue_size == 0 {
+        return Err(fail(
+            &["batch", "max_queue_size"],
+            "0".into(),
+            Problem::Zero,
+        ));
+    }
+    if batch.max_export_batch_size == 0 || batch.max_export_batch_size > batch.max_queue_size {
+        return Err(fail(
+            &["batch", "max_export_batch_size"],
+            batch.max_export_batch_size.to_string(),
+            Problem::BatchSize {
+                max_queue_size: batch.max_queue_size,
+                queue_origin: ctx.find(&["batch", "max_queue_size"]).origin,
+            },
+        ));
+    }
+    for (field, value) in [
+        ("scheduled_delay", batch.scheduled_delay),
+        ("export_timeout", batch.export_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(fail(
+                &["batch", field],
+                duration(value),
+                Problem::ZeroDuration,
+            ));
+        }
+    }
+
+    let size = c.ring_buffer.size_bytes;
+    if !size.is_power_of_two() || size < 4096 {
+        return Err(fail(
+            &["ring_buffer", "size_bytes"],
+            size.to_string(),
+            Problem::RingBufferSize,
+        ));
+    }
+
+    if c.service.name.trim().is_empty() {
+        return Err(fail(
+            &["service", "name"],
+            format!("{:?}", c.service.name),
+            Problem::Empty,
+        ));
+    }
+    for key in c.service.resource_attributes.keys() {
+        let problem = if key.trim().is_empty() {
+            Problem::Empty
+        } else if key == "service.name" {
+            Problem::ServiceNameAttribute
+        } else {
+            continue;
+        };
+        let found = ctx.find(&["service", "resource_attributes", key]);
+        return Err(ConfigError::InvalidValue {
+            key: "service.resource_attributes".to_string(),
+            origin: found.origin,
+            value: format!("{key:?}"),
+            source: Box::new(problem),
+        });
+    }
+    Ok(())
+}
+
+fn check_url(text: &str) -> Result<(), Problem> {
+    let url = url::Url::parse(text).map_err(|source| Problem::Url { source })?;
+    match url.scheme() {
+        "http" | "https" => Ok(()),
+        scheme => Err(Problem::UrlScheme {
+            scheme: scheme.to_string(),
+        }),
+    }
+}
+
+/// An HTTP header name (RFC 9110 token).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
