@@ -50,6 +50,7 @@ fn init_diagnostics() {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -128,6 +129,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
     if config.events.security_mmap_file {
         events.push("security_mmap_file");
     }
+    let export = destinations.otlp.is_some() || destinations.console;
     let mut sinks = Vec::new();
     if let Some(otlp) = &destinations.otlp {
         sinks.push(otlp.clone());
@@ -146,7 +148,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
     );
 
     let logger = opentelemetry::logs::LoggerProvider::logger(&provider, "mapwatch");
-    let mut reader = Reader::new(logger, stats.clone());
+    let mut reader = Reader::new(logger, stats.clone(), export);
     let counters = &probes.counters;
     let mut ring = runtime.block_on(reader.run(
         ring,

@@ -24,16 +24,20 @@ pub struct Reader {
     logger: SdkLogger,
     clock: WallClock,
     stats: Arc<PipelineStats>,
+    /// False when no destination is configured: decode and count, emit nothing.
+    export: bool,
     last_decode_warning: Option<std::time::Instant>,
 }
 
 impl Reader {
-    /// A reader emitting through `logger`, counting into `stats`.
-    pub fn new(logger: SdkLogger, stats: Arc<PipelineStats>) -> Reader {
+    /// A reader emitting through `logger` (or only counting, when `export`
+    /// is false), counting into `stats`.
+    pub fn new(logger: SdkLogger, stats: Arc<PipelineStats>, export: bool) -> Reader {
         Reader {
             logger,
             clock: clock::wall_clock(),
             stats,
+            export,
             last_decode_warning: None,
         }
     }
@@ -50,6 +54,9 @@ impl Reader {
         while let Some(item) = ring.next() {
             n += 1;
             match abi::decode(&item) {
+                Ok(_) if !self.export => {
+                    self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(event) => {
                     let mut record = self.logger.create_log_record();
                     fill_log_record(&event, &self.clock, observed, &mut record);

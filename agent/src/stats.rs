@@ -23,6 +23,9 @@ pub struct PipelineStats {
     pub decode_errors: AtomicU64,
     /// Log records handed to the SDK.
     pub emitted: AtomicU64,
+    /// Records decoded but not exported because no destination is configured
+    /// (OTEL_SDK_DISABLED with console output off): dropped by request.
+    pub discarded: AtomicU64,
     /// Log records the exporter delivered.
     pub exported: AtomicU64,
     /// Log records in batches whose export failed.
@@ -40,6 +43,8 @@ pub struct Snapshot {
     pub decode_errors: u64,
     /// See [`PipelineStats::emitted`].
     pub emitted: u64,
+    /// See [`PipelineStats::discarded`].
+    pub discarded: u64,
     /// See [`PipelineStats::exported`].
     pub exported: u64,
     /// See [`PipelineStats::export_failed`].
@@ -54,6 +59,7 @@ impl PipelineStats {
             read: self.read.load(Ordering::Relaxed),
             decode_errors: self.decode_errors.load(Ordering::Relaxed),
             emitted: self.emitted.load(Ordering::Relaxed),
+            discarded: self.discarded.load(Ordering::Relaxed),
             exported: self.exported.load(Ordering::Relaxed),
             export_failed: self.export_failed.load(Ordering::Relaxed),
         }
@@ -82,8 +88,13 @@ impl Snapshot {
 
     /// One line for the terminal.
     pub fn summary(&self) -> String {
+        let discarded = if self.discarded > 0 {
+            format!(", {} discarded (no destination configured)", self.discarded)
+        } else {
+            String::new()
+        };
         format!(
-            "{} records produced in the kernel, {} read, {} exported; lost: {} (ring buffer full {}, \
+            "{} records produced in the kernel, {} read, {} exported{discarded}; lost: {} (ring buffer full {}, \
              argument map full {}, undecodable {}, export failed {}, export queue full {})",
             self.produced(),
             self.read,
