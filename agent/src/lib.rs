@@ -1,0 +1,20 @@
+//! The mapwatch agent as a library: everything the `mapwatch` binary does,
+//! in modules that tests, benchmarks and tools can reuse.
+//!
+//! ```
+//! use clap::CommandFactory;
+//! // The command line, e.g. for generating completions or a man page.
+//! let cmd = mapwatch::cli::Cli::command();
+//! assert_eq!(cmd.get_name(), "mapwatch");
+//! ```
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod clock;
+pub mod console;
+pub mod export;
+pub mod pipeline;
+pub mod preflight;
+pub mod probes;
+pub mod run;
+pub mod stats;
