@@ -93,6 +93,8 @@ pub const ENV_PREFIX: &str = "MAPWATCH_";
 pub struct Config {
     /// Which kernel probes are attached.
     pub events: EventsConfig,
+    /// Which kernel attach point serves each event.
+    pub backends: BackendsConfig,
     /// Where and how log records are exported.
     pub otlp: OtlpConfig,
     /// Batching of log records before export.
@@ -117,6 +119,75 @@ pub struct EventsConfig {
     /// Trace the `security_mmap_file` LSM hook (file-backed mappings with
     /// their protection). Default `true`.
     pub security_mmap_file: bool,
+}
+
+/// Which kernel attach point serves each event. `auto` (the default) picks
+/// the best one the running kernel loads and attaches; naming one forces it,
+/// and the agent stops with the reason if the kernel refuses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendsConfig {
+    /// Backend for `do_mmap`. Default `auto`.
+    pub do_mmap: DoMmapBackend,
+    /// Backend for `security_mmap_file`. Default `auto`.
+    pub security_mmap_file: SecurityMmapFileBackend,
+}
+
+/// Attach points that can report `do_mmap`, best first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DoMmapBackend {
+    /// The best backend the kernel allows, probed at startup.
+    #[default]
+    Auto,
+    /// `fexit/do_mmap`: arguments and result in one program (kernel >= 6.6 or so: 9 arguments).
+    Fexit,
+    /// `kprobe` + `kretprobe` on `do_mmap`.
+    Kprobe,
+    /// `sys_enter_mmap` + `sys_exit_mmap`: everywhere, but mmap(2) calls only.
+    SyscallTracepoint,
+}
+
+impl DoMmapBackend {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DoMmapBackend::Auto => "auto",
+            DoMmapBackend::Fexit => "fexit",
+            DoMmapBackend::Kprobe => "kprobe",
+            DoMmapBackend::SyscallTracepoint => "syscall_tracepoint",
+        }
+    }
+}
+
+/// Attach points that can report `security_mmap_file`, best first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityMmapFileBackend {
+    /// The best backend the kernel allows, probed at startup.
+    #[default]
+    Auto,
+    /// `lsm/mmap_file`: sees the verdict of the LSMs before it (needs `bpf` in `lsm=`).
+    Lsm,
+    /// `fentry` + `fexit` on `security_mmap_file`: sees the final verdict.
+    Fentry,
+    /// `kprobe` + `kretprobe` on `security_mmap_file`: sees the final verdict.
+    Kprobe,
+    /// `sys_enter_mmap`: everywhere, no verdict, mmap(2) calls only.
+    SyscallTracepoint,
+}
+
+impl SecurityMmapFileBackend {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityMmapFileBackend::Auto => "auto",
+            SecurityMmapFileBackend::Lsm => "lsm",
+            SecurityMmapFileBackend::Fentry => "fentry",
+            SecurityMmapFileBackend::Kprobe => "kprobe",
+            SecurityMmapFileBackend::SyscallTracepoint => "syscall_tracepoint",
+        }
+    }
 }
 
 /// OTLP exporter settings, mirroring the `OTEL_EXPORTER_OTLP_*` variables.

@@ -25,13 +25,27 @@ pub struct Agent {
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
-/// The `mapwatch` binary built by cargo for these tests, with a clean environment.
+/// The `mapwatch` binary under test: `$MAPWATCH_BIN` when set (the VM
+/// harness copies binaries elsewhere), else the one cargo built for these tests.
+pub fn agent_binary() -> std::path::PathBuf {
+    std::env::var_os("MAPWATCH_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mapwatch").into())
+}
+
+/// The agent with a clean environment, except `MAPWATCH_BACKENDS__*`, which
+/// pass through so one test run can be repeated per forced backend.
 pub fn agent_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mapwatch"));
+    let mut cmd = Command::new(agent_binary());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("MAPWATCH_LOG", "info")
         .stdin(Stdio::null());
+    for (key, value) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MAPWATCH_BACKENDS__") {
+            cmd.env(key, value);
+        }
+    }
     cmd
 }
 
