@@ -130,6 +130,9 @@ const CONSTANTS: &[&str] = &[
     "MW_EVENT_DO_MMAP",
     "MW_EVENT_SECURITY_MMAP_FILE",
     "MW_BACKEND_SYSCALL_TRACEPOINT",
+    "MW_BACKEND_KPROBE",
+    "MW_BACKEND_FEXIT",
+    "MW_BACKEND_LSM",
     "MW_FILE_PRESENT",
     "MW_FILE_PATH_TRUNCATED",
     "MW_FILE_DELETED",
@@ -140,8 +143,6 @@ const CONSTANTS: &[&str] = &[
     "MW_COUNTER_PENDING_MAP_FULL",
     "MW_COUNTER_PENDING_MISSING",
     "MW_COUNTER_MAX",
-    "MW_WANT_DO_MMAP",
-    "MW_WANT_SECURITY_MMAP_FILE",
 ];
 
 /// Compiles and runs a small host C program that prints the layout of

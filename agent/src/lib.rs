@@ -9,10 +9,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod btf;
 pub mod cli;
 pub mod clock;
 pub mod console;
 pub mod export;
+pub mod generate;
 pub mod pipeline;
 pub mod preflight;
 pub mod probes;

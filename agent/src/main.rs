@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mapwatch::cli::Cli;
+use mapwatch::cli::{Cli, Command};
 use mapwatch_config::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -25,7 +25,22 @@ fn init_diagnostics() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Generated files need no configuration, privileges or kernel support.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            return mapwatch::generate::to_stdout(|out| {
+                mapwatch::generate::completions(*shell, out)
+            });
+        }
+        Some(Command::Manpage) => {
+            return mapwatch::generate::to_stdout(mapwatch::generate::manpage);
+        }
+        _ => {}
+    }
     init_diagnostics();
+    if let Some(Command::Probe) = cli.command {
+        return report(mapwatch::run::probe());
+    }
     let config = match Config::from_process(&cli.config) {
         Ok(config) => config,
         Err(error) => {
@@ -33,7 +48,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match mapwatch::run::run(&config) {
+    report(mapwatch::run::run(&config))
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mapwatch: {error:#}");

@@ -49,7 +49,6 @@ impl Reader {
 
     /// Emits every record waiting in `ring`; returns how many were read.
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> u64 {
-        let observed = SystemTime::now();
         let mut n = 0;
         while let Some(item) = ring.next() {
             n += 1;
@@ -59,7 +58,9 @@ impl Reader {
                 }
                 Ok(event) => {
                     let mut record = self.logger.create_log_record();
-                    fill_log_record(&event, &self.clock, observed, &mut record);
+                    // Per record (a vDSO read): a drain can run while the kernel keeps
+                    // writing, so one timestamp per drain could precede later events.
+                    fill_log_record(&event, &self.clock, SystemTime::now(), &mut record);
                     self.logger.emit(record);
                     self.stats.emitted.fetch_add(1, Ordering::Relaxed);
                 }

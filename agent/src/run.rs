@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mapwatch_config::Config;
 
 use crate::pipeline::Reader;
-use crate::probes::{self, ProbeSettings, Probes};
+use crate::probes::{self, Choice, ProbeSettings, Probes};
 use crate::stats::PipelineStats;
 use crate::{export, preflight};
 
@@ -55,18 +55,24 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     };
 
     let (mut probes, ring) = Probes::attach(&ProbeSettings {
-        do_mmap: config.events.do_mmap,
-        security_mmap_file: config.events.security_mmap_file,
+        do_mmap: Choice::do_mmap(config.events.do_mmap, config.backends.do_mmap),
+        security_mmap_file: Choice::security_mmap_file(
+            config.events.security_mmap_file,
+            config.backends.security_mmap_file,
+        ),
         ring_buffer_bytes: config.ring_buffer.size_bytes,
         ignore_pid: std::process::id(),
     })?;
+    for unavailable in &probes.passed_over {
+        tracing::info!("not using {unavailable}");
+    }
 
     let mut events = Vec::new();
-    if config.events.do_mmap {
-        events.push("do_mmap");
+    if let Some(backend) = probes.do_mmap {
+        events.push(format!("do_mmap via {}", backend.name()));
     }
-    if config.events.security_mmap_file {
-        events.push("security_mmap_file");
+    if let Some(backend) = probes.security_mmap_file {
+        events.push(format!("security_mmap_file via {}", backend.name()));
     }
     let export = destinations.otlp.is_some() || destinations.console;
     let mut sinks = Vec::new();
@@ -77,12 +83,13 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         sinks.push("stdout".to_owned());
     }
     if sinks.is_empty() {
-        sinks.push("nowhere (OTEL_SDK_DISABLED is set and console output is off)".to_owned());
+        sinks.push(
+            "nowhere (no OTLP endpoint, or OTEL_SDK_DISABLED, and console output off)".to_owned(),
+        );
     }
     eprintln!(
-        "mapwatch: watching {} via {}; records go to {}",
+        "mapwatch: watching {}; records go to {}",
         events.join(", "),
-        probes.backend.name(),
         sinks.join(" and ")
     );
 
@@ -109,5 +116,34 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         snapshot.summary()
     );
     drop(runtime);
+    Ok(())
+}
+
+/// `mapwatch probe`: tries every backend of every event and prints a table
+/// of what works on this host and why the rest does not.
+pub fn probe() -> anyhow::Result<()> {
+    preflight::check()?;
+    let rows = probes::probe_all(std::process::id())?;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!("kernel {}", kernel.trim());
+    println!("{:<20} {:<20} result", "event", "backend");
+    for row in &rows {
+        let result = match &row.result {
+            Ok(()) => "works".to_owned(),
+            Err(reason) => format!("no: {reason}"),
+        };
+        println!(
+            "{:<20} {:<20} {result}",
+            row.event.name(),
+            row.backend.name()
+        );
+    }
+    for event in probes::EventKind::ALL {
+        let chosen = rows.iter().find(|r| r.event == event && r.result.is_ok());
+        match chosen {
+            Some(row) => println!("auto selects {} for {}", row.backend.name(), event.name()),
+            None => println!("no backend can report {} here", event.name()),
+        }
+    }
     Ok(())
 }

@@ -137,7 +137,7 @@ fn find(
         .cloned()
 }
 
-fn assert_context(log: &ReceivedLog, m: &FileMapping) {
+fn assert_context(log: &ReceivedLog, m: &FileMapping, backend: &str) {
     assert_eq!(log.int_attr("process.pid"), Some(m.pid), "process.pid");
     assert_eq!(log.int_attr("thread.id"), Some(m.tid), "thread.id");
     assert_eq!(
@@ -156,7 +156,11 @@ fn assert_context(log: &ReceivedLog, m: &FileMapping) {
         "thread.name"
     );
     assert_eq!(log.int_attr("process.user.id"), Some(0), "process.user.id");
-    assert_eq!(log.str_attr("mapwatch.backend"), Some("syscall_tracepoint"));
+    assert_eq!(
+        log.str_attr("mapwatch.backend"),
+        Some(backend),
+        "mapwatch.backend"
+    );
 }
 
 fn assert_file(log: &ReceivedLog, m: &FileMapping) {
@@ -238,7 +242,11 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
             "deployment.environment.name=e2e",
         )
         .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
-    let agent = Agent::start(cmd);
+    let Some(agent) = Agent::start_or_skip(cmd) else {
+        return;
+    };
+    let do_mmap_backend = agent.backend("do_mmap");
+    let security_backend = agent.backend("security_mmap_file");
 
     let m = map_file_with_offset();
     let anon = map_anonymous_rwx();
@@ -283,7 +291,7 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
             Protocol::Http
         }
     );
-    assert_context(&file_map, &m);
+    assert_context(&file_map, &m, &do_mmap_backend);
     assert_file(&file_map, &m);
     assert_eq!(
         file_map.int_attr("mmap.len"),
@@ -337,14 +345,22 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
         l.str_attr("file.path") == m.path.to_str() && l.int_attr("process.pid") == Some(pid)
     })
     .unwrap();
-    assert_context(&check, &m);
+    assert_context(&check, &m, &security_backend);
     assert_file(&check, &m);
     assert_eq!(check.attr("mmap.addr"), None);
-    assert_eq!(
-        check.attr("mmap.lsm.verdict"),
-        None,
-        "the tracepoint backend cannot see the verdict"
-    );
+    if security_backend == "syscall_tracepoint" {
+        assert_eq!(
+            check.attr("mmap.lsm.verdict"),
+            None,
+            "the tracepoint backend cannot see the verdict"
+        );
+    } else {
+        assert_eq!(
+            check.int_attr("mmap.lsm.verdict"),
+            Some(0),
+            "the mapping was allowed"
+        );
+    }
 
     // Anonymous RWX: a warning with reasons and no file attributes.
     let rwx = find(&logs, "mapwatch.do_mmap", |l| {
@@ -352,6 +368,10 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
     })
     .unwrap();
     assert_eq!(rwx.int_attr("process.pid"), Some(pid));
+    assert_eq!(
+        rwx.str_attr("mapwatch.backend"),
+        Some(do_mmap_backend.as_str())
+    );
     assert_eq!(rwx.severity_text, "WARN");
     assert_eq!(rwx.severity_number, 13, "SEVERITY_NUMBER_WARN");
     assert_eq!(
@@ -397,7 +417,9 @@ fn failed_mmap_reports_its_errno() {
     let mut cmd = agent_command();
     cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
         .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
-    let agent = Agent::start(cmd);
+    let Some(agent) = Agent::start_or_skip(cmd) else {
+        return;
+    };
 
     // An fd that is not open: the kernel answers EBADF. A distinctive length finds it.
     let len = 7 * PAGE;
@@ -450,7 +472,9 @@ fn paths_cross_mount_points_and_deleted_files_are_flagged() {
     let mut cmd = agent_command();
     cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
         .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
-    let agent = Agent::start(cmd);
+    let Some(agent) = Agent::start_or_skip(cmd) else {
+        return;
+    };
 
     // A tmpfs mounted inside a temp dir: the path must cross from tmpfs to its parent mount.
     let dir = tempfile::tempdir().unwrap();
@@ -518,4 +542,70 @@ fn paths_cross_mount_points_and_deleted_files_are_flagged() {
         Some(true)
     );
     assert_eq!(log.attr("mmap.file.path_truncated"), None);
+}
+
+#[test]
+fn kernel_backends_see_the_executable_mapped_by_execve() {
+    require_root();
+    let receiver = OtlpReceiver::start().expect("start OTLP receiver");
+    let mut cmd = agent_command();
+    cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
+        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
+    let Some(agent) = Agent::start_or_skip(cmd) else {
+        return;
+    };
+    let do_mmap_backend = agent.backend("do_mmap");
+    let security_backend = agent.backend("security_mmap_file");
+    if do_mmap_backend == "syscall_tracepoint" && security_backend == "syscall_tracepoint" {
+        println!(
+            "SKIP: syscall_tracepoint sees mmap(2) calls only; the ELF loader maps the executable inside execve \
+             (a documented limit of that backend; the kernel backends of the VM matrix cover this test)"
+        );
+        return;
+    }
+
+    // Run this very test binary (it only lists its tests): the kernel maps it at execve.
+    let exe = std::env::current_exe().unwrap().canonicalize().unwrap();
+    let child = std::process::Command::new(&exe)
+        .arg("--list")
+        .output()
+        .expect("run self");
+    assert!(child.status.success());
+    let exe_path = exe.to_str().unwrap().to_owned();
+    let executable_text = |l: &ReceivedLog, event: &str| {
+        l.event_name == event
+            && l.str_attr("file.path") == Some(exe_path.as_str())
+            && l.attr("mmap.prot_names")
+                .and_then(|v| v.as_str_array())
+                .is_some_and(|p| p.contains(&"PROT_EXEC"))
+            && l.int_attr("process.pid") != Some(i64::from(std::process::id()))
+    };
+    for (event, backend) in [
+        ("mapwatch.do_mmap", &do_mmap_backend),
+        ("mapwatch.security_mmap_file", &security_backend),
+    ] {
+        if backend == "syscall_tracepoint" {
+            println!("{event} comes from syscall_tracepoint here: not checked");
+            continue;
+        }
+        let logs = receiver
+            .wait_for_logs(|logs| logs.iter().any(|l| executable_text(l, event)), WAIT)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no {event} of {exe_path} mapped executable: {e}; stderr:\n{}",
+                    agent.stderr()
+                )
+            });
+        let log = logs.iter().find(|l| executable_text(l, event)).unwrap();
+        assert_eq!(log.str_attr("mapwatch.backend"), Some(backend.as_str()));
+        let st = std::fs::metadata(&exe).unwrap();
+        assert_eq!(
+            log.str_attr("file.inode"),
+            Some(
+                std::os::unix::fs::MetadataExt::ino(&st)
+                    .to_string()
+                    .as_str()
+            )
+        );
+    }
 }

@@ -169,8 +169,8 @@ pub enum SecurityMmapFileBackend {
     Auto,
     /// `lsm/mmap_file`: sees the verdict of the LSMs before it (needs `bpf` in `lsm=`).
     Lsm,
-    /// `fentry` + `fexit` on `security_mmap_file`: sees the final verdict.
-    Fentry,
+    /// `fexit` on `security_mmap_file`: sees the final verdict.
+    Fexit,
     /// `kprobe` + `kretprobe` on `security_mmap_file`: sees the final verdict.
     Kprobe,
     /// `sys_enter_mmap`: everywhere, no verdict, mmap(2) calls only.
@@ -183,7 +183,7 @@ impl SecurityMmapFileBackend {
         match self {
             SecurityMmapFileBackend::Auto => "auto",
             SecurityMmapFileBackend::Lsm => "lsm",
-            SecurityMmapFileBackend::Fentry => "fentry",
+            SecurityMmapFileBackend::Fexit => "fexit",
             SecurityMmapFileBackend::Kprobe => "kprobe",
             SecurityMmapFileBackend::SyscallTracepoint => "syscall_tracepoint",
         }

@@ -17,14 +17,13 @@ mod c {
 pub const COMM_LEN: usize = 16;
 /// Longest path the kernel side sends, in bytes.
 pub const PATH_MAX: usize = 4096;
-/// Bit in the events mask: emit `do_mmap`.
-pub const WANT_DO_MMAP: u32 = 1 << 0;
-/// Bit in the events mask: emit `security_mmap_file`.
-pub const WANT_SECURITY_MMAP_FILE: u32 = 1 << 1;
 
 const EVENT_DO_MMAP: u16 = 1;
 const EVENT_SECURITY_MMAP_FILE: u16 = 2;
 const BACKEND_SYSCALL_TRACEPOINT: u16 = 1;
+const BACKEND_KPROBE: u16 = 2;
+const BACKEND_FEXIT: u16 = 3;
+const BACKEND_LSM: u16 = 4;
 const FILE_PRESENT: u32 = 1 << 0;
 const FILE_PATH_TRUNCATED: u32 = 1 << 1;
 const FILE_DELETED: u32 = 1 << 2;
@@ -172,8 +171,9 @@ const _: () = {
     assert!(c::MW_FILE_PRESENT == FILE_PRESENT as u64);
     assert!(c::MW_FILE_PATH_TRUNCATED == FILE_PATH_TRUNCATED as u64);
     assert!(c::MW_FILE_DELETED == FILE_DELETED as u64);
-    assert!(c::MW_WANT_DO_MMAP == WANT_DO_MMAP as u64);
-    assert!(c::MW_WANT_SECURITY_MMAP_FILE == WANT_SECURITY_MMAP_FILE as u64);
+    assert!(c::MW_BACKEND_KPROBE == BACKEND_KPROBE as u64);
+    assert!(c::MW_BACKEND_FEXIT == BACKEND_FEXIT as u64);
+    assert!(c::MW_BACKEND_LSM == BACKEND_LSM as u64);
     assert!(c::MW_COUNTER_DO_MMAP_SENT == Counter::DoMmapSent as u64);
     assert!(c::MW_COUNTER_DO_MMAP_RINGBUF_FULL == Counter::DoMmapRingBufferFull as u64);
     assert!(c::MW_COUNTER_SECURITY_SENT == Counter::SecurityMmapFileSent as u64);
@@ -242,25 +242,51 @@ impl Counter {
 
 /// The attach point a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Backend {
-    /// `tracepoint/syscalls/sys_{enter,exit}_mmap`: mmap(2) calls only.
+    /// `tracepoint/syscalls/sys_{enter,exit}_mmap`: mmap(2) calls only, no verdict.
     SyscallTracepoint,
+    /// `kprobe` + `kretprobe` on the kernel function.
+    Kprobe,
+    /// `fexit` on the kernel function (BPF trampoline).
+    Fexit,
+    /// `lsm/mmap_file` (BPF LSM): the verdict of the LSMs before it.
+    Lsm,
 }
 
 impl Backend {
+    /// Every backend.
+    pub const ALL: [Backend; 4] = [
+        Backend::Fexit,
+        Backend::Lsm,
+        Backend::Kprobe,
+        Backend::SyscallTracepoint,
+    ];
+
     /// Value of the `mapwatch.backend` attribute.
     pub fn name(self) -> &'static str {
         match self {
             Backend::SyscallTracepoint => "syscall_tracepoint",
+            Backend::Kprobe => "kprobe",
+            Backend::Fexit => "fexit",
+            Backend::Lsm => "lsm",
+        }
+    }
+
+    /// The code carried in record headers.
+    pub fn code(self) -> u16 {
+        match self {
+            Backend::SyscallTracepoint => BACKEND_SYSCALL_TRACEPOINT,
+            Backend::Kprobe => BACKEND_KPROBE,
+            Backend::Fexit => BACKEND_FEXIT,
+            Backend::Lsm => BACKEND_LSM,
         }
     }
 
     fn from_raw(raw: u16) -> Result<Self, DecodeError> {
-        match raw {
-            BACKEND_SYSCALL_TRACEPOINT => Ok(Backend::SyscallTracepoint),
-            other => Err(DecodeError::UnknownBackend(other)),
-        }
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.code() == raw)
+            .ok_or(DecodeError::UnknownBackend(raw))
     }
 }
 

@@ -27,12 +27,28 @@ pub fn object() -> &'static [u8] {
     &OBJECT.0
 }
 
-/// Names of the programs in [`object()`].
+/// Names of the programs in [`object()`], one per attach point.
 pub mod programs {
-    /// `tracepoint/syscalls/sys_enter_mmap`: emits security_mmap_file, keeps do_mmap's arguments.
-    pub const SYS_ENTER_MMAP: &str = "mw_sys_enter_mmap";
+    /// `tracepoint/syscalls/sys_enter_mmap`: emits security_mmap_file.
+    pub const TP_SECURITY_MMAP_FILE: &str = "mw_tp_security_mmap_file";
+    /// `tracepoint/syscalls/sys_enter_mmap`: keeps do_mmap's arguments.
+    pub const TP_ENTER_MMAP: &str = "mw_tp_enter_mmap";
     /// `tracepoint/syscalls/sys_exit_mmap`: emits do_mmap with the returned address.
-    pub const SYS_EXIT_MMAP: &str = "mw_sys_exit_mmap";
+    pub const TP_EXIT_MMAP: &str = "mw_tp_exit_mmap";
+    /// `fexit/do_mmap`: emits do_mmap.
+    pub const FEXIT_DO_MMAP: &str = "mw_fexit_do_mmap_prog";
+    /// `fexit/security_mmap_file`: emits security_mmap_file with its result.
+    pub const FEXIT_SECURITY_MMAP_FILE: &str = "mw_fexit_security_mmap_file_prog";
+    /// `lsm/mmap_file`: emits security_mmap_file with the verdict so far.
+    pub const LSM_MMAP_FILE: &str = "mw_lsm_mmap_file_prog";
+    /// `kprobe/do_mmap`: keeps do_mmap's arguments.
+    pub const KPROBE_DO_MMAP: &str = "mw_kprobe_do_mmap_prog";
+    /// `kretprobe/do_mmap`: emits do_mmap.
+    pub const KRETPROBE_DO_MMAP: &str = "mw_kretprobe_do_mmap_prog";
+    /// `kprobe/security_mmap_file`: keeps the arguments.
+    pub const KPROBE_SECURITY_MMAP_FILE: &str = "mw_kprobe_security_mmap_file_prog";
+    /// `kretprobe/security_mmap_file`: emits security_mmap_file with its result.
+    pub const KRETPROBE_SECURITY_MMAP_FILE: &str = "mw_kretprobe_security_mmap_file_prog";
 }
 
 /// Names of the maps and load-time globals in [`object()`].
@@ -41,8 +57,8 @@ pub mod maps {
     pub const EVENTS: &str = "mw_events";
     /// Per-CPU `u64` counters indexed by [`crate::abi::Counter`].
     pub const COUNTERS: &str = "mw_counters";
-    /// `.rodata` global: bit set of events to emit ([`crate::abi::WANT_DO_MMAP`], ...).
-    pub const CONFIG_EVENTS: &str = "mw_config_events";
+    /// `.rodata` global: the number of parameters of `do_mmap` on the running kernel.
+    pub const CONFIG_DO_MMAP_NARGS: &str = "mw_config_do_mmap_nargs";
     /// `.rodata` global: a process id whose mappings are not reported (the agent itself).
     pub const CONFIG_IGNORE_TGID: &str = "mw_config_ignore_tgid";
 }

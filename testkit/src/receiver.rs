@@ -88,6 +88,8 @@ struct Store {
 #[derive(Default)]
 struct Shared {
     paused: AtomicBool,
+    /// Count accepted items and requests, keep none of them (load tests).
+    count_only: AtomicBool,
     store: Mutex<Store>,
 }
 
@@ -106,7 +108,9 @@ impl Shared {
         if !info.accepted {
             store.counters.rejected_requests += 1;
         }
-        store.requests.push(info);
+        if !self.count_only.load(Ordering::Relaxed) {
+            store.requests.push(info);
+        }
     }
 
     fn reject(&self, protocol: Protocol, signal: Signal, meta: RequestMeta) {
@@ -121,7 +125,11 @@ impl Shared {
     }
 
     fn accept<R: ExportRequest>(&self, protocol: Protocol, meta: RequestMeta, request: &R) {
-        let items = request.store(protocol, &mut self.store());
+        let items = if self.count_only.load(Ordering::Relaxed) {
+            request.count(&mut self.store())
+        } else {
+            request.store(protocol, &mut self.store())
+        };
         self.record(RequestInfo {
             protocol,
             signal: R::SIGNAL,
@@ -169,6 +177,9 @@ trait ExportRequest: Message + Default + Send + 'static {
 
     /// Flattens the request into the store; returns the number of items.
     fn store(&self, protocol: Protocol, store: &mut Store) -> usize;
+
+    /// Adds the request's items to the counters only; returns their number.
+    fn count(&self, store: &mut Store) -> usize;
 }
 
 impl ExportRequest for ExportLogsServiceRequest {
@@ -180,6 +191,17 @@ impl ExportRequest for ExportLogsServiceRequest {
         let n = logs.len();
         store.counters.log_records += n as u64;
         store.logs.extend(logs);
+        n
+    }
+
+    fn count(&self, store: &mut Store) -> usize {
+        let n = self
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum::<usize>();
+        store.counters.log_records += n as u64;
         n
     }
 }
@@ -195,6 +217,17 @@ impl ExportRequest for ExportTraceServiceRequest {
         store.spans.extend(spans);
         n
     }
+
+    fn count(&self, store: &mut Store) -> usize {
+        let n = self
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum::<usize>();
+        store.counters.spans += n as u64;
+        n
+    }
 }
 
 impl ExportRequest for ExportMetricsServiceRequest {
@@ -206,6 +239,17 @@ impl ExportRequest for ExportMetricsServiceRequest {
         let n = metrics.len();
         store.counters.metrics += n as u64;
         store.metrics.extend(metrics);
+        n
+    }
+
+    fn count(&self, store: &mut Store) -> usize {
+        let n = self
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .map(|s| s.metrics.len())
+            .sum::<usize>();
+        store.counters.metrics += n as u64;
         n
     }
 }
@@ -514,6 +558,16 @@ impl OtlpReceiver {
         Self::start_on(any, any)
     }
 
+    /// Starts a receiver on ephemeral loopback ports that only counts what it
+    /// accepts ([`counters`](Self::counters)) and keeps no records or request
+    /// metadata, so millions of records do not pile up in memory (load tests).
+    /// See [`set_count_only`](Self::set_count_only).
+    pub fn start_count_only() -> io::Result<OtlpReceiver> {
+        let receiver = Self::start()?;
+        receiver.set_count_only(true);
+        Ok(receiver)
+    }
+
     /// Starts a receiver on the given addresses (port 0 picks a free one).
     pub fn start_on(grpc_addr: SocketAddr, http_addr: SocketAddr) -> io::Result<OtlpReceiver> {
         let shared = Arc::new(Shared::default());
@@ -604,6 +658,40 @@ impl OtlpReceiver {
     /// Whether the receiver is [`pause`](Self::pause)d.
     pub fn is_paused(&self) -> bool {
         self.shared.paused.load(Ordering::SeqCst)
+    }
+
+    /// In count-only mode accepted exports still update
+    /// [`counters`](Self::counters), but their records, spans, metrics and
+    /// request metadata are not kept: [`logs`](Self::logs),
+    /// [`requests`](Self::requests) and the `wait_for_*` helpers see only
+    /// what arrived while the mode was off.
+    pub fn set_count_only(&self, on: bool) {
+        self.shared.count_only.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the receiver is in count-only mode.
+    pub fn is_count_only(&self) -> bool {
+        self.shared.count_only.load(Ordering::SeqCst)
+    }
+
+    /// Polls until at least `n` log records have been counted (works in
+    /// count-only mode too); returns the count reached.
+    pub fn wait_for_log_counter(&self, n: u64, timeout: Duration) -> Result<u64, Timeout> {
+        let start = Instant::now();
+        loop {
+            let seen = self.counters().log_records;
+            if seen >= n {
+                return Ok(seen);
+            }
+            if start.elapsed() >= timeout {
+                return Err(Timeout {
+                    what: "log records (counter)",
+                    waited: start.elapsed(),
+                    seen: seen as usize,
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
     }
 
     /// A snapshot of all log records received so far, in arrival order.

@@ -9,13 +9,18 @@
 #include "events.h"
 
 #define MW_MAP_ANONYMOUS 0x20
+#define MW_PENDING_ENTRIES 8192 /* threads inside one hooked call at the same time */
 #define MW_PAGE_SHIFT 12
 #define MW_MAX_ERRNO 4095
 
-/* Set by the agent before load (.rodata: the verifier sees them as constants). */
-volatile const __u32 mw_config_events = MW_WANT_DO_MMAP | MW_WANT_SECURITY_MMAP_FILE;
+/*
+ * Set by the agent before load (.rodata: the verifier sees them as constants).
+ * Which event each program serves is decided by attaching it or not.
+ */
 /* The agent's own process: its mappings would feed back into its own output. */
 volatile const __u32 mw_config_ignore_tgid = 0;
+/* do_mmap's parameter count on this kernel (from its BTF): 9 since 6.5 added vm_flags, 8 before. */
+volatile const __u32 mw_config_do_mmap_nargs = 9;
 
 /* Records to user space. The agent sets the size from its config. */
 struct {
@@ -67,6 +72,12 @@ static __always_inline void mw_count(__u32 counter)
 
 /* Keeps clang from folding a bound check into the mask the verifier needs. */
 #define mw_barrier_var(var) asm volatile("" : "+r"(var))
+
+/* An address or a negative errno, as kernel functions returning unsigned long do. */
+static __always_inline bool mw_is_err_value(__u64 ret)
+{
+	return ret >= (__u64)-MW_MAX_ERRNO;
+}
 
 static __always_inline bool mw_ignored(__u64 pid_tgid)
 {

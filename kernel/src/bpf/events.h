@@ -25,6 +25,9 @@
 
 /* mw_header.backend: which attach point produced the record. */
 #define MW_BACKEND_SYSCALL_TRACEPOINT 1
+#define MW_BACKEND_KPROBE 2
+#define MW_BACKEND_FEXIT 3
+#define MW_BACKEND_LSM 4
 
 /* mw_file.flags */
 #define MW_FILE_PRESENT (1U << 0)        /* the mapping is backed by a file */
@@ -39,10 +42,6 @@
 #define MW_COUNTER_PENDING_MAP_FULL 4 /* enter could not store its arguments: do_mmap lost */
 #define MW_COUNTER_PENDING_MISSING 5  /* exit found no arguments (attached mid-call) */
 #define MW_COUNTER_MAX 6
-
-/* Bits of the mw_config_events global: which events the programs emit. */
-#define MW_WANT_DO_MMAP (1U << 0)
-#define MW_WANT_SECURITY_MMAP_FILE (1U << 1)
 
 struct mw_header {
 	__u16 kind;

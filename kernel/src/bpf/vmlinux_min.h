@@ -24,6 +24,8 @@ typedef __u16 umode_t;
 typedef __s64 time64_t;
 typedef __u32 dev_t;
 typedef _Bool bool;
+#define true 1
+#define false 0
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
@@ -155,6 +157,28 @@ struct task_struct {
 };
 
 #pragma clang attribute pop
+
+/*
+ * kprobe context: the registers at the probed instruction, in the layout of
+ * x86-64's struct pt_regs (the same in the UAPI and the kernel).
+ */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+#define MW_REGS_ARG(regs, n)                                                                     \
+	((n) == 0 ? (regs)->di :                                                                 \
+	 (n) == 1 ? (regs)->si :                                                                 \
+	 (n) == 2 ? (regs)->dx :                                                                 \
+	 (n) == 3 ? (regs)->cx :                                                                 \
+	 (n) == 4 ? (regs)->r8 :                                                                 \
+		    (regs)->r9)
+#define MW_REGS_RET(regs) ((regs)->ax)
+#define MW_REGS_SP(regs) ((regs)->sp)
+#else
+#error "mapwatch's kprobe backends know the x86-64 register layout only"
+#endif
 
 /*
  * Syscall tracepoint contexts. Their layout is the tracepoint format

@@ -1,0 +1,137 @@
+//! The agent and its e2e test binary, linked statically so they run in a
+//! VM whose root file system is a busybox initramfs.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Naming the host target explicitly keeps `RUSTFLAGS` away from build
+/// scripts and proc-macros, which must stay dynamic host programs.
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// What goes into the initramfs.
+pub struct Binaries {
+    /// `mapwatch`.
+    pub agent: PathBuf,
+    /// `agent/tests/e2e.rs`, compiled.
+    pub e2e: PathBuf,
+}
+
+/// Builds both binaries into `target_dir` (its own directory: the static
+/// flags would otherwise rebuild the whole normal `target/`).
+pub fn build(workspace: &Path, target_dir: &Path, release: bool) -> Result<Binaries> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let profile = if release { "RELEASE" } else { "DEV" };
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["test", "--package", "mapwatch", "--test", "e2e", "--no-run"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .args(["--target", TARGET])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        // Smaller binaries make a smaller initramfs; backtraces keep symbols.
+        .env(format!("CARGO_PROFILE_{profile}_DEBUG"), "false")
+        .env(format!("CARGO_PROFILE_{profile}_STRIP"), "debuginfo")
+        .stdout(Stdio::piped());
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!("xtask: {}", crate::host::show(&cmd));
+    let mut child = cmd.spawn().context("start cargo")?;
+    let mut agent = None;
+    let mut e2e = None;
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        if let Some((kind, name, exe)) = artifact(&line) {
+            match (kind.as_str(), name.as_str()) {
+                ("bin", "mapwatch") => agent = Some(exe),
+                ("test", "e2e") => e2e = Some(exe),
+                _ => {}
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("static build failed: {status}");
+    }
+    let agent = agent.context("cargo reported no `mapwatch` executable")?;
+    let e2e = e2e.context("cargo reported no `e2e` test executable")?;
+    for exe in [&agent, &e2e] {
+        if !is_static(exe)? {
+            bail!(
+                "{} is dynamically linked (it has an ELF interpreter)",
+                exe.display()
+            );
+        }
+    }
+    Ok(Binaries { agent, e2e })
+}
+
+/// `(kind, name, executable)` of a `compiler-artifact` message with an
+/// executable.
+fn artifact(line: &str) -> Option<(String, String, PathBuf)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v["reason"] != "compiler-artifact" {
+        return None;
+    }
+    let exe = v["executable"].as_str()?;
+    let target = &v["target"];
+    let kind = target["kind"].get(0)?.as_str()?;
+    let name = target["name"].as_str()?;
+    Some((kind.to_owned(), name.to_owned(), exe.into()))
+}
+
+/// An ELF executable is static when it asks for no program interpreter
+/// (`PT_INTERP`): no `ld.so`, hence no shared libraries. Static-PIE
+/// executables qualify.
+pub fn is_static(path: &Path) -> Result<bool> {
+    // The program headers follow the ELF header; the first MiB holds them.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1 << 20).read_to_end(&mut bytes))
+        .with_context(|| format!("read {}", path.display()))?;
+    let elf = (|| {
+        if bytes.get(..5)? != b"\x7fELF\x02" {
+            return None; // not a 64-bit ELF
+        }
+        let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+        let phoff = u64::from_le_bytes(bytes.get(0x20..0x28)?.try_into().ok()?) as usize;
+        let (phentsize, phnum) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+        const PT_INTERP: u32 = 3;
+        let mut has_interp = false;
+        for i in 0..phnum {
+            let at = phoff + i * phentsize;
+            let p_type = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+            has_interp |= p_type == PT_INTERP;
+        }
+        Some(!has_interp)
+    })();
+    elf.with_context(|| format!("{} is not a 64-bit ELF file", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_test_binary_is_dynamic_like_any_default_build() {
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_static(&me).unwrap());
+    }
+
+    #[test]
+    fn artifacts_are_read_from_cargo_json() {
+        let line = r#"{"reason":"compiler-artifact","target":{"kind":["test"],"name":"e2e"},"executable":"/t/e2e-1"}"#;
+        assert_eq!(
+            artifact(line),
+            Some(("test".into(), "e2e".into(), "/t/e2e-1".into()))
+        );
+        let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"x"},"executable":null}"#;
+        assert_eq!(artifact(lib), None);
+    }
+}
