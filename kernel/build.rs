@@ -111,6 +111,11 @@ const STRUCTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "mw_filter_settings",
+        &["flags", "rate_per_sec", "prot_any", "rate_burst"],
+    ),
+    ("mw_path_prefix", &["len", "list", "bytes"]),
+    (
         "mw_security_mmap_file",
         &[
             "hdr",
@@ -142,7 +147,20 @@ const CONSTANTS: &[&str] = &[
     "MW_COUNTER_SECURITY_RINGBUF_FULL",
     "MW_COUNTER_PENDING_MAP_FULL",
     "MW_COUNTER_PENDING_MISSING",
+    "MW_COUNTER_FILTERED",
+    "MW_COUNTER_RATE_LIMITED",
     "MW_COUNTER_MAX",
+    "MW_FILTER_INCLUDE_PIDS",
+    "MW_FILTER_INCLUDE_COMMS",
+    "MW_FILTER_INCLUDE_UIDS",
+    "MW_FILTER_INCLUDE_CGROUPS",
+    "MW_FILTER_INCLUDE_PREFIXES",
+    "MW_FILTER_FILE_ONLY",
+    "MW_FILTER_ANON_ONLY",
+    "MW_LIST_INCLUDE",
+    "MW_LIST_EXCLUDE",
+    "MW_PREFIX_MAX",
+    "MW_PREFIX_LEN",
 ];
 
 /// Compiles and runs a small host C program that prints the layout of

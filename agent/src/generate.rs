@@ -136,7 +136,10 @@ mod tests {
         let mut page = Vec::new();
         manpage(&mut page).unwrap();
         let page = String::from_utf8(page).unwrap();
-        assert!(page.starts_with(".ie \\n(.g .ds Aq"), "roff preamble: {page}");
+        assert!(
+            page.starts_with(".ie \\n(.g .ds Aq"),
+            "roff preamble: {page}"
+        );
         assert!(page.contains(".TH mapwatch 1"), "{page}");
         for needle in [
             "\\-\\-otlp\\-endpoint",
@@ -147,7 +150,10 @@ mod tests {
         ] {
             assert!(page.contains(needle), "missing {needle}");
         }
-        assert!(!page.contains("manpage"), "hidden subcommands stay out of the page");
+        assert!(
+            !page.contains("manpage"),
+            "hidden subcommands stay out of the page"
+        );
     }
 
     #[test]

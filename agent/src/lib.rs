@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod console;
 pub mod export;
+pub mod filters;
 pub mod generate;
 pub mod pipeline;
 pub mod preflight;

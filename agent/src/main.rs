@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    report(mapwatch::run::run(&config))
+    report(mapwatch::run::run(&config, &cli.config))
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

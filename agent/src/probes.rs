@@ -100,8 +100,12 @@ pub struct ProbeSettings {
     pub security_mmap_file: Choice,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
-    /// A process whose mappings are not reported (the agent itself).
+    /// A process whose mappings are not reported (the agent itself); 0 = none.
     pub ignore_pid: u32,
+    /// In-kernel filters, applied before any program attaches.
+    pub filter: mapwatch_config::FilterConfig,
+    /// Per-process rate limit, applied with the filters.
+    pub rate_limit: mapwatch_config::RateLimitConfig,
 }
 
 /// Why a backend cannot serve an event here, in words a user can act on.
@@ -136,6 +140,9 @@ pub enum ProbeError {
     /// The kernel's BTF could not be read.
     #[error(transparent)]
     Btf(#[from] crate::btf::BtfError),
+    /// The filters could not be written into the kernel.
+    #[error(transparent)]
+    Filter(#[from] crate::filters::FilterError),
     /// No backend of an event works on this kernel.
     #[error("no way to report {event} on this kernel: {}", .tried.iter().map(|u| format!("{} ({})", u.backend.name(), u.reason)).collect::<Vec<_>>().join("; "))]
     NoBackend {
@@ -170,6 +177,17 @@ pub struct Probes {
     pub security_mmap_file: Option<Backend>,
     /// Better backends that were tried and failed, with why.
     pub passed_over: Vec<Unavailable>,
+}
+
+/// What [`Probes::attach`] hands over: the probes, the ring buffer they write
+/// to, and the filters that can be rewritten while they run.
+pub struct Attached {
+    /// The attached programs and their counters.
+    pub probes: Probes,
+    /// The ring buffer of records.
+    pub events: RingBuf<MapData>,
+    /// The in-kernel filters.
+    pub filters: crate::filters::Filters,
 }
 
 /// Totals of the kernel-side counters, summed over CPUs.
@@ -460,10 +478,13 @@ fn select(
 }
 
 impl Probes {
-    /// Loads the object and attaches one backend per enabled event. Returns
-    /// the probes and the ring buffer they write records into.
-    pub fn attach(settings: &ProbeSettings) -> Result<(Probes, RingBuf<MapData>), ProbeError> {
+    /// Loads the object, applies the filters and attaches one backend per
+    /// enabled event.
+    pub fn attach(settings: &ProbeSettings) -> Result<Attached, ProbeError> {
         let mut loaded = load(settings)?;
+        // Filters first: no record escapes them between attach and configuration.
+        let mut filters = crate::filters::Filters::take(&mut loaded.ebpf)?;
+        filters.apply(&settings.filter, &settings.rate_limit)?;
         let mut passed_over = Vec::new();
         let mut chosen = [None, None];
         for (slot, (event, choice)) in [
@@ -507,7 +528,11 @@ impl Probes {
             security_mmap_file: chosen[1],
             passed_over,
         };
-        Ok((probes, events))
+        Ok(Attached {
+            probes,
+            events,
+            filters,
+        })
     }
 
     /// Detaches every program; the ring buffer and counters stay readable, so
@@ -552,6 +577,8 @@ pub fn probe_all(ignore_pid: u32) -> Result<Vec<ProbeRow>, ProbeError> {
         security_mmap_file: Choice::Off,
         ring_buffer_bytes: 4096,
         ignore_pid,
+        filter: Default::default(),
+        rate_limit: Default::default(),
     };
     let mut rows = Vec::new();
     for event in EventKind::ALL {

@@ -3,26 +3,44 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mapwatch_config::Config;
+use std::sync::Mutex;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use mapwatch_config::{CliArgs, Config};
+
+use crate::filters::Filters;
 
 use crate::pipeline::Reader;
-use crate::probes::{self, Choice, ProbeSettings, Probes};
+use crate::probes::{self, Attached, Choice, ProbeSettings, Probes};
 use crate::stats::PipelineStats;
 use crate::{export, preflight};
 
 /// Whole shutdown budget after SIGINT/SIGTERM: detach, drain, flush.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The signals the agent handles, registered before it reports that it is
+/// watching: a signal arriving earlier would take its default action (end
+/// the process without a flush).
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    /// Registers the handlers; must run inside the runtime.
+    fn register() -> std::io::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Waits for SIGINT or SIGTERM; a second one ends the process at once.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop mapwatch with SIGKILL");
-        return std::future::pending().await;
-    };
+async fn shutdown_signal(mut int: Signal, mut term: Signal) {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
@@ -38,8 +56,52 @@ async fn shutdown_signal() {
     });
 }
 
-/// Runs the agent with `config` until SIGINT or SIGTERM.
-pub fn run(config: &Config) -> anyhow::Result<()> {
+/// Re-reads the configuration on every SIGHUP and rewrites the in-kernel
+/// filters; other settings need a restart, and a bad file keeps the old ones.
+async fn reload_on_hangup(
+    mut hangup: Signal,
+    cli: CliArgs,
+    mut current: Config,
+    filters: Arc<Mutex<Filters>>,
+) {
+    while hangup.recv().await.is_some() {
+        let new = match Config::from_process(&cli) {
+            Ok(new) => new,
+            Err(error) => {
+                tracing::error!(
+                    "configuration reload failed, keeping the running filters: {error}"
+                );
+                continue;
+            }
+        };
+        let applied = filters.lock().map_err(|_| ()).and_then(|mut f| {
+            f.apply(&new.filter, &new.rate_limit).map_err(|error| {
+                tracing::error!(
+                    "configuration reload failed, keeping the running filters: {error}"
+                );
+            })
+        });
+        if applied.is_err() {
+            continue;
+        }
+        let mut rest_old = current.clone();
+        let mut rest_new = new.clone();
+        (rest_old.filter, rest_old.rate_limit) = Default::default();
+        (rest_new.filter, rest_new.rate_limit) = Default::default();
+        if rest_old != rest_new {
+            tracing::warn!(
+                "configuration reloaded: filters and rate limit applied; other changes take effect after a restart"
+            );
+        } else {
+            tracing::info!("configuration reloaded: filters and rate limit applied");
+        }
+        current = new;
+    }
+}
+
+/// Runs the agent with `config` (loaded from `cli` and the environment) until
+/// SIGINT or SIGTERM; SIGHUP reloads the filters.
+pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     preflight::check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -54,14 +116,24 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         export::logger_provider(config, &stats)?
     };
 
-    let (mut probes, ring) = Probes::attach(&ProbeSettings {
+    let Attached {
+        mut probes,
+        events: ring,
+        filters,
+    } = Probes::attach(&ProbeSettings {
         do_mmap: Choice::do_mmap(config.events.do_mmap, config.backends.do_mmap),
         security_mmap_file: Choice::security_mmap_file(
             config.events.security_mmap_file,
             config.backends.security_mmap_file,
         ),
         ring_buffer_bytes: config.ring_buffer.size_bytes,
-        ignore_pid: std::process::id(),
+        ignore_pid: if config.filter.report_self {
+            0
+        } else {
+            std::process::id()
+        },
+        filter: config.filter.clone(),
+        rate_limit: config.rate_limit.clone(),
     })?;
     for unavailable in &probes.passed_over {
         tracing::info!("not using {unavailable}");
@@ -87,6 +159,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             "nowhere (no OTLP endpoint, or OTEL_SDK_DISABLED, and console output off)".to_owned(),
         );
     }
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::register()?
+    };
     eprintln!(
         "mapwatch: watching {}; records go to {}",
         events.join(", "),
@@ -96,12 +172,20 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let logger = opentelemetry::logs::LoggerProvider::logger(&provider, "mapwatch");
     let mut reader = Reader::new(logger, stats.clone(), export);
     let counters = &probes.counters;
+    let filters = Arc::new(Mutex::new(filters));
+    let reload = runtime.spawn(reload_on_hangup(
+        signals.hangup,
+        cli.clone(),
+        config.clone(),
+        filters,
+    ));
     let mut ring = runtime.block_on(reader.run(
         ring,
         || stats.snapshot(probes::read_counters(counters)),
-        shutdown_signal(),
+        shutdown_signal(signals.interrupt, signals.terminate),
     ))?;
 
+    reload.abort();
     let started = Instant::now();
     probes.detach();
     reader.drain(&mut ring);

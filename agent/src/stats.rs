@@ -88,11 +88,22 @@ impl Snapshot {
 
     /// One line for the terminal.
     pub fn summary(&self) -> String {
-        let discarded = if self.discarded > 0 {
-            format!(", {} discarded (no destination configured)", self.discarded)
-        } else {
-            String::new()
-        };
+        let mut discarded = String::new();
+        if self.discarded > 0 {
+            discarded.push_str(&format!(
+                ", {} discarded (no destination configured)",
+                self.discarded
+            ));
+        }
+        // Dropped on purpose, by configuration: reported, not counted as lost.
+        let filtered = self.kernel.get(Counter::Filtered);
+        if filtered > 0 {
+            discarded.push_str(&format!(", {filtered} filtered out"));
+        }
+        let limited = self.kernel.get(Counter::RateLimited);
+        if limited > 0 {
+            discarded.push_str(&format!(", {limited} over the rate limit"));
+        }
         format!(
             "{} records produced in the kernel, {} read, {} exported{discarded}; lost: {} (ring buffer full {}, \
              argument map full {}, undecodable {}, export failed {}, export queue full {})",

@@ -226,6 +226,26 @@ pub enum Problem {
     /// A malformed `key=value,...` list.
     #[error(transparent)]
     List(#[from] ListError),
+    /// A list longer than the kernel map holding it.
+    #[error("at most {max} entries in total across {lists}")]
+    TooManyEntries {
+        /// The limit.
+        max: usize,
+        /// The lists sharing it.
+        lists: &'static str,
+    },
+    /// A thread name longer than the kernel keeps.
+    #[error("thread names (comm) are at most 15 bytes")]
+    CommTooLong,
+    /// A path prefix that is not absolute or too long.
+    #[error("path prefixes must start with `/` and be at most 255 bytes")]
+    BadPathPrefix,
+    /// A cgroup path that is not absolute.
+    #[error("cgroup paths start with `/` (relative to /sys/fs/cgroup)")]
+    BadCgroupPath,
+    /// A rate limit whose burst cannot hold one record.
+    #[error("must be at least 1 when rate_limit.per_process is set")]
+    ZeroBurst,
     /// A ring buffer size the kernel would refuse.
     #[error("must be a power of two and at least 4096 (e.g. 8388608 for 8 MiB)")]
     RingBufferSize,

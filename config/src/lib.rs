@@ -95,6 +95,10 @@ pub struct Config {
     pub events: EventsConfig,
     /// Which kernel attach point serves each event.
     pub backends: BackendsConfig,
+    /// What not to report, decided in the kernel.
+    pub filter: FilterConfig,
+    /// Per-process limit on reported records, enforced in the kernel.
+    pub rate_limit: RateLimitConfig,
     /// Where and how log records are exported.
     pub otlp: OtlpConfig,
     /// Batching of log records before export.
@@ -131,6 +135,103 @@ pub struct BackendsConfig {
     pub do_mmap: DoMmapBackend,
     /// Backend for `security_mmap_file`. Default `auto`.
     pub security_mmap_file: SecurityMmapFileBackend,
+}
+
+/// What to report, decided in the kernel before a record is built. Lists
+/// named `include_*` report only their members when not empty; `exclude_*`
+/// lists always apply. Changes take effect on SIGHUP without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Process ids to report (at most 1024 in both pid lists).
+    pub include_pids: Vec<u32>,
+    /// Process ids never to report.
+    pub exclude_pids: Vec<u32>,
+    /// Thread names (`comm`, at most 15 bytes) to report.
+    pub include_comms: Vec<String>,
+    /// Thread names never to report.
+    pub exclude_comms: Vec<String>,
+    /// User ids to report.
+    pub include_uids: Vec<u32>,
+    /// User ids never to report.
+    pub exclude_uids: Vec<u32>,
+    /// Cgroup v2 directories to report, as paths below /sys/fs/cgroup
+    /// (e.g. `/system.slice/nginx.service`); the process must be directly in one.
+    pub include_cgroups: Vec<String>,
+    /// Cgroup v2 directories never to report.
+    pub exclude_cgroups: Vec<String>,
+    /// Report only files whose path starts with one of these (anonymous
+    /// mappings are governed by `mappings`). At most 8 prefixes in both lists,
+    /// 255 bytes each.
+    pub include_path_prefixes: Vec<String>,
+    /// Never report files whose path starts with one of these.
+    pub exclude_path_prefixes: Vec<String>,
+    /// Report only mappings with at least one of these protections
+    /// (`PROT_READ`, `PROT_WRITE`, `PROT_EXEC`); empty = all.
+    pub prot_any: Vec<Prot>,
+    /// File-backed, anonymous, or all mappings. Default `all`.
+    pub mappings: MappingKinds,
+    /// Also report the agent's own mappings. Default `false` (they would feed
+    /// back into its own output).
+    pub report_self: bool,
+}
+
+/// A memory protection bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Prot {
+    /// Readable.
+    #[serde(rename = "PROT_READ")]
+    Read,
+    /// Writable.
+    #[serde(rename = "PROT_WRITE")]
+    Write,
+    /// Executable.
+    #[serde(rename = "PROT_EXEC")]
+    Exec,
+}
+
+impl Prot {
+    /// The bit's value.
+    pub fn bits(self) -> u64 {
+        match self {
+            Prot::Read => 0x1,
+            Prot::Write => 0x2,
+            Prot::Exec => 0x4,
+        }
+    }
+}
+
+/// Which mappings to report by what backs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingKinds {
+    /// File-backed and anonymous.
+    #[default]
+    All,
+    /// File-backed only.
+    File,
+    /// Anonymous only.
+    Anonymous,
+}
+
+/// A per-process limit on reported records, so one process that storms
+/// mmap cannot crowd out the others. Records over the limit are counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Records per second per process (both events together); 0 = no limit. Default 0.
+    pub per_process: u32,
+    /// Records a process may send at once before the rate applies. Default 1000.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_process: 0,
+            burst: 1000,
+        }
+    }
 }
 
 /// Attach points that can report `do_mmap`, best first.

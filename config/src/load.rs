@@ -562,6 +562,20 @@ impl Layers {
                         })?;
                     nest(&path, list_dict(pairs))
                 }
+                // Filter lists: comma separated.
+                ["filter", key]
+                    if key.starts_with("include_")
+                        || key.starts_with("exclude_")
+                        || *key == "prot_any" =>
+                {
+                    let items: Vec<Value> = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(Value::from)
+                        .collect();
+                    nest(&path, Value::from(items))
+                }
                 _ => nest(&path, Value::from(value.as_str())),
             };
             self.push_env(var, value, data);

@@ -118,6 +118,100 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
         ));
     }
 
+    let f = &c.filter;
+    for (lists, a, b, max, names) in [
+        (
+            "pids",
+            f.include_pids.len(),
+            f.exclude_pids.len(),
+            1024,
+            "filter.include_pids and filter.exclude_pids",
+        ),
+        (
+            "uids",
+            f.include_uids.len(),
+            f.exclude_uids.len(),
+            256,
+            "filter.include_uids and filter.exclude_uids",
+        ),
+        (
+            "comms",
+            f.include_comms.len(),
+            f.exclude_comms.len(),
+            256,
+            "filter.include_comms and filter.exclude_comms",
+        ),
+        (
+            "cgroups",
+            f.include_cgroups.len(),
+            f.exclude_cgroups.len(),
+            1024,
+            "filter.include_cgroups and filter.exclude_cgroups",
+        ),
+        (
+            "path_prefixes",
+            f.include_path_prefixes.len(),
+            f.exclude_path_prefixes.len(),
+            8,
+            "filter.include_path_prefixes and filter.exclude_path_prefixes",
+        ),
+    ] {
+        if a + b > max {
+            let field = format!("include_{lists}");
+            return Err(fail(
+                &["filter", &field],
+                format!("{} entries", a + b),
+                Problem::TooManyEntries { max, lists: names },
+            ));
+        }
+    }
+    for (field, comms) in [
+        ("include_comms", &f.include_comms),
+        ("exclude_comms", &f.exclude_comms),
+    ] {
+        if let Some(comm) = comms.iter().find(|c| c.is_empty() || c.len() > 15) {
+            return Err(fail(
+                &["filter", field],
+                format!("{comm:?}"),
+                Problem::CommTooLong,
+            ));
+        }
+    }
+    for (field, prefixes) in [
+        ("include_path_prefixes", &f.include_path_prefixes),
+        ("exclude_path_prefixes", &f.exclude_path_prefixes),
+    ] {
+        if let Some(p) = prefixes
+            .iter()
+            .find(|p| !p.starts_with('/') || p.len() > 255)
+        {
+            return Err(fail(
+                &["filter", field],
+                format!("{p:?}"),
+                Problem::BadPathPrefix,
+            ));
+        }
+    }
+    for (field, cgroups) in [
+        ("include_cgroups", &f.include_cgroups),
+        ("exclude_cgroups", &f.exclude_cgroups),
+    ] {
+        if let Some(p) = cgroups.iter().find(|p| !p.starts_with('/')) {
+            return Err(fail(
+                &["filter", field],
+                format!("{p:?}"),
+                Problem::BadCgroupPath,
+            ));
+        }
+    }
+    if c.rate_limit.per_process > 0 && c.rate_limit.burst == 0 {
+        return Err(fail(
+            &["rate_limit", "burst"],
+            "0".into(),
+            Problem::ZeroBurst,
+        ));
+    }
+
     if c.service.name.trim().is_empty() {
         return Err(fail(
             &["service", "name"],

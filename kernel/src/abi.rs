@@ -180,7 +180,20 @@ const _: () = {
     assert!(c::MW_COUNTER_SECURITY_RINGBUF_FULL == Counter::SecurityMmapFileRingBufferFull as u64);
     assert!(c::MW_COUNTER_PENDING_MAP_FULL == Counter::PendingMapFull as u64);
     assert!(c::MW_COUNTER_PENDING_MISSING == Counter::PendingMissing as u64);
+    assert!(c::MW_COUNTER_FILTERED == Counter::Filtered as u64);
+    assert!(c::MW_COUNTER_RATE_LIMITED == Counter::RateLimited as u64);
     assert!(c::MW_COUNTER_MAX == Counter::ALL.len() as u64);
+    assert!(c::MW_FILTER_INCLUDE_PIDS == filter::INCLUDE_PIDS as u64);
+    assert!(c::MW_FILTER_INCLUDE_COMMS == filter::INCLUDE_COMMS as u64);
+    assert!(c::MW_FILTER_INCLUDE_UIDS == filter::INCLUDE_UIDS as u64);
+    assert!(c::MW_FILTER_INCLUDE_CGROUPS == filter::INCLUDE_CGROUPS as u64);
+    assert!(c::MW_FILTER_INCLUDE_PREFIXES == filter::INCLUDE_PREFIXES as u64);
+    assert!(c::MW_FILTER_FILE_ONLY == filter::FILE_ONLY as u64);
+    assert!(c::MW_FILTER_ANON_ONLY == filter::ANON_ONLY as u64);
+    assert!(c::MW_LIST_INCLUDE == filter::LIST_INCLUDE as u64);
+    assert!(c::MW_LIST_EXCLUDE == filter::LIST_EXCLUDE as u64);
+    assert!(c::MW_PREFIX_MAX == filter::PREFIX_MAX as u64);
+    assert!(c::MW_PREFIX_LEN == filter::PREFIX_LEN as u64);
 };
 
 /// The kernel-side counters (`mw_counters` map), one per index.
@@ -199,17 +212,23 @@ pub enum Counter {
     PendingMapFull = 4,
     /// Exits with no recorded entry (the call began before the probes attached).
     PendingMissing = 5,
+    /// Not reported: excluded by the configured filters (by request, not a loss).
+    Filtered = 6,
+    /// Not reported: the process exceeded its configured rate limit.
+    RateLimited = 7,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 8] = [
         Counter::DoMmapSent,
         Counter::DoMmapRingBufferFull,
         Counter::SecurityMmapFileSent,
         Counter::SecurityMmapFileRingBufferFull,
         Counter::PendingMapFull,
         Counter::PendingMissing,
+        Counter::Filtered,
+        Counter::RateLimited,
     ];
 
     /// Index in the counters map.
@@ -226,6 +245,8 @@ impl Counter {
             Counter::SecurityMmapFileRingBufferFull => "security_mmap_file_ring_buffer_full",
             Counter::PendingMapFull => "do_mmap_pending_map_full",
             Counter::PendingMissing => "do_mmap_entry_missing",
+            Counter::Filtered => "filtered",
+            Counter::RateLimited => "rate_limited",
         }
     }
 
@@ -239,6 +260,85 @@ impl Counter {
         )
     }
 }
+
+/// The in-kernel filters' map layouts (`struct mw_filter_settings`,
+/// `struct mw_path_prefix`) and flags, mirrored from `events.h`.
+pub mod filter {
+    /// Report only pids in `mw_filter_pids` marked include.
+    pub const INCLUDE_PIDS: u32 = 1 << 0;
+    /// Report only comms in `mw_filter_comms` marked include.
+    pub const INCLUDE_COMMS: u32 = 1 << 1;
+    /// Report only uids in `mw_filter_uids` marked include.
+    pub const INCLUDE_UIDS: u32 = 1 << 2;
+    /// Report only cgroups in `mw_filter_cgroups` marked include.
+    pub const INCLUDE_CGROUPS: u32 = 1 << 3;
+    /// Report only files under an include prefix.
+    pub const INCLUDE_PREFIXES: u32 = 1 << 4;
+    /// Drop anonymous mappings.
+    pub const FILE_ONLY: u32 = 1 << 5;
+    /// Drop file-backed mappings.
+    pub const ANON_ONLY: u32 = 1 << 6;
+    /// List map value: include.
+    pub const LIST_INCLUDE: u8 = 1;
+    /// List map value: exclude.
+    pub const LIST_EXCLUDE: u8 = 2;
+    /// Number of path prefix slots.
+    pub const PREFIX_MAX: usize = 8;
+    /// Bytes of one path prefix.
+    pub const PREFIX_LEN: usize = 256;
+
+    /// `struct mw_filter_settings`: the single entry of `mw_filter_settings_map`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Settings {
+        /// `INCLUDE_*`, `FILE_ONLY`, `ANON_ONLY` bits.
+        pub flags: u32,
+        /// Records per second per process; 0 = unlimited.
+        pub rate_per_sec: u32,
+        /// Report only when `prot & prot_any != 0`; 0 = all.
+        pub prot_any: u64,
+        /// Records a process may send at once above its rate.
+        pub rate_burst: u32,
+        /// Padding; zero.
+        pub _pad0: u32,
+    }
+
+    /// `struct mw_path_prefix`: one slot of `mw_filter_prefixes`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PathPrefix {
+        /// Bytes used in `bytes`; 0 = unused slot.
+        pub len: u32,
+        /// `LIST_INCLUDE` or `LIST_EXCLUDE`.
+        pub list: u32,
+        /// The prefix.
+        pub bytes: [u8; PREFIX_LEN],
+    }
+
+    impl Default for PathPrefix {
+        fn default() -> Self {
+            PathPrefix {
+                len: 0,
+                list: 0,
+                bytes: [0; PREFIX_LEN],
+            }
+        }
+    }
+
+    #[cfg(feature = "aya")]
+    // SAFETY: #[repr(C)] structs of integers with explicit padding: every bit
+    // pattern is valid and there are no implicit padding bytes.
+    unsafe impl aya::Pod for Settings {}
+    #[cfg(feature = "aya")]
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PathPrefix {}
+}
+
+assert_layout!(filter::Settings, c::SIZEOF_MW_FILTER_SETTINGS,
+    flags => c::MW_FILTER_SETTINGS_FLAGS, rate_per_sec => c::MW_FILTER_SETTINGS_RATE_PER_SEC,
+    prot_any => c::MW_FILTER_SETTINGS_PROT_ANY, rate_burst => c::MW_FILTER_SETTINGS_RATE_BURST);
+assert_layout!(filter::PathPrefix, c::SIZEOF_MW_PATH_PREFIX,
+    len => c::MW_PATH_PREFIX_LEN, list => c::MW_PATH_PREFIX_LIST, bytes => c::MW_PATH_PREFIX_BYTES);
 
 /// The attach point a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -59,6 +59,18 @@ pub mod maps {
     pub const COUNTERS: &str = "mw_counters";
     /// `.rodata` global: the number of parameters of `do_mmap` on the running kernel.
     pub const CONFIG_DO_MMAP_NARGS: &str = "mw_config_do_mmap_nargs";
+    /// Filter settings (one entry, [`crate::abi::filter::Settings`]).
+    pub const FILTER_SETTINGS: &str = "mw_filter_settings_map";
+    /// Pids to include or exclude (`u32` -> list value).
+    pub const FILTER_PIDS: &str = "mw_filter_pids";
+    /// Thread names to include or exclude (`[u8; 16]` -> list value).
+    pub const FILTER_COMMS: &str = "mw_filter_comms";
+    /// Uids to include or exclude (`u32` -> list value).
+    pub const FILTER_UIDS: &str = "mw_filter_uids";
+    /// Cgroup ids to include or exclude (`u64` -> list value).
+    pub const FILTER_CGROUPS: &str = "mw_filter_cgroups";
+    /// Path prefixes ([`crate::abi::filter::PathPrefix`] slots).
+    pub const FILTER_PREFIXES: &str = "mw_filter_prefixes";
     /// `.rodata` global: a process id whose mappings are not reported (the agent itself).
     pub const CONFIG_IGNORE_TGID: &str = "mw_config_ignore_tgid";
 }

@@ -69,7 +69,33 @@ pub fn build(workspace: &Path, target_dir: &Path, release: bool) -> Result<Binar
             );
         }
     }
+    std::fs::write(
+        target_dir.join(RECORD),
+        format!("agent={}\ne2e={}\n", agent.display(), e2e.display()),
+    )?;
     Ok(Binaries { agent, e2e })
+}
+
+/// Where [`build`] records what it built, for [`last_built`].
+const RECORD: &str = "vm-binaries.txt";
+
+/// The binaries of the last successful [`build`] into `target_dir`, for
+/// `--no-build` (e.g. while the tree does not compile).
+pub fn last_built(target_dir: &Path) -> Result<Binaries> {
+    let record = target_dir.join(RECORD);
+    let text = std::fs::read_to_string(&record)
+        .with_context(|| format!("no earlier build recorded in {}", record.display()))?;
+    let path = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+            .with_context(|| format!("{} names no existing {key}", record.display()))
+    };
+    Ok(Binaries {
+        agent: path("agent")?,
+        e2e: path("e2e")?,
+    })
 }
 
 /// `(kind, name, executable)` of a `compiler-artifact` message with an

@@ -40,7 +40,9 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
     if root.exists() {
         fs::remove_dir_all(&root).with_context(|| format!("remove {}", root.display()))?;
     }
-    for dir in ["bin", "dev", "proc", "sys", "tmp", "root", "mw", "etc", "run"] {
+    for dir in [
+        "bin", "dev", "proc", "sys", "tmp", "root", "mw", "etc", "run",
+    ] {
         fs::create_dir_all(root.join(dir))?;
     }
     for alias in ["sbin", "usr/bin", "usr/sbin"] {
@@ -103,10 +105,7 @@ echo "MWVM-KERNEL $(uname -r)"
 cd /tmp
 "#,
     );
-    let mut test_args = format!(
-        "--show-output --test-threads={}",
-        plan.test_threads.max(1)
-    );
+    let mut test_args = format!("--show-output --test-threads={}", plan.test_threads.max(1));
     for a in plan.test_args {
         write!(test_args, " {}", sh_quote(a)).unwrap();
     }
@@ -156,7 +155,13 @@ fn pack(root: &Path, archive: &Path) -> Result<()> {
     collect(root, Path::new("."), &mut list)?;
     list.sort();
     let mut cpio = Command::new("cpio")
-        .args(["--null", "--create", "--format=newc", "--owner=0:0", "--quiet"])
+        .args([
+            "--null",
+            "--create",
+            "--format=newc",
+            "--owner=0:0",
+            "--quiet",
+        ])
         .current_dir(root)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

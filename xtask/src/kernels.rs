@@ -105,7 +105,8 @@ fn resolve_one(request: &str, cache: &Path, apt: &mut Apt) -> Result<Kernel> {
     if path.is_file() {
         if request.ends_with(".deb") {
             let package = deb_package(path)?;
-            return extracted(&package, path, cache);
+            extract(path, &cache.join(&package))?;
+            return kernel_in(&package, cache);
         }
         let release = path
             .file_name()
@@ -195,8 +196,9 @@ fn cached_packages(cache: &Path) -> Vec<String> {
 
 /// The kernel of `package`: from the cache, or downloaded and extracted.
 fn fetch(package: &str, cache: &Path, apt: &mut Apt) -> Result<Kernel> {
-    if cache.join(package).join("boot").is_dir() {
-        return extracted(package, Path::new(""), cache);
+    let dir = cache.join(package);
+    if dir.join("boot").is_dir() {
+        return kernel_in(package, cache);
     }
     let deb = match find_deb(package, cache) {
         Some(deb) => deb,
@@ -217,7 +219,8 @@ fn fetch(package: &str, cache: &Path, apt: &mut Apt) -> Result<Kernel> {
             find_deb(package, cache).context("apt-get download left no .deb")?
         }
     };
-    extracted(package, &deb, cache)
+    extract(&deb, &dir)?;
+    kernel_in(package, cache)
 }
 
 fn find_deb(package: &str, cache: &Path) -> Option<PathBuf> {
@@ -238,35 +241,44 @@ fn deb_package(deb: &Path) -> Result<String> {
     Ok(out.trim().to_owned())
 }
 
-/// The kernel in `cache/package/boot`, extracting `boot/` from `deb` first
-/// if that directory does not exist yet.
-fn extracted(package: &str, deb: &Path, cache: &Path) -> Result<Kernel> {
-    let dir = cache.join(package);
-    if !dir.join("boot").is_dir() {
-        let partial = cache.join(format!("{package}.partial"));
-        let _ = fs::remove_dir_all(&partial);
-        fs::create_dir_all(&partial)?;
-        let mut dpkg = Command::new("dpkg-deb")
-            .arg("--fsys-tarfile")
-            .arg(deb)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("start dpkg-deb")?;
-        // `-C` before the member pattern: it applies to what follows it.
-        let tar_ok = Command::new("tar")
-            .args(["-x", "-f", "-", "-C"])
-            .arg(&partial)
-            .args(["--wildcards", "./boot/*"])
-            .stdin(dpkg.stdout.take().expect("piped"))
-            .status()
-            .context("start tar")?
-            .success();
-        let dpkg_ok = dpkg.wait()?.success();
-        if !(tar_ok && dpkg_ok) {
-            bail!("cannot extract boot/ from {}", deb.display());
-        }
-        fs::rename(&partial, &dir)?;
+/// Extracts `boot/` of `deb` into `dir` (through a temporary directory, so
+/// an interrupted run leaves no half-filled cache entry).
+fn extract(deb: &Path, dir: &Path) -> Result<()> {
+    if dir.join("boot").is_dir() {
+        return Ok(());
     }
+    let mut partial = dir.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = fs::remove_dir_all(&partial);
+    fs::create_dir_all(&partial)?;
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start dpkg-deb")?;
+    // `-C` before the member pattern: it applies to what follows it.
+    let tar_ok = Command::new("tar")
+        .args(["-x", "-f", "-", "-C"])
+        .arg(&partial)
+        .args(["--wildcards", "./boot/*"])
+        .stdin(dpkg.stdout.take().expect("piped"))
+        .status()
+        .context("start tar")?
+        .success();
+    let dpkg_ok = dpkg.wait()?.success();
+    if !(tar_ok && dpkg_ok && partial.join("boot").is_dir()) {
+        bail!("cannot extract boot/ from {}", deb.display());
+    }
+    let _ = fs::remove_dir_all(dir);
+    fs::rename(&partial, dir)?;
+    Ok(())
+}
+
+/// The kernel extracted in `cache/package/boot`.
+fn kernel_in(package: &str, cache: &Path) -> Result<Kernel> {
+    let dir = cache.join(package);
     let vmlinuz = fs::read_dir(dir.join("boot"))?
         .flatten()
         .map(|e| e.path())

@@ -63,6 +63,9 @@ struct VmTest {
     /// Build the test binaries with the release profile.
     #[arg(long)]
     release: bool,
+    /// Do not build: reuse the binaries of the last build.
+    #[arg(long, conflicts_with = "release")]
+    no_build: bool,
     /// Echo every line of the serial consoles, not only the markers.
     #[arg(long, short)]
     verbose: bool,
@@ -116,7 +119,11 @@ fn vm_test(args: &VmTest) -> Result<bool> {
     }
 
     let step = Instant::now();
-    let binaries = binaries::build(&root, &vm_dir.join("build"), args.release)?;
+    let binaries = if args.no_build {
+        binaries::last_built(&vm_dir.join("build"))?
+    } else {
+        binaries::build(&root, &vm_dir.join("build"), args.release)?
+    };
     timings.push(("static build", step.elapsed()));
 
     let step = Instant::now();
@@ -142,7 +149,14 @@ fn vm_test(args: &VmTest) -> Result<bool> {
         verbose: args.verbose,
     };
     let names: Vec<&str> = configs.iter().map(|c| c.name).collect();
-    let reports = run_vms(&kernels, &initrd, &vm_dir.join("logs"), &opts, &names, args.jobs)?;
+    let reports = run_vms(
+        &kernels,
+        &initrd,
+        &vm_dir.join("logs"),
+        &opts,
+        &names,
+        args.jobs,
+    )?;
     timings.push(("VMs", step.elapsed()));
     timings.push(("total", started.elapsed()));
 

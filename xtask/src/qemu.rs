@@ -49,7 +49,7 @@ pub fn boot(
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", "tcg", "-m", &opts.memory])
         .args(["-smp", &opts.smp.to_string()])
-        .args(["-nographic", "-no-reboot"])
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
@@ -79,9 +79,7 @@ pub fn boot(
             let mut stdout = BufReader::new(stdout);
             let mut raw = Vec::new();
             while stdout.read_until(b'\n', &mut raw)? > 0 {
-                let text = String::from_utf8_lossy(&raw)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned();
+                let text = printable(&String::from_utf8_lossy(&raw));
                 raw.clear();
                 writeln!(file, "{text}")?;
                 if verbose || text.starts_with("MWVM-") {
@@ -138,4 +136,44 @@ pub fn boot(
         qemu_status,
         qemu_stderr,
     })
+}
+
+/// `line` without terminal control sequences (the firmware and the kernel
+/// reset the terminal) and other control characters.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // CSI (ESC [ parameters final-byte) or ESC + one character
+            // (ESC c: reset).
+            '\u{1b}' => {
+                if chars.next() == Some('[') {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_sequences_are_dropped() {
+        assert_eq!(
+            printable("\u{1b}c\u{1b}[?7l\u{1b}[2JMWVM-KERNEL 6.1.0\r\n"),
+            "MWVM-KERNEL 6.1.0"
+        );
+        assert_eq!(printable("\u{1b}[0mSeaBIOS\tx"), "SeaBIOS\tx");
+    }
 }

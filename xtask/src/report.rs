@@ -73,7 +73,8 @@ pub fn parse(lines: &[TimedLine], expected: &[&str]) -> VmRun {
         if let Some(i) = text.find("Kernel panic - not syncing") {
             vm.panic.get_or_insert_with(|| text[i..].to_owned());
         }
-        let Some(marker) = text.strip_prefix("MWVM-") else {
+        // A kernel message may share the line in front of a marker.
+        let Some(marker) = text.find("MWVM-").map(|i| &text[i + "MWVM-".len()..]) else {
             if let Some((_, _, body)) = section.as_mut() {
                 body.push(text);
             } else if in_dmesg {
@@ -217,8 +218,9 @@ fn skip_reason(output: &[&str]) -> Option<String> {
     })
 }
 
-/// `message (file:line)` of the first panic, with the `left:` / `right:`
-/// lines of a failed assertion.
+/// `message (file:line)` of the first panic: its message lines (a failed
+/// assertion's `left:` / `right:`, a message that goes on over lines),
+/// at most [`PANIC_LINES`] of them.
 fn panic_message(output: &[&str]) -> Option<String> {
     let at = output.iter().position(|l| l.contains(" panicked at "))?;
     let location = output[at]
@@ -226,18 +228,18 @@ fn panic_message(output: &[&str]) -> Option<String> {
         .map(|(_, loc)| loc.trim_end_matches(':'))
         .and_then(|loc| loc.rsplit_once(':').map(|(file_line, _col)| file_line))
         .unwrap_or("");
-    let mut message = Vec::new();
-    for line in &output[at + 1..] {
-        let t = line.trim();
-        let detail = t.starts_with("left:") || t.starts_with("right:");
-        if message.is_empty() || detail {
-            message.push(t);
-        } else {
-            break;
-        }
-    }
+    let message: Vec<&str> = output[at + 1..]
+        .iter()
+        .map(|l| l.trim())
+        .take_while(|l| {
+            !l.is_empty() && !l.starts_with("note: ") && !l.starts_with("stack backtrace:")
+        })
+        .take(PANIC_LINES)
+        .collect();
     Some(format!("{} ({location})", message.join(" ")))
 }
+
+const PANIC_LINES: usize = 6;
 
 /// Summary of one cell of the matrix.
 pub struct Cell {
@@ -285,7 +287,9 @@ impl Cell {
             )),
             None => Some(format!(
                 "did not finish: {}",
-                vm_problem.or(vm.panic.as_deref()).unwrap_or("no end marker")
+                vm_problem
+                    .or(vm.panic.as_deref())
+                    .unwrap_or("no end marker")
             )),
             Some(rc) if rc != 0 && failed == 0 => {
                 Some(format!("test binary exited with status {rc}"))
@@ -350,7 +354,12 @@ impl KernelReport {
         self.vm
             .configs
             .iter()
-            .map(|c| (c.name.as_str(), Cell::of(c, &self.vm, self.problem.as_deref())))
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    Cell::of(c, &self.vm, self.problem.as_deref()),
+                )
+            })
             .collect()
     }
 
@@ -407,8 +416,7 @@ pub fn results_markdown(kernels: &[KernelReport], timings: &str) -> String {
             "- `{}`: package `{}`, booted to init in {}, VM ran {:.1} s",
             k.vm.uname.as_deref().unwrap_or(&k.release),
             k.package.as_deref().unwrap_or("(local file)"),
-            k.vm
-                .booted_at
+            k.vm.booted_at
                 .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
             k.elapsed.as_secs_f64()
         )
@@ -479,11 +487,7 @@ pub fn write_docs(path: &Path, section: &str) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
     let new = match (old.find(DOCS_BEGIN), old.find(DOCS_END)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{DOCS_BEGIN}\n{section}{}",
-            &old[..b],
-            &old[e..]
-        ),
+        (Some(b), Some(e)) if b < e => format!("{}{DOCS_BEGIN}\n{section}{}", &old[..b], &old[e..]),
         _ => format!(
             "{}\n## Tested kernels\n\n{DOCS_BEGIN}\n{section}{DOCS_END}\n",
             old.trim_end()
@@ -552,7 +556,10 @@ ok
 
     #[test]
     fn markers_and_libtest_output_give_per_test_outcomes() {
-        let vm = parse(&timed(SERIAL), &["auto", "syscall_tracepoint", "do_mmap=kprobe"]);
+        let vm = parse(
+            &timed(SERIAL),
+            &["auto", "syscall_tracepoint", "do_mmap=kprobe"],
+        );
         assert_eq!(vm.uname.as_deref(), Some("6.1.0-56-cloud-amd64"));
         assert!(!vm.done);
         let auto = &vm.configs[0];
@@ -580,7 +587,10 @@ ok
 
     #[test]
     fn cells_count_and_explain() {
-        let vm = parse(&timed(SERIAL), &["auto", "syscall_tracepoint", "do_mmap=kprobe"]);
+        let vm = parse(
+            &timed(SERIAL),
+            &["auto", "syscall_tracepoint", "do_mmap=kprobe"],
+        );
         let auto = Cell::of(&vm.configs[0], &vm, None);
         assert_eq!((auto.passed, auto.failed, auto.skipped), (1, 1, 1));
         assert!(auto.bad);
@@ -588,7 +598,11 @@ ok
             "**FAILED** 1 failed, 1 passed, 1 skipped: grpc_export_carries_the_true_v..."
         ));
         let unfinished = Cell::of(&vm.configs[1], &vm, Some("timed out after 600 s"));
-        assert!(unfinished.text(200).contains("did not finish: timed out after 600 s"));
+        assert!(
+            unfinished
+                .text(200)
+                .contains("did not finish: timed out after 600 s")
+        );
         let never = Cell::of(&vm.configs[2], &vm, Some("timed out after 600 s"));
         assert!(never.text(200).contains("not run: timed out"));
     }
@@ -620,10 +634,7 @@ test result: ok. 2 passed; 0 failed
             duration: None,
         };
         let cell = Cell::of(&run, &VmRun::default(), None);
-        assert_eq!(
-            cell.text(200),
-            "2 skipped: kprobe do_mmap: not supported"
-        );
+        assert_eq!(cell.text(200), "2 skipped: kprobe do_mmap: not supported");
         assert!(!cell.bad);
     }
 

@@ -127,6 +127,25 @@ impl Agent {
         self.stderr.lock().unwrap().join("\n")
     }
 
+    /// Sends `signal` to the agent.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill with a valid signal on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// Waits until the agent's stderr contains `text`.
+    pub fn wait_for_stderr(&self, text: &str, limit: Duration) {
+        let started = Instant::now();
+        while !self.stderr().contains(text) {
+            assert!(
+                started.elapsed() < limit,
+                "no {text:?} on stderr within {limit:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends `signal` and waits for the exit, at most `limit`.
     pub fn stop_with(
         mut self,

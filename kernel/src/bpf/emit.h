@@ -7,6 +7,7 @@
 #define MAPWATCH_EMIT_H
 
 #include "file.h"
+#include "filter.h"
 
 /* The arguments of a mapping call, as kept between entry and return. */
 struct mw_call {
@@ -46,9 +47,12 @@ static __always_inline struct mw_call *mw_find_call(void *map, __u64 pid_tgid)
 static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struct mw_call *call,
 					    __u64 ret)
 {
-	struct mw_scratch *s = mw_scratch();
+	struct mw_scratch *s;
 	struct mw_do_mmap *ev;
 
+	if (!mw_filter_task(pid_tgid, call->prot, call->file != NULL))
+		return;
+	s = mw_scratch();
 	if (!s)
 		return;
 	ev = &s->do_mmap;
@@ -67,6 +71,9 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	ev->start_ns = call->start_ns;
 	ev->_pad0 = 0;
 	mw_file_info(call->file, &ev->file, s->path_buf, ev->path);
+	if (!mw_filter_path(ev->path, ev->file.path_len, call->file != NULL) ||
+	    !mw_rate_allows(pid_tgid))
+		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_do_mmap, path), ev->file.path_len,
 		  MW_COUNTER_DO_MMAP_SENT, MW_COUNTER_DO_MMAP_RINGBUF_FULL);
 }
@@ -76,9 +83,12 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 					     __u64 prot, __u64 mmap_flags, bool has_verdict,
 					     __s32 verdict)
 {
-	struct mw_scratch *s = mw_scratch();
+	struct mw_scratch *s;
 	struct mw_security_mmap_file *ev;
 
+	if (!mw_filter_task(pid_tgid, prot, file != NULL))
+		return;
+	s = mw_scratch();
 	if (!s)
 		return;
 	ev = &s->security;
@@ -88,6 +98,8 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	ev->verdict = has_verdict ? verdict : 0;
 	ev->has_verdict = has_verdict;
 	mw_file_info(file, &ev->file, s->path_buf, ev->path);
+	if (!mw_filter_path(ev->path, ev->file.path_len, file != NULL) || !mw_rate_allows(pid_tgid))
+		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_security_mmap_file, path),
 		  ev->file.path_len, MW_COUNTER_SECURITY_SENT, MW_COUNTER_SECURITY_RINGBUF_FULL);
 }

@@ -41,7 +41,43 @@
 #define MW_COUNTER_SECURITY_RINGBUF_FULL 3
 #define MW_COUNTER_PENDING_MAP_FULL 4 /* enter could not store its arguments: do_mmap lost */
 #define MW_COUNTER_PENDING_MISSING 5  /* exit found no arguments (attached mid-call) */
-#define MW_COUNTER_MAX 6
+#define MW_COUNTER_FILTERED 6         /* not reported: excluded by the configured filters */
+#define MW_COUNTER_RATE_LIMITED 7     /* not reported: the process exceeded its rate limit */
+#define MW_COUNTER_MAX 8
+
+/*
+ * Filters (map mw_filter_settings, one entry; lists in hash maps), updated by
+ * the agent at any time (config reload). A list marked "include" in `flags`
+ * reports only its members; exclusions always apply.
+ */
+#define MW_FILTER_INCLUDE_PIDS (1U << 0)
+#define MW_FILTER_INCLUDE_COMMS (1U << 1)
+#define MW_FILTER_INCLUDE_UIDS (1U << 2)
+#define MW_FILTER_INCLUDE_CGROUPS (1U << 3)
+#define MW_FILTER_INCLUDE_PREFIXES (1U << 4)
+#define MW_FILTER_FILE_ONLY (1U << 5) /* drop anonymous mappings */
+#define MW_FILTER_ANON_ONLY (1U << 6) /* drop file-backed mappings */
+
+/* Values in the list maps. */
+#define MW_LIST_INCLUDE 1
+#define MW_LIST_EXCLUDE 2
+
+#define MW_PREFIX_MAX 8     /* path prefixes in mw_filter_prefixes */
+#define MW_PREFIX_LEN 256   /* bytes of one prefix */
+
+struct mw_filter_settings {
+	__u32 flags;            /* MW_FILTER_* */
+	__u32 rate_per_sec;     /* records per second per process; 0 = unlimited */
+	__u64 prot_any;         /* report only when prot & prot_any != 0; 0 = all */
+	__u32 rate_burst;       /* records a process may send at once */
+	__u32 _pad0;
+};
+
+struct mw_path_prefix {
+	__u32 len;              /* 0: unused slot */
+	__u32 list;             /* MW_LIST_INCLUDE or MW_LIST_EXCLUDE */
+	char bytes[MW_PREFIX_LEN];
+};
 
 struct mw_header {
 	__u16 kind;
