@@ -16,3 +16,29 @@ echo "== cargo clippy -D warnings" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --locked --workspace
+
+# The same end-to-end tests on Debian kernels in qemu, once per backend
+# (kprobe, fexit, lsm need production kernels). Runs where the machine can:
+# an x86_64 host with qemu, or apt to install it; the xtask exits 3 when it
+# cannot get qemu or a kernel (no apt, mirror unreachable). MAPWATCH_VM_TEST=0
+# turns it off.
+vm_skip=""
+if [ "${MAPWATCH_VM_TEST:-1}" = 0 ]; then
+    vm_skip="MAPWATCH_VM_TEST=0"
+elif [ "$(uname -m)" != x86_64 ]; then
+    vm_skip="needs an x86_64 host, this is $(uname -m)"
+elif ! command -v qemu-system-x86_64 >/dev/null && ! command -v apt-get >/dev/null; then
+    vm_skip="no qemu-system-x86_64, and no apt-get to install it"
+fi
+if [ -n "$vm_skip" ]; then
+    echo "== SKIPPED cargo xtask vm-test: $vm_skip" >&2
+else
+    echo "== cargo xtask vm-test (e2e tests on Debian kernels in qemu)" >&2
+    vm_status=0
+    cargo xtask vm-test || vm_status=$?
+    if [ "$vm_status" -eq 3 ]; then
+        echo "== SKIPPED cargo xtask vm-test: this machine cannot run the VMs (reason above)" >&2
+    elif [ "$vm_status" -ne 0 ]; then
+        exit "$vm_status"
+    fi
+fi

@@ -27,6 +27,8 @@ const BACKEND_LSM: u16 = 4;
 const FILE_PRESENT: u32 = 1 << 0;
 const FILE_PATH_TRUNCATED: u32 = 1 << 1;
 const FILE_DELETED: u32 = 1 << 2;
+const FILE_OPEN_FOR_WRITE: u32 = 1 << 3;
+const FILE_DIR_WORLD_WRITABLE: u32 = 1 << 4;
 
 /// Common header of every record (`struct mw_header`).
 #[repr(C)]
@@ -171,6 +173,8 @@ const _: () = {
     assert!(c::MW_FILE_PRESENT == FILE_PRESENT as u64);
     assert!(c::MW_FILE_PATH_TRUNCATED == FILE_PATH_TRUNCATED as u64);
     assert!(c::MW_FILE_DELETED == FILE_DELETED as u64);
+    assert!(c::MW_FILE_OPEN_FOR_WRITE == FILE_OPEN_FOR_WRITE as u64);
+    assert!(c::MW_FILE_DIR_WORLD_WRITABLE == FILE_DIR_WORLD_WRITABLE as u64);
     assert!(c::MW_BACKEND_KPROBE == BACKEND_KPROBE as u64);
     assert!(c::MW_BACKEND_FEXIT == BACKEND_FEXIT as u64);
     assert!(c::MW_BACKEND_LSM == BACKEND_LSM as u64);
@@ -448,6 +452,10 @@ pub struct File<'a> {
     pub path_truncated: bool,
     /// The file had no links left (deleted, or a memfd).
     pub deleted: bool,
+    /// Some process had the file open for writing.
+    pub open_for_write: bool,
+    /// The file's directory is writable by anyone (like /tmp).
+    pub dir_world_writable: bool,
 }
 
 impl File<'_> {
@@ -606,6 +614,8 @@ fn file<'a>(raw: &RawFile, path: &'a [u8]) -> Option<File<'a>> {
         path,
         path_truncated: raw.flags & FILE_PATH_TRUNCATED != 0,
         deleted: raw.flags & FILE_DELETED != 0,
+        open_for_write: raw.flags & FILE_OPEN_FOR_WRITE != 0,
+        dir_world_writable: raw.flags & FILE_DIR_WORLD_WRITABLE != 0,
     })
 }
 
@@ -689,6 +699,11 @@ pub mod encode {
             | (truncated as u32 * FILE_PATH_TRUNCATED)
             | (deleted as u32 * FILE_DELETED)
     }
+
+    /// Flag: some process has the file open for writing.
+    pub const FILE_OPEN_FOR_WRITE: u32 = super::FILE_OPEN_FOR_WRITE;
+    /// Flag: the file's directory is world-writable.
+    pub const FILE_DIR_WORLD_WRITABLE: u32 = super::FILE_DIR_WORLD_WRITABLE;
 
     /// The backend code of the syscall tracepoint backend.
     pub const BACKEND_SYSCALL_TRACEPOINT: u16 = super::BACKEND_SYSCALL_TRACEPOINT;

@@ -159,7 +159,7 @@ attributes! {
         "Kernel attach point that produced the record.", "syscall_tracepoint";
     /// Why a mapping is suspicious.
     MAPWATCH_SUSPICIOUS_REASONS = "mapwatch.suspicious.reasons", StringArray, Conditional,
-        "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file).", "[\"write_execute\", \"execute_anonymous\"]";
+        "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing).", "[\"write_execute\", \"execute_anonymous\"]";
     /// Cgroup id.
     MAPWATCH_CGROUP_ID = "mapwatch.cgroup.id", Int, Always, "Cgroup v2 id of the caller (the inode of its cgroup directory).", "8123";
     /// Pid namespace.

@@ -9,7 +9,7 @@
 //! ```
 //! use mapwatch_model::{attributes, classify, Reasons};
 //! // PROT_READ|PROT_WRITE|PROT_EXEC on anonymous memory: two reasons to look.
-//! let reasons = classify(0x7, 0x22, false);
+//! let reasons = classify(0x7, 0x22, None);
 //! assert!(reasons.contains(Reasons::WRITE_EXECUTE) && reasons.contains(Reasons::EXECUTE_ANONYMOUS));
 //! assert_eq!(attributes::MMAP_PROT, "mmap.prot");
 //! ```

@@ -85,14 +85,36 @@ pub fn fill_log_record<R: LogRecord>(
     }
 }
 
-/// Why a mapping with these protections and flags is suspicious.
-pub fn classify(prot: u64, flags: u64, file_backed: bool) -> Reasons {
+/// Why a mapping with these protections and flags, of this file (`None`:
+/// anonymous memory), deserves attention.
+///
+/// ```
+/// use mapwatch_model::{classify, Reasons};
+/// // A read-only data file: nothing to see.
+/// assert!(classify(0x1, 0x2, None).is_empty());
+/// ```
+pub fn classify(prot: u64, flags: u64, file: Option<&File<'_>>) -> Reasons {
     let mut reasons = Reasons::empty();
     if prot & (PROT_WRITE | PROT_EXEC) == PROT_WRITE | PROT_EXEC {
         reasons.insert(Reasons::WRITE_EXECUTE);
     }
-    if prot & PROT_EXEC != 0 && (flags & MAP_ANONYMOUS != 0 || !file_backed) {
+    if prot & PROT_EXEC == 0 {
+        return reasons;
+    }
+    let Some(file) = file.filter(|_| flags & MAP_ANONYMOUS == 0) else {
         reasons.insert(Reasons::EXECUTE_ANONYMOUS);
+        return reasons;
+    };
+    if file.path.starts_with(b"/memfd:") && file.deleted {
+        reasons.insert(Reasons::EXECUTE_MEMFD);
+    } else if file.deleted {
+        reasons.insert(Reasons::EXECUTE_DELETED_FILE);
+    }
+    if file.dir_world_writable {
+        reasons.insert(Reasons::EXECUTE_FROM_WORLD_WRITABLE_DIR);
+    }
+    if file.open_for_write {
+        reasons.insert(Reasons::EXECUTE_FILE_OPEN_FOR_WRITE);
     }
     reasons
 }
@@ -100,7 +122,7 @@ pub fn classify(prot: u64, flags: u64, file_backed: bool) -> Reasons {
 fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R) {
     record.set_event_name(EVENT_DO_MMAP);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
-    let reasons = classify(e.prot, e.flags, e.file.is_some());
+    let reasons = classify(e.prot, e.flags, e.file.as_ref());
     set_severity(record, reasons);
 
     let comm = String::from_utf8_lossy(e.context.comm());
@@ -168,7 +190,7 @@ fn fill_security_mmap_file<R: LogRecord>(
 ) {
     record.set_event_name(EVENT_SECURITY_MMAP_FILE);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
-    let reasons = classify(e.prot, e.flags, e.file.is_some());
+    let reasons = classify(e.prot, e.flags, e.file.as_ref());
     set_severity(record, reasons);
 
     let comm = String::from_utf8_lossy(e.context.comm());

@@ -17,10 +17,28 @@ impl Reasons {
     pub const WRITE_EXECUTE: Reasons = Reasons(1 << 0);
     /// Executable memory with no file behind it: code that was never on disk.
     pub const EXECUTE_ANONYMOUS: Reasons = Reasons(1 << 1);
+    /// Executable mapping of a memfd: fileless code loading.
+    pub const EXECUTE_MEMFD: Reasons = Reasons(1 << 2);
+    /// Executable mapping of a file that was deleted: code whose file is gone.
+    pub const EXECUTE_DELETED_FILE: Reasons = Reasons(1 << 3);
+    /// Executable mapping of a file in a directory anyone can write (/tmp, /dev/shm, ...).
+    pub const EXECUTE_FROM_WORLD_WRITABLE_DIR: Reasons = Reasons(1 << 4);
+    /// Executable mapping of a file that is open for writing: code that can change under it.
+    pub const EXECUTE_FILE_OPEN_FOR_WRITE: Reasons = Reasons(1 << 5);
 
-    const NAMES: [(Reasons, &'static str); 2] = [
+    const NAMES: [(Reasons, &'static str); 6] = [
         (Reasons::WRITE_EXECUTE, "write_execute"),
         (Reasons::EXECUTE_ANONYMOUS, "execute_anonymous"),
+        (Reasons::EXECUTE_MEMFD, "execute_memfd"),
+        (Reasons::EXECUTE_DELETED_FILE, "execute_deleted_file"),
+        (
+            Reasons::EXECUTE_FROM_WORLD_WRITABLE_DIR,
+            "execute_from_world_writable_dir",
+        ),
+        (
+            Reasons::EXECUTE_FILE_OPEN_FOR_WRITE,
+            "execute_file_open_for_write",
+        ),
     ];
 
     /// No reason.

@@ -33,6 +33,8 @@
 #define MW_FILE_PRESENT (1U << 0)        /* the mapping is backed by a file */
 #define MW_FILE_PATH_TRUNCATED (1U << 1) /* path too deep or too long: leading part missing */
 #define MW_FILE_DELETED (1U << 2)        /* i_nlink == 0: unlinked file or memfd */
+#define MW_FILE_OPEN_FOR_WRITE (1U << 3) /* some process has the file open for writing */
+#define MW_FILE_DIR_WORLD_WRITABLE (1U << 4) /* its directory is writable by anyone (S_IWOTH) */
 
 /* Indexes of the per-CPU counters in the mw_counters map. */
 #define MW_COUNTER_DO_MMAP_SENT 0

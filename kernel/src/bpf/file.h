@@ -60,6 +60,30 @@ static __always_inline struct mount *mw_real_mount(struct vfsmount *vfsmnt)
 	return (struct mount *)((void *)vfsmnt - bpf_core_field_offset(struct mount, mnt));
 }
 
+/* Prepends "/name" of `dentry`; false when it does not fit (the path stays truncated). */
+static __always_inline bool mw_prepend_name(struct mw_path_walk *w, struct dentry *dentry)
+{
+	struct qstr name;
+	__u32 len, start;
+
+	if (bpf_core_read(&name, sizeof(name), &dentry->d_name))
+		return false;
+	len = name.len;
+	start = w->start;
+	if (len > MW_NAME_MASK || len + 1 > start)
+		return false;
+	start -= len + 1;
+	mw_barrier_var(start);
+	start &= MW_PATH_MAX - 1;
+	w->buf[start] = '/';
+	mw_barrier_var(len);
+	len &= MW_NAME_MASK;
+	if (bpf_probe_read_kernel(w->buf + start + 1, len, name.name))
+		return false;
+	w->start = start;
+	return true;
+}
+
 /*
  * One step of the walk from a dentry up to the task's root, like the kernel's
  * prepend_path(): prepend "/name", or cross from a mount's root to its
@@ -73,18 +97,16 @@ static long mw_path_step(__u32 index, struct mw_path_walk *w)
 	struct mount *mnt = w->mnt;
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-	struct qstr name;
-	__u32 len, start;
 
 	if (dentry == w->root_dentry && vfsmnt == w->root_mnt) {
 		w->complete = 1;
 		return 1;
 	}
-	if (dentry == mnt_root || dentry == parent) {
+	if (dentry == mnt_root) {
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 
-		if (dentry != mnt_root || up == mnt) {
-			/* Top of a detached or internal mount (memfd, pipes...): done. */
+		if (up == mnt) {
+			/* Top of a detached or internal mount: done. */
 			w->complete = 1;
 			return 1;
 		}
@@ -93,22 +115,17 @@ static long mw_path_step(__u32 index, struct mw_path_walk *w)
 		w->vfsmnt = &up->mnt;
 		return 0;
 	}
-
-	if (bpf_core_read(&name, sizeof(name), &dentry->d_name))
+	if (dentry == parent) {
+		/*
+		 * A root that is not a mount's root: a pseudo file (memfd, anonymous
+		 * inode) or a disconnected dentry. Its own name is the whole path,
+		 * e.g. "/memfd:name".
+		 */
+		w->complete = mw_prepend_name(w, dentry);
 		return 1;
-	len = name.len;
-	start = w->start;
-	if (len > MW_NAME_MASK || len + 1 > start)
-		return 1; /* would not fit: the path stays truncated */
-	start -= len + 1;
-	mw_barrier_var(start);
-	start &= MW_PATH_MAX - 1;
-	w->buf[start] = '/';
-	mw_barrier_var(len);
-	len &= MW_NAME_MASK;
-	if (bpf_probe_read_kernel(w->buf + start + 1, len, name.name))
+	}
+	if (!mw_prepend_name(w, dentry))
 		return 1;
-	w->start = start;
 	w->dentry = parent;
 	return 0;
 }
@@ -174,6 +191,15 @@ static __always_inline void mw_file_info(struct file *file, struct mw_file *info
 		info->ctime_ns = mw_inode_ctime_ns(inode);
 		if (BPF_CORE_READ(inode, i_nlink) == 0)
 			info->flags |= MW_FILE_DELETED;
+		if (BPF_CORE_READ(inode, i_writecount.counter) > 0)
+			info->flags |= MW_FILE_OPEN_FOR_WRITE;
+	}
+	{
+		struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+		struct inode *dir = BPF_CORE_READ(dentry, d_parent, d_inode);
+
+		if (dir && (BPF_CORE_READ(dir, i_mode) & 0002))
+			info->flags |= MW_FILE_DIR_WORLD_WRITABLE;
 	}
 	info->path_len = mw_file_path(file, buf, out, &info->flags);
 }

@@ -49,8 +49,13 @@ struct super_block {
 	dev_t s_dev;
 };
 
+typedef struct {
+	int counter;
+} atomic_t;
+
 struct inode {
 	umode_t i_mode;
+	atomic_t i_writecount; /* > 0: open for writing somewhere; < 0: being executed */
 	unsigned long i_ino;
 	struct super_block *i_sb;
 	union {
