@@ -80,6 +80,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "pid_ns",
             "mnt_ns",
             "cgroup_id",
+            "process_start_ns",
             "comm",
         ],
     ),

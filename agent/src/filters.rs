@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aya::maps::{Array, HashMap, MapData, MapError};
 use aya::{Ebpf, Pod};
@@ -15,8 +15,24 @@ use mapwatch_kernel::abi::COMM_LEN;
 use mapwatch_kernel::abi::filter::{self, PathPrefix, Settings};
 use mapwatch_kernel::maps;
 
-/// Where cgroup v2 is mounted; `filter.*_cgroups` paths are relative to it.
+/// Where cgroup v2 is usually mounted; `filter.*_cgroups` paths are relative
+/// to the actual mount point (see [`cgroup2_root`]).
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Where cgroup v2 is mounted here: `/sys/fs/cgroup` on unified hosts,
+/// `/sys/fs/cgroup/unified` on hybrid ones (from /proc/self/mounts).
+pub fn cgroup2_root() -> PathBuf {
+    std::fs::read_to_string("/proc/self/mounts")
+        .ok()
+        .and_then(|mounts| {
+            mounts.lines().find_map(|line| {
+                let mut fields = line.split_whitespace();
+                let (_, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+                (fstype == "cgroup2").then(|| PathBuf::from(target))
+            })
+        })
+        .unwrap_or_else(|| PathBuf::from(CGROUP_ROOT))
+}
 
 /// Why the filters could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +116,7 @@ fn comm_key(comm: &str) -> [u8; COMM_LEN] {
 
 /// The cgroup id the kernel reports for a cgroup v2 directory: its inode number.
 pub fn cgroup_id(list: &'static str, relative: &str) -> Result<u64, FilterError> {
-    let path = Path::new(CGROUP_ROOT).join(relative.trim_start_matches('/'));
+    let path = cgroup2_root().join(relative.trim_start_matches('/'));
     std::fs::metadata(&path)
         .map(|m| m.ino())
         .map_err(|source| FilterError::Cgroup { list, path, source })

@@ -13,6 +13,7 @@ pub mod btf;
 pub mod cli;
 pub mod clock;
 pub mod console;
+pub mod enrich;
 pub mod export;
 pub mod filters;
 pub mod generate;

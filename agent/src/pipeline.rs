@@ -7,13 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
 use mapwatch_kernel::abi;
-use mapwatch_model::{WallClock, fill_log_record};
+use mapwatch_model::{WallClock, add_process_info, fill_log_record};
 use opentelemetry::logs::Logger as _;
 use opentelemetry_sdk::logs::SdkLogger;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::clock;
+use crate::enrich::ProcessCache;
 use crate::stats::{PipelineStats, Snapshot};
 
 /// How often loss is checked and reported while running.
@@ -26,6 +27,8 @@ pub struct Reader {
     stats: Arc<PipelineStats>,
     /// False when no destination is configured: decode and count, emit nothing.
     export: bool,
+    /// Process attributes from /proc; `None` leaves them out.
+    processes: Option<ProcessCache>,
     last_decode_warning: Option<std::time::Instant>,
 }
 
@@ -38,8 +41,15 @@ impl Reader {
             clock: clock::wall_clock(),
             stats,
             export,
+            processes: None,
             last_decode_warning: None,
         }
+    }
+
+    /// Adds process attributes (executable path, cgroup, container) from `cache`.
+    pub fn with_process_cache(mut self, cache: ProcessCache) -> Reader {
+        self.processes = Some(cache);
+        self
     }
 
     /// Re-reads the monotonic -> wall-clock offset (the wall clock may be stepped).
@@ -61,6 +71,9 @@ impl Reader {
                     // Per record (a vDSO read): a drain can run while the kernel keeps
                     // writing, so one timestamp per drain could precede later events.
                     fill_log_record(&event, &self.clock, SystemTime::now(), &mut record);
+                    if let Some(cache) = &mut self.processes {
+                        add_process_info(&mut record, &cache.get(event.context()));
+                    }
                     self.logger.emit(record);
                     self.stats.emitted.fetch_add(1, Ordering::Relaxed);
                 }

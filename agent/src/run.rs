@@ -9,6 +9,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use mapwatch_config::{CliArgs, Config};
 
+use crate::enrich::ProcessCache;
 use crate::filters::Filters;
 
 use crate::pipeline::Reader;
@@ -170,7 +171,9 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     );
 
     let logger = opentelemetry::logs::LoggerProvider::logger(&provider, "mapwatch");
-    let mut reader = Reader::new(logger, stats.clone(), export);
+    let mut reader = Reader::new(logger, stats.clone(), export).with_process_cache(
+        ProcessCache::new(config.process.cache_entries, config.process.command_line),
+    );
     let counters = &probes.counters;
     let filters = Arc::new(Mutex::new(filters));
     let reload = runtime.spawn(reload_on_hangup(

@@ -243,6 +243,9 @@ pub enum Problem {
     /// A cgroup path that is not absolute.
     #[error("cgroup paths start with `/` (relative to /sys/fs/cgroup)")]
     BadCgroupPath,
+    /// A cache that can hold nothing.
+    #[error("must be at least 1")]
+    ZeroCache,
     /// A rate limit whose burst cannot hold one record.
     #[error("must be at least 1 when rate_limit.per_process is set")]
     ZeroBurst,
@@ -265,6 +268,12 @@ pub enum Problem {
     /// A zero duration.
     #[error("must be greater than zero, e.g. \"10s\" or \"500ms\"")]
     ZeroDuration,
+    /// A first retry delay longer than the longest one.
+    #[error("must not be longer than otlp.retry_max_backoff ({max})")]
+    BackoffOrder {
+        /// The longest delay in force, as a duration string.
+        max: String,
+    },
     /// An empty string where text is needed.
     #[error("must not be empty")]
     Empty,

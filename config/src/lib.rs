@@ -97,6 +97,8 @@ pub struct Config {
     pub backends: BackendsConfig,
     /// What not to report, decided in the kernel.
     pub filter: FilterConfig,
+    /// What the agent adds about each process.
+    pub process: ProcessConfig,
     /// Per-process limit on reported records, enforced in the kernel.
     pub rate_limit: RateLimitConfig,
     /// Where and how log records are exported.
@@ -155,8 +157,10 @@ pub struct FilterConfig {
     pub include_uids: Vec<u32>,
     /// User ids never to report.
     pub exclude_uids: Vec<u32>,
-    /// Cgroup v2 directories to report, as paths below /sys/fs/cgroup
-    /// (e.g. `/system.slice/nginx.service`); the process must be directly in one.
+    /// Cgroup v2 directories to report, as paths below the cgroup2 mount
+    /// (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts), e.g.
+    /// `/system.slice/nginx.service`: the path `/proc/PID/cgroup` shows. The
+    /// process must be directly in one.
     pub include_cgroups: Vec<String>,
     /// Cgroup v2 directories never to report.
     pub exclude_cgroups: Vec<String>,
@@ -174,6 +178,26 @@ pub struct FilterConfig {
     /// Also report the agent's own mappings. Default `false` (they would feed
     /// back into its own output).
     pub report_self: bool,
+}
+
+/// Process attributes the agent reads from /proc, once per process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// Add `process.command_line`. Default `false`: command lines can hold secrets.
+    pub command_line: bool,
+    /// Processes remembered (executable, cgroup, container); the least
+    /// recently seen is forgotten first. Default 16384 (a few MiB at most).
+    pub cache_entries: usize,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            command_line: false,
+            cache_entries: 16384,
+        }
+    }
 }
 
 /// A memory protection bit.
@@ -322,6 +346,35 @@ pub struct OtlpConfig {
     /// PEM file of the client's certificate chain (mutual TLS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<PathBuf>,
+    /// File of further headers, one `name=value` per line (`#` comments and
+    /// blank lines ignored), read at start-up; [`headers`](Self::headers)
+    /// beat it name by name. Keeps secrets out of the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers_file: Option<PathBuf>,
+    /// Retry exports that failed in a retryable way (gRPC `UNAVAILABLE`,
+    /// HTTP 429/502/503/504, no connection), with exponential backoff, for
+    /// at most `batch.export_timeout` per batch. Default `true`.
+    pub retry: bool,
+    /// First delay before a retry; doubled after every failure. Default 1 s.
+    #[serde(with = "duration")]
+    pub retry_initial_backoff: Duration,
+    /// Longest delay between two retries (a server's `Retry-After` may ask
+    /// for more, up to 30 s). Default 5 s.
+    #[serde(with = "duration")]
+    pub retry_max_backoff: Duration,
+    /// Export the agent's own counters (records received, exported, dropped
+    /// by reason, queue depth, ring buffer use) as OTLP metrics to the same
+    /// collector. Default `true`.
+    pub metrics: bool,
+    /// Interval between two metric exports (`OTEL_METRIC_EXPORT_INTERVAL`).
+    /// Default 60 s.
+    #[serde(with = "duration")]
+    pub metrics_interval: Duration,
+    /// Full metrics URL used as-is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`);
+    /// by default derived from [`endpoint`](Self::endpoint) (`/v1/metrics`
+    /// for `http/protobuf`) or from [`logs_endpoint`](Self::logs_endpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_endpoint: Option<String>,
 }
 
 /// OTLP transport protocol.
@@ -385,9 +438,39 @@ pub struct BatchConfig {
     /// Delay between two exports. Default 1 s.
     #[serde(with = "duration")]
     pub scheduled_delay: Duration,
-    /// Time allowed for one batch export. Default 30 s.
+    /// Time allowed for one batch export, retries included; after it the
+    /// batch is counted as failed. Default 30 s.
     #[serde(with = "duration")]
     pub export_timeout: Duration,
+    /// What happens to a new record when the queue is full. Default
+    /// [`WhenFull::DropNewest`].
+    pub when_full: WhenFull,
+}
+
+/// What the agent does with a record when its export queue is full (the
+/// names are Vector's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Drop the new record and count it (`export queue full`); the kernel
+    /// keeps producing, so older records and newer ones after the queue
+    /// drains still arrive. Memory stays bounded by `max_queue_size`.
+    #[default]
+    DropNewest,
+    /// Stop reading the ring buffer until the queue has room: records wait
+    /// in the kernel's ring buffer, and when that is full the kernel drops
+    /// (and counts) new ones. Nothing is dropped in user space.
+    Block,
+}
+
+impl WhenFull {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenFull::DropNewest => "drop_newest",
+            WhenFull::Block => "block",
+        }
+    }
 }
 
 /// The BPF ring buffer that carries events from the kernel.
@@ -457,6 +540,13 @@ impl Default for OtlpConfig {
             certificate: None,
             client_key: None,
             client_certificate: None,
+            headers_file: None,
+            retry: true,
+            retry_initial_backoff: Duration::from_secs(1),
+            retry_max_backoff: Duration::from_secs(5),
+            metrics: true,
+            metrics_interval: Duration::from_secs(60),
+            metrics_endpoint: None,
         }
     }
 }
@@ -468,6 +558,7 @@ impl Default for BatchConfig {
             max_export_batch_size: 512,
             scheduled_delay: Duration::from_secs(1),
             export_timeout: Duration::from_secs(30),
+            when_full: WhenFull::DropNewest,
         }
     }
 }
@@ -530,6 +621,44 @@ impl OtlpConfig {
         Some(match self.protocol {
             Protocol::Grpc => base.clone(),
             Protocol::HttpProtobuf => format!("{}/v1/logs", base.trim_end_matches('/')),
+        })
+    }
+
+    /// The URL metrics are sent to: `metrics_endpoint` as-is; else
+    /// `endpoint` (with `/v1/metrics` for `http/protobuf`); else
+    /// `logs_endpoint`, its `/v1/logs` ending replaced by `/v1/metrics` for
+    /// `http/protobuf`; else `None`.
+    ///
+    /// ```
+    /// use mapwatch_config::{OtlpConfig, Protocol};
+    ///
+    /// let mut otlp = OtlpConfig {
+    ///     endpoint: Some("http://collector:4318".into()),
+    ///     protocol: Protocol::HttpProtobuf,
+    ///     ..OtlpConfig::default()
+    /// };
+    /// assert_eq!(otlp.metrics_url().as_deref(), Some("http://collector:4318/v1/metrics"));
+    /// otlp.endpoint = None;
+    /// otlp.logs_endpoint = Some("https://otlp.example/v1/logs".into());
+    /// assert_eq!(otlp.metrics_url().as_deref(), Some("https://otlp.example/v1/metrics"));
+    /// ```
+    pub fn metrics_url(&self) -> Option<String> {
+        if let Some(url) = &self.metrics_endpoint {
+            return Some(url.clone());
+        }
+        if let Some(base) = &self.endpoint {
+            return Some(match self.protocol {
+                Protocol::Grpc => base.clone(),
+                Protocol::HttpProtobuf => format!("{}/v1/metrics", base.trim_end_matches('/')),
+            });
+        }
+        let logs = self.logs_endpoint.as_ref()?;
+        Some(match self.protocol {
+            Protocol::Grpc => logs.clone(),
+            Protocol::HttpProtobuf => match logs.strip_suffix("/v1/logs") {
+                Some(base) => format!("{base}/v1/metrics"),
+                None => logs.clone(),
+            },
         })
     }
 }

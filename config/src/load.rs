@@ -83,9 +83,13 @@ impl Config {
         let mut config: Config = figment
             .extract_lossy()
             .map_err(|err| ctx.deserialize_error(err))?;
-        for url in [&mut config.otlp.endpoint, &mut config.otlp.logs_endpoint]
-            .into_iter()
-            .flatten()
+        for url in [
+            &mut config.otlp.endpoint,
+            &mut config.otlp.logs_endpoint,
+            &mut config.otlp.metrics_endpoint,
+        ]
+        .into_iter()
+        .flatten()
         {
             *url = url.trim().to_string();
         }
@@ -121,6 +125,20 @@ impl Config {
     pub fn from_process(cli: &CliArgs) -> Result<Config, ConfigError> {
         let env = process_env(std::env::vars_os())?;
         Config::load(cli, env)
+    }
+
+    /// The configuration file [`Config::from_process`] reads, if any: the
+    /// one named by `--config` or `MAPWATCH_CONFIG`, else
+    /// [`DEFAULT_CONFIG_PATH`] if it exists.
+    pub fn file_in_use(cli: &CliArgs) -> Option<PathBuf> {
+        if let Some(path) = &cli.config {
+            return Some(path.clone());
+        }
+        if let Some(path) = std::env::var_os(CONFIG_PATH_ENV).filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
+        let default = Path::new(DEFAULT_CONFIG_PATH);
+        default.exists().then(|| default.to_path_buf())
     }
 }
 
@@ -266,6 +284,8 @@ const BLRP_SCHEDULE_DELAY: &str = "OTEL_BLRP_SCHEDULE_DELAY";
 const BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
 const BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
 const BLRP_EXPORT_TIMEOUT: &str = "OTEL_BLRP_EXPORT_TIMEOUT";
+const OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 
 impl Layers {
     fn push(&mut self, origin: Origin, data: Dict, raw: Option<String>) {
@@ -391,8 +411,9 @@ impl Layers {
 
         // Strings taken as they are; URLs and paths are checked after merging.
         type Found<'e> = Option<(&'static str, &'e str)>;
-        let strings: [(Found<'_>, &[&str]); 5] = [
+        let strings: [(Found<'_>, &[&str]); 6] = [
             (get(OTLP_ENDPOINT), &["otlp", "endpoint"]),
+            (get(OTLP_METRICS_ENDPOINT), &["otlp", "metrics_endpoint"]),
             (get(OTLP_LOGS_ENDPOINT), &["otlp", "logs_endpoint"]),
             (first(OTLP_CERTIFICATE), &["otlp", "certificate"]),
             (first(OTLP_CLIENT_KEY), &["otlp", "client_key"]),
@@ -529,6 +550,10 @@ impl Layers {
         if let Some((var, value)) = get(BLRP_EXPORT_TIMEOUT) {
             let timeout = millis("batch.export_timeout", var, value)?;
             self.push_env(var, value, nest(&["batch", "export_timeout"], timeout));
+        }
+        if let Some((var, value)) = get(METRIC_EXPORT_INTERVAL) {
+            let interval = millis("otlp.metrics_interval", var, value)?;
+            self.push_env(var, value, nest(&["otlp", "metrics_interval"], interval));
         }
         Ok(())
     }

@@ -68,10 +68,36 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
+    if let Some(url) = &c.otlp.metrics_endpoint {
+        check_url(url).map_err(|p| fail(&["otlp", "metrics_endpoint"], format!("{url:?}"), p))?;
+    }
+    for (field, value) in [
+        ("retry_initial_backoff", c.otlp.retry_initial_backoff),
+        ("retry_max_backoff", c.otlp.retry_max_backoff),
+        ("metrics_interval", c.otlp.metrics_interval),
+    ] {
+        if value.is_zero() {
+            return Err(fail(
+                &["otlp", field],
+                duration(value),
+                Problem::ZeroDuration,
+            ));
+        }
+    }
+    if c.otlp.retry_initial_backoff > c.otlp.retry_max_backoff {
+        return Err(fail(
+            &["otlp", "retry_initial_backoff"],
+            duration(c.otlp.retry_initial_backoff),
+            Problem::BackoffOrder {
+                max: humantime::format_duration(c.otlp.retry_max_backoff).to_string(),
+            },
+        ));
+    }
     for (field, path) in [
         ("certificate", &c.otlp.certificate),
         ("client_key", &c.otlp.client_key),
         ("client_certificate", &c.otlp.client_certificate),
+        ("headers_file", &c.otlp.headers_file),
     ] {
         if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(fail(&["otlp", field], "\"\"".into(), Problem::Empty));
@@ -203,6 +229,13 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
                 Problem::BadCgroupPath,
             ));
         }
+    }
+    if c.process.cache_entries == 0 {
+        return Err(fail(
+            &["process", "cache_entries"],
+            "0".into(),
+            Problem::ZeroCache,
+        ));
     }
     if c.rate_limit.per_process > 0 && c.rate_limit.burst == 0 {
         return Err(fail(

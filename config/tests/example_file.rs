@@ -79,6 +79,8 @@ fn example_mentions_every_key_and_its_commented_values_are_valid() {
     full.otlp.certificate = Some("/ca.pem".into());
     full.otlp.client_key = Some("/key.pem".into());
     full.otlp.client_certificate = Some("/cert.pem".into());
+    full.otlp.headers_file = Some("/headers".into());
+    full.otlp.metrics_endpoint = Some("http://localhost:4318/v1/metrics".into());
     let full: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
     let mut wanted = BTreeSet::new();
     key_paths(&full, "", &mut wanted);

@@ -62,6 +62,8 @@ pub struct RawHeader {
     pub mnt_ns: u32,
     /// Cgroup v2 id of the task.
     pub cgroup_id: u64,
+    /// When the process started (CLOCK_MONOTONIC ns); with `tgid`, a process identity.
+    pub process_start_ns: u64,
     /// Thread name, NUL padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -146,7 +148,8 @@ assert_layout!(RawHeader, c::SIZEOF_MW_HEADER,
     ppid => c::MW_HEADER_PPID, uid => c::MW_HEADER_UID, gid => c::MW_HEADER_GID,
     euid => c::MW_HEADER_EUID, egid => c::MW_HEADER_EGID,
     pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS,
-    cgroup_id => c::MW_HEADER_CGROUP_ID, comm => c::MW_HEADER_COMM);
+    cgroup_id => c::MW_HEADER_CGROUP_ID, process_start_ns => c::MW_HEADER_PROCESS_START_NS,
+    comm => c::MW_HEADER_COMM);
 assert_layout!(RawFile, c::SIZEOF_MW_FILE,
     inode => c::MW_FILE_INODE, ctime_ns => c::MW_FILE_CTIME_NS, dev => c::MW_FILE_DEV,
     open_flags => c::MW_FILE_OPEN_FLAGS, mode => c::MW_FILE_MODE,
@@ -419,6 +422,9 @@ pub struct Context {
     pub mnt_ns: u32,
     /// Cgroup v2 id.
     pub cgroup_id: u64,
+    /// When the process started (CLOCK_MONOTONIC ns); with `pid`, identifies
+    /// one process lifetime even when pids are reused.
+    pub process_start_ns: u64,
     /// Thread name as the kernel holds it (NUL padded).
     pub comm: [u8; COMM_LEN],
     /// Attach point that produced the record.
@@ -582,6 +588,7 @@ fn context(hdr: &RawHeader) -> Result<Context, DecodeError> {
         pid_ns: hdr.pid_ns,
         mnt_ns: hdr.mnt_ns,
         cgroup_id: hdr.cgroup_id,
+        process_start_ns: hdr.process_start_ns,
         comm: hdr.comm,
         backend: Backend::from_raw(hdr.backend)?,
     })

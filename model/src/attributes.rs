@@ -92,6 +92,21 @@ attributes! {
     /// The kernel's name of the calling thread.
     PROCESS_EXECUTABLE_NAME = "process.executable.name", String, Always,
         "The kernel's `comm` of the calling thread (at most 15 bytes): the executable's name unless the thread renamed itself.", "python3";
+    /// Path of the executable.
+    PROCESS_EXECUTABLE_PATH = "process.executable.path", String, Conditional,
+        "Full path of the process's executable (`/proc/PID/exe`, read once per process); absent when the process was gone before the agent looked.", "/usr/bin/python3.11";
+    /// Command line (opt-in).
+    PROCESS_COMMAND_LINE = "process.command_line", String, Conditional,
+        "The process's command line, arguments joined by spaces; only with `process.command_line = true` (command lines can hold secrets).", "python3 -m http.server";
+    /// Cgroup path.
+    PROCESS_LINUX_CGROUP = "process.linux.cgroup", String, Conditional,
+        "The process's cgroup v2 path (`/proc/PID/cgroup`).", "/system.slice/nginx.service";
+    /// Container id.
+    CONTAINER_ID = "container.id", String, Conditional,
+        "Id of the container the process runs in (Docker, containerd, CRI-O, Podman), from its cgroup path.", "4f1b6c3a2e5d7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708";
+    /// Pod uid.
+    K8S_POD_UID = "k8s.pod.uid", String, Conditional,
+        "Uid of the Kubernetes pod, from the cgroup path.", "7f0c1e2a-3b4d-4c5e-8f6a-1b2c3d4e5f60";
     /// Effective user id.
     PROCESS_USER_ID = "process.user.id", Int, Always, "Effective user id of the caller.", "1000";
     /// Real user id.

@@ -39,9 +39,13 @@ fn semantic_conventions_doc_matches_the_code() {
         std::fs::write(path, updated).expect("rewrite doc");
         return;
     }
-    assert_eq!(
-        &doc[start..end],
-        generated,
-        "docs/semantic-conventions.md is out of date: run MAPWATCH_BLESS=1 cargo test -p mapwatch-model --test docs"
+    let stale: Vec<&str> = generated
+        .lines()
+        .filter(|l| !doc[start..end].contains(l))
+        .collect();
+    assert!(
+        doc[start..end] == generated,
+        "docs/semantic-conventions.md is out of date (e.g. {:?}): run MAPWATCH_BLESS=1 cargo test -p mapwatch-model --test docs",
+        stale.first()
     );
 }

@@ -96,6 +96,7 @@ struct mw_header {
 	__u32 pid_ns;        /* pid namespace inode number */
 	__u32 mnt_ns;        /* mount namespace inode number */
 	__u64 cgroup_id;
+	__u64 process_start_ns; /* the process's start (CLOCK_MONOTONIC): with tgid, a process identity */
 	char comm[MW_COMM_LEN];
 };
 

@@ -153,6 +153,8 @@ struct cred {
 
 struct task_struct {
 	const struct cred *cred;
+	u64 start_time;
+	struct task_struct *group_leader;
 	int pid;
 	int tgid;
 	struct task_struct *real_parent;

@@ -1,0 +1,111 @@
+//! Process attributes from /proc, read once per process and remembered.
+//!
+//! Keyed by (pid, process start time), so a reused pid is a new process. The
+//! cache is bounded (least recently seen forgotten first): memory stays
+//! `cache_entries` x a few hundred bytes, whatever the host does. A process
+//! that exits before the agent reads its record has nothing left in /proc: it
+//! gets no executable path or cgroup (the kernel's own fields are unaffected).
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use lru::LruCache;
+use mapwatch_kernel::abi::Context;
+use mapwatch_model::{ProcessInfo, cgroup_v2_path};
+
+/// Longest command line kept, in bytes.
+const COMMAND_LINE_MAX: usize = 4096;
+
+/// The cache of process attributes.
+pub struct ProcessCache {
+    entries: LruCache<(u32, u64), Arc<ProcessInfo>>,
+    command_line: bool,
+}
+
+impl ProcessCache {
+    /// A cache of at most `capacity` processes; `command_line` adds the
+    /// command line (opt-in).
+    pub fn new(capacity: usize, command_line: bool) -> ProcessCache {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        ProcessCache {
+            entries: LruCache::new(capacity),
+            command_line,
+        }
+    }
+
+    /// The attributes of the process that made the event.
+    pub fn get(&mut self, context: &Context) -> Arc<ProcessInfo> {
+        let key = (context.pid, context.process_start_ns);
+        if let Some(info) = self.entries.get(&key) {
+            return info.clone();
+        }
+        let info = Arc::new(read_proc(context.pid, self.command_line));
+        self.entries.put(key, info.clone());
+        info
+    }
+
+    /// Processes remembered now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Reads what /proc says about `pid`; what is unreadable stays `None`.
+pub fn read_proc(pid: u32, command_line: bool) -> ProcessInfo {
+    let dir = format!("/proc/{pid}");
+    let mut info = ProcessInfo {
+        executable_path: std::fs::read_link(format!("{dir}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
+        ..ProcessInfo::default()
+    };
+    if command_line {
+        info.command_line = std::fs::read(format!("{dir}/cmdline"))
+            .ok()
+            .filter(|b| !b.is_empty())
+            .map(|mut bytes| {
+                bytes.truncate(COMMAND_LINE_MAX);
+                while bytes.last() == Some(&0) {
+                    bytes.pop();
+                }
+                String::from_utf8_lossy(&bytes).replace('\0', " ")
+            });
+    }
+    if let Ok(text) = std::fs::read_to_string(format!("{dir}/cgroup")) {
+        if let Some(path) = cgroup_v2_path(&text) {
+            info.set_cgroup(path);
+        }
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let info = read_proc(std::process::id(), true);
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(info.executable_path.as_deref(), exe.to_str());
+        assert!(
+            info.command_line
+                .as_deref()
+                .unwrap()
+                .contains(exe.file_name().unwrap().to_str().unwrap())
+        );
+        let without = read_proc(std::process::id(), false);
+        assert_eq!(without.command_line, None, "command lines are opt-in");
+    }
+
+    #[test]
+    fn a_gone_process_has_nothing() {
+        // Pid 0 never has a /proc entry.
+        assert_eq!(read_proc(0, true), ProcessInfo::default());
+    }
+}

@@ -1,0 +1,199 @@
+//! Process attributes from /proc with real processes: the executable path,
+//! the opt-in command line, and a container id and cgroup filter with a real
+//! cgroup laid out the way Docker (systemd driver) names it.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Agent, agent_command, require_root};
+use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start(receiver: &OtlpReceiver, env: &[(&str, &str)]) -> Agent {
+    let mut cmd = agent_command();
+    cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
+        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Agent::start(cmd)
+}
+
+fn cgroup2_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("cgroup2 is mounted")
+}
+
+/// A cgroup that removes itself (after its processes are gone).
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+    relative: String,
+}
+
+impl Cgroup {
+    fn create(relative: &str) -> Cgroup {
+        let root = cgroup2_root();
+        let mut dirs = Vec::new();
+        let mut path = root.clone();
+        for part in relative.trim_start_matches('/').split('/') {
+            path.push(part);
+            std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+            dirs.push(path.clone());
+        }
+        Cgroup {
+            dirs,
+            relative: relative.to_owned(),
+        }
+    }
+
+    fn procs(&self) -> CString {
+        CString::new(
+            self.dirs
+                .last()
+                .unwrap()
+                .join("cgroup.procs")
+                .to_str()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Runs `sleep 2` inside `cgroup` (it maps libc through ld.so on its way).
+fn sleep_in(cgroup: &Cgroup) -> std::process::Child {
+    let procs = cgroup.procs();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("2");
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0" moves the writing process itself.
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd.spawn().expect("spawn sleep in the cgroup")
+}
+
+fn from_pid(logs: &[ReceivedLog], pid: u32) -> Option<ReceivedLog> {
+    logs.iter()
+        .find(|l| {
+            l.int_attr("process.pid") == Some(i64::from(pid))
+                && l.attr("process.executable.path").is_some()
+        })
+        .cloned()
+}
+
+#[test]
+fn container_id_and_cgroup_filter_from_a_real_cgroup() {
+    require_root();
+    let id = format!(
+        "{:0>64x}",
+        u64::from(std::process::id()) * 0x9e37_79b9 + 0xabc
+    );
+    let relative = format!("/mw-e2e-{}.slice/docker-{id}.scope", std::process::id());
+    let cgroup = Cgroup::create(&relative);
+    let receiver = OtlpReceiver::start().unwrap();
+    let agent = start(
+        &receiver,
+        &[("MAPWATCH_FILTER__INCLUDE_CGROUPS", relative.as_str())],
+    );
+
+    let mut child = sleep_in(&cgroup);
+    let pid = child.id();
+    let logs = receiver
+        .wait_for_logs(|logs| from_pid(logs, pid).is_some(), WAIT)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no record from the process in the cgroup: {e}; stderr:\n{}",
+                agent.stderr()
+            )
+        });
+    let log = from_pid(&logs, pid).unwrap();
+    assert_eq!(log.str_attr("container.id"), Some(id.as_str()));
+    assert_eq!(
+        log.str_attr("process.linux.cgroup"),
+        Some(cgroup.relative.as_str())
+    );
+    let sleep = std::fs::canonicalize(which("sleep")).unwrap();
+    assert_eq!(log.str_attr("process.executable.path"), sleep.to_str());
+    assert_eq!(
+        log.attr("process.command_line"),
+        None,
+        "command lines are opt-in"
+    );
+    // The filter: nothing from any other process.
+    let others: Vec<i64> = logs
+        .iter()
+        .filter_map(|l| l.int_attr("process.pid"))
+        .filter(|&p| p != i64::from(pid))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "records from processes outside the cgroup: {others:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| panic!("{program} not on PATH"))
+}
+
+#[test]
+fn command_line_is_reported_when_asked() {
+    require_root();
+    let receiver = OtlpReceiver::start().unwrap();
+    let agent = start(
+        &receiver,
+        &[
+            ("MAPWATCH_PROCESS__COMMAND_LINE", "true"),
+            ("MAPWATCH_FILTER__INCLUDE_COMMS", "sleep"),
+        ],
+    );
+    let mut child = std::process::Command::new("sleep")
+        .arg("1.5")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let logs = receiver
+        .wait_for_logs(|logs| from_pid(logs, pid).is_some(), WAIT)
+        .unwrap_or_else(|e| panic!("no record from sleep: {e}; stderr:\n{}", agent.stderr()));
+    let log = from_pid(&logs, pid).unwrap();
+    assert_eq!(log.str_attr("process.command_line"), Some("sleep 1.5"));
+    let _ = child.wait();
+}

@@ -1,0 +1,188 @@
+//! Who a process is beyond the kernel's record: its executable, command line
+//! and cgroup, and the container and pod that cgroup belongs to.
+//!
+//! The agent reads these from /proc once per process (see its cache); this
+//! module only parses and maps them, so it is pure and testable.
+
+use opentelemetry::logs::LogRecord;
+
+use crate::attributes as attr;
+
+/// What the agent learned about a process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Full path of the executable (`/proc/PID/exe`).
+    pub executable_path: Option<String>,
+    /// The command line, arguments separated by spaces (opt-in: it can hold secrets).
+    pub command_line: Option<String>,
+    /// The cgroup v2 path (`/proc/PID/cgroup`, the `0::` line).
+    pub cgroup: Option<String>,
+    /// The container id, from the cgroup path.
+    pub container_id: Option<String>,
+    /// The Kubernetes pod uid, from the cgroup path.
+    pub pod_uid: Option<String>,
+}
+
+impl ProcessInfo {
+    /// Fills `cgroup`, `container_id` and `pod_uid` from a cgroup v2 path.
+    ///
+    /// ```
+    /// use mapwatch_model::ProcessInfo;
+    /// let mut info = ProcessInfo::default();
+    /// info.set_cgroup("/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope");
+    /// assert_eq!(info.container_id.as_deref(), Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+    /// ```
+    pub fn set_cgroup(&mut self, path: &str) {
+        self.container_id = container_id(path).map(str::to_owned);
+        self.pod_uid = pod_uid(path);
+        self.cgroup = Some(path.to_owned());
+    }
+}
+
+/// The cgroup v2 path in the text of `/proc/PID/cgroup` (the `0::` line).
+///
+/// ```
+/// assert_eq!(mapwatch_model::cgroup_v2_path("12:cpu:/x\n0::/user.slice/session-1.scope\n"), Some("/user.slice/session-1.scope"));
+/// ```
+pub fn cgroup_v2_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The container id in a cgroup path, for the layouts of Docker, containerd
+/// (and Kubernetes over it), CRI-O and Podman, with either cgroup driver
+/// (`/docker/<id>`, `docker-<id>.scope`, `cri-containerd-<id>.scope`,
+/// `crio-<id>.scope`, `libpod-<id>.scope`, `/kubepods/.../pod<uid>/<id>`).
+/// A runtime's own monitor (`crio-conmon-<id>`) is not a container.
+///
+/// ```
+/// use mapwatch_model::container_id;
+/// let id = "4f1b6c3a2e5d7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708";
+/// assert_eq!(container_id(&format!("/docker/{id}")), Some(id));
+/// assert_eq!(container_id("/user.slice/user-1000.slice/session-2.scope"), None);
+/// ```
+pub fn container_id(cgroup_path: &str) -> Option<&str> {
+    const PREFIXES: [&str; 5] = [
+        "docker-",
+        "cri-containerd-",
+        "crio-",
+        "libpod-",
+        "containerd-",
+    ];
+    for component in cgroup_path.rsplit('/') {
+        let name = component.strip_suffix(".scope").unwrap_or(component);
+        if name.starts_with("crio-conmon-") || name.starts_with("libpod-conmon-") {
+            continue;
+        }
+        let id = PREFIXES
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .unwrap_or(name);
+        if is_container_id(id) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// The Kubernetes pod uid in a cgroup path: `pod<uid>` with the cgroupfs
+/// driver, `kubepods-<qos>-pod<uid with _ for ->.slice` with systemd.
+///
+/// ```
+/// use mapwatch_model::pod_uid;
+/// let path = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7f0c1e2a_3b4d_4c5e_8f6a_1b2c3d4e5f60.slice/cri-containerd-aa.scope";
+/// assert_eq!(pod_uid(path).as_deref(), Some("7f0c1e2a-3b4d-4c5e-8f6a-1b2c3d4e5f60"));
+/// ```
+pub fn pod_uid(cgroup_path: &str) -> Option<String> {
+    for component in cgroup_path.split('/') {
+        let name = component.strip_suffix(".slice").unwrap_or(component);
+        let Some(at) = name.rfind("pod") else {
+            continue;
+        };
+        let uid = name[at + 3..].replace('_', "-");
+        let looks_like_uid = uid.len() == 36
+            && uid.bytes().enumerate().all(|(i, b)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    b == b'-'
+                } else {
+                    b.is_ascii_hexdigit()
+                }
+            });
+        if looks_like_uid {
+            return Some(uid);
+        }
+    }
+    None
+}
+
+/// Adds the attributes of `info` that are known.
+pub fn add_process_info<R: LogRecord>(record: &mut R, info: &ProcessInfo) {
+    if let Some(path) = &info.executable_path {
+        record.add_attribute(attr::PROCESS_EXECUTABLE_PATH, path.clone());
+    }
+    if let Some(line) = &info.command_line {
+        record.add_attribute(attr::PROCESS_COMMAND_LINE, line.clone());
+    }
+    if let Some(cgroup) = &info.cgroup {
+        record.add_attribute(attr::PROCESS_LINUX_CGROUP, cgroup.clone());
+    }
+    if let Some(id) = &info.container_id {
+        record.add_attribute(attr::CONTAINER_ID, id.clone());
+    }
+    if let Some(uid) = &info.pod_uid {
+        record.add_attribute(attr::K8S_POD_UID, uid.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn every_runtime_layout() {
+        for path in [
+            format!("/docker/{ID}"),
+            format!("/system.slice/docker-{ID}.scope"),
+            format!("/kubepods/besteffort/pod7f0c1e2a-3b4d-4c5e-8f6a-1b2c3d4e5f60/{ID}"),
+            format!(
+                "/kubepods.slice/kubepods-pod7f0c1e2a_3b4d_4c5e_8f6a_1b2c3d4e5f60.slice/cri-containerd-{ID}.scope"
+            ),
+            format!(
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podx.slice/crio-{ID}.scope"
+            ),
+            format!("/machine.slice/libpod-{ID}.scope/container"),
+            format!("/system.slice/containerd.service/k8s.io/{ID}"),
+        ] {
+            assert_eq!(container_id(&path), Some(ID), "{path}");
+        }
+    }
+
+    #[test]
+    fn monitors_and_host_processes_are_not_containers() {
+        assert_eq!(
+            container_id(&format!("/machine.slice/crio-conmon-{ID}.scope")),
+            None
+        );
+        assert_eq!(container_id("/system.slice/sshd.service"), None);
+        assert_eq!(container_id("/"), None);
+        assert_eq!(pod_uid("/system.slice/sshd.service"), None);
+    }
+
+    #[test]
+    fn pod_uid_in_both_drivers() {
+        let uid = "7f0c1e2a-3b4d-4c5e-8f6a-1b2c3d4e5f60";
+        assert_eq!(
+            pod_uid(&format!("/kubepods/burstable/pod{uid}/{ID}")).as_deref(),
+            Some(uid)
+        );
+        assert_eq!(
+            pod_uid("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod7f0c1e2a_3b4d_4c5e_8f6a_1b2c3d4e5f60.slice").as_deref(),
+            Some(uid)
+        );
+    }
+}
