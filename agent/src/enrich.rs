@@ -76,10 +76,10 @@ pub fn read_proc(pid: u32, command_line: bool) -> ProcessInfo {
                 String::from_utf8_lossy(&bytes).replace('\0', " ")
             });
     }
-    if let Ok(text) = std::fs::read_to_string(format!("{dir}/cgroup")) {
-        if let Some(path) = cgroup_v2_path(&text) {
-            info.set_cgroup(path);
-        }
+    if let Ok(text) = std::fs::read_to_string(format!("{dir}/cgroup"))
+        && let Some(path) = cgroup_v2_path(&text)
+    {
+        info.set_cgroup(path);
     }
     info
 }

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod btf;
+pub mod caps;
 pub mod cli;
 pub mod clock;
 pub mod console;
@@ -17,8 +18,13 @@ pub mod enrich;
 pub mod export;
 pub mod filters;
 pub mod generate;
+pub mod metrics;
 pub mod pipeline;
 pub mod preflight;
 pub mod probes;
+pub mod queue;
+pub mod retry;
 pub mod run;
 pub mod stats;
+pub mod tls;
+pub mod traces;

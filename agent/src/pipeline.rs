@@ -15,7 +15,12 @@ use tokio::io::unix::AsyncFd;
 
 use crate::clock;
 use crate::enrich::ProcessCache;
+use crate::queue::ExportQueue;
 use crate::stats::{PipelineStats, Snapshot};
+use crate::traces::Traces;
+use mapwatch_config::WhenFull;
+use opentelemetry::logs::LogRecord as _;
+use opentelemetry::trace::TraceFlags;
 
 /// How often loss is checked and reported while running.
 pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -29,7 +34,13 @@ pub struct Reader {
     export: bool,
     /// Process attributes from /proc; `None` leaves them out.
     processes: Option<ProcessCache>,
+    /// Spans for each event, when traces are exported.
+    traces: Option<Traces>,
     last_decode_warning: Option<std::time::Instant>,
+    /// The export queue's gate, when records are exported.
+    queue: Option<Arc<ExportQueue>>,
+    /// `block`: the queue was full, records wait in the ring buffer.
+    blocked: bool,
 }
 
 impl Reader {
@@ -42,8 +53,58 @@ impl Reader {
             stats,
             export,
             processes: None,
+            traces: None,
             last_decode_warning: None,
+            queue: None,
+            blocked: false,
         }
+    }
+
+    /// Admits records through `queue` (see [`ExportQueue`]): under
+    /// `drop_newest` a record finding it full is dropped and counted, under
+    /// `block` the reader leaves it in the ring buffer and waits.
+    pub fn with_queue(mut self, queue: Arc<ExportQueue>) -> Reader {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Whether the reader is waiting for room in the queue (`block`).
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Like [`drain`](Self::drain), but while the queue is full under
+    /// `block`, waits for room until `deadline` (used at shutdown, with the
+    /// probes detached). Whatever is left stays counted as unread.
+    pub fn drain_until(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        deadline: std::time::Instant,
+    ) -> u64 {
+        let mut n = self.drain(ring);
+        while self.blocked && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            n += self.drain(ring);
+        }
+        n
+    }
+
+    /// Makes a span of each event too (see [`Traces`]).
+    pub fn with_traces(mut self, traces: Traces) -> Reader {
+        self.traces = Some(traces);
+        self
+    }
+
+    /// Sends permission checks that waited too long for their mapping.
+    pub fn flush_stale_spans(&mut self) {
+        if let Some(traces) = &mut self.traces {
+            traces.flush_stale(SystemTime::now());
+        }
+    }
+
+    /// Takes the span pipeline out, to flush it at shutdown.
+    pub fn take_traces(&mut self) -> Option<Traces> {
+        self.traces.take()
     }
 
     /// Adds process attributes (executable path, cgroup, container) from `cache`.
@@ -60,24 +121,56 @@ impl Reader {
     /// Emits every record waiting in `ring`; returns how many were read.
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> u64 {
         let mut n = 0;
-        while let Some(item) = ring.next() {
+        self.blocked = false;
+        let queue = self.queue.clone().filter(|_| self.export);
+        let block = queue
+            .as_ref()
+            .is_some_and(|q| q.policy() == WhenFull::Block);
+        loop {
+            // Under `block`, a record leaves the ring buffer only with a slot.
+            if block && !queue.as_ref().is_some_and(|q| q.try_admit()) {
+                self.blocked = true;
+                break;
+            }
+            let Some(item) = ring.next() else {
+                if block && let Some(q) = &queue {
+                    q.release(1);
+                }
+                break;
+            };
             n += 1;
             match abi::decode(&item) {
-                Ok(_) if !self.export => {
+                Ok(event) if !self.export => {
+                    // Logs off (or nowhere to send them): spans may still be wanted.
+                    if let Some(traces) = &mut self.traces {
+                        let info = self.processes.as_mut().map(|c| c.get(event.context()));
+                        traces.record(&event, &self.clock, info.as_deref());
+                    }
                     self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) if !block && queue.as_ref().is_some_and(|q| !q.try_admit()) => {
+                    self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(event) => {
                     let mut record = self.logger.create_log_record();
                     // Per record (a vDSO read): a drain can run while the kernel keeps
                     // writing, so one timestamp per drain could precede later events.
                     fill_log_record(&event, &self.clock, SystemTime::now(), &mut record);
-                    if let Some(cache) = &mut self.processes {
-                        add_process_info(&mut record, &cache.get(event.context()));
+                    let info = self.processes.as_mut().map(|c| c.get(event.context()));
+                    if let Some(info) = &info {
+                        add_process_info(&mut record, info);
+                    }
+                    if let Some(traces) = &mut self.traces {
+                        let (trace, span) = traces.record(&event, &self.clock, info.as_deref());
+                        record.set_trace_context(trace, span, Some(TraceFlags::SAMPLED));
                     }
                     self.logger.emit(record);
                     self.stats.emitted.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => {
+                    if block && let Some(q) = &queue {
+                        q.release(1);
+                    }
                     self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                     let now = std::time::Instant::now();
                     if self
@@ -114,18 +207,31 @@ impl Reader {
         let mut last_lost = 0;
         tokio::pin!(shutdown);
         loop {
+            let queue = self.queue.clone();
+            let room = async {
+                match &queue {
+                    Some(queue) => queue.wait_for_room().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                guard = fd.readable_mut() => {
+                guard = fd.readable_mut(), if !self.blocked => {
                     let mut guard = guard?;
                     self.drain(guard.get_inner_mut());
                     guard.clear_ready();
                 }
+                // `block`: the kernel does not signal data that was already
+                // there, so drain as soon as the queue has room again.
+                () = room, if self.blocked => {
+                    self.drain(fd.get_mut());
+                }
                 _ = tick.tick() => {
                     self.resync_clock();
+                    self.flush_stale_spans();
                     let snapshot = report();
                     // Records in the export queue are not lost yet: judge the
-                    // stages that are final (kernel, decoding, failed exports).
-                    let lost = snapshot.kernel.lost() + snapshot.decode_errors + snapshot.export_failed;
+                    // stages that are final (kernel, decoding, queue, failed exports).
+                    let lost = snapshot.lost_so_far();
                     if lost > last_lost {
                         tracing::warn!("records are being lost: {}", snapshot.summary());
                         last_lost = lost;

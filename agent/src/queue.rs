@@ -69,8 +69,7 @@ impl ExportQueue {
 
     /// Records waiting for export or being exported now.
     pub fn depth(&self) -> usize {
-        self.capacity
-            .saturating_sub(self.slots.available_permits())
+        self.capacity.saturating_sub(self.slots.available_permits())
     }
 
     /// The most records the queue holds.

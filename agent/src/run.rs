@@ -7,10 +7,11 @@ use std::sync::Mutex;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use mapwatch_config::{CliArgs, Config};
+use mapwatch_config::{CliArgs, Config, Signal as Exported};
 
 use crate::enrich::ProcessCache;
 use crate::filters::Filters;
+use crate::traces::Traces;
 
 use crate::pipeline::Reader;
 use crate::probes::{self, Attached, Choice, ProbeSettings, Probes};
@@ -104,6 +105,7 @@ async fn reload_on_hangup(
 /// SIGINT or SIGTERM; SIGHUP reloads the filters.
 pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     preflight::check()?;
+    warn_if_writable_by_others(Config::file_in_use(cli).as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mapwatch-rt")
@@ -115,6 +117,12 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     let (provider, destinations) = {
         let _entered = runtime.enter();
         export::logger_provider(config, &stats)?
+    };
+    let traces = if config.signals.contains(Exported::Traces) && !config.sdk_disabled {
+        let _entered = runtime.enter();
+        Some(Traces::build(config, export::resource(config))?)
+    } else {
+        None
     };
 
     let Attached {
@@ -139,6 +147,31 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     for unavailable in &probes.passed_over {
         tracing::info!("not using {unavailable}");
     }
+    // The agent's own counters as OTLP metrics (docs/reliability.md).
+    let meters = {
+        let _entered = runtime.enter();
+        export::meter_provider(
+            config,
+            crate::metrics::Sources {
+                stats: stats.clone(),
+                kernel: Arc::new(crate::metrics::share_counters(&probes.counters)?),
+                queue: destinations.queue.clone(),
+                ring: crate::metrics::RingFill::new(&ring, config.ring_buffer.size_bytes)
+                    .map_err(|error| tracing::info!("ring buffer use not measured: {error}"))
+                    .ok()
+                    .map(Arc::new),
+            },
+        )?
+    };
+    // Everything privileged is done: the probes are attached and every map
+    // fd is held.
+    match crate::caps::drop_unneeded() {
+        Ok(dropped) => tracing::info!(
+            "dropped capabilities; kept: {}",
+            if dropped.kept.is_empty() { "none".to_owned() } else { dropped.kept.join(", ") }
+        ),
+        Err(error) => tracing::warn!("could not drop capabilities: {error}"),
+    }
 
     let mut events = Vec::new();
     if let Some(backend) = probes.do_mmap {
@@ -147,12 +180,16 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     if let Some(backend) = probes.security_mmap_file {
         events.push(format!("security_mmap_file via {}", backend.name()));
     }
-    let export = destinations.otlp.is_some() || destinations.console;
+    let logs = config.signals.contains(Exported::Logs);
+    let export = logs && (destinations.otlp.is_some() || destinations.console);
     let mut sinks = Vec::new();
-    if let Some(otlp) = &destinations.otlp {
+    if let (true, Some(otlp)) = (logs, &destinations.otlp) {
         sinks.push(otlp.clone());
     }
-    if destinations.console {
+    if traces.is_some() {
+        sinks.push("spans to the same OTLP endpoint".to_owned());
+    }
+    if logs && destinations.console {
         sinks.push("stdout".to_owned());
     }
     if sinks.is_empty() {
@@ -171,9 +208,16 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     );
 
     let logger = opentelemetry::logs::LoggerProvider::logger(&provider, "mapwatch");
-    let mut reader = Reader::new(logger, stats.clone(), export).with_process_cache(
+    let mut reader = Reader::new(logger, stats.clone(), export);
+    if let Some(queue) = &destinations.queue {
+        reader = reader.with_queue(queue.clone());
+    }
+    let mut reader = reader.with_process_cache(
         ProcessCache::new(config.process.cache_entries, config.process.command_line),
     );
+    if let Some(traces) = traces {
+        reader = reader.with_traces(traces);
+    }
     let counters = &probes.counters;
     let filters = Arc::new(Mutex::new(filters));
     let reload = runtime.spawn(reload_on_hangup(
@@ -190,20 +234,53 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
 
     reload.abort();
     let started = Instant::now();
+    // Retries stop in time for the flush to finish within the deadline.
+    destinations
+        .retry
+        .stop_by(started + SHUTDOWN_DEADLINE.mul_f32(0.6));
     probes.detach();
-    reader.drain(&mut ring);
+    reader.drain_until(&mut ring, started + SHUTDOWN_DEADLINE / 2);
+    if let Some(traces) = reader.take_traces() {
+        traces.shutdown(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()) / 2);
+    }
     let remaining = SHUTDOWN_DEADLINE.saturating_sub(started.elapsed());
     if let Err(error) = provider.shutdown_with_timeout(remaining) {
         tracing::warn!(%error, "flushing the exporter did not finish within the shutdown deadline");
+    }
+    if let Some(meters) = meters {
+        // Last export of the final counts; bounded by the deadline (the SDK
+        // would wait for a slow collector).
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = meters.shutdown();
+            let _ = done.send(());
+        });
+        let _ = wait.recv_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));
     }
     let snapshot = stats.snapshot(probes.counters());
     eprintln!(
         "mapwatch: stopped after {:.1?}: {}",
         started.elapsed(),
-        snapshot.summary()
+        snapshot.final_summary()
     );
     drop(runtime);
     Ok(())
+}
+
+/// Warns when the configuration file (which names where records go and may
+/// hold credentials) can be changed by any user.
+fn warn_if_writable_by_others(path: Option<&std::path::Path>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = path else { return };
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o002 != 0
+    {
+        tracing::warn!(
+            "configuration file {} is world-writable (mode {:o}): any user can redirect or silence mapwatch; chmod o-w it",
+            path.display(),
+            meta.permissions().mode() & 0o7777
+        );
+    }
 }
 
 /// `mapwatch probe`: tries every backend of every event and prints a table

@@ -243,6 +243,9 @@ pub enum Problem {
     /// A cgroup path that is not absolute.
     #[error("cgroup paths start with `/` (relative to /sys/fs/cgroup)")]
     BadCgroupPath,
+    /// No signal to export.
+    #[error("name at least one of: logs, traces")]
+    NoSignals,
     /// A cache that can hold nothing.
     #[error("must be at least 1")]
     ZeroCache,

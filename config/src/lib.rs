@@ -93,6 +93,9 @@ pub const ENV_PREFIX: &str = "MAPWATCH_";
 pub struct Config {
     /// Which kernel probes are attached.
     pub events: EventsConfig,
+    /// What to export: `logs` (one record per event) and/or `traces` (a span
+    /// per mapping, one trace per process lifetime, for Jaeger). Default `["logs"]`.
+    pub signals: Signals,
     /// Which kernel attach point serves each event.
     pub backends: BackendsConfig,
     /// What not to report, decided in the kernel.
@@ -178,6 +181,40 @@ pub struct FilterConfig {
     /// Also report the agent's own mappings. Default `false` (they would feed
     /// back into its own output).
     pub report_self: bool,
+}
+
+/// The signals to export; by default logs only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Signals(pub Vec<Signal>);
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals(vec![Signal::Logs])
+    }
+}
+
+impl Signals {
+    /// Whether `signal` is exported.
+    pub fn contains(&self, signal: Signal) -> bool {
+        self.0.contains(&signal)
+    }
+
+    /// Whether no signal is named.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// An OpenTelemetry signal mapwatch can export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// One log record per event.
+    Logs,
+    /// One span per mapping (do_mmap, entry to return) with its permission
+    /// check as a child span; one trace per process lifetime.
+    Traces,
 }
 
 /// Process attributes the agent reads from /proc, once per process.

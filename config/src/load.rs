@@ -587,7 +587,18 @@ impl Layers {
                         })?;
                     nest(&path, list_dict(pairs))
                 }
-                // Filter lists: comma separated.
+                // Lists: comma separated.
+                ["signals"] => nest(
+                    &path,
+                    Value::from(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(Value::from)
+                            .collect::<Vec<_>>(),
+                    ),
+                ),
                 ["filter", key]
                     if key.starts_with("include_")
                         || key.starts_with("exclude_")

@@ -230,6 +230,9 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
+    if c.signals.is_empty() {
+        return Err(fail(&["signals"], "[]".into(), Problem::NoSignals));
+    }
     if c.process.cache_entries == 0 {
         return Err(fail(
             &["process", "cache_entries"],

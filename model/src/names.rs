@@ -69,56 +69,76 @@ const OPEN_BITS: &[(u64, &str)] = &[
     (0o20000000, "O_TMPFILE"),
 ];
 
-/// Pushes the names of the bits of `value` found in `table`, then one hex entry
-/// for whatever bits remain.
-fn push_bits(out: &mut Vec<Cow<'static, str>>, mut value: u64, table: &[(u64, &'static str)]) {
+/// Hands `f` the names of the bits of `value` found in `table`, then one hex
+/// entry for whatever bits remain.
+fn each_bit_name(
+    mut value: u64,
+    table: &[(u64, &'static str)],
+    f: &mut impl FnMut(Cow<'static, str>),
+) {
     for &(bit, name) in table {
         if value & bit == bit {
-            out.push(Cow::Borrowed(name));
+            f(Cow::Borrowed(name));
             value &= !bit;
         }
     }
     if value != 0 {
-        out.push(Cow::Owned(format!("{value:#x}")));
+        f(Cow::Owned(format!("{value:#x}")));
     }
+}
+
+/// Hands `f` each name [`prot_names`] would list, in order, without collecting
+/// them (no allocation unless a bit has no name).
+pub fn for_each_prot_name(prot: u64, mut f: impl FnMut(Cow<'static, str>)) {
+    if prot == 0 {
+        f(Cow::Borrowed("PROT_NONE"));
+    } else {
+        each_bit_name(prot, PROT_BITS, &mut f);
+    }
+}
+
+/// Hands `f` each name [`map_flag_names`] would list, in order.
+pub fn for_each_map_flag_name(flags: u64, mut f: impl FnMut(Cow<'static, str>)) {
+    match flags & MAP_TYPE {
+        0x1 => f(Cow::Borrowed("MAP_SHARED")),
+        0x2 => f(Cow::Borrowed("MAP_PRIVATE")),
+        0x3 => f(Cow::Borrowed("MAP_SHARED_VALIDATE")),
+        0 => {}
+        other => f(Cow::Owned(format!("{other:#x}"))),
+    }
+    each_bit_name(flags & !MAP_TYPE, MAP_BITS, &mut f);
+}
+
+/// Hands `f` each name [`open_flag_names`] would list, in order.
+pub fn for_each_open_flag_name(flags: u32, mut f: impl FnMut(Cow<'static, str>)) {
+    let flags = u64::from(flags);
+    f(Cow::Borrowed(match flags & 0o3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }));
+    each_bit_name(flags & !0o3, OPEN_BITS, &mut f);
 }
 
 /// Names of the `PROT_*` bits of `prot`; `["PROT_NONE"]` for 0.
 pub fn prot_names(prot: u64) -> Vec<Cow<'static, str>> {
     let mut out = Vec::with_capacity(3);
-    if prot == 0 {
-        out.push(Cow::Borrowed("PROT_NONE"));
-    } else {
-        push_bits(&mut out, prot, PROT_BITS);
-    }
+    for_each_prot_name(prot, |n| out.push(n));
     out
 }
 
 /// Names of the `MAP_*` flags; the mapping type comes first.
 pub fn map_flag_names(flags: u64) -> Vec<Cow<'static, str>> {
     let mut out = Vec::with_capacity(3);
-    match flags & MAP_TYPE {
-        0x1 => out.push(Cow::Borrowed("MAP_SHARED")),
-        0x2 => out.push(Cow::Borrowed("MAP_PRIVATE")),
-        0x3 => out.push(Cow::Borrowed("MAP_SHARED_VALIDATE")),
-        0 => {}
-        other => out.push(Cow::Owned(format!("{other:#x}"))),
-    }
-    push_bits(&mut out, flags & !MAP_TYPE, MAP_BITS);
+    for_each_map_flag_name(flags, |n| out.push(n));
     out
 }
 
 /// Names of the `O_*` flags of an open file; the access mode comes first.
 pub fn open_flag_names(flags: u32) -> Vec<Cow<'static, str>> {
-    let flags = u64::from(flags);
     let mut out = Vec::with_capacity(3);
-    out.push(Cow::Borrowed(match flags & 0o3 {
-        0 => "O_RDONLY",
-        1 => "O_WRONLY",
-        2 => "O_RDWR",
-        _ => "O_ACCMODE",
-    }));
-    push_bits(&mut out, flags & !0o3, OPEN_BITS);
+    for_each_open_flag_name(flags, |n| out.push(n));
     out
 }
 
@@ -170,6 +190,21 @@ mod tests {
     fn open_flags_start_with_access_mode() {
         assert_eq!(open_flag_names(0o2 | 0o100000), ["O_RDWR", "O_LARGEFILE"]);
         assert_eq!(open_flag_names(0), ["O_RDONLY"]);
+    }
+
+    #[test]
+    fn for_each_matches_the_lists() {
+        for value in [0u64, 1, 3, 7, 0x41, 0x0100_0005, u64::MAX] {
+            let mut seen = Vec::new();
+            for_each_prot_name(value, |n| seen.push(n));
+            assert_eq!(seen, prot_names(value));
+            seen.clear();
+            for_each_map_flag_name(value, |n| seen.push(n));
+            assert_eq!(seen, map_flag_names(value));
+            seen.clear();
+            for_each_open_flag_name(value as u32, |n| seen.push(n));
+            assert_eq!(seen, open_flag_names(value as u32));
+        }
     }
 
     #[test]

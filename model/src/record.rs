@@ -1,10 +1,12 @@
 //! One kernel event -> one OpenTelemetry log record.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mapwatch_kernel::abi::{Context, DoMmap, Event, File, SecurityMmapFile};
+use mapwatch_kernel::abi::{COMM_LEN, Context, DoMmap, Event, File, SecurityMmapFile};
 use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, StringValue};
 
@@ -119,53 +121,179 @@ pub fn classify(prot: u64, flags: u64, file: Option<&File<'_>>) -> Reasons {
     reasons
 }
 
+/// Per-thread state of the mapping: a reused formatting buffer and small
+/// caches of the strings that repeat from record to record. Strings become
+/// `Arc<str>` attribute values: one allocation each, and copying a record (the
+/// SDK's batch processor does, once per record) only bumps their counts.
+struct Scratch {
+    /// Where bodies and formatted values are written before they become values.
+    text: String,
+    /// Thread names by their raw `comm` bytes, direct-mapped.
+    comms: Vec<Option<([u8; COMM_LEN], Arc<str>)>>,
+    /// Strings derived from a file, direct-mapped by device and inode.
+    files: Vec<Option<FileStrings>>,
+}
+
+const COMM_SLOTS: usize = 64;
+const FILE_SLOTS: usize = 256;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        text: String::with_capacity(512),
+        comms: vec![None; COMM_SLOTS],
+        files: vec![None; FILE_SLOTS],
+    });
+}
+
+/// The attribute values that depend only on a file's identity and path.
+#[derive(Clone)]
+struct FileStrings {
+    dev: u32,
+    inode: u64,
+    ctime_ns: u64,
+    mode: u16,
+    path: Arc<str>,
+    name: Option<Arc<str>>,
+    directory: Option<Arc<str>>,
+    inode_text: Arc<str>,
+    changed: Arc<str>,
+    dev_text: Arc<str>,
+    mode_text: Arc<str>,
+}
+
+impl FileStrings {
+    fn matches(&self, file: &File<'_>) -> bool {
+        self.inode == file.inode
+            && self.dev == file.dev
+            && self.ctime_ns == file.ctime_ns
+            && self.mode == file.mode
+            && self.path.as_bytes() == file.path
+    }
+
+    fn new(file: &File<'_>, text: &mut String) -> FileStrings {
+        let path = String::from_utf8_lossy(file.path);
+        let (directory, name) = match path.rfind('/') {
+            Some(0) => ("/", &path[1..]),
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", &path[..]),
+        };
+        let mut format = |args: std::fmt::Arguments<'_>| -> Arc<str> {
+            text.clear();
+            let _ = text.write_fmt(args);
+            Arc::from(text.as_str())
+        };
+        FileStrings {
+            dev: file.dev,
+            inode: file.inode,
+            ctime_ns: file.ctime_ns,
+            mode: file.mode,
+            name: (!name.is_empty()).then(|| Arc::from(name)),
+            directory: (!directory.is_empty()).then(|| Arc::from(directory)),
+            inode_text: format(format_args!("{}", file.inode)),
+            changed: format(format_args!(
+                "{}",
+                humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(file.ctime_ns))
+            )),
+            dev_text: format(format_args!("{}:{}", file.dev_major(), file.dev_minor())),
+            mode_text: format(format_args!("{:07o}", file.mode)),
+            path: Arc::from(&*path),
+        }
+    }
+}
+
+impl Scratch {
+    fn comm(&mut self, context: &Context) -> Arc<str> {
+        let raw = context.comm;
+        let key = u128::from_ne_bytes(raw);
+        let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (mixed >> 58) as usize % COMM_SLOTS;
+        match &self.comms[slot] {
+            Some((k, name)) if *k == raw => name.clone(),
+            _ => {
+                let name: Arc<str> = Arc::from(&*String::from_utf8_lossy(context.comm()));
+                self.comms[slot] = Some((raw, name.clone()));
+                name
+            }
+        }
+    }
+
+    fn file(&mut self, file: &File<'_>) -> FileStrings {
+        let mixed = (file.inode ^ (u64::from(file.dev) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (mixed >> 56) as usize % FILE_SLOTS;
+        match &self.files[slot] {
+            Some(cached) if cached.matches(file) => cached.clone(),
+            _ => {
+                let strings = FileStrings::new(file, &mut self.text);
+                self.files[slot] = Some(strings.clone());
+                strings
+            }
+        }
+    }
+
+    /// The text written so far, as a value; clears the buffer.
+    fn take_value(&mut self) -> AnyValue {
+        let value = text_value(&self.text);
+        self.text.clear();
+        value
+    }
+}
+
+fn text_value(s: &str) -> AnyValue {
+    AnyValue::String(StringValue::from(Arc::<str>::from(s)))
+}
+
 fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R) {
     record.set_event_name(EVENT_DO_MMAP);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
     let reasons = classify(e.prot, e.flags, e.file.as_ref());
     set_severity(record, reasons);
 
-    let comm = String::from_utf8_lossy(e.context.comm());
-    let path = e.file.as_ref().map(|f| String::from_utf8_lossy(f.path));
-    let mut body = String::with_capacity(160);
-    match (e.error, &path) {
-        (Some(err), Some(p)) => {
-            let _ = write!(
-                body,
-                "{comm} failed to map {p}: {}",
-                names::errno_name(-err)
-            );
+    let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
+        let comm = s.comm(&e.context);
+        let file = e.file.as_ref().map(|f| s.file(f));
+        let path = file.as_ref().map(|f| &*f.path);
+        let body = &mut s.text;
+        body.clear();
+        match (e.error, path) {
+            (Some(err), Some(p)) => {
+                let _ = write!(
+                    body,
+                    "{comm} failed to map {p}: {}",
+                    names::errno_name(-err)
+                );
+            }
+            (Some(err), None) => {
+                let _ = write!(
+                    body,
+                    "{comm} failed to map {} bytes of anonymous memory: {}",
+                    e.len,
+                    names::errno_name(-err)
+                );
+            }
+            (None, Some(p)) => {
+                let _ = write!(
+                    body,
+                    "{comm} mapped {p} at {:#x} ({} bytes, ",
+                    e.addr, e.len
+                );
+            }
+            (None, None) => {
+                let _ = write!(
+                    body,
+                    "{comm} mapped {} bytes of anonymous memory at {:#x} (",
+                    e.len, e.addr
+                );
+            }
         }
-        (Some(err), None) => {
-            let _ = write!(
-                body,
-                "{comm} failed to map {} bytes of anonymous memory: {}",
-                e.len,
-                names::errno_name(-err)
-            );
+        if e.error.is_none() {
+            join_into(body, |f| names::for_each_prot_name(e.prot, f));
+            body.push_str(", ");
+            join_into(body, |f| names::for_each_map_flag_name(e.flags, f));
+            body.push(')');
         }
-        (None, Some(p)) => {
-            let _ = write!(
-                body,
-                "{comm} mapped {p} at {:#x} ({} bytes, ",
-                e.addr, e.len
-            );
-        }
-        (None, None) => {
-            let _ = write!(
-                body,
-                "{comm} mapped {} bytes of anonymous memory at {:#x} (",
-                e.len, e.addr
-            );
-        }
-    }
-    if e.error.is_none() {
-        join_into(&mut body, &names::prot_names(e.prot));
-        body.push_str(", ");
-        join_into(&mut body, &names::map_flag_names(e.flags));
-        body.push(')');
-    }
-    record.set_body(AnyValue::from(body));
+        (comm, file, s.take_value())
+    });
+    record.set_body(body);
 
     add_context(record, &e.context, comm);
     match e.error {
@@ -178,8 +306,8 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     record.add_attribute(attr::MMAP_LEN, e.len as i64);
     record.add_attribute(attr::MMAP_PGOFF, e.pgoff as i64);
     add_prot_flags(record, e.prot, e.flags, reasons);
-    if let (Some(file), Some(path)) = (&e.file, path) {
-        add_file(record, file, path);
+    if let (Some(file), Some(strings)) = (&e.file, file) {
+        add_file(record, file, strings);
     }
 }
 
@@ -193,24 +321,29 @@ fn fill_security_mmap_file<R: LogRecord>(
     let reasons = classify(e.prot, e.flags, e.file.as_ref());
     set_severity(record, reasons);
 
-    let comm = String::from_utf8_lossy(e.context.comm());
-    let path = e.file.as_ref().map(|f| String::from_utf8_lossy(f.path));
-    let mut body = String::with_capacity(160);
-    let _ = write!(body, "{comm} asks to map ");
-    match &path {
-        Some(p) => body.push_str(p),
-        None => body.push_str("anonymous memory"),
-    }
-    body.push_str(" with ");
-    join_into(&mut body, &names::prot_names(e.prot));
-    match e.verdict {
-        Some(0) => body.push_str(": allowed"),
-        Some(v) => {
-            let _ = write!(body, ": denied ({})", names::errno_name(-v));
+    let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
+        let comm = s.comm(&e.context);
+        let file = e.file.as_ref().map(|f| s.file(f));
+        let body = &mut s.text;
+        body.clear();
+        body.push_str(&comm);
+        body.push_str(" asks to map ");
+        match &file {
+            Some(f) => body.push_str(&f.path),
+            None => body.push_str("anonymous memory"),
         }
-        None => {}
-    }
-    record.set_body(AnyValue::from(body));
+        body.push_str(" with ");
+        join_into(body, |f| names::for_each_prot_name(e.prot, f));
+        match e.verdict {
+            Some(0) => body.push_str(": allowed"),
+            Some(v) => {
+                let _ = write!(body, ": denied ({})", names::errno_name(-v));
+            }
+            None => {}
+        }
+        (comm, file, s.take_value())
+    });
+    record.set_body(body);
 
     add_context(record, &e.context, comm);
     if let Some(verdict) = e.verdict {
@@ -220,8 +353,8 @@ fn fill_security_mmap_file<R: LogRecord>(
         }
     }
     add_prot_flags(record, e.prot, e.flags, reasons);
-    if let (Some(file), Some(path)) = (&e.file, path) {
-        add_file(record, file, path);
+    if let (Some(file), Some(strings)) = (&e.file, file) {
+        add_file(record, file, strings);
     }
 }
 
@@ -235,13 +368,16 @@ fn set_severity<R: LogRecord>(record: &mut R, reasons: Reasons) {
     }
 }
 
-fn join_into(out: &mut String, names: &[Cow<'static, str>]) {
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
+/// Writes the names `each` hands out for `value`, joined by `|`.
+fn join_into(out: &mut String, each: impl FnOnce(&mut dyn FnMut(Cow<'static, str>))) {
+    let mut first = true;
+    each(&mut |name| {
+        if !first {
             out.push('|');
         }
-        out.push_str(name);
-    }
+        first = false;
+        out.push_str(&name);
+    });
 }
 
 fn cow_value(value: Cow<'static, str>) -> AnyValue {
@@ -251,12 +387,16 @@ fn cow_value(value: Cow<'static, str>) -> AnyValue {
     }
 }
 
-fn names_value(names: Vec<Cow<'static, str>>) -> AnyValue {
-    AnyValue::ListAny(Box::new(names.into_iter().map(cow_value).collect()))
+/// The names `each` hands out for `value`, as a `string[]` value: one
+/// allocation for the list (plus the SDK's box), none for the names.
+fn names_value(bits: u32, each: impl FnOnce(&mut dyn FnMut(Cow<'static, str>))) -> AnyValue {
+    let mut list = Vec::with_capacity(bits as usize + 1);
+    each(&mut |name| list.push(cow_value(name)));
+    AnyValue::ListAny(Box::new(list))
 }
 
-fn add_context<R: LogRecord>(record: &mut R, c: &Context, comm: Cow<'_, str>) {
-    let comm: StringValue = comm.into_owned().into();
+fn add_context<R: LogRecord>(record: &mut R, c: &Context, comm: Arc<str>) {
+    let comm = StringValue::from(comm);
     record.add_attribute(attr::PROCESS_PID, i64::from(c.pid));
     record.add_attribute(attr::PROCESS_PARENT_PID, i64::from(c.ppid));
     record.add_attribute(
@@ -277,11 +417,16 @@ fn add_context<R: LogRecord>(record: &mut R, c: &Context, comm: Cow<'_, str>) {
 
 fn add_prot_flags<R: LogRecord>(record: &mut R, prot: u64, flags: u64, reasons: Reasons) {
     record.add_attribute(attr::MMAP_PROT, prot as i64);
-    record.add_attribute(attr::MMAP_PROT_NAMES, names_value(names::prot_names(prot)));
+    record.add_attribute(
+        attr::MMAP_PROT_NAMES,
+        names_value(prot.count_ones(), |f| names::for_each_prot_name(prot, f)),
+    );
     record.add_attribute(attr::MMAP_FLAGS, flags as i64);
     record.add_attribute(
         attr::MMAP_FLAG_NAMES,
-        names_value(names::map_flag_names(flags)),
+        names_value(flags.count_ones(), |f| {
+            names::for_each_map_flag_name(flags, f)
+        }),
     );
     if !reasons.is_empty() {
         let list = reasons
@@ -300,36 +445,30 @@ pub fn iso8601(ns_since_epoch: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ns_since_epoch)).to_string()
 }
 
-fn add_file<R: LogRecord>(record: &mut R, file: &File<'_>, path: Cow<'_, str>) {
-    let path = path.into_owned();
-    let (directory, name) = match path.rfind('/') {
-        Some(0) => ("/", &path[1..]),
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path.as_str()),
-    };
-    if !name.is_empty() {
-        record.add_attribute(attr::FILE_NAME, name.to_owned());
+fn add_file<R: LogRecord>(record: &mut R, file: &File<'_>, strings: FileStrings) {
+    let string = |s: Arc<str>| AnyValue::String(StringValue::from(s));
+    if let Some(name) = strings.name {
+        record.add_attribute(attr::FILE_NAME, string(name));
     }
-    if !directory.is_empty() {
-        record.add_attribute(attr::FILE_DIRECTORY, directory.to_owned());
+    if let Some(directory) = strings.directory {
+        record.add_attribute(attr::FILE_DIRECTORY, string(directory));
     }
-    record.add_attribute(attr::FILE_INODE, file.inode.to_string());
-    record.add_attribute(attr::FILE_CHANGED, iso8601(file.ctime_ns));
-    record.add_attribute(
-        attr::MMAP_FILE_DEV,
-        format!("{}:{}", file.dev_major(), file.dev_minor()),
-    );
+    record.add_attribute(attr::FILE_INODE, string(strings.inode_text));
+    record.add_attribute(attr::FILE_CHANGED, string(strings.changed));
+    record.add_attribute(attr::MMAP_FILE_DEV, string(strings.dev_text));
     record.add_attribute(attr::MMAP_FILE_OPEN_FLAGS, i64::from(file.open_flags));
     record.add_attribute(
         attr::MMAP_FILE_OPEN_FLAG_NAMES,
-        names_value(names::open_flag_names(file.open_flags)),
+        names_value(file.open_flags.count_ones(), |f| {
+            names::for_each_open_flag_name(file.open_flags, f)
+        }),
     );
-    record.add_attribute(attr::MMAP_FILE_MODE, format!("{:07o}", file.mode));
+    record.add_attribute(attr::MMAP_FILE_MODE, string(strings.mode_text));
     if file.path_truncated {
         record.add_attribute(attr::MMAP_FILE_PATH_TRUNCATED, true);
     }
     if file.deleted {
         record.add_attribute(attr::MMAP_FILE_DELETED, true);
     }
-    record.add_attribute(Key::from_static_str(attr::FILE_PATH), path);
+    record.add_attribute(Key::from_static_str(attr::FILE_PATH), string(strings.path));
 }

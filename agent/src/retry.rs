@@ -1,0 +1,230 @@
+//! Retrying log exports that failed in a way that may pass later.
+//!
+//! The OTLP exporter (opentelemetry-otlp) already retries within one export
+//! call: with backoff from `otlp.retry_initial_backoff` doubling to
+//! `otlp.retry_max_backoff`, honouring HTTP `Retry-After` and gRPC
+//! `RetryInfo`, for at most `otlp.timeout`. [`RetryingExporter`] repeats
+//! such calls, `otlp.retry_max_backoff` apart, while the failure stays
+//! retryable, until `batch.export_timeout` has passed since the batch's
+//! first attempt; then the batch is counted as failed. While a batch is
+//! being retried the export queue fills (see `crate::queue`), which is where
+//! records wait during a collector outage.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+
+use crate::stats::PipelineStats;
+
+/// Whether an export error may pass on a later attempt: gRPC `UNAVAILABLE`,
+/// `CANCELLED`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`,
+/// `OUT_OF_RANGE`, `DATA_LOSS` (the OTLP specification's list); HTTP 429,
+/// 502, 503, 504; no connection; a timeout. The OTLP exporter reports the
+/// code in its error text, which is what this reads.
+pub fn is_retryable(error: &OTelSdkError) -> bool {
+    match error {
+        OTelSdkError::Timeout(_) => true,
+        OTelSdkError::InternalFailure(text) => {
+            if let Some(rest) = text.split("gRPC code: ").nth(1) {
+                let code = rest
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .next()
+                    .unwrap_or("");
+                return matches!(
+                    code,
+                    "Unavailable"
+                        | "Cancelled"
+                        | "DeadlineExceeded"
+                        | "ResourceExhausted"
+                        | "Aborted"
+                        | "OutOfRange"
+                        | "DataLoss"
+                );
+            }
+            if text.contains("network error") {
+                return true;
+            }
+            if let Some(rest) = text.split("status code: ").nth(1) {
+                return matches!(rest.trim().get(..3), Some("429" | "502" | "503" | "504"));
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Lets the agent shorten retries when it stops.
+#[derive(Debug, Default)]
+pub struct RetryControl {
+    stop_by: Mutex<Option<Instant>>,
+}
+
+impl RetryControl {
+    /// No retry waits past `deadline` (the shutdown deadline).
+    pub fn stop_by(&self, deadline: Instant) {
+        if let Ok(mut stop) = self.stop_by.lock() {
+            *stop = Some(deadline);
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.stop_by.lock().ok().and_then(|d| *d)
+    }
+}
+
+/// The backoff settings of [`RetryingExporter`].
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Whether to retry at all.
+    pub enabled: bool,
+    /// Delay between two retried export calls.
+    pub delay: Duration,
+    /// Time allowed for one batch, from its first attempt.
+    pub budget: Duration,
+}
+
+/// Retries retryable failures of `inner` (see the module docs), and says on
+/// stderr when the collector stops and starts accepting records.
+#[derive(Debug)]
+pub struct RetryingExporter<E> {
+    inner: E,
+    backoff: Backoff,
+    destination: String,
+    stats: Arc<PipelineStats>,
+    control: Arc<RetryControl>,
+    failing: AtomicBool,
+}
+
+impl<E> RetryingExporter<E> {
+    /// Wraps `inner`, which sends to `destination` (for messages).
+    pub fn new(
+        inner: E,
+        backoff: Backoff,
+        destination: String,
+        stats: Arc<PipelineStats>,
+        control: Arc<RetryControl>,
+    ) -> Self {
+        RetryingExporter {
+            inner,
+            backoff,
+            destination,
+            stats,
+            control,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Sleeps `delay`, unless it would end after `until` or the shutdown
+    /// deadline (checked while sleeping): then returns false at once.
+    fn pause(&self, delay: Duration, until: Instant) -> bool {
+        let wake = Instant::now() + delay;
+        loop {
+            let stop = self.control.deadline().map_or(until, |d| d.min(until));
+            if wake > stop {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= wake {
+                return true;
+            }
+            std::thread::sleep((wake - now).min(Duration::from_millis(50)));
+        }
+    }
+}
+
+impl<E: LogExporter> LogExporter for RetryingExporter<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let records: Vec<_> = batch.iter().collect();
+        let started = Instant::now();
+        let until = started + self.backoff.budget;
+        loop {
+            let result = self.inner.export(LogBatch::new(&records)).await;
+            match &result {
+                Ok(()) => {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!(
+                            "exports to {} succeed again; queued records are being delivered",
+                            self.destination
+                        );
+                    }
+                    return result;
+                }
+                Err(error) => {
+                    let retryable = self.backoff.enabled && is_retryable(error);
+                    if !self.failing.swap(true, Ordering::Relaxed) {
+                        if retryable {
+                            tracing::warn!(
+                                "cannot export to {}: {error}; retrying every {:?} for up to {:?} per batch \
+                                 while records wait in the export queue",
+                                self.destination,
+                                self.backoff.delay,
+                                self.backoff.budget,
+                            );
+                        } else {
+                            tracing::warn!("cannot export to {}: {error}", self.destination);
+                        }
+                    }
+                    if !retryable || !self.pause(self.backoff.delay, until) {
+                        return result;
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(text: &str) -> OTelSdkError {
+        OTelSdkError::InternalFailure(text.to_owned())
+    }
+
+    #[test]
+    fn retryable_failures_as_the_otlp_exporter_words_them() {
+        for text in [
+            "TonicLogsClient export failed with gRPC code: Unavailable: transport error: connection refused",
+            "TonicLogsClient export failed with gRPC code: ResourceExhausted",
+            "TonicLogsClient export failed with gRPC code: DeadlineExceeded",
+            "HTTP export failed with status code: 503",
+            "HTTP export failed with status code: 429",
+            "HTTP export failed with status code: 502",
+            "HTTP export failed with status code: 504",
+            "HTTP export failed: network error",
+        ] {
+            assert!(is_retryable(&failure(text)), "{text}");
+        }
+        assert!(is_retryable(&OTelSdkError::Timeout(Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retried() {
+        for text in [
+            "TonicLogsClient export failed with gRPC code: Unauthenticated",
+            "TonicLogsClient export failed with gRPC code: InvalidArgument",
+            "TonicLogsClient export failed with gRPC code: PermissionDenied",
+            "HTTP export failed with status code: 400",
+            "HTTP export failed with status code: 401",
+            "HTTP export failed with status code: 413",
+            "something else",
+        ] {
+            assert!(!is_retryable(&failure(text)), "{text}");
+        }
+        assert!(!is_retryable(&OTelSdkError::AlreadyShutdown));
+    }
+}

@@ -1,0 +1,283 @@
+//! Traces for Jaeger (`signals = ["traces"]`): each do_mmap becomes a span
+//! from entry to return, its security_mmap_file a child span, and every
+//! mapping of one process lifetime shares one trace. Log records carry the
+//! same ids, so a log line leads to its span and back.
+//!
+//! Ids are derived from the events (see `mapwatch_model::process_trace_id`),
+//! not drawn at random: the SDK asks an [`IdGenerator`], and ours returns the
+//! ids the reader set for the span it is about to start.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use mapwatch_config::{Compression, Config, Protocol};
+use mapwatch_kernel::abi::Event;
+use mapwatch_model::{
+    ProcessInfo, SpanAttributes, WallClock, add_process_info, event_span_id, fill_log_record,
+    process_trace_id,
+};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId,
+    TraceState, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
+
+use crate::export::ExportError;
+
+/// A permission check waits this long for its mapping before it is sent as a span of its own.
+const CHECK_WAIT: Duration = Duration::from_secs(2);
+/// Checks waiting at most (one per thread in a call; more means lost pairs).
+const MAX_PENDING: usize = 16384;
+
+thread_local! {
+    static NEXT_IDS: Cell<Option<(TraceId, SpanId)>> = const { Cell::new(None) };
+}
+
+/// Hands the SDK the ids the reader chose; random ones for anything else.
+#[derive(Debug, Default)]
+struct EventIds {
+    fallback: RandomIdGenerator,
+}
+
+impl IdGenerator for EventIds {
+    fn new_trace_id(&self) -> TraceId {
+        NEXT_IDS
+            .with(|n| n.get().map(|(t, _)| t))
+            .unwrap_or_else(|| self.fallback.new_trace_id())
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        NEXT_IDS
+            .with(|n| n.get().map(|(_, s)| s))
+            .unwrap_or_else(|| self.fallback.new_span_id())
+    }
+}
+
+struct PendingCheck {
+    trace: TraceId,
+    span: SpanId,
+    time: SystemTime,
+    attributes: Vec<KeyValue>,
+}
+
+/// Turns events into spans.
+pub struct Traces {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    boot_id: Vec<u8>,
+    pending: HashMap<u32, PendingCheck>,
+}
+
+/// The traces URL: the base endpoint, with `/v1/traces` for HTTP.
+fn traces_url(config: &Config) -> Option<String> {
+    let base = config.otlp.endpoint.as_ref()?;
+    Some(match config.otlp.protocol {
+        Protocol::Grpc => base.clone(),
+        Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+    })
+}
+
+fn span_exporter(config: &Config, url: &str) -> Result<SpanExporter, ExportError> {
+    let otlp = &config.otlp;
+    let compression = match otlp.compression {
+        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
+        Compression::None => None,
+    };
+    let build_error = |source| ExportError::Build {
+        protocol: otlp.protocol.as_str(),
+        endpoint: url.to_owned(),
+        source,
+    };
+    match otlp.protocol {
+        Protocol::Grpc => {
+            let mut metadata = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
+            for (name, value) in &otlp.headers {
+                let key = tonic::metadata::AsciiMetadataKey::from_bytes(
+                    name.to_ascii_lowercase().as_bytes(),
+                )
+                .map_err(|e| ExportError::Header {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+                let value = value.parse().map_err(|_| ExportError::Header {
+                    name: name.clone(),
+                    reason: "value is not valid ASCII".into(),
+                })?;
+                metadata.insert(key, value);
+            }
+            let mut builder = SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(url)
+                .with_timeout(otlp.timeout)
+                .with_metadata(metadata);
+            if let Some(c) = compression {
+                builder = builder.with_compression(c);
+            }
+            builder.build().map_err(build_error)
+        }
+        Protocol::HttpProtobuf => {
+            let mut builder = SpanExporter::builder()
+                .with_http()
+                .with_endpoint(url)
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_timeout(otlp.timeout)
+                .with_headers(otlp.headers.clone().into_iter().collect());
+            if let Some(c) = compression {
+                builder = builder.with_compression(c);
+            }
+            builder.build().map_err(build_error)
+        }
+    }
+}
+
+impl Traces {
+    /// Sets up span export to the configured endpoint. Must run inside the
+    /// tokio runtime (gRPC).
+    pub fn build(config: &Config, resource: Resource) -> Result<Traces, ExportError> {
+        let url = traces_url(config).ok_or(ExportError::NoTracesEndpoint)?;
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_id_generator(EventIds::default())
+            .with_batch_exporter(span_exporter(config, &url)?)
+            .build();
+        let tracer = provider.tracer("mapwatch");
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().as_bytes().to_vec())
+            .unwrap_or_default();
+        Ok(Traces {
+            provider,
+            tracer,
+            boot_id,
+            pending: HashMap::new(),
+        })
+    }
+
+    fn start(
+        &self,
+        name: &'static str,
+        ids: (TraceId, SpanId),
+        parent: Option<SpanId>,
+        start: SystemTime,
+        attributes: Vec<KeyValue>,
+    ) -> opentelemetry_sdk::trace::Span {
+        let parent_cx = match parent {
+            Some(parent) => Context::new().with_remote_span_context(SpanContext::new(
+                ids.0,
+                parent,
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            )),
+            None => Context::new(),
+        };
+        NEXT_IDS.with(|n| n.set(Some(ids)));
+        let span = self
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Internal)
+            .with_start_time(start)
+            .with_attributes(attributes)
+            .start_with_context(&self.tracer, &parent_cx);
+        NEXT_IDS.with(|n| n.set(None));
+        span
+    }
+
+    /// Makes the span(s) of `event` and returns the ids its log record carries.
+    pub fn record(
+        &mut self,
+        event: &Event<'_>,
+        clock: &WallClock,
+        process: Option<&ProcessInfo>,
+    ) -> (TraceId, SpanId) {
+        let context = event.context();
+        let trace = process_trace_id(&self.boot_id, context.pid, context.process_start_ns);
+        let mut attrs = SpanAttributes::default();
+        fill_log_record(event, clock, SystemTime::now(), &mut attrs);
+        if let Some(info) = process {
+            add_process_info(&mut attrs, info);
+        }
+        let end = clock.wall_time(context.ktime_ns);
+        match event {
+            Event::SecurityMmapFile(_) => {
+                let span = event_span_id(trace, context.tid, context.ktime_ns, 2);
+                if self.pending.len() < MAX_PENDING {
+                    let check = PendingCheck {
+                        trace,
+                        span,
+                        time: end,
+                        attributes: attrs.attributes,
+                    };
+                    if let Some(older) = self.pending.insert(context.tid, check) {
+                        self.emit_check(older, None);
+                    }
+                }
+                (trace, span)
+            }
+            Event::DoMmap(e) => {
+                let span_id = event_span_id(trace, context.tid, context.ktime_ns, 1);
+                let start = if e.start_ns == 0 {
+                    end
+                } else {
+                    clock.wall_time(e.start_ns)
+                };
+                let mut span = self.start(
+                    "mmap",
+                    (trace, span_id),
+                    None,
+                    start.min(end),
+                    attrs.attributes,
+                );
+                if attrs.warning {
+                    span.set_attribute(KeyValue::new("mapwatch.suspicious", true));
+                }
+                span.end_with_timestamp(end);
+                if let Some(check) = self.pending.remove(&context.tid) {
+                    self.emit_check(check, Some(span_id));
+                }
+                (trace, span_id)
+            }
+        }
+    }
+
+    fn emit_check(&self, check: PendingCheck, parent: Option<SpanId>) {
+        let mut span = self.start(
+            "security_mmap_file",
+            (check.trace, check.span),
+            parent,
+            check.time,
+            check.attributes,
+        );
+        span.end_with_timestamp(check.time);
+    }
+
+    /// Sends checks whose mapping never came (denied, or made by a backend
+    /// that does not report do_mmap) as spans of their own.
+    pub fn flush_stale(&mut self, now: SystemTime) {
+        let stale: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.time).unwrap_or_default() > CHECK_WAIT)
+            .map(|(&tid, _)| tid)
+            .collect();
+        for tid in stale {
+            if let Some(check) = self.pending.remove(&tid) {
+                self.emit_check(check, None);
+            }
+        }
+    }
+
+    /// Sends what is pending and flushes the exporter within `timeout`.
+    pub fn shutdown(mut self, timeout: Duration) {
+        let checks: Vec<PendingCheck> = self.pending.drain().map(|(_, c)| c).collect();
+        for check in checks {
+            self.emit_check(check, None);
+        }
+        if let Err(error) = self.provider.shutdown_with_timeout(timeout) {
+            tracing::warn!(%error, "flushing spans did not finish within the shutdown deadline");
+        }
+    }
+}
