@@ -175,6 +175,9 @@ attributes! {
     /// Why a mapping is suspicious.
     MAPWATCH_SUSPICIOUS_REASONS = "mapwatch.suspicious.reasons", StringArray, Conditional,
         "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing).", "[\"write_execute\", \"execute_anonymous\"]";
+    /// Severity on spans.
+    MAPWATCH_SEVERITY = "mapwatch.severity", String, Conditional,
+        "Spans only: `WARN` or `INFO`, the severity of the matching log record (spans have none), so a Jaeger search can find the suspicious ones.", "WARN";
     /// Cgroup id.
     MAPWATCH_CGROUP_ID = "mapwatch.cgroup.id", Int, Always, "Cgroup v2 id of the caller (the inode of its cgroup directory).", "8123";
     /// Pid namespace.

@@ -196,6 +196,29 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Other mapwatch or bpftrace processes: their probes would add to every measurement.
+fn other_tracers() -> String {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let comm = read_trimmed(&format!("/proc/{pid}/comm"));
+            if comm == "mapwatch" || comm == "bpftrace" {
+                found.push(format!("{comm} ({pid})"));
+            }
+        }
+    }
+    if found.is_empty() {
+        "none".into()
+    } else {
+        found.join(", ")
+    }
+}
+
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
@@ -224,14 +247,10 @@ fn load_average() -> String {
 #[derive(Debug, Clone, Copy, Default)]
 struct Summary {
     produced: u64,
-    read: u64,
     exported: u64,
     discarded: u64,
     lost: u64,
     ring_full: u64,
-    arg_map_full: u64,
-    undecodable: u64,
-    export_failed: u64,
     queue_full: u64,
 }
 
@@ -257,14 +276,10 @@ fn parse_summary(line: &str) -> Option<Summary> {
     }
     Some(Summary {
         produced: number_before(line, "records produced")?,
-        read: number_before(line, "read,")?,
         exported: number_before(line, "exported")?,
         discarded: number_before(line, "discarded").unwrap_or(0),
         lost: number_after(line, "lost:")?,
         ring_full: number_after(line, "ring buffer full")?,
-        arg_map_full: number_after(line, "argument map full")?,
-        undecodable: number_after(line, "undecodable")?,
-        export_failed: number_after(line, "export failed")?,
         queue_full: number_after(line, "export queue full")?,
     })
 }
@@ -363,8 +378,6 @@ impl Agent {
 struct RateResult {
     offered: u64,
     achieved: f64,
-    seconds: f64,
-    workload_events: u64,
     delivered: u64,
     delivered_rate: f64,
     received: u64,
@@ -373,6 +386,8 @@ struct RateResult {
     cpu_pct: f64,
     threads: Vec<(String, f64)>,
     peak_rss_kib: u64,
+    /// CPU of this process (the receiver) over the workload, % of one core.
+    receiver_cpu_pct: f64,
     load_before: String,
 }
 
@@ -409,10 +424,11 @@ fn run_rate(o: &Options, rate: u64) -> Result<RateResult, String> {
     let pairs_per_s = (rate / 2).max(1);
     let pairs = pairs_per_s * o.seconds;
 
-    let t0 = process_ticks(pid);
+    let me = std::process::id();
+    let (t0, r0) = (process_ticks(pid), process_ticks(me));
     let th0 = thread_ticks(pid);
     let (seconds, achieved_pairs) = run_workload(&o.workload, pairs, pairs_per_s)?;
-    let t1 = process_ticks(pid);
+    let (t1, r1) = (process_ticks(pid), process_ticks(me));
     let th1 = thread_ticks(pid);
     let peak_rss_kib = status_kib(pid, "VmHWM:");
     let summary = agent.stop()?;
@@ -425,8 +441,6 @@ fn run_rate(o: &Options, rate: u64) -> Result<RateResult, String> {
     Ok(RateResult {
         offered: rate,
         achieved: achieved_pairs * 2.0,
-        seconds,
-        workload_events: pairs * 2,
         delivered: summary.exported,
         delivered_rate: summary.exported as f64 / seconds,
         received,
@@ -435,6 +449,7 @@ fn run_rate(o: &Options, rate: u64) -> Result<RateResult, String> {
         cpu_pct: (t1 - t0) as f64 / clock_ticks() / seconds * 100.0,
         threads: thread_cpu(&th0, &th1, seconds),
         peak_rss_kib,
+        receiver_cpu_pct: (r1 - r0) as f64 / clock_ticks() / seconds * 100.0,
         load_before,
     })
 }
@@ -565,8 +580,6 @@ fn run_profile(o: &Options, rate: u64, dir: &Path) -> Profile {
         Ok(RateResult {
             offered: rate,
             achieved: achieved * 2.0,
-            seconds,
-            workload_events: pairs * 2,
             delivered: summary.exported,
             delivered_rate: summary.exported as f64 / seconds,
             received: receiver.counters().log_records,
@@ -575,6 +588,7 @@ fn run_profile(o: &Options, rate: u64, dir: &Path) -> Profile {
             cpu_pct: (t1 - t0) as f64 / clock_ticks() / seconds * 100.0,
             threads: thread_cpu(&th0, &th1, seconds),
             peak_rss_kib,
+            receiver_cpu_pct: 0.0,
             load_before: String::new(),
         })
     };
@@ -779,7 +793,6 @@ impl Condition {
 struct Overhead {
     samples: BTreeMap<Condition, Vec<f64>>,
     notes: Vec<String>,
-    pairs: u64,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -797,10 +810,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn run_overhead(o: &Options, dir: &Path) -> Overhead {
-    let mut overhead = Overhead {
-        pairs: o.overhead_pairs,
-        ..Default::default()
-    };
+    let mut overhead = Overhead::default();
     let script = dir.join("mapwatch-equivalent.bt");
     if let Err(e) = std::fs::write(&script, BPFTRACE_SCRIPT) {
         overhead
@@ -982,6 +992,7 @@ fn machine() -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
         ("load average at start", load_average()),
+        ("other tracers running at start", other_tracers()),
     ]
 }
 
@@ -1136,8 +1147,8 @@ fn write_report(r: &Report<'_>) -> String {
         );
         let _ = writeln!(
             w,
-            "| offered ev/s | achieved ev/s | delivered ev/s | produced | delivered | lost (ring / queue) | check | agent CPU | peak RSS | busiest threads |\n\
-             | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |"
+            "| offered ev/s | achieved ev/s | delivered ev/s | produced | delivered | lost (ring / queue) | check | agent CPU | peak RSS | agent threads (CPU) | receiver CPU | load avg before |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | --- |"
         );
         for x in r.rates {
             let threads = x
@@ -1149,7 +1160,7 @@ fn write_report(r: &Report<'_>) -> String {
                 .join(", ");
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} ({} / {}) | {} | {:.0}% | {:.1} MiB | {threads} |",
+                "| {} | {} | {} | {} | {} | {} ({} / {}) | {} | {:.0}% | {:.1} MiB | {threads} | {:.0}% | {} |",
                 fmt_rate(x.offered as f64),
                 fmt_rate(x.achieved),
                 fmt_rate(x.delivered_rate),
@@ -1164,7 +1175,9 @@ fn write_report(r: &Report<'_>) -> String {
                     format!("MISMATCH (received {})", x.received)
                 },
                 x.cpu_pct,
-                x.peak_rss_kib as f64 / 1024.0
+                x.peak_rss_kib as f64 / 1024.0,
+                x.receiver_cpu_pct,
+                x.load_before
             );
         }
         let _ = writeln!(w, "\n![delivered vs offered]({})\n", r.plot_name);
