@@ -168,7 +168,11 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     match crate::caps::drop_unneeded() {
         Ok(dropped) => tracing::info!(
             "dropped capabilities; kept: {}",
-            if dropped.kept.is_empty() { "none".to_owned() } else { dropped.kept.join(", ") }
+            if dropped.kept.is_empty() {
+                "none".to_owned()
+            } else {
+                dropped.kept.join(", ")
+            }
         ),
         Err(error) => tracing::warn!("could not drop capabilities: {error}"),
     }
@@ -212,9 +216,10 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     if let Some(queue) = &destinations.queue {
         reader = reader.with_queue(queue.clone());
     }
-    let mut reader = reader.with_process_cache(
-        ProcessCache::new(config.process.cache_entries, config.process.command_line),
-    );
+    let mut reader = reader.with_process_cache(ProcessCache::new(
+        config.process.cache_entries,
+        config.process.command_line,
+    ));
     if let Some(traces) = traces {
         reader = reader.with_traces(traces);
     }

@@ -224,16 +224,13 @@ impl Traces {
                 } else {
                     clock.wall_time(e.start_ns)
                 };
-                let mut span = self.start(
-                    "mmap",
-                    (trace, span_id),
-                    None,
-                    start.min(end),
-                    attrs.attributes,
-                );
-                if attrs.warning {
-                    span.set_attribute(KeyValue::new("mapwatch.suspicious", true));
-                }
+                let mut attributes = attrs.attributes;
+                attributes.push(KeyValue::new(
+                    mapwatch_model::attributes::MAPWATCH_SEVERITY,
+                    if attrs.warning { "WARN" } else { "INFO" },
+                ));
+                let mut span =
+                    self.start("mmap", (trace, span_id), None, start.min(end), attributes);
                 span.end_with_timestamp(end);
                 if let Some(check) = self.pending.remove(&context.tid) {
                     self.emit_check(check, Some(span_id));

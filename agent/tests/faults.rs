@@ -261,7 +261,10 @@ fn collector_answering_503_then_recovering() {
     receiver.pause();
     mmap_paced(1000, Duration::from_secs(3));
     let rejected = receiver.counters().rejected_requests;
-    assert!(rejected >= 2, "the agent did not retry: {rejected} rejected requests");
+    assert!(
+        rejected >= 2,
+        "the agent did not retry: {rejected} rejected requests"
+    );
     receiver.resume();
     wait_for_ours(&receiver, 1200, &agent);
     let s = stop_and_account(agent, &receiver);
@@ -291,7 +294,10 @@ fn ring_buffer_too_small_for_a_burst() {
         .is_ok();
     let s = stop_and_account(agent, &receiver);
     assert!(s.ring_buffer_full > 0, "the burst fitted: {s:?}");
-    assert!(metrics_seen, "no mapwatch.records.dropped{{ring_buffer_full}} > 0 metric");
+    assert!(
+        metrics_seen,
+        "no mapwatch.records.dropped{{ring_buffer_full}} > 0 metric"
+    );
 }
 
 #[test]
@@ -315,7 +321,10 @@ fn block_policy_pushes_back_into_the_ring_buffer() {
     wait_for_ours(&receiver, before + 50, &agent);
     let s = stop_and_account(agent, &receiver);
     assert_eq!(s.queue_full, 0, "block dropped in user space: {s:?}");
-    assert!(s.ring_buffer_full > 0, "no back-pressure reached the kernel: {s:?}");
+    assert!(
+        s.ring_buffer_full > 0,
+        "no back-pressure reached the kernel: {s:?}"
+    );
 }
 
 /// The value of `mapwatch.records.dropped{mapwatch.drop.reason=reason}`,

@@ -76,7 +76,12 @@ fn mappings_become_spans_linked_to_their_log_records() {
             span.attributes.get("file.path").and_then(|v| v.as_str()),
             path.to_str()
         );
-        assert_eq!(span.attributes.get("mapwatch.severity").and_then(|v| v.as_str()), Some("INFO"));
+        assert_eq!(
+            span.attributes
+                .get("mapwatch.severity")
+                .and_then(|v| v.as_str()),
+            Some("INFO")
+        );
         assert!(span.start_time_unix_nano <= span.end_time_unix_nano);
         assert!(
             span.end_time_unix_nano + 5_000_000 >= nanos(before)
