@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Agent, agent_command, require_root};
+use common::{Agent, agent_exporting_to, require_root};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const PAGE: usize = 4096;
@@ -53,11 +53,10 @@ impl Harness {
     fn start() -> Harness {
         require_root();
         let receiver = OtlpReceiver::start().unwrap();
-        let mut cmd = agent_command();
-        cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
-            .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms")
-            .env("MAPWATCH_EVENTS__SECURITY_MMAP_FILE", "false");
-        let agent = Agent::start(cmd);
+        let agent = agent_exporting_to(
+            &receiver.grpc_endpoint(),
+            &[("MAPWATCH_EVENTS__SECURITY_MMAP_FILE", "false")],
+        );
         Harness { receiver, agent }
     }
 

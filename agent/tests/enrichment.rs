@@ -9,19 +9,13 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Agent, agent_command, require_root};
+use common::{Agent, agent_exporting_to, require_root};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn start(receiver: &OtlpReceiver, env: &[(&str, &str)]) -> Agent {
-    let mut cmd = agent_command();
-    cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
-        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Agent::start(cmd)
+    agent_exporting_to(&receiver.grpc_endpoint(), env)
 }
 
 fn cgroup2_root() -> PathBuf {

@@ -7,7 +7,7 @@ mod common;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use common::{Agent, agent_command, require_root};
+use common::{Agent, agent_exporting_to, require_root};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const PAGE: usize = 4096;
@@ -94,13 +94,7 @@ fn file_in_thread(name: &str, path: &std::path::Path) -> Mapping {
 }
 
 fn start(receiver: &OtlpReceiver, env: &[(&str, &str)]) -> Agent {
-    let mut cmd = agent_command();
-    cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
-        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Agent::start(cmd)
+    agent_exporting_to(&receiver.grpc_endpoint(), env)
 }
 
 fn reported(logs: &[ReceivedLog], m: Mapping) -> bool {

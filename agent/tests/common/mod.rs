@@ -19,6 +19,18 @@ pub fn require_root() {
     );
 }
 
+/// The agent exporting over gRPC to `endpoint` with a short batch delay,
+/// plus `env`, started and attached.
+pub fn agent_exporting_to(endpoint: &str, env: &[(&str, &str)]) -> Agent {
+    let mut cmd = agent_command();
+    cmd.env("MAPWATCH_OTLP__ENDPOINT", endpoint)
+        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    Agent::start(cmd)
+}
+
 /// A running `mapwatch` with its stderr captured.
 pub struct Agent {
     child: Child,
