@@ -1,8 +1,10 @@
 //! Process attributes from /proc, read once per process and remembered.
 //!
-//! Keyed by (pid, process start time), so a reused pid is a new process. The
-//! cache is bounded (least recently seen forgotten first): memory stays
-//! `cache_entries` x a few hundred bytes, whatever the host does. A process
+//! Keyed by (pid, process start time), so a reused pid is a new process. An
+//! entry is dropped when the kernel reports the process's exit; the cache is
+//! also bounded (least recently seen forgotten first, which covers exits lost
+//! to a full ring buffer): memory stays `cache_entries` x a few hundred
+//! bytes, whatever the host does. A process
 //! that exits before the agent reads its record has nothing left in /proc: it
 //! gets no executable path or cgroup (the kernel's own fields are unaffected).
 
@@ -42,6 +44,11 @@ impl ProcessCache {
         let info = Arc::new(read_proc(context.pid, self.command_line));
         self.entries.put(key, info.clone());
         info
+    }
+
+    /// Forgets a process that exited.
+    pub fn forget(&mut self, context: &Context) {
+        self.entries.pop(&(context.pid, context.process_start_ns));
     }
 
     /// Processes remembered now.
@@ -101,6 +108,20 @@ mod tests {
         );
         let without = read_proc(std::process::id(), false);
         assert_eq!(without.command_line, None, "command lines are opt-in");
+    }
+
+    #[test]
+    fn an_exited_process_is_forgotten() {
+        let mut raw = mapwatch_kernel::abi::RawDoMmap::default();
+        raw.hdr.tgid = std::process::id();
+        raw.hdr.backend = mapwatch_kernel::abi::encode::BACKEND_SYSCALL_TRACEPOINT;
+        let bytes = mapwatch_kernel::abi::encode::do_mmap(raw, b"");
+        let event = mapwatch_kernel::abi::decode(&bytes).unwrap();
+        let mut cache = ProcessCache::new(4, false);
+        cache.get(event.context());
+        assert_eq!(cache.len(), 1);
+        cache.forget(event.context());
+        assert!(cache.is_empty());
     }
 
     #[test]

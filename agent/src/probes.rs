@@ -318,9 +318,18 @@ fn attach_tracepoint(
     name: &'static str,
     tracepoint: &str,
 ) -> Result<(), ProgramError> {
+    attach_tracepoint_in(ebpf, name, "syscalls", tracepoint)
+}
+
+fn attach_tracepoint_in(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    category: &str,
+    tracepoint: &str,
+) -> Result<(), ProgramError> {
     let p: &mut TracePoint = program(ebpf, name)?;
     p.load()?;
-    p.attach("syscalls", tracepoint)?;
+    p.attach(category, tracepoint)?;
     Ok(())
 }
 
@@ -506,6 +515,16 @@ impl Probes {
             chosen[slot] = Some(select(&mut loaded, event, candidates, &mut passed_over)?);
         }
 
+        // Process exits let the agent's cache forget processes; without them it
+        // forgets by age, so a failure here is worth a warning, not a stop.
+        if let Err(error) = attach_tracepoint_in(
+            &mut loaded.ebpf,
+            programs::TP_PROCESS_EXIT,
+            "sched",
+            "sched_process_exit",
+        ) {
+            tracing::warn!(%error, "cannot watch process exits; process attributes are forgotten by age only");
+        }
         let mut ebpf = loaded.ebpf;
         let events = ebpf
             .take_map(maps::EVENTS)

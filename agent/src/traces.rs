@@ -186,13 +186,17 @@ impl Traces {
         span
     }
 
-    /// Makes the span(s) of `event` and returns the ids its log record carries.
+    /// Makes the span(s) of `event` and returns the ids its log record carries
+    /// (none for a process exit, which is no record).
     pub fn record(
         &mut self,
         event: &Event<'_>,
         clock: &WallClock,
         process: Option<&ProcessInfo>,
-    ) -> (TraceId, SpanId) {
+    ) -> Option<(TraceId, SpanId)> {
+        if matches!(event, Event::ProcessExit(_)) {
+            return None;
+        }
         let context = event.context();
         let trace = process_trace_id(&self.boot_id, context.pid, context.process_start_ns);
         let mut attrs = SpanAttributes::default();
@@ -215,8 +219,9 @@ impl Traces {
                         self.emit_check(older, None);
                     }
                 }
-                (trace, span)
+                Some((trace, span))
             }
+            Event::ProcessExit(_) => None,
             Event::DoMmap(e) => {
                 let span_id = event_span_id(trace, context.tid, context.ktime_ns, 1);
                 let start = if e.start_ns == 0 {
@@ -235,7 +240,7 @@ impl Traces {
                 if let Some(check) = self.pending.remove(&context.tid) {
                     self.emit_check(check, Some(span_id));
                 }
-                (trace, span_id)
+                Some((trace, span_id))
             }
         }
     }

@@ -20,6 +20,7 @@ pub const PATH_MAX: usize = 4096;
 
 const EVENT_DO_MMAP: u16 = 1;
 const EVENT_SECURITY_MMAP_FILE: u16 = 2;
+const EVENT_PROCESS_EXIT: u16 = 3;
 const BACKEND_SYSCALL_TRACEPOINT: u16 = 1;
 const BACKEND_KPROBE: u16 = 2;
 const BACKEND_FEXIT: u16 = 3;
@@ -172,6 +173,9 @@ const _: () = {
     assert!(c::MW_PATH_MAX as usize == PATH_MAX);
     assert!(c::MW_EVENT_DO_MMAP == EVENT_DO_MMAP as u64);
     assert!(c::MW_EVENT_SECURITY_MMAP_FILE == EVENT_SECURITY_MMAP_FILE as u64);
+    assert!(c::MW_EVENT_PROCESS_EXIT == EVENT_PROCESS_EXIT as u64);
+    assert!(c::MW_COUNTER_EXIT_SENT == Counter::ExitSent as u64);
+    assert!(c::MW_COUNTER_EXIT_RINGBUF_FULL == Counter::ExitRingBufferFull as u64);
     assert!(c::MW_BACKEND_SYSCALL_TRACEPOINT == BACKEND_SYSCALL_TRACEPOINT as u64);
     assert!(c::MW_FILE_PRESENT == FILE_PRESENT as u64);
     assert!(c::MW_FILE_PATH_TRUNCATED == FILE_PATH_TRUNCATED as u64);
@@ -223,11 +227,15 @@ pub enum Counter {
     Filtered = 6,
     /// Not reported: the process exceeded its configured rate limit.
     RateLimited = 7,
+    /// Process exits sent (hints for the agent's cache, not records).
+    ExitSent = 8,
+    /// Process exits lost: the ring buffer was full (the cache forgets by age instead).
+    ExitRingBufferFull = 9,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 10] = [
         Counter::DoMmapSent,
         Counter::DoMmapRingBufferFull,
         Counter::SecurityMmapFileSent,
@@ -236,6 +244,8 @@ impl Counter {
         Counter::PendingMissing,
         Counter::Filtered,
         Counter::RateLimited,
+        Counter::ExitSent,
+        Counter::ExitRingBufferFull,
     ];
 
     /// Index in the counters map.
@@ -254,6 +264,8 @@ impl Counter {
             Counter::PendingMissing => "do_mmap_entry_missing",
             Counter::Filtered => "filtered",
             Counter::RateLimited => "rate_limited",
+            Counter::ExitSent => "process_exit_sent",
+            Counter::ExitRingBufferFull => "process_exit_ring_buffer_full",
         }
     }
 
@@ -521,6 +533,9 @@ pub enum Event<'a> {
     DoMmap(DoMmap<'a>),
     /// A mapping's permission was checked.
     SecurityMmapFile(SecurityMmapFile<'a>),
+    /// A process ended (its last thread exited): not a record to report,
+    /// a hint to forget what was cached about it.
+    ProcessExit(Context),
 }
 
 impl<'a> Event<'a> {
@@ -529,6 +544,7 @@ impl<'a> Event<'a> {
         match self {
             Event::DoMmap(e) => &e.context,
             Event::SecurityMmapFile(e) => &e.context,
+            Event::ProcessExit(context) => context,
         }
     }
 }
@@ -665,6 +681,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 file: file(&raw.file, path),
             }))
         }
+        EVENT_PROCESS_EXIT => {
+            if hdr.size as usize != size_of::<RawHeader>() {
+                return Err(DecodeError::SizeMismatch {
+                    declared: hdr.size as usize,
+                    got: bytes.len(),
+                });
+            }
+            Ok(Event::ProcessExit(context(&hdr)?))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -677,6 +702,11 @@ pub mod encode {
         // SAFETY: T is a #[repr(C)] struct of this module made of integers; its
         // padding fields are explicit, so every byte is initialised.
         unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+    }
+
+    /// The bytes of a bare header (a process exit record).
+    pub fn bytes_of_header(hdr: &RawHeader) -> Vec<u8> {
+        bytes_of(hdr).to_vec()
     }
 
     /// The record bytes of a do_mmap with the given fixed part and path.
@@ -769,6 +799,18 @@ mod tests {
             panic!("wrong kind")
         };
         assert_eq!(e.file, None);
+    }
+
+    #[test]
+    fn process_exit_is_a_header_alone() {
+        let mut hdr = sample().hdr;
+        hdr.kind = EVENT_PROCESS_EXIT;
+        hdr.size = size_of::<RawHeader>() as u32;
+        let bytes = encode::bytes_of_header(&hdr);
+        let Event::ProcessExit(context) = decode(&bytes).unwrap() else { panic!("wrong kind") };
+        assert_eq!(context.pid, 42);
+        hdr.size += 1;
+        assert!(decode(&encode::bytes_of_header(&hdr)).is_err());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub mod programs {
     pub const TP_ENTER_MMAP: &str = "mw_tp_enter_mmap";
     /// `tracepoint/syscalls/sys_exit_mmap`: emits do_mmap with the returned address.
     pub const TP_EXIT_MMAP: &str = "mw_tp_exit_mmap";
+    /// `tracepoint/sched/sched_process_exit`: tells the agent a process ended.
+    pub const TP_PROCESS_EXIT: &str = "mw_tp_process_exit";
     /// `fexit/do_mmap`: emits do_mmap.
     pub const FEXIT_DO_MMAP: &str = "mw_fexit_do_mmap_prog";
     /// `fexit/security_mmap_file`: emits security_mmap_file with its result.

@@ -48,7 +48,8 @@ impl WallClock {
 }
 
 /// Fills `record` from `event`: event name, timestamps, severity, body and
-/// every attribute of [`crate::attributes`] that applies.
+/// every attribute of [`crate::attributes`] that applies. A process exit
+/// is no record and leaves `record` untouched.
 ///
 /// ```
 /// use std::time::SystemTime;
@@ -84,6 +85,8 @@ pub fn fill_log_record<R: LogRecord>(
     match event {
         Event::DoMmap(e) => fill_do_mmap(e, clock, record),
         Event::SecurityMmapFile(e) => fill_security_mmap_file(e, clock, record),
+        // Not a record: callers handle exits (cache eviction) and never emit one.
+        Event::ProcessExit(_) => {}
     }
 }
 

@@ -104,4 +104,22 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 		  ev->file.path_len, MW_COUNTER_SECURITY_SENT, MW_COUNTER_SECURITY_RINGBUF_FULL);
 }
 
+/* A process (its last thread: the group leader) exits. Not filtered: it is
+ * no record, only a hint to the agent's cache. */
+static __always_inline int mw_process_exit(void)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_header hdr;
+
+	if ((__u32)pid_tgid != (__u32)(pid_tgid >> 32) || mw_ignored(pid_tgid))
+		return 0;
+	mw_fill_header(&hdr, MW_EVENT_PROCESS_EXIT, MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid);
+	hdr.size = sizeof(hdr);
+	if (bpf_ringbuf_output(&mw_events, &hdr, sizeof(hdr), 0))
+		mw_count(MW_COUNTER_EXIT_RINGBUF_FULL);
+	else
+		mw_count(MW_COUNTER_EXIT_SENT);
+	return 0;
+}
+
 #endif /* MAPWATCH_EMIT_H */

@@ -22,6 +22,7 @@
 /* mw_header.kind */
 #define MW_EVENT_DO_MMAP 1
 #define MW_EVENT_SECURITY_MMAP_FILE 2
+#define MW_EVENT_PROCESS_EXIT 3 /* header only: lets the agent forget the process */
 
 /* mw_header.backend: which attach point produced the record. */
 #define MW_BACKEND_SYSCALL_TRACEPOINT 1
@@ -45,7 +46,9 @@
 #define MW_COUNTER_PENDING_MISSING 5  /* exit found no arguments (attached mid-call) */
 #define MW_COUNTER_FILTERED 6         /* not reported: excluded by the configured filters */
 #define MW_COUNTER_RATE_LIMITED 7     /* not reported: the process exceeded its rate limit */
-#define MW_COUNTER_MAX 8
+#define MW_COUNTER_EXIT_SENT 8        /* process exits sent (not records: cache eviction) */
+#define MW_COUNTER_EXIT_RINGBUF_FULL 9 /* process exits lost: the agent forgets by age instead */
+#define MW_COUNTER_MAX 10
 
 /*
  * Filters (map mw_filter_settings, one entry; lists in hash maps), updated by

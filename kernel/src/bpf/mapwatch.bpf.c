@@ -29,6 +29,14 @@ int mw_tp_exit_mmap(struct mw_sys_exit_ctx *ctx)
 	return mw_tp_do_mmap_exit(ctx);
 }
 
+/* Process exits, so the agent can forget what it cached about a process. */
+
+SEC("tracepoint/sched/sched_process_exit")
+int mw_tp_process_exit(void *ctx)
+{
+	return mw_process_exit();
+}
+
 /* Backend fexit. */
 
 SEC("fexit/do_mmap")
