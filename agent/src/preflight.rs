@@ -34,6 +34,31 @@ pub enum PreflightError {
          mount -t tracefs tracefs {TRACEFS}"
     )]
     NoTracefs(#[source] std::io::Error),
+    /// tracefs is mounted but this process cannot read it.
+    #[error(
+        "tracefs is mounted at {path} but mapwatch cannot read it ({source}); run as root or grant \
+         CAP_DAC_READ_SEARCH (tracefs is readable by root only)"
+    )]
+    TracefsUnreadable {
+        /// The mount point.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where tracefs is mounted, per /proc/self/mounts.
+fn tracefs_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            (fstype == "tracefs").then(|| target.to_owned())
+        })
+        .collect()
 }
 
 /// Checks privileges, BTF and tracefs (mounting tracefs when it is absent).
@@ -73,6 +98,14 @@ fn ensure_tracefs() -> Result<(), PreflightError> {
     }
     if Path::new("/sys/kernel/debug/tracing/events").is_dir() {
         return Ok(());
+    }
+    // Mounted, but not readable by us: say so rather than try to mount it again.
+    if let Some(path) = tracefs_mounts().into_iter().next() {
+        let events = Path::new(&path).join("events");
+        match std::fs::read_dir(&events) {
+            Ok(_) => return Ok(()),
+            Err(source) => return Err(PreflightError::TracefsUnreadable { path, source }),
+        }
     }
     let target = CString::new(TRACEFS).expect("no NUL in a constant");
     let fstype = CString::new("tracefs").expect("no NUL in a constant");
