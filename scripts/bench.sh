@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The performance harness (issue 7), one command, as root:
 #   scripts/bench.sh [--no-wait] [--skip-bench] [loadtest options...]
-# Installs what it needs (perf, bpftrace, python3 matplotlib), builds release
+# Installs what it needs (perf, bpftrace, valgrind, python3 matplotlib), builds release
 # binaries, runs the criterion benchmarks (decode, map, OTLP encode), then
 # testkit's `loadtest`: the load sweep against a local OTLP receiver, a perf
 # profile of the agent, and the kernel overhead against bpftrace. It writes
@@ -31,6 +31,7 @@ done
 need=()
 command -v perf >/dev/null || need+=(linux-perf)
 command -v bpftrace >/dev/null || need+=(bpftrace)
+command -v valgrind >/dev/null || need+=(valgrind)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "mapwatch: installing ${need[*]}" >&2
     apt-get update -qq
@@ -44,7 +45,7 @@ fi
 ulimit -l unlimited 2>/dev/null || true
 
 echo "== building release binaries" >&2
-cargo build --release --locked -p mapwatch -p mapwatch-testkit --bin mapwatch --bin mmap-load --bin loadtest
+cargo build --release --locked -p mapwatch -p mapwatch-testkit --bin mapwatch --bin mmap-load --bin loadtest --bin pathcost
 
 if [ "$run_bench" -eq 1 ]; then
     echo "== criterion benchmarks" >&2
@@ -69,6 +70,7 @@ echo "== load, profile and kernel overhead" >&2
 exec ./target/release/loadtest \
     --agent target/release/mapwatch \
     --workload target/release/mmap-load \
+    --pathcost target/release/pathcost \
     --criterion-dir target/criterion \
     --out docs/performance.md \
     --plot docs/performance.png \

@@ -401,3 +401,30 @@ pub fn logger_provider(
     }
     Ok((builder.build(), destinations))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_file_lines() {
+        let headers = parse_headers_file(
+            "# token\n\nAuthorization = Bearer a=b\nx-tenant=blue\n  # indented comment\n",
+        )
+        .unwrap();
+        assert_eq!(headers["authorization"], "Bearer a=b");
+        assert_eq!(headers["x-tenant"], "blue");
+        assert_eq!(headers.len(), 2);
+    }
+
+    #[test]
+    fn headers_file_errors_name_the_line_not_the_value() {
+        let error = parse_headers_file("ok=1\nBearer s3cret\n").unwrap_err();
+        assert_eq!(error, "line 2: expected name=value");
+        let error = parse_headers_file("bad name=s3cret\n").unwrap_err();
+        assert!(
+            error.starts_with("line 1:") && !error.contains("s3cret"),
+            "{error}"
+        );
+    }
+}

@@ -126,9 +126,15 @@ mod tests {
             let script = String::from_utf8(script).unwrap();
             assert!(script.contains("otlp-endpoint"), "{shell}: {script}");
             assert!(script.contains(BIN_NAME), "{shell}");
-            // Hidden generators are not offered as completions.
-            assert!(!script.contains("manpage"), "{shell}");
         }
+    }
+
+    #[test]
+    fn the_generators_stay_out_of_the_help() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("probe"), "{help}");
+        assert!(!help.contains("manpage"), "{help}");
+        assert!(!help.contains("completions"), "{help}");
     }
 
     #[test]

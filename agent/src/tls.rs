@@ -1,6 +1,6 @@
 //! TLS to the collector: CA certificate(s) to verify it, and a client
 //! certificate + key for mutual TLS, for gRPC (tonic, rustls on ring) and
-//! OTLP/HTTP (reqwest's blocking client, rustls on ring).
+//! OTLP/HTTP (hyper + rustls on ring, on the agent's runtime).
 //!
 //! TLS is used for `https://` URLs. Without `otlp.certificate` the
 //! collector is verified against the system's CA store.
@@ -89,13 +89,6 @@ fn read_pem(
     Ok(bytes)
 }
 
-/// Installs ring as rustls' process-wide crypto provider (reqwest's rustls
-/// backend is built without one, to avoid the aws-lc C library).
-pub fn install_crypto_provider() {
-    // Err = already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl TlsFiles {
     /// Reads the files named in `otlp`; `None` when none is set.
     pub fn load(otlp: &OtlpConfig) -> Result<Option<TlsFiles>, TlsError> {
@@ -162,34 +155,113 @@ impl TlsFiles {
         config
     }
 
-    /// A blocking HTTP client for OTLP/HTTP over TLS.
+    /// The rustls client settings for OTLP/HTTP: the CA (or the system's
+    /// roots) and the client identity, on the ring provider.
+    fn rustls(files: Option<&TlsFiles>) -> Result<rustls::ClientConfig, TlsError> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let http = |e: &dyn std::fmt::Display| TlsError::Http(e.to_string());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match files.and_then(|f| f.ca.as_ref()) {
+            Some(ca) => {
+                for cert in CertificateDer::pem_slice_iter(ca) {
+                    roots
+                        .add(cert.map_err(|e| http(&e))?)
+                        .map_err(|e| http(&e))?;
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+            }
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| http(&e))?
+            .with_root_certificates(roots);
+        match files.and_then(|f| f.identity.as_ref()) {
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| {
+                        TlsError::Http("the client certificate is not valid PEM".into())
+                    })?;
+                // Never the key's content in an error.
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
+                    TlsError::Http("the client key is not a valid PEM private key".into())
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| http(&e))
+            }
+            None => Ok(builder.with_no_client_auth()),
+        }
+    }
+
+    /// An HTTP client for OTLP/HTTP over TLS, running its connections on
+    /// the agent's tokio runtime (the current one: call inside it).
     pub fn http_client(
         files: Option<&TlsFiles>,
         timeout: Duration,
-    ) -> Result<reqwest::blocking::Client, TlsError> {
-        install_crypto_provider();
-        let mut builder = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .tls_backend_rustls();
-        if let Some(ca) = files.and_then(|f| f.ca.as_ref()) {
-            let certs = reqwest::Certificate::from_pem_bundle(ca)
-                .map_err(|e| TlsError::Http(e.to_string()))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some((cert, key)) = files.and_then(|f| f.identity.as_ref()) {
-            let mut pem = cert.clone();
-            pem.push(b'\n');
-            pem.extend_from_slice(key);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
-                TlsError::Http("the client certificate or key is not valid PEM".into())
-            })?;
-            builder = builder.identity(identity);
-        }
-        // The blocking client runs its own runtime; build it off any tokio
-        // context, as opentelemetry-otlp does.
-        std::thread::spawn(move || builder.build())
-            .join()
-            .map_err(|_| TlsError::Http("building the HTTP client panicked".into()))?
-            .map_err(|e| TlsError::Http(e.to_string()))
+    ) -> Result<HttpsClient, TlsError> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| TlsError::Http("no tokio runtime to run the HTTP client on".into()))?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(TlsFiles::rustls(files)?)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(HttpsClient {
+            client,
+            handle,
+            timeout,
+        })
+    }
+}
+
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+type Body = http_body_util::Full<opentelemetry_http::Bytes>;
+
+/// OTLP/HTTP over TLS: hyper with rustls, behind opentelemetry-http's
+/// [`HttpClient`](opentelemetry_http::HttpClient). The exporters call it from
+/// their own threads, so each request is spawned on the agent's runtime.
+#[derive(Debug, Clone)]
+pub struct HttpsClient {
+    client: hyper_util::client::legacy::Client<Connector, Body>,
+    handle: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for HttpsClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        use http_body_util::BodyExt as _;
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        let task = self.handle.spawn(async move {
+            let (parts, body) = request.into_parts();
+            let request =
+                opentelemetry_http::Request::from_parts(parts, http_body_util::Full::new(body));
+            let response = tokio::time::timeout(timeout, client.request(request))
+                .await
+                .map_err(|_| format!("no answer within {timeout:?}"))??;
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            Ok::<_, opentelemetry_http::HttpError>(opentelemetry_http::Response::from_parts(
+                parts, bytes,
+            ))
+        });
+        task.await?
     }
 }

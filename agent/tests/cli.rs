@@ -97,16 +97,18 @@ fn not_root_gets_the_remedy() {
 }
 
 #[test]
-fn https_endpoint_without_tls_support_says_so() {
+fn unreadable_tls_file_is_named() {
     require_root();
-    let out = run(agent_command().env(
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "https://collector.invalid:4317",
-    ));
+    let out = run(agent_command()
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector.invalid:4317",
+        )
+        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("https://collector.invalid:4317") && err.contains("TLS"),
+        err.contains("/nonexistent/ca.pem") && err.contains("otlp.certificate"),
         "{err}"
     );
 }

@@ -430,6 +430,12 @@ fn collector_pipelines_use_only_defined_components() {
         strings(get(get(pipelines, "traces"), "exporters"))
             .contains(&"otlp_grpc/jaeger".to_owned())
     );
+    // The agent exports its own counters as OTLP metrics by default: the
+    // collector must accept them, or every metrics export fails.
+    if Config::default().otlp.metrics {
+        let metrics = get(pipelines, "metrics");
+        assert!(strings(get(metrics, "receivers")).contains(&"otlp".to_owned()));
+    }
 }
 
 #[test]
@@ -619,6 +625,32 @@ fn grafana_data_sources_point_at_compose_services() {
         types,
         BTreeSet::from(["loki".to_owned(), "jaeger".to_owned()])
     );
+    // The links between them: Loki's derived field opens a trace in Jaeger,
+    // Jaeger's trace-to-logs query runs in Loki, on fields records have.
+    let uids = datasource_uids();
+    let fields = loki_fields();
+    for source in get(&ds, "datasources").as_sequence().unwrap() {
+        let what = format!("data source {}", str_of(source, "name"));
+        for field in try_get(source, "jsonData.derivedFields")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                uids.contains_key(str_of(field, "datasourceUid")),
+                "{what}: derived field links to a data source that is not provisioned"
+            );
+            let label = str_of(field, "matcherRegex");
+            assert!(fields.all.contains(label), "{what}: no field {label}");
+        }
+        if let Some(link) = try_get(source, "jsonData.tracesToLogsV2") {
+            assert_eq!(
+                uids.get(str_of(link, "datasourceUid")).map(String::as_str),
+                Some("loki")
+            );
+            check_logql(&what, str_of(link, "query"), &fields);
+        }
+    }
 }
 
 // --- LogQL ---------------------------------------------------------------------------
@@ -728,6 +760,8 @@ fn loki_fields() -> LokiFields {
             "observed_timestamp",
             "detected_level",
             "scope_name",
+            "trace_id",
+            "span_id",
         ]
         .map(String::from),
     );
@@ -1009,6 +1043,7 @@ fn logql_blocks(text: &str) -> Vec<String> {
 const DOCS_WITH_LOGQL: &[&str] = &[
     "docs/use-cases.md",
     "docs/getting-started-loki.md",
+    "docs/filtering-and-detection.md",
     "otel-collector/README.md",
 ];
 
@@ -1019,13 +1054,14 @@ fn logql_in_the_docs_uses_real_fields() {
         let blocks = logql_blocks(&read(rel));
         assert!(!blocks.is_empty(), "{rel}: no ```logql block");
         for block in blocks {
-            // One query per block; comments (#) allowed.
-            let expr: String = block
+            // One query per line; comments (#) allowed.
+            for expr in block
                 .lines()
-                .filter(|l| !l.trim_start().starts_with('#'))
-                .collect::<Vec<_>>()
-                .join(" ");
-            check_logql(rel, expr.trim(), &fields);
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                check_logql(rel, expr, &fields);
+            }
         }
     }
     assert!(
@@ -1268,7 +1304,7 @@ fn the_daemonset_config_loads_and_points_at_the_collector() {
     let added: BTreeSet<String> = strings(get(sc, "capabilities.add")).into_iter().collect();
     assert_eq!(
         added,
-        BTreeSet::from(["BPF".to_owned(), "PERFMON".to_owned()])
+        BTreeSet::from(["BPF", "PERFMON", "SYS_PTRACE"].map(String::from))
     );
     for kind in ["requests", "limits"] {
         assert!(
@@ -1435,7 +1471,15 @@ fn the_systemd_unit_is_hardened_and_starts_the_packaged_binary() {
     );
 
     // Exactly the capabilities BPF needs, granted without root.
-    let caps = BTreeSet::from(["CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH"].map(String::from));
+    let caps = BTreeSet::from(
+        [
+            "CAP_BPF",
+            "CAP_PERFMON",
+            "CAP_DAC_READ_SEARCH",
+            "CAP_SYS_PTRACE",
+        ]
+        .map(String::from),
+    );
     assert_eq!(words("CapabilityBoundingSet"), caps);
     assert_eq!(words("AmbientCapabilities"), caps);
     assert_eq!(one("DynamicUser"), "yes");

@@ -21,6 +21,15 @@ use mapwatch_testkit::OtlpReceiver;
 const MEMORY_BOUND_KIB: u64 = 96 * 1024;
 const WAIT: Duration = Duration::from_secs(20);
 
+/// One fault test at a time: every agent sees every workload thread of this
+/// process, and the timing of a fault should not depend on a neighbour's load.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The exit line's figures.
 #[derive(Debug, Default, Clone, Copy)]
 struct Summary {
@@ -89,8 +98,29 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .expect("VmHWM in kB")
 }
 
-/// `n` anonymous one-page mappings, each unmapped at once: `n` do_mmap records.
+/// The thread name of the workload: the agent reports only this thread
+/// (`filter.include_comms`), so the receiver in this same process, whose
+/// allocations map memory too, does not feed its own input, and the kernel's
+/// `produced` count is exactly what the workload did.
+const WORKLOAD: &str = "mw-workload";
+
+/// Runs `f` on a thread named [`WORKLOAD`].
+fn workload<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .name(WORKLOAD.into())
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// `n` anonymous one-page mappings, each unmapped at once: `n` do_mmap
+/// records, made on the workload thread.
 fn mmap_anonymous(n: u64) {
+    workload(move || mmap_now(n));
+}
+
+fn mmap_now(n: u64) {
     for _ in 0..n {
         // SAFETY: a fresh anonymous page, unmapped at once.
         unsafe {
@@ -110,23 +140,30 @@ fn mmap_anonymous(n: u64) {
 
 /// Like [`mmap_anonymous`], spread over `over`.
 fn mmap_paced(n: u64, over: Duration) {
-    let started = Instant::now();
-    for i in 0..n {
-        mmap_anonymous(1);
-        let due = over.mul_f64((i + 1) as f64 / n as f64);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
+    workload(move || {
+        let started = Instant::now();
+        for i in 0..n {
+            mmap_now(1);
+            let due = over.mul_f64((i + 1) as f64 / n as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
         }
-    }
+    });
 }
 
-/// Records of this test process that reached the receiver.
+/// Records of the workload that reached the receiver.
 fn ours(receiver: &OtlpReceiver) -> usize {
     let pid = i64::from(std::process::id());
     receiver
         .logs()
         .iter()
-        .filter(|l| l.event_name == "mapwatch.do_mmap" && l.int_attr("process.pid") == Some(pid))
+        .filter(|l| {
+            l.event_name == "mapwatch.do_mmap"
+                && l.int_attr("process.pid") == Some(pid)
+                && l.str_attr("thread.name") == Some(WORKLOAD)
+                && l.int_attr("mmap.len") == Some(4096)
+        })
         .count()
 }
 
@@ -162,13 +199,17 @@ fn agent_to(endpoint: &str, protocol: &str) -> Command {
         .env("MAPWATCH_OTLP__RETRY_INITIAL_BACKOFF", "100ms")
         .env("MAPWATCH_OTLP__RETRY_MAX_BACKOFF", "500ms")
         .env("MAPWATCH_OTLP__METRICS_INTERVAL", "500ms")
-        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
+        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms")
+        .env("MAPWATCH_FILTER__INCLUDE_COMMS", WORKLOAD);
     cmd
 }
 
 /// Stops the agent with SIGTERM and checks the invariants every fault test
 /// shares; returns the summary.
-fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver) -> Summary {
+///
+/// `made`: the number of mappings the workload made, when it has finished.
+/// Without loss, each arrived exactly once.
+fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver, made: Option<u64>) -> Summary {
     assert!(agent.is_running(), "the agent died:\n{}", agent.stderr());
     let hwm = vm_hwm_kib(agent.pid());
     let (status, took, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(7));
@@ -179,6 +220,25 @@ fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver) -> Summary {
     );
     let s = summary(&stderr);
     println!("summary: {s:?}; VmHWM {hwm} KiB; shutdown {took:?}");
+    if let Some(made) = made {
+        let arrived = ours(receiver) as u64;
+        assert!(
+            arrived <= made,
+            "{arrived} of {made} records arrived: duplicates"
+        );
+        if s.lost == 0 {
+            assert_eq!(
+                arrived, made,
+                "records missing without loss counted:\n{stderr}"
+            );
+        } else {
+            assert!(
+                arrived + s.lost >= made,
+                "{arrived} arrived + {} lost < {made} made",
+                s.lost
+            );
+        }
+    }
     assert_eq!(
         s.exported + s.lost,
         s.produced,
@@ -201,6 +261,7 @@ fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver) -> Summary {
 #[test]
 fn collector_absent_at_start_then_started() {
     require_root();
+    let _serial = serial();
     let grpc = free_port();
     let agent = Agent::start(agent_to(&format!("http://{grpc}"), "grpc"));
     mmap_anonymous(500);
@@ -223,13 +284,14 @@ fn collector_absent_at_start_then_started() {
     agent.wait_for_stderr("succeed again", WAIT);
     mmap_anonymous(200);
     wait_for_ours(&receiver, 1200, &agent);
-    let s = stop_and_account(agent, &receiver);
+    let s = stop_and_account(agent, &receiver, Some(1200));
     assert_eq!((s.lost, s.export_failed, s.unsent), (0, 0, 0), "{s:?}");
 }
 
 #[test]
 fn collector_stopped_mid_run_then_restarted() {
     require_root();
+    let _serial = serial();
     let receiver = OtlpReceiver::start().unwrap();
     let agent = Agent::start(agent_to(&receiver.grpc_endpoint(), "grpc"));
     mmap_anonymous(300);
@@ -246,13 +308,14 @@ fn collector_stopped_mid_run_then_restarted() {
     receiver.restart().unwrap();
     mmap_anonymous(300);
     wait_for_ours(&receiver, 2600, &agent);
-    let s = stop_and_account(agent, &receiver);
+    let s = stop_and_account(agent, &receiver, Some(2600));
     assert_eq!((s.lost, s.export_failed, s.unsent), (0, 0, 0), "{s:?}");
 }
 
 #[test]
 fn collector_answering_503_then_recovering() {
     require_root();
+    let _serial = serial();
     let receiver = OtlpReceiver::start().unwrap();
     let agent = Agent::start(agent_to(&receiver.http_endpoint(), "http/protobuf"));
     mmap_anonymous(200);
@@ -267,13 +330,14 @@ fn collector_answering_503_then_recovering() {
     );
     receiver.resume();
     wait_for_ours(&receiver, 1200, &agent);
-    let s = stop_and_account(agent, &receiver);
+    let s = stop_and_account(agent, &receiver, Some(1200));
     assert_eq!((s.lost, s.export_failed, s.unsent), (0, 0, 0), "{s:?}");
 }
 
 #[test]
 fn ring_buffer_too_small_for_a_burst() {
     require_root();
+    let _serial = serial();
     let receiver = OtlpReceiver::start().unwrap();
     let mut cmd = agent_to(&receiver.grpc_endpoint(), "grpc");
     cmd.env("MAPWATCH_RING_BUFFER__SIZE_BYTES", "4096");
@@ -284,15 +348,34 @@ fn ring_buffer_too_small_for_a_burst() {
     let before = ours(&receiver);
     std::thread::sleep(Duration::from_millis(500));
     let before = before.max(ours(&receiver));
-    mmap_paced(50, Duration::from_millis(500));
-    wait_for_ours(&receiver, before + 50, &agent);
+    mmap_paced(20, Duration::from_secs(2));
+    wait_for_ours(&receiver, before + 20, &agent);
     let metrics_seen = receiver
         .wait_for_metrics(
             |m| dropped(m, "ring_buffer_full") > 0,
             Duration::from_secs(5),
         )
         .is_ok();
-    let s = stop_and_account(agent, &receiver);
+    let names: std::collections::BTreeSet<String> = receiver
+        .metrics()
+        .into_iter()
+        .map(|m| format!("{} {}", m.name, m.unit))
+        .collect();
+    for expected in [
+        "mapwatch.records.received {record}",
+        "mapwatch.records.read {record}",
+        "mapwatch.records.exported {record}",
+        "mapwatch.records.dropped {record}",
+        "mapwatch.records.discarded {record}",
+        "mapwatch.export.retries {retry}",
+        "mapwatch.export.queue.size {record}",
+        "mapwatch.export.queue.capacity {record}",
+        "mapwatch.ring_buffer.used By",
+        "mapwatch.ring_buffer.size By",
+    ] {
+        assert!(names.contains(expected), "no metric {expected}: {names:?}");
+    }
+    let s = stop_and_account(agent, &receiver, Some(20_020));
     assert!(s.ring_buffer_full > 0, "the burst fitted: {s:?}");
     assert!(
         metrics_seen,
@@ -303,6 +386,7 @@ fn ring_buffer_too_small_for_a_burst() {
 #[test]
 fn block_policy_pushes_back_into_the_ring_buffer() {
     require_root();
+    let _serial = serial();
     let receiver = OtlpReceiver::start().unwrap();
     let mut cmd = agent_to(&receiver.grpc_endpoint(), "grpc");
     cmd.env("MAPWATCH_RING_BUFFER__SIZE_BYTES", "65536")
@@ -319,7 +403,7 @@ fn block_policy_pushes_back_into_the_ring_buffer() {
     let before = before.max(ours(&receiver));
     mmap_paced(50, Duration::from_millis(500));
     wait_for_ours(&receiver, before + 50, &agent);
-    let s = stop_and_account(agent, &receiver);
+    let s = stop_and_account(agent, &receiver, Some(3050));
     assert_eq!(s.queue_full, 0, "block dropped in user space: {s:?}");
     assert!(
         s.ring_buffer_full > 0,
@@ -362,11 +446,12 @@ fn dropped(metrics: &[mapwatch_testkit::ReceivedMetric], reason: &str) -> i64 {
 #[test]
 fn sigterm_under_load_flushes_within_the_deadline() {
     require_root();
+    let _serial = serial();
     let receiver = OtlpReceiver::start().unwrap();
     let agent = Agent::start(agent_to(&receiver.grpc_endpoint(), "grpc"));
     let load = std::thread::spawn(|| mmap_paced(20_000, Duration::from_secs(2)));
     std::thread::sleep(Duration::from_millis(1000));
-    let s = stop_and_account(agent, &receiver);
+    let s = stop_and_account(agent, &receiver, None);
     load.join().unwrap();
     assert!(s.exported > 1000, "{s:?}");
 }
@@ -374,6 +459,7 @@ fn sigterm_under_load_flushes_within_the_deadline() {
 #[test]
 fn second_signal_forces_exit() {
     require_root();
+    let _serial = serial();
     let receiver = OtlpReceiver::start().unwrap();
     let mut cmd = agent_to(&receiver.grpc_endpoint(), "grpc");
     // A long export budget: the flush would wait for the paused receiver.
@@ -393,4 +479,235 @@ fn second_signal_forces_exit() {
         "second signal took {took:?} ({:?})",
         started.elapsed()
     );
+}
+
+// ------------------------------------------------------------- security
+
+/// A throwaway PKI: a CA, a server certificate for 127.0.0.1 and a client
+/// certificate, as PEM files in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: String,
+    server_cert: String,
+    server_key: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose, SanType,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "mapwatch test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+
+        let leaf = |usage: ExtendedKeyUsagePurpose, name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth, "receiver");
+        let (client_cert, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth, "mapwatch");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, pem) in [
+            ("ca.pem", ca.pem()),
+            ("client.pem", client_cert),
+            ("client.key", client_key),
+        ] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        Pki {
+            dir,
+            ca: ca.pem(),
+            server_cert,
+            server_key,
+        }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn receiver(&self, mutual: bool) -> OtlpReceiver {
+        OtlpReceiver::start_tls(mapwatch_testkit::tls::TlsSettings {
+            cert_pem: self.server_cert.clone(),
+            key_pem: self.server_key.clone(),
+            client_ca_pem: mutual.then(|| self.ca.clone()),
+        })
+        .expect("TLS receiver")
+    }
+}
+
+#[test]
+fn grpc_export_over_mutual_tls() {
+    require_root();
+    let _serial = serial();
+    let pki = Pki::new();
+    let receiver = pki.receiver(true);
+    assert!(receiver.grpc_endpoint().starts_with("https://"));
+    let mut cmd = agent_to(&receiver.grpc_endpoint(), "grpc");
+    cmd.env("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem"))
+        .env(
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            pki.path("client.pem"),
+        )
+        .env("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.path("client.key"));
+    let agent = Agent::start(cmd);
+    mmap_anonymous(300);
+    wait_for_ours(&receiver, 300, &agent);
+    let s = stop_and_account(agent, &receiver, Some(300));
+    assert_eq!(s.lost, 0, "{s:?}");
+}
+
+#[test]
+fn http_export_over_tls() {
+    require_root();
+    let _serial = serial();
+    let pki = Pki::new();
+    let receiver = pki.receiver(false);
+    let mut cmd = agent_to(&receiver.http_endpoint(), "http/protobuf");
+    cmd.env("MAPWATCH_OTLP__CERTIFICATE", pki.path("ca.pem"));
+    let agent = Agent::start(cmd);
+    mmap_anonymous(300);
+    wait_for_ours(&receiver, 300, &agent);
+    let s = stop_and_account(agent, &receiver, Some(300));
+    assert_eq!(s.lost, 0, "{s:?}");
+}
+
+#[test]
+fn tls_refusals_are_reported_and_counted() {
+    require_root();
+    let _serial = serial();
+    let pki = Pki::new();
+    let receiver = pki.receiver(true);
+    let refused = |cmd: Command| {
+        let agent = Agent::start(cmd);
+        mmap_anonymous(50);
+        agent.wait_for_stderr("cannot export to", WAIT);
+        let (_, _, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(7));
+        let s = summary(&stderr);
+        assert_eq!(s.exported, 0, "{stderr}");
+        assert_eq!(s.lost, s.produced, "{stderr}");
+    };
+    // Mutual TLS required, but the agent has no client certificate.
+    let mut cmd = agent_to(&receiver.grpc_endpoint(), "grpc");
+    cmd.env("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem"));
+    refused(cmd);
+    // No CA given: the system's roots do not know the test CA.
+    refused(agent_to(&receiver.http_endpoint(), "http/protobuf"));
+    assert_eq!(receiver.counters().log_records, 0);
+}
+
+#[test]
+fn headers_file_is_sent_and_its_secret_never_printed() {
+    require_root();
+    let _serial = serial();
+    const SECRET: &str = "s3cr3t-t0ken-Zq9";
+    let receiver = OtlpReceiver::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("headers");
+    std::fs::write(
+        &headers,
+        format!("# collector credentials\nAuthorization = Bearer {SECRET}\nx-tenant=blue\n"),
+    )
+    .unwrap();
+    // Readable by others: warned about.
+    std::fs::set_permissions(
+        &headers,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let config = dir.path().join("mapwatch.toml");
+    std::fs::write(&config, "[otlp.headers]\nx-tenant = \"green\"\n").unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let mut cmd = agent_to(&receiver.grpc_endpoint(), "grpc");
+    cmd.env("MAPWATCH_OTLP__HEADERS_FILE", &headers)
+        .env("MAPWATCH_CONFIG", &config)
+        // Every diagnostic, the exporter's debug output included.
+        .env("MAPWATCH_LOG", "debug");
+    let agent = Agent::start(cmd);
+    mmap_anonymous(20);
+    wait_for_ours(&receiver, 20, &agent);
+    let requests = receiver.requests();
+    let logs = requests
+        .iter()
+        .find(|r| r.signal == mapwatch_testkit::Signal::Logs)
+        .expect("a logs request");
+    assert_eq!(
+        logs.header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+    assert_eq!(
+        logs.header("x-tenant"),
+        Some("green"),
+        "otlp.headers beat the file"
+    );
+    let (_, _, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(7));
+    assert!(
+        !stderr.contains(SECRET),
+        "the secret was printed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("accessible to other users"),
+        "no warning about the headers file's mode:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("world-writable"),
+        "no warning about the world-writable configuration file:\n{stderr}"
+    );
+}
+
+#[test]
+fn capabilities_are_dropped_once_the_probes_are_loaded() {
+    require_root();
+    let _serial = serial();
+    let receiver = OtlpReceiver::start().unwrap();
+    let agent = Agent::start(agent_to(&receiver.grpc_endpoint(), "grpc"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+    let caps = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+    };
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own_eff = own
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .map(|l| u64::from_str_radix(l["CapEff:".len()..].trim(), 16).unwrap())
+        .unwrap();
+    let ptrace = 1u64 << 19;
+    println!(
+        "CapEff {:#x} CapPrm {:#x} CapBnd {:#x} (the test runs with {own_eff:#x})",
+        caps("CapEff:"),
+        caps("CapPrm:"),
+        caps("CapBnd:")
+    );
+    // Only CAP_SYS_PTRACE (process enrichment), plus CAP_BPF on kernels before 6.5.
+    let bpf = 1u64 << 39;
+    assert_eq!(caps("CapEff:") & !(ptrace | bpf), 0, "{status}");
+    assert_eq!(caps("CapPrm:") & !(ptrace | bpf), 0);
+    assert_eq!(caps("CapBnd:") & !(ptrace | bpf), 0);
+    assert!(caps("CapEff:") < own_eff, "CapEff did not shrink");
+    assert!(status.contains("NoNewPrivs:\t1"));
+    // And the agent still works: counters, ring buffer, export.
+    mmap_anonymous(100);
+    wait_for_ours(&receiver, 100, &agent);
+    let s = stop_and_account(agent, &receiver, Some(100));
+    assert_eq!(s.lost, 0);
 }

@@ -88,6 +88,31 @@ proptest! {
     }
 
     #[test]
+    fn reliability_settings_never_panic(value in text()) {
+        for var in [
+            "MAPWATCH_BATCH__WHEN_FULL",
+            "MAPWATCH_OTLP__RETRY",
+            "MAPWATCH_OTLP__RETRY_INITIAL_BACKOFF",
+            "MAPWATCH_OTLP__RETRY_MAX_BACKOFF",
+            "MAPWATCH_OTLP__METRICS",
+            "MAPWATCH_OTLP__METRICS_INTERVAL",
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "MAPWATCH_OTLP__HEADERS_FILE",
+        ] {
+            check(&CliArgs::default(), &[(var, &value)])?;
+        }
+        // Two backoffs in any order: either valid or a one-line error.
+        check(
+            &CliArgs::default(),
+            &[
+                ("MAPWATCH_OTLP__RETRY_INITIAL_BACKOFF", &value),
+                ("MAPWATCH_OTLP__RETRY_MAX_BACKOFF", "1s"),
+            ],
+        )?;
+    }
+
+    #[test]
     fn mapwatch_keys_never_panic(key in "[A-Z_]{0,30}", value in text()) {
         let var = format!("MAPWATCH_{key}");
         check(&CliArgs::default(), &[(&var, &value)])?;

@@ -807,7 +807,9 @@ mod tests {
         hdr.kind = EVENT_PROCESS_EXIT;
         hdr.size = size_of::<RawHeader>() as u32;
         let bytes = encode::bytes_of_header(&hdr);
-        let Event::ProcessExit(context) = decode(&bytes).unwrap() else { panic!("wrong kind") };
+        let Event::ProcessExit(context) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
         assert_eq!(context.pid, 42);
         hdr.size += 1;
         assert!(decode(&encode::bytes_of_header(&hdr)).is_err());

@@ -22,6 +22,8 @@
 
 mod received;
 mod receiver;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod value;
 
 pub use received::{

@@ -91,6 +91,9 @@ struct Shared {
     /// Count accepted items and requests, keep none of them (load tests).
     count_only: AtomicBool,
     store: Mutex<Store>,
+    /// Serve both protocols over TLS (feature `tls`).
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Shared {
@@ -310,6 +313,7 @@ impl MetricsService for GrpcHandler {
 async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>) {
     let handler = GrpcHandler(shared);
     let gzip = CompressionEncoding::Gzip;
+    let tls_handler = handler.clone();
     let logs = LogsServiceServer::new(handler.clone())
         .accept_compressed(gzip)
         .send_compressed(gzip)
@@ -322,7 +326,19 @@ async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>) {
         .accept_compressed(gzip)
         .send_compressed(gzip)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
+    #[allow(unused_mut)]
+    let mut server = tonic::transport::Server::builder();
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &tls_handler.0.tls {
+        server = match server.tls_config(tls.tonic()) {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("mapwatch-testkit: OTLP/gRPC TLS settings refused: {e}");
+                return;
+            }
+        };
+    }
+    let result = server
         .add_service(logs)
         .add_service(traces)
         .add_service(metrics)
@@ -420,7 +436,11 @@ async fn serve_http(listener: TcpListener, shared: Arc<Shared>) {
             post(http_export::<ExportMetricsServiceRequest>),
         )
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
-        .with_state(shared);
+        .with_state(shared.clone());
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        return crate::tls::serve_https(listener, router, tls).await;
+    }
     if let Err(e) = axum::serve(listener, router).await {
         eprintln!("mapwatch-testkit: OTLP/HTTP server failed: {e}");
     }
@@ -568,9 +588,33 @@ impl OtlpReceiver {
         Ok(receiver)
     }
 
+    /// Starts a receiver serving both protocols over TLS, on ephemeral
+    /// loopback ports; its endpoints are `https://127.0.0.1:PORT`, so the
+    /// server certificate must name the IP address 127.0.0.1.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(tls: crate::tls::TlsSettings) -> io::Result<OtlpReceiver> {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self::start_with(
+            Shared {
+                tls: Some(tls),
+                ..Shared::default()
+            },
+            any,
+            any,
+        )
+    }
+
     /// Starts a receiver on the given addresses (port 0 picks a free one).
     pub fn start_on(grpc_addr: SocketAddr, http_addr: SocketAddr) -> io::Result<OtlpReceiver> {
-        let shared = Arc::new(Shared::default());
+        Self::start_with(Shared::default(), grpc_addr, http_addr)
+    }
+
+    fn start_with(
+        shared: Shared,
+        grpc_addr: SocketAddr,
+        http_addr: SocketAddr,
+    ) -> io::Result<OtlpReceiver> {
+        let shared = Arc::new(shared);
         let (running, grpc_addr, http_addr) = Running::spawn(shared.clone(), grpc_addr, http_addr)?;
         Ok(OtlpReceiver {
             shared,
@@ -586,12 +630,21 @@ impl OtlpReceiver {
 
     /// The gRPC endpoint, `http://127.0.0.1:PORT`, as an OTLP gRPC exporter expects it.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        format!("{}://{}", self.scheme(), self.grpc_addr)
+    }
+
+    /// `https` for a TLS receiver, else `http`.
+    fn scheme(&self) -> &'static str {
+        #[cfg(feature = "tls")]
+        if self.shared.tls.is_some() {
+            return "https";
+        }
+        "http"
     }
 
     /// The OTLP/HTTP base endpoint, `http://127.0.0.1:PORT` (no `/v1/...` path).
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("{}://{}", self.scheme(), self.http_addr)
     }
 
     /// The full OTLP/HTTP logs URL, `http://127.0.0.1:PORT/v1/logs`.
