@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use mapwatch_config::{Compression, Config, Protocol};
+use mapwatch_config::{Config, Protocol};
 use mapwatch_kernel::abi::Event;
 use mapwatch_model::{
     ProcessInfo, SpanAttributes, WallClock, add_process_info, event_span_id, fill_log_record,
@@ -22,11 +22,11 @@ use opentelemetry::trace::{
     TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
 
-use crate::export::ExportError;
+use crate::export::{ExportError, http_settings, tonic_settings};
 
 /// A permission check waits this long for its mapping before it is sent as a span of its own.
 const CHECK_WAIT: Duration = Duration::from_secs(2);
@@ -81,56 +81,21 @@ fn traces_url(config: &Config) -> Option<String> {
     })
 }
 
+/// The span exporter: the same endpoint, protocol, headers, compression,
+/// retry and TLS settings as the logs (see [`crate::export`]).
 fn span_exporter(config: &Config, url: &str) -> Result<SpanExporter, ExportError> {
-    let otlp = &config.otlp;
-    let compression = match otlp.compression {
-        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-        Compression::None => None,
-    };
     let build_error = |source| ExportError::Build {
-        protocol: otlp.protocol.as_str(),
+        protocol: config.otlp.protocol.as_str(),
         endpoint: url.to_owned(),
         source,
     };
-    match otlp.protocol {
-        Protocol::Grpc => {
-            let mut metadata = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
-            for (name, value) in &otlp.headers {
-                let key = tonic::metadata::AsciiMetadataKey::from_bytes(
-                    name.to_ascii_lowercase().as_bytes(),
-                )
-                .map_err(|e| ExportError::Header {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?;
-                let value = value.parse().map_err(|_| ExportError::Header {
-                    name: name.clone(),
-                    reason: "value is not valid ASCII".into(),
-                })?;
-                metadata.insert(key, value);
-            }
-            let mut builder = SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .with_timeout(otlp.timeout)
-                .with_metadata(metadata);
-            if let Some(c) = compression {
-                builder = builder.with_compression(c);
-            }
-            builder.build().map_err(build_error)
-        }
-        Protocol::HttpProtobuf => {
-            let mut builder = SpanExporter::builder()
-                .with_http()
-                .with_endpoint(url)
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_timeout(otlp.timeout)
-                .with_headers(otlp.headers.clone().into_iter().collect());
-            if let Some(c) = compression {
-                builder = builder.with_compression(c);
-            }
-            builder.build().map_err(build_error)
-        }
+    match config.otlp.protocol {
+        Protocol::Grpc => tonic_settings(SpanExporter::builder().with_tonic(), config, url)?
+            .build()
+            .map_err(build_error),
+        Protocol::HttpProtobuf => http_settings(SpanExporter::builder().with_http(), config, url)?
+            .build()
+            .map_err(build_error),
     }
 }
 
