@@ -19,10 +19,15 @@ struct mw_call {
 	struct file *file; /* held by the call until it returns */
 };
 
-/* A per-thread store of calls in flight, for backends split in entry + return. */
+/*
+ * A per-thread store of calls in flight, for backends split in entry + return.
+ * A plain (preallocated) hash, not an LRU: LRU maps take list-wide locks that
+ * are a deadlock risk inside kprobes; a thread that exits mid-call has its
+ * entry removed by the process-exit program instead.
+ */
 #define MW_PENDING_MAP(name)                                                                     \
 	struct {                                                                                 \
-		__uint(type, BPF_MAP_TYPE_LRU_HASH);                                             \
+		__uint(type, BPF_MAP_TYPE_HASH);                                                 \
 		__uint(max_entries, MW_PENDING_ENTRIES);                                         \
 		__type(key, __u64); /* pid_tgid */                                               \
 		__type(value, struct mw_call);                                                   \
@@ -104,15 +109,23 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 		  ev->file.path_len, MW_COUNTER_SECURITY_SENT, MW_COUNTER_SECURITY_RINGBUF_FULL);
 }
 
-/* A process (its last thread: the group leader) exits. Not filtered: it is
- * no record, only a hint to the agent's cache. */
+/* Calls in flight of exiting threads, which will never return. */
+static __always_inline void mw_forget_thread(__u64 pid_tgid);
+
+/*
+ * A thread exits: forget its calls in flight. When it is the last one (the
+ * group leader), tell the agent, whose cache can forget the process: no
+ * record, only a hint, so it is not filtered.
+ */
 static __always_inline int mw_process_exit(void)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct mw_header hdr;
 
+	mw_forget_thread(pid_tgid);
 	if ((__u32)pid_tgid != (__u32)(pid_tgid >> 32) || mw_ignored(pid_tgid))
 		return 0;
+	mw_forget_process(pid_tgid >> 32);
 	mw_fill_header(&hdr, MW_EVENT_PROCESS_EXIT, MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid);
 	hdr.size = sizeof(hdr);
 	if (bpf_ringbuf_output(&mw_events, &hdr, sizeof(hdr), 0))

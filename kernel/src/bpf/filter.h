@@ -41,9 +41,13 @@ struct {
 	__type(value, struct mw_path_prefix);
 } mw_filter_prefixes SEC(".maps");
 
-/* Per-process rate limit state: the earliest time the next record is due (GCRA). */
+/*
+ * Per-process rate limit state: the earliest time the next record is due
+ * (GCRA). A plain hash (see MW_PENDING_MAP for why not an LRU), emptied at
+ * process exit; when full, new processes go unlimited rather than unseen.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32); /* tgid */
 	__type(value, __u64);
@@ -197,6 +201,12 @@ static __always_inline bool mw_rate_allows(__u64 pid_tgid)
 	else
 		bpf_map_update_elem(&mw_rate_state, &tgid, &tat, BPF_ANY);
 	return true;
+}
+
+/* The process ended: its rate state goes. */
+static __always_inline void mw_forget_process(__u32 tgid)
+{
+	bpf_map_delete_elem(&mw_rate_state, &tgid);
 }
 
 #endif /* MAPWATCH_FILTER_H */

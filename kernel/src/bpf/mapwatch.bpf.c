@@ -29,7 +29,14 @@ int mw_tp_exit_mmap(struct mw_sys_exit_ctx *ctx)
 	return mw_tp_do_mmap_exit(ctx);
 }
 
-/* Process exits, so the agent can forget what it cached about a process. */
+static __always_inline void mw_forget_thread(__u64 pid_tgid)
+{
+	bpf_map_delete_elem(&mw_pending_tp_mmap, &pid_tgid);
+	bpf_map_delete_elem(&mw_pending_kprobe_do_mmap, &pid_tgid);
+	bpf_map_delete_elem(&mw_pending_kprobe_security, &pid_tgid);
+}
+
+/* Thread and process exits: calls in flight and cached state are forgotten. */
 
 SEC("tracepoint/sched/sched_process_exit")
 int mw_tp_process_exit(void *ctx)
