@@ -335,6 +335,25 @@ fn collector_answering_503_then_recovering() {
 }
 
 #[test]
+fn collector_answering_slowly_then_recovering() {
+    require_root();
+    let _serial = serial();
+    let receiver = OtlpReceiver::start().unwrap();
+    let agent = Agent::start(agent_to(&receiver.grpc_endpoint(), "grpc"));
+    mmap_anonymous(200);
+    wait_for_ours(&receiver, 200, &agent);
+
+    // Slower than usual, still inside the 2 s export timeout: exports back
+    // up in the queue instead of failing, and nothing is lost.
+    receiver.set_response_delay(Duration::from_millis(1500));
+    mmap_paced(1000, Duration::from_secs(3));
+    receiver.set_response_delay(Duration::ZERO);
+    wait_for_ours(&receiver, 1200, &agent);
+    let s = stop_and_account(agent, &receiver, Some(1200));
+    assert_eq!((s.lost, s.export_failed, s.unsent), (0, 0, 0), "{s:?}");
+}
+
+#[test]
 fn ring_buffer_too_small_for_a_burst() {
     require_root();
     let _serial = serial();

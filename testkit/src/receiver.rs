@@ -88,6 +88,8 @@ struct Store {
 #[derive(Default)]
 struct Shared {
     paused: AtomicBool,
+    /// Milliseconds every export request waits before it is answered (a slow collector).
+    delay_ms: std::sync::atomic::AtomicU64,
     /// Count accepted items and requests, keep none of them (load tests).
     count_only: AtomicBool,
     store: Mutex<Store>,
@@ -259,6 +261,15 @@ impl ExportRequest for ExportMetricsServiceRequest {
 
 // ---------------------------------------------------------------- gRPC side
 
+impl Shared {
+    async fn slow_down(&self) {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
 #[derive(Clone)]
 struct GrpcHandler(Arc<Shared>);
 
@@ -286,6 +297,7 @@ impl LogsService for GrpcHandler {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.slow_down().await;
         GrpcHandler::export(self, request)
     }
 }
@@ -402,6 +414,7 @@ async fn http_export<R: ExportRequest>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.slow_down().await;
     let meta = RequestMeta::from_headers(&headers, "content-encoding");
     if shared.paused.load(Ordering::SeqCst) {
         shared.reject(Protocol::Http, R::SIGNAL, meta);
@@ -695,6 +708,14 @@ impl OtlpReceiver {
     /// Whether the servers are running (not [`stop`](Self::stop)ped).
     pub fn is_running(&self) -> bool {
         self.running().is_some()
+    }
+
+    /// Makes every export request wait `delay` before it is answered, like
+    /// an overloaded collector; `Duration::ZERO` answers at once again.
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Keeps accepting connections but answers every export with gRPC
