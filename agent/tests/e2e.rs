@@ -244,7 +244,10 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
         .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms")
         // Only this process: "nothing lost" must not depend on what else the
         // host is doing (a build, a benchmark) while the test runs.
-        .env("MAPWATCH_FILTER__INCLUDE_PIDS", std::process::id().to_string());
+        .env(
+            "MAPWATCH_FILTER__INCLUDE_PIDS",
+            std::process::id().to_string(),
+        );
     let Some(agent) = Agent::start_or_skip(cmd) else {
         return;
     };

@@ -325,6 +325,7 @@ impl MetricsService for GrpcHandler {
 async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>) {
     let handler = GrpcHandler(shared);
     let gzip = CompressionEncoding::Gzip;
+    #[cfg(feature = "tls")]
     let tls_handler = handler.clone();
     let logs = LogsServiceServer::new(handler.clone())
         .accept_compressed(gzip)
