@@ -47,7 +47,10 @@ pub fn boot(
     opts: &BootOptions,
 ) -> Result<Boot> {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-m", &opts.memory])
+    // Single-threaded TCG: with one host thread per vCPU (MTTCG), the
+    // kernel's int3-based live patching (static keys flipped when probes
+    // attach) raced with the other vCPU and oopsed ("Oops: int3") in one run.
+    cmd.args(["-accel", "tcg,thread=single", "-m", &opts.memory])
         .args(["-smp", &opts.smp.to_string()])
         .args(["-nographic", "-no-reboot", "-nic", "none"])
         .arg("-kernel")
