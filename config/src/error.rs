@@ -268,6 +268,12 @@ pub enum Problem {
     /// Zero where at least 1 is needed.
     #[error("must be at least 1")]
     Zero,
+    /// A spool directory that is not an absolute path.
+    #[error("must be an absolute path, e.g. \"/var/lib/mapwatch/spool\"")]
+    RelativeDirectory,
+    /// A spool too small to be useful.
+    #[error("must be at least 1048576 (1 MiB), e.g. 268435456 for 256 MiB")]
+    SpoolSize,
     /// A zero duration.
     #[error("must be greater than zero, e.g. \"10s\" or \"500ms\"")]
     ZeroDuration,

@@ -110,6 +110,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// The BPF ring buffer shared with the kernel probes.
     pub ring_buffer: RingBufferConfig,
+    /// The on-disk spool used by `batch.when_full = "spool"`.
+    pub spool: SpoolConfig,
     /// Whether events are also printed on the terminal.
     pub console: ConsoleMode,
     /// Identity of this agent in the exported telemetry.
@@ -498,6 +500,12 @@ pub enum WhenFull {
     /// in the kernel's ring buffer, and when that is full the kernel drops
     /// (and counts) new ones. Nothing is dropped in user space.
     Block,
+    /// Write the record to the on-disk spool ([`SpoolConfig`]) and send it
+    /// once the collector keeps up again; batches whose export failed
+    /// retryably, and records still queued when the agent stops during an
+    /// outage, go there too and survive a restart. Only a full spool drops
+    /// (and counts) records.
+    Spool,
 }
 
 impl WhenFull {
@@ -506,6 +514,36 @@ impl WhenFull {
         match self {
             WhenFull::DropNewest => "drop_newest",
             WhenFull::Block => "block",
+            WhenFull::Spool => "spool",
+        }
+    }
+}
+
+/// The on-disk spool: where records wait, in files, when the export queue is
+/// full or the collector cannot be reached (`batch.when_full = "spool"`).
+///
+/// ```
+/// let spool = mapwatch_config::SpoolConfig::default();
+/// assert_eq!(spool.directory, std::path::Path::new("/var/lib/mapwatch/spool"));
+/// assert_eq!(spool.max_bytes, 256 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// The directory holding the spool's files, created (mode 0700) if
+    /// missing; one agent at a time may use it. An absolute path. Default
+    /// `/var/lib/mapwatch/spool`.
+    pub directory: PathBuf,
+    /// The most bytes the spool's files take; records that would exceed it
+    /// are dropped and counted (`spool full`). At least 1 MiB. Default 256 MiB.
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            directory: PathBuf::from("/var/lib/mapwatch/spool"),
+            max_bytes: 256 * 1024 * 1024,
         }
     }
 }

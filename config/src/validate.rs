@@ -135,6 +135,21 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
         }
     }
 
+    if !c.spool.directory.is_absolute() {
+        return Err(fail(
+            &["spool", "directory"],
+            format!("{:?}", c.spool.directory),
+            Problem::RelativeDirectory,
+        ));
+    }
+    if c.spool.max_bytes < 1024 * 1024 {
+        return Err(fail(
+            &["spool", "max_bytes"],
+            c.spool.max_bytes.to_string(),
+            Problem::SpoolSize,
+        ));
+    }
+
     let size = c.ring_buffer.size_bytes;
     if !size.is_power_of_two() || size < 4096 {
         return Err(fail(

@@ -858,3 +858,31 @@ fn errors_keep_their_cause() {
         Some(std::io::ErrorKind::NotFound)
     );
 }
+
+#[test]
+fn spool_settings_are_checked_with_their_key_and_origin() {
+    let (err, msg) = load_err(
+        &CliArgs::default(),
+        &[("MAPWATCH_SPOOL__DIRECTORY", "spool")],
+    );
+    assert!(matches!(err.problem(), Some(Problem::RelativeDirectory)));
+    assert_eq!(err.origin(), env_origin("MAPWATCH_SPOOL__DIRECTORY"));
+    assert_mentions(&msg, &["`spool.directory`", "\"spool\"", "absolute path"]);
+
+    let (_dir, path) = toml_file("[spool]\nmax_bytes = 4096\n");
+    let (err, msg) = load_err(&with_file(&path), &[]);
+    assert!(matches!(err.problem(), Some(Problem::SpoolSize)));
+    assert_mentions(
+        &msg,
+        &["`spool.max_bytes`", path.to_str().unwrap(), "4096", "1 MiB"],
+    );
+
+    let (_, msg) = load_err(
+        &CliArgs::default(),
+        &[("MAPWATCH_BATCH__WHEN_FULL", "disk")],
+    );
+    assert_mentions(
+        &msg,
+        &["`batch.when_full`", "disk", "drop_newest, block, spool"],
+    );
+}
