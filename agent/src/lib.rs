@@ -25,6 +25,7 @@ pub mod probes;
 pub mod queue;
 pub mod retry;
 pub mod run;
+pub mod spool;
 pub mod stats;
 pub mod tls;
 pub mod traces;

@@ -1,0 +1,887 @@
+//! The on-disk spool: where log records wait, in files, while the export
+//! queue is full or the collector cannot be reached
+//! (`batch.when_full = "spool"`, docs/reliability.md).
+//!
+//! The spool is the tail of the export queue: the reader appends a record
+//! when the queue is full (and, to keep the order, while older records are
+//! still spooled); the exporter appends a batch whose export failed in a way
+//! that may pass later, and the batches still queued when the agent stops
+//! during an outage; the reader takes records back, oldest first, while the
+//! queue has room and exports succeed. Records left at exit are sent by the
+//! next agent using the directory.
+//!
+//! On disk, `DIR/lock` is `flock`ed by the agent using the spool, and the
+//! records are in segment files `DIR/<20-digit number>.otlp`, each a run of
+//! frames `[length: u32 LE][crc32 of payload: u32 LE][payload]` whose payload
+//! is an OTLP `LogRecord` in protobuf, the collector's own format. New
+//! records go to the newest segment, a new one is started every
+//! `max_bytes / 16`, and a segment is deleted once read back. A clean stop
+//! writes `DIR/position` (segment and offset of the next record to send).
+//! Delivery is at least once: a crash while sending spooled records resends
+//! those of the first segment.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mapwatch_model::{EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE};
+use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
+use opentelemetry::{Key, StringValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue as ProtoValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
+use opentelemetry_sdk::logs::SdkLogRecord;
+use prost::Message as _;
+
+/// Bytes of a frame's header: payload length and CRC-32.
+const FRAME_HEADER: u64 = 8;
+/// A payload larger than this is corruption (records are a few KiB at most).
+const MAX_PAYLOAD: u32 = 16 * 1024 * 1024;
+const SEGMENT_SUFFIX: &str = ".otlp";
+const POSITION_FILE: &str = "position";
+
+/// Why the spool could not take or give back a record.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Another process holds the spool's lock.
+    #[error(
+        "spool directory {0} is in use by another mapwatch (its lock file is held); give each agent its own spool.directory"
+    )]
+    Busy(PathBuf),
+    /// The directory or a file in it cannot be used.
+    #[error("spool {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Taking the record would pass `spool.max_bytes`.
+    #[error("the spool is full ({max_bytes} bytes, spool.max_bytes)")]
+    Full {
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// A segment holds bytes that are not a record; `records` records were
+    /// skipped with it.
+    #[error(
+        "spool segment {path} is damaged at byte {offset}; skipped its {records} remaining records"
+    )]
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// Records given up.
+        records: u64,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One segment file.
+#[derive(Debug)]
+struct Segment {
+    number: u64,
+    bytes: u64,
+    /// Records in it not read back yet.
+    records: u64,
+}
+
+#[derive(Debug)]
+struct Appender {
+    number: u64,
+    file: BufWriter<File>,
+}
+
+#[derive(Debug)]
+struct Cursor {
+    number: u64,
+    file: BufReader<File>,
+    offset: u64,
+}
+
+/// The spool of one agent (see the module docs).
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    /// Held (flocked) while the spool is open.
+    _lock: File,
+    /// Oldest first; the appender writes to the last, the cursor reads the first.
+    segments: VecDeque<Segment>,
+    appender: Option<Appender>,
+    cursor: Option<Cursor>,
+    records: u64,
+    bytes: u64,
+    /// Records found at open, left by an earlier run.
+    inherited: u64,
+    /// Records given up at open (a frame torn by a crash).
+    damaged_at_open: u64,
+    scratch: Vec<u8>,
+}
+
+impl Spool {
+    /// Opens (creating with mode 0700) the spool in `dir`, holding at most
+    /// `max_bytes`, and takes over the records an earlier run left there.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        // SAFETY: flock on a file descriptor we own; no memory is passed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let error = std::io::Error::last_os_error();
+            return Err(if error.kind() == ErrorKind::WouldBlock {
+                SpoolError::Busy(dir.to_owned())
+            } else {
+                SpoolError::Io {
+                    path: lock_path,
+                    source: error,
+                }
+            });
+        }
+
+        let mut numbers = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io(dir))? {
+            let name = entry.map_err(io(dir))?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(number) = name
+                .strip_suffix(SEGMENT_SUFFIX)
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+
+        let position_path = dir.join(POSITION_FILE);
+        let position = fs::read_to_string(&position_path).ok().and_then(|text| {
+            let (number, offset) = text.trim().split_once(' ')?;
+            Some((number.parse::<u64>().ok()?, offset.parse::<u64>().ok()?))
+        });
+
+        let mut spool = Spool {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes: (max_bytes / 16).clamp(64 * 1024, 16 * 1024 * 1024),
+            _lock: lock,
+            segments: VecDeque::new(),
+            appender: None,
+            cursor: None,
+            records: 0,
+            bytes: 0,
+            inherited: 0,
+            damaged_at_open: 0,
+            scratch: Vec::with_capacity(4096),
+        };
+        for number in numbers {
+            let path = spool.segment_path(number);
+            let start = match position {
+                Some((n, offset)) if n == number && spool.segments.is_empty() => offset,
+                _ => 0,
+            };
+            let (records, bytes, damaged) = scan(&path, start)?;
+            spool.damaged_at_open += damaged;
+            if records == 0 {
+                fs::remove_file(&path).map_err(io(&path))?;
+                continue;
+            }
+            if start > 0 {
+                let mut file = BufReader::new(File::open(&path).map_err(io(&path))?);
+                file.seek(SeekFrom::Start(start)).map_err(io(&path))?;
+                spool.cursor = Some(Cursor {
+                    number,
+                    file,
+                    offset: start,
+                });
+            }
+            spool.segments.push_back(Segment {
+                number,
+                bytes,
+                records,
+            });
+            spool.records += records;
+            spool.bytes += bytes;
+        }
+        spool.inherited = spool.records;
+        // Read once; a clean stop writes it again.
+        match fs::remove_file(&position_path) {
+            Err(error) if error.kind() != ErrorKind::NotFound => {
+                return Err(io(&position_path)(error));
+            }
+            _ => {}
+        }
+        Ok(spool)
+    }
+
+    fn segment_path(&self, number: u64) -> PathBuf {
+        self.dir.join(format!("{number:020}{SEGMENT_SUFFIX}"))
+    }
+
+    /// Records waiting in the spool.
+    pub fn len(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether no record waits in the spool.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Bytes the spool's segment files take.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Records an earlier run left, found at open.
+    pub fn inherited(&self) -> u64 {
+        self.inherited
+    }
+
+    /// Records lost at open to a frame torn by a crash (at most one per segment).
+    pub fn damaged_at_open(&self) -> u64 {
+        self.damaged_at_open
+    }
+
+    /// Appends `record`; fails with [`SpoolError::Full`] when it would pass
+    /// `max_bytes`.
+    pub fn push(&mut self, record: &SdkLogRecord) -> Result<(), SpoolError> {
+        self.scratch.clear();
+        if record.observed_timestamp().is_some() {
+            ProtoRecord::from(record).encode(&mut self.scratch)
+        } else {
+            // The conversion needs an observed time; the SDK sets one at emit.
+            let mut record = record.clone();
+            record.set_observed_timestamp(SystemTime::now());
+            ProtoRecord::from(&record).encode(&mut self.scratch)
+        }
+        .expect("a Vec grows to fit");
+        let frame = FRAME_HEADER + self.scratch.len() as u64;
+        if self.bytes + frame > self.max_bytes {
+            return Err(SpoolError::Full {
+                max_bytes: self.max_bytes,
+            });
+        }
+        let rotate = match (&self.appender, self.segments.back()) {
+            (Some(appender), Some(last)) => {
+                appender.number != last.number || last.bytes + frame > self.segment_bytes
+            }
+            _ => true,
+        };
+        if rotate {
+            self.start_segment()?;
+        }
+        let appender = self.appender.as_mut().expect("a segment was just started");
+        let path = self
+            .dir
+            .join(format!("{:020}{SEGMENT_SUFFIX}", appender.number));
+        let crc = crc32fast::hash(&self.scratch);
+        appender
+            .file
+            .write_all(&(self.scratch.len() as u32).to_le_bytes())
+            .and_then(|()| appender.file.write_all(&crc.to_le_bytes()))
+            .and_then(|()| appender.file.write_all(&self.scratch))
+            .map_err(io(&path))?;
+        let last = self.segments.back_mut().expect("the appender's segment");
+        last.bytes += frame;
+        last.records += 1;
+        self.bytes += frame;
+        self.records += 1;
+        Ok(())
+    }
+
+    fn start_segment(&mut self) -> Result<(), SpoolError> {
+        if let Some(mut old) = self.appender.take() {
+            let path = self.segment_path(old.number);
+            old.file.flush().map_err(io(&path))?;
+            // The finished segment is complete on disk before it is read back.
+            old.file.get_ref().sync_data().map_err(io(&path))?;
+        }
+        let number = self.segments.back().map_or(0, |s| s.number + 1);
+        let path = self.segment_path(number);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        self.appender = Some(Appender {
+            number,
+            file: BufWriter::with_capacity(64 * 1024, file),
+        });
+        self.segments.push_back(Segment {
+            number,
+            bytes: 0,
+            records: 0,
+        });
+        Ok(())
+    }
+
+    /// Hands written records to the kernel (they then survive a crash of the
+    /// agent, not of the machine).
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
+        if let Some(appender) = &mut self.appender {
+            let number = appender.number;
+            appender
+                .file
+                .flush()
+                .map_err(|e| io(&self.dir.join(format!("{number:020}{SEGMENT_SUFFIX}")))(e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the oldest record back, or `None` when the spool is empty.
+    pub fn pop(&mut self) -> Option<Result<ProtoRecord, SpoolError>> {
+        while self.records > 0 {
+            let Some(head) = self.segments.front() else {
+                break;
+            };
+            let (number, head_records) = (head.number, head.records);
+            if head_records == 0 {
+                if let Err(error) = self.remove_head() {
+                    return Some(Err(error));
+                }
+                continue;
+            }
+            if self.appender.as_ref().is_some_and(|a| a.number == number)
+                && let Err(error) = self.flush()
+            {
+                return Some(Err(error));
+            }
+            let path = self.segment_path(number);
+            if self.cursor.as_ref().is_none_or(|c| c.number != number) {
+                match File::open(&path) {
+                    Ok(file) => {
+                        self.cursor = Some(Cursor {
+                            number,
+                            file: BufReader::with_capacity(64 * 1024, file),
+                            offset: 0,
+                        })
+                    }
+                    Err(error) => {
+                        self.give_up_head();
+                        return Some(Err(io(&path)(error)));
+                    }
+                }
+            }
+            let cursor = self.cursor.as_mut().expect("opened above");
+            let at = cursor.offset;
+            match read_frame(&mut cursor.file, &mut self.scratch) {
+                Ok(Some(len)) => {
+                    cursor.offset += FRAME_HEADER + len;
+                    self.records -= 1;
+                    if let Some(head) = self.segments.front_mut() {
+                        head.records -= 1;
+                    }
+                    if self.records == 0 {
+                        // Caught up: start afresh rather than keep read files.
+                        if let Err(error) = self.clear() {
+                            return Some(Err(error));
+                        }
+                    }
+                    return Some(ProtoRecord::decode(self.scratch.as_slice()).map_err(|_| {
+                        SpoolError::Corrupt {
+                            path,
+                            offset: at,
+                            records: 1,
+                        }
+                    }));
+                }
+                Ok(None) | Err(_) => {
+                    let records = self.give_up_head();
+                    return Some(Err(SpoolError::Corrupt {
+                        path,
+                        offset: at,
+                        records,
+                    }));
+                }
+            }
+        }
+        None
+    }
+
+    /// Forgets the unread records of the first segment (damaged); returns
+    /// how many.
+    fn give_up_head(&mut self) -> u64 {
+        let Some(head) = self.segments.front_mut() else {
+            return 0;
+        };
+        let records = head.records;
+        head.records = 0;
+        self.records -= records;
+        records
+    }
+
+    fn remove_head(&mut self) -> Result<(), SpoolError> {
+        let Some(head) = self.segments.pop_front() else {
+            return Ok(());
+        };
+        if self
+            .cursor
+            .as_ref()
+            .is_some_and(|c| c.number == head.number)
+        {
+            self.cursor = None;
+        }
+        if self
+            .appender
+            .as_ref()
+            .is_some_and(|a| a.number == head.number)
+        {
+            self.appender = None;
+        }
+        self.bytes -= head.bytes;
+        let path = self.segment_path(head.number);
+        fs::remove_file(&path).map_err(io(&path))
+    }
+
+    fn clear(&mut self) -> Result<(), SpoolError> {
+        while !self.segments.is_empty() {
+            self.remove_head()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written durable and records where reading stopped,
+    /// for the next run.
+    pub fn close(&mut self) -> Result<(), SpoolError> {
+        if let Some(appender) = &mut self.appender {
+            let path = self
+                .dir
+                .join(format!("{:020}{SEGMENT_SUFFIX}", appender.number));
+            appender.file.flush().map_err(io(&path))?;
+            appender.file.get_ref().sync_data().map_err(io(&path))?;
+        }
+        let position = self.dir.join(POSITION_FILE);
+        match &self.cursor {
+            Some(cursor) if cursor.offset > 0 && self.records > 0 => {
+                let temporary = self.dir.join("position.new");
+                fs::write(&temporary, format!("{} {}\n", cursor.number, cursor.offset))
+                    .and_then(|()| File::open(&temporary)?.sync_all())
+                    .and_then(|()| fs::rename(&temporary, &position))
+                    .map_err(io(&position))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Reads one frame's payload into `buf`; `Ok(None)` at a clean end of file,
+/// an error for a torn or damaged frame.
+fn read_frame(file: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+    let mut header = [0u8; FRAME_HEADER as usize];
+    match file.read_exact(&mut header[..1]) {
+        Err(error) if error.kind() == ErrorKind::UnexpectedEof => return Ok(None),
+        other => other?,
+    }
+    file.read_exact(&mut header[1..])?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    if len > MAX_PAYLOAD {
+        return Err(std::io::Error::new(ErrorKind::InvalidData, "frame length"));
+    }
+    buf.resize(len as usize, 0);
+    file.read_exact(buf)?;
+    if crc32fast::hash(buf) != crc {
+        return Err(std::io::Error::new(ErrorKind::InvalidData, "checksum"));
+    }
+    Ok(Some(u64::from(len)))
+}
+
+/// Counts the records of segment `path` from byte `start`, truncating a
+/// frame torn by a crash at its end; returns (records, file size, torn
+/// frames given up).
+fn scan(path: &Path, start: u64) -> Result<(u64, u64, u64), SpoolError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    let size = file.metadata().map_err(io(path))?.len();
+    let mut reader = BufReader::with_capacity(64 * 1024, &file);
+    let mut offset = start.min(size);
+    reader.seek(SeekFrom::Start(offset)).map_err(io(path))?;
+    let mut records = 0;
+    let mut buf = Vec::new();
+    loop {
+        match read_frame(&mut reader, &mut buf) {
+            Ok(Some(len)) => {
+                offset += FRAME_HEADER + len;
+                records += 1;
+            }
+            Ok(None) => return Ok((records, size, 0)),
+            Err(_) => {
+                // Keep what is whole; the rest is a write cut short.
+                file.set_len(offset).map_err(io(path))?;
+                tracing::warn!(
+                    "spool segment {} ends in a damaged record at byte {offset} (a crash while writing?); truncated it there",
+                    path.display()
+                );
+                return Ok((records, offset, 1));
+            }
+        }
+    }
+}
+
+/// Fills `record` (made by the logger) from a spooled OTLP record.
+pub fn restore(spooled: ProtoRecord, record: &mut SdkLogRecord) {
+    let time = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
+    if spooled.time_unix_nano != 0 {
+        record.set_timestamp(time(spooled.time_unix_nano));
+    }
+    if spooled.observed_time_unix_nano != 0 {
+        record.set_observed_timestamp(time(spooled.observed_time_unix_nano));
+    }
+    if let Some(severity) = severity(spooled.severity_number) {
+        record.set_severity_number(severity);
+        // The SDK keeps `&'static str`s: the standard names cover ours.
+        if spooled.severity_text == severity.name() {
+            record.set_severity_text(severity.name());
+        }
+    }
+    if let Some(name) = [EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE]
+        .into_iter()
+        .find(|name| *name == spooled.event_name)
+    {
+        record.set_event_name(name);
+    }
+    if let Some(body) = spooled.body.and_then(value) {
+        record.set_body(body);
+    }
+    for attribute in spooled.attributes {
+        if let Some(value) = attribute.value.and_then(value) {
+            record.add_attribute(Key::new(attribute.key), value);
+        }
+    }
+    if let (Ok(trace), Ok(span)) = (
+        <[u8; 16]>::try_from(spooled.trace_id.as_slice()),
+        <[u8; 8]>::try_from(spooled.span_id.as_slice()),
+    ) {
+        record.set_trace_context(
+            TraceId::from_bytes(trace),
+            SpanId::from_bytes(span),
+            Some(TraceFlags::new(spooled.flags as u8)),
+        );
+    }
+}
+
+fn value(spooled: ProtoValue) -> Option<AnyValue> {
+    Some(match spooled.value? {
+        Value::StringValue(s) => AnyValue::String(StringValue::from(s)),
+        Value::BoolValue(b) => AnyValue::Boolean(b),
+        Value::IntValue(i) => AnyValue::Int(i),
+        Value::DoubleValue(d) => AnyValue::Double(d),
+        Value::BytesValue(b) => AnyValue::Bytes(Box::new(b)),
+        Value::ArrayValue(array) => AnyValue::ListAny(Box::new(
+            array.values.into_iter().filter_map(value).collect(),
+        )),
+        // Profiles only; mapwatch never writes it.
+        Value::StringValueStrindex(_) => return None,
+        Value::KvlistValue(list) => AnyValue::Map(Box::new(
+            list.values
+                .into_iter()
+                .filter_map(|kv| Some((Key::new(kv.key), value(kv.value?)?)))
+                .collect(),
+        )),
+    })
+}
+
+fn severity(number: i32) -> Option<Severity> {
+    use Severity::*;
+    const ALL: [Severity; 24] = [
+        Trace, Trace2, Trace3, Trace4, Debug, Debug2, Debug3, Debug4, Info, Info2, Info3, Info4,
+        Warn, Warn2, Warn3, Warn4, Error, Error2, Error3, Error4, Fatal, Fatal2, Fatal3, Fatal4,
+    ];
+    ALL.into_iter().find(|s| *s as i32 == number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::logs::{Logger as _, LoggerProvider as _};
+    use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+    use proptest::prelude::*;
+
+    fn logger() -> SdkLogger {
+        SdkLoggerProvider::builder().build().logger("spool-test")
+    }
+
+    /// A record like the agent's, numbered `n` (in `mmap.addr`).
+    fn record(logger: &SdkLogger, n: i64) -> SdkLogRecord {
+        let mut record = logger.create_log_record();
+        record.set_event_name(EVENT_DO_MMAP);
+        record.set_timestamp(
+            UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_000 + n.unsigned_abs()),
+        );
+        record.set_observed_timestamp(UNIX_EPOCH + Duration::from_secs(1_700_000_001));
+        record.set_severity_number(Severity::Warn);
+        record.set_severity_text(Severity::Warn.name());
+        record.set_body(AnyValue::String(format!("mapping {n}").into()));
+        record.add_attribute(Key::new("mmap.addr"), AnyValue::Int(n));
+        record.add_attribute(
+            Key::new("file.path"),
+            AnyValue::String("/usr/lib/libc.so.6".into()),
+        );
+        record.add_attribute(
+            Key::new("mmap.prot_names"),
+            AnyValue::ListAny(Box::new(vec![
+                AnyValue::String("PROT_READ".into()),
+                AnyValue::String("PROT_EXEC".into()),
+            ])),
+        );
+        record.add_attribute(Key::new("flag"), AnyValue::Boolean(true));
+        record.add_attribute(Key::new("ratio"), AnyValue::Double(0.5));
+        record.set_trace_context(
+            TraceId::from_bytes([7; 16]),
+            SpanId::from_bytes([9; 8]),
+            Some(TraceFlags::SAMPLED),
+        );
+        record
+    }
+
+    fn number(spooled: &ProtoRecord) -> i64 {
+        let addr = spooled
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "mmap.addr")
+            .and_then(|kv| kv.value.clone()?.value);
+        match addr {
+            Some(Value::IntValue(n)) => n,
+            other => panic!("no mmap.addr: {other:?}"),
+        }
+    }
+
+    fn segments(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(SEGMENT_SUFFIX)
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_record_comes_back_as_it_went_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        let original = record(&logger, 42);
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.push(&original).unwrap();
+        let spooled = spool.pop().unwrap().unwrap();
+        let mut restored = logger.create_log_record();
+        restore(spooled, &mut restored);
+        // Equal as the collector would receive them.
+        assert_eq!(ProtoRecord::from(&restored), ProtoRecord::from(&original));
+        assert_eq!(restored.event_name(), Some(EVENT_DO_MMAP));
+        assert_eq!(restored.severity_text(), Some("WARN"));
+        assert!(spool.pop().is_none());
+        assert_eq!(
+            (spool.len(), spool.bytes(), segments(dir.path())),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn records_left_at_a_clean_stop_are_taken_over_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            for n in 0..10 {
+                spool.push(&record(&logger, n)).unwrap();
+            }
+            for n in 0..3 {
+                assert_eq!(number(&spool.pop().unwrap().unwrap()), n);
+            }
+            spool.close().unwrap();
+        }
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((spool.inherited(), spool.len()), (7, 7));
+        spool.push(&record(&logger, 10)).unwrap();
+        let back: Vec<i64> = std::iter::from_fn(|| spool.pop())
+            .map(|r| number(&r.unwrap()))
+            .collect();
+        assert_eq!(back, (3..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_agent_per_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Spool::open(dir.path(), 1 << 20).unwrap();
+        let error = Spool::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(matches!(error, SpoolError::Busy(_)), "{error}");
+        assert!(error.to_string().contains("in use by another mapwatch"));
+    }
+
+    #[test]
+    fn a_full_spool_refuses_and_keeps_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        let max = 1 << 20;
+        let mut spool = Spool::open(dir.path(), max).unwrap();
+        let mut taken = 0;
+        loop {
+            match spool.push(&record(&logger, taken)) {
+                Ok(()) => taken += 1,
+                Err(SpoolError::Full { max_bytes }) => {
+                    assert_eq!(max_bytes, max);
+                    break;
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(spool.bytes() <= max && spool.bytes() > max - 1024);
+        // Several segments, all accounted for on disk.
+        spool.flush().unwrap();
+        let on_disk: u64 = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(SEGMENT_SUFFIX))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(on_disk, spool.bytes());
+        assert!(segments(dir.path()) >= 16, "{}", segments(dir.path()));
+        // Reading one segment back frees room again.
+        for n in 0..taken {
+            assert_eq!(number(&spool.pop().unwrap().unwrap()), n);
+            if spool.push(&record(&logger, -1)).is_ok() {
+                return;
+            }
+        }
+        panic!("no room after reading everything back");
+    }
+
+    #[test]
+    fn a_frame_torn_by_a_crash_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            for n in 0..5 {
+                spool.push(&record(&logger, n)).unwrap();
+            }
+            spool.close().unwrap();
+        }
+        let segment = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
+        let whole = fs::metadata(&segment).unwrap().len();
+        let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+        file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5]).unwrap();
+        drop(file);
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((spool.inherited(), spool.damaged_at_open()), (5, 1));
+        assert_eq!(fs::metadata(&segment).unwrap().len(), whole);
+        assert_eq!(number(&spool.pop().unwrap().unwrap()), 0);
+    }
+
+    #[test]
+    fn damage_inside_a_segment_skips_that_segment_and_says_how_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        // 64 KiB segments: records 0..n fill the first, later ones the next.
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut n = 0;
+        while segments(dir.path()) < 2 {
+            spool.push(&record(&logger, n)).unwrap();
+            n += 1;
+        }
+        let first_segment = spool.segments[0].records;
+        // Flip a byte in the second record's payload.
+        let path = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
+        let mut bytes = fs::read(&path).unwrap();
+        let first = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        bytes[first + 20] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(number(&spool.pop().unwrap().unwrap()), 0);
+        match spool.pop().unwrap() {
+            Err(SpoolError::Corrupt {
+                records, offset, ..
+            }) => {
+                assert_eq!(records, first_segment - 1);
+                assert_eq!(offset, first as u64);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next segment is read as usual.
+        assert_eq!(number(&spool.pop().unwrap().unwrap()), first_segment as i64);
+        assert_eq!(spool.len(), n as u64 - first_segment - 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(u8),
+        Pop(u8),
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<u8>().prop_map(Op::Push),
+            3 => any::<u8>().prop_map(Op::Pop),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Pushes, pops and clean restarts in any order behave like a FIFO
+        /// queue, and the files hold exactly what is waiting.
+        #[test]
+        fn behaves_like_a_queue_across_restarts(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let logger = logger();
+            let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            let mut model = VecDeque::new();
+            let mut next = 0;
+            for op in ops {
+                match op {
+                    Op::Push(k) => for _ in 0..k {
+                        spool.push(&record(&logger, next)).unwrap();
+                        model.push_back(next);
+                        next += 1;
+                    },
+                    Op::Pop(k) => for _ in 0..k {
+                        let got = spool.pop().map(|r| number(&r.unwrap()));
+                        prop_assert_eq!(got, model.pop_front());
+                    },
+                    Op::Restart => {
+                        spool.close().unwrap();
+                        drop(spool);
+                        spool = Spool::open(dir.path(), 1 << 20).unwrap();
+                        prop_assert_eq!(spool.inherited(), model.len() as u64);
+                    }
+                }
+                prop_assert_eq!(spool.len(), model.len() as u64);
+            }
+            spool.flush().unwrap();
+            if model.is_empty() {
+                prop_assert_eq!(segments(dir.path()), 0);
+            }
+        }
+    }
+}
