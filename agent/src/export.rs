@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use mapwatch_config::{Compression, Config, Protocol};
+use mapwatch_config::{Compression, Config, Protocol, WhenFull};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{LogExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
@@ -12,6 +12,7 @@ use opentelemetry_sdk::logs::{BatchConfigBuilder, BatchLogProcessor, SdkLoggerPr
 use crate::console::ConsoleExporter;
 use crate::queue::ExportQueue;
 use crate::retry::{Backoff, RetryControl, RetryingExporter};
+use crate::spool::Spool;
 use crate::stats::{CountingExporter, PipelineStats};
 use crate::tls::TlsFiles;
 
@@ -48,6 +49,11 @@ pub enum ExportError {
     /// The TLS settings cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The on-disk spool cannot be used.
+    #[error(
+        "cannot use the spool (batch.when_full = \"spool\"): {0}; set spool.directory to a directory only this agent writes, or choose another batch.when_full"
+    )]
+    Spool(#[from] crate::spool::SpoolError),
     /// The headers file cannot be used. Values are never shown.
     #[error("otlp.headers_file {path}: {reason}")]
     HeadersFile {
@@ -67,8 +73,10 @@ pub struct Destinations {
     /// The gate of the counted export queue (see [`ExportQueue`]), if
     /// records are exported.
     pub queue: Option<Arc<ExportQueue>>,
-    /// Shortens export retries at shutdown.
+    /// Shortens export retries at shutdown; tells whether exports fail.
     pub retry: Arc<RetryControl>,
+    /// The on-disk spool, with `batch.when_full = "spool"` and OTLP on.
+    pub spool: Option<Arc<std::sync::Mutex<Spool>>>,
 }
 
 fn host_name() -> Option<String> {
@@ -347,6 +355,7 @@ pub fn logger_provider(
         console: false,
         queue: None,
         retry: Arc::new(RetryControl::default()),
+        spool: None,
     };
     let queue = ExportQueue::new(config.batch.max_queue_size, config.batch.when_full);
 
@@ -367,7 +376,26 @@ pub fn logger_provider(
             stats.clone(),
             destinations.retry.clone(),
         );
-        let exporter = CountingExporter::new(retrying, stats.clone()).with_queue(queue.clone());
+        let mut exporter = CountingExporter::new(retrying, stats.clone()).with_queue(queue.clone());
+        if config.batch.when_full == WhenFull::Spool {
+            let spool = Spool::open(&config.spool.directory, config.spool.max_bytes)?;
+            use std::sync::atomic::Ordering::Relaxed;
+            stats.spool_enabled.store(true, Relaxed);
+            stats
+                .spool_inherited
+                .store(spool.inherited() + spool.damaged_at_open(), Relaxed);
+            stats.spool_damaged.store(spool.damaged_at_open(), Relaxed);
+            if spool.inherited() > 0 {
+                tracing::info!(
+                    "{} records an earlier run left in the spool ({}) are sent first",
+                    spool.inherited(),
+                    config.spool.directory.display()
+                );
+            }
+            let spool = Arc::new(std::sync::Mutex::new(spool));
+            exporter = exporter.with_spool(spool.clone());
+            destinations.spool = Some(spool);
+        }
         destinations.queue = Some(queue.clone());
         builder = builder.with_log_processor(
             BatchLogProcessor::builder(exporter)
@@ -375,6 +403,11 @@ pub fn logger_provider(
                 .build(),
         );
         destinations.otlp = Some(format!("OTLP {} {url}", config.otlp.protocol.as_str()));
+    }
+    if config.batch.when_full == WhenFull::Spool && destinations.spool.is_none() {
+        tracing::warn!(
+            "batch.when_full = \"spool\" needs an OTLP endpoint; without one a full queue drops (and counts) new records"
+        );
     }
     if config.console_enabled() {
         let console = ConsoleExporter;

@@ -113,6 +113,8 @@ pub struct Sources {
     pub queue: Option<Arc<ExportQueue>>,
     /// Ring buffer use, if it could be mapped.
     pub ring: Option<Arc<RingFill>>,
+    /// The on-disk spool, if in use.
+    pub spool: Option<Arc<std::sync::Mutex<crate::spool::Spool>>>,
 }
 
 impl Sources {
@@ -189,6 +191,14 @@ pub fn register(meter: &Meter, sources: Sources) {
             ] {
                 o.observe(value, &[KeyValue::new(DROP_REASON, reason)]);
             }
+            if snap.spool_enabled {
+                for (reason, value) in [
+                    ("spool_full", snap.spool_dropped),
+                    ("spool_damaged", snap.spool_damaged),
+                ] {
+                    o.observe(value, &[KeyValue::new(DROP_REASON, reason)]);
+                }
+            }
         })
         .build();
     let s = sources.clone();
@@ -227,6 +237,37 @@ pub fn register(meter: &Meter, sources: Sources) {
             .with_unit("{record}")
             .with_description("The most records the export queue holds (batch.max_queue_size).")
             .with_callback(move |o| o.observe(queue.capacity() as u64, &[]))
+            .build();
+    }
+    if let Some(spool) = sources.spool.clone() {
+        let s = sources.clone();
+        meter
+            .u64_observable_counter("mapwatch.records.spooled")
+            .with_unit("{record}")
+            .with_description(
+                "Records written to the on-disk spool (queue full, or export failed).",
+            )
+            .with_callback(move |o| {
+                let snap = s.snapshot();
+                o.observe(snap.spooled + snap.spooled_by_exporter, &[]);
+            })
+            .build();
+        let s = sources.clone();
+        meter
+            .u64_observable_gauge("mapwatch.spool.records")
+            .with_unit("{record}")
+            .with_description("Records waiting in the on-disk spool.")
+            .with_callback(move |o| o.observe(s.snapshot().in_spool(), &[]))
+            .build();
+        meter
+            .u64_observable_gauge("mapwatch.spool.usage")
+            .with_unit("By")
+            .with_description("Bytes the on-disk spool's files take (at most spool.max_bytes).")
+            .with_callback(move |o| {
+                if let Ok(spool) = spool.lock() {
+                    o.observe(spool.bytes(), &[]);
+                }
+            })
             .build();
     }
     if let Some(ring) = sources.ring.clone() {

@@ -1,21 +1,23 @@
 //! The reader: ring buffer -> decode -> log record -> SDK, until shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
 use mapwatch_kernel::abi;
 use mapwatch_model::{WallClock, add_process_info, fill_log_record};
 use opentelemetry::logs::Logger as _;
-use opentelemetry_sdk::logs::SdkLogger;
+use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::clock;
 use crate::enrich::ProcessCache;
 use crate::queue::ExportQueue;
+use crate::retry::RetryControl;
+use crate::spool::{self, Spool};
 use crate::stats::{PipelineStats, Snapshot};
 use crate::traces::Traces;
 use mapwatch_config::WhenFull;
@@ -37,6 +39,10 @@ pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// to a record that then waits up to `batch.scheduled_delay` for export.
 pub const READ_COALESCE: Duration = Duration::from_millis(1);
 
+/// While spooled records wait for a failing collector, how often the reader
+/// checks whether exports succeed again.
+const SPOOL_RETRY: Duration = Duration::from_millis(200);
+
 /// Turns ring-buffer records into log records.
 pub struct Reader {
     logger: SdkLogger,
@@ -53,6 +59,12 @@ pub struct Reader {
     queue: Option<Arc<ExportQueue>>,
     /// `block`: the queue was full, records wait in the ring buffer.
     blocked: bool,
+    /// `spool`: where records go while the queue is full, and whether
+    /// exports currently fail (records are then not taken back).
+    spool: Option<(Arc<Mutex<Spool>>, Arc<RetryControl>)>,
+    last_spool_warning: Option<std::time::Instant>,
+    /// Shutting down: no more records are taken back from the spool.
+    stopping: bool,
 }
 
 impl Reader {
@@ -69,6 +81,119 @@ impl Reader {
             last_decode_warning: None,
             queue: None,
             blocked: false,
+            spool: None,
+            last_spool_warning: None,
+            stopping: false,
+        }
+    }
+
+    /// With `batch.when_full = "spool"`: records that find the queue full,
+    /// and every record while older ones are spooled, go to `spool`; they
+    /// are taken back, oldest first, while the queue has room and exports
+    /// succeed (`retry` tells).
+    pub fn with_spool(mut self, spool: Arc<Mutex<Spool>>, retry: Arc<RetryControl>) -> Reader {
+        self.spool = Some((spool, retry));
+        self
+    }
+
+    /// Whether spooled records wait to be sent, and can be now.
+    fn replay_wanted(&self) -> bool {
+        self.spool.as_ref().is_some_and(|(spool, retry)| {
+            !retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
+        })
+    }
+
+    /// Whether spooled records wait while exports fail.
+    fn replay_waiting(&self) -> bool {
+        self.spool.as_ref().is_some_and(|(spool, retry)| {
+            retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
+        })
+    }
+
+    /// Emits spooled records, oldest first, while the queue has room and
+    /// exports succeed; returns how many.
+    pub fn replay(&mut self) -> u64 {
+        let (Some((spool, retry)), Some(queue)) = (&self.spool, &self.queue) else {
+            return 0;
+        };
+        if retry.exports_failing() || !self.export || self.stopping {
+            return 0;
+        }
+        let Ok(mut spool) = spool.lock() else {
+            return 0;
+        };
+        let mut n = 0;
+        while !spool.is_empty() && queue.try_admit() {
+            match spool.pop() {
+                Some(Ok(spooled)) => {
+                    let mut record = self.logger.create_log_record();
+                    spool::restore(spooled, &mut record);
+                    self.logger.emit(record);
+                    n += 1;
+                }
+                Some(Err(error)) => {
+                    queue.release(1);
+                    let lost = error.records_lost();
+                    self.stats.spool_damaged.fetch_add(lost, Ordering::Relaxed);
+                    tracing::warn!("{error}");
+                    if lost == 0 {
+                        break;
+                    }
+                }
+                None => {
+                    queue.release(1);
+                    break;
+                }
+            }
+        }
+        self.stats.emitted.fetch_add(n, Ordering::Relaxed);
+        self.stats.replayed.fetch_add(n, Ordering::Relaxed);
+        n
+    }
+
+    /// Writes `record` to the spool; counts it as spooled or dropped.
+    fn spool_record(&mut self, record: &SdkLogRecord) {
+        let Some((spool, _)) = &self.spool else {
+            return;
+        };
+        let result = match spool.lock() {
+            Ok(mut spool) => spool.push(record),
+            Err(_) => return,
+        };
+        match result {
+            Ok(()) => {
+                self.stats.spooled.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.stats.spool_dropped.fetch_add(1, Ordering::Relaxed);
+                let now = std::time::Instant::now();
+                if self
+                    .last_spool_warning
+                    .is_none_or(|t| now - t > Duration::from_secs(10))
+                {
+                    self.last_spool_warning = Some(now);
+                    tracing::warn!(
+                        "{error}: dropping new records (counted; logged every 10 s while it lasts)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether spooled records wait, so new ones must queue behind them.
+    fn spool_waiting(&self) -> bool {
+        self.spool
+            .as_ref()
+            .is_some_and(|(spool, _)| spool.lock().is_ok_and(|s| !s.is_empty()))
+    }
+
+    /// Hands what was spooled to the kernel (survives a crash of the agent).
+    pub fn flush_spool(&self) {
+        if let Some((spool, _)) = &self.spool
+            && let Ok(mut spool) = spool.lock()
+            && let Err(error) = spool.flush()
+        {
+            tracing::warn!("{error}");
         }
     }
 
@@ -93,6 +218,9 @@ impl Reader {
         ring: &mut RingBuf<MapData>,
         deadline: std::time::Instant,
     ) -> u64 {
+        // Spooled records stay on disk: sent now, they might not make it
+        // before the deadline.
+        self.stopping = true;
         let mut n = self.drain(ring);
         while self.blocked && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
@@ -138,6 +266,11 @@ impl Reader {
         let block = queue
             .as_ref()
             .is_some_and(|q| q.policy() == WhenFull::Block);
+        let spooling = queue.is_some() && self.spool.is_some();
+        let mut spooled = false;
+        if spooling {
+            self.replay();
+        }
         loop {
             // Under `block`, a record leaves the ring buffer only with a slot.
             if block && !queue.as_ref().is_some_and(|q| q.try_admit()) {
@@ -170,10 +303,13 @@ impl Reader {
                     }
                     self.stats.discarded.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(_) if !block && queue.as_ref().is_some_and(|q| !q.try_admit()) => {
+                Ok(_) if !block && !spooling && queue.as_ref().is_some_and(|q| !q.try_admit()) => {
                     self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(event) => {
+                    // Spooling: behind spooled records, or when the queue is full.
+                    let to_spool = spooling
+                        && (self.spool_waiting() || !queue.as_ref().is_some_and(|q| q.try_admit()));
                     let mut record = self.logger.create_log_record();
                     // Per record (a vDSO read): a drain can run while the kernel keeps
                     // writing, so one timestamp per drain could precede later events.
@@ -188,6 +324,11 @@ impl Reader {
                         .and_then(|t| t.record(&event, &self.clock, info.as_deref()))
                     {
                         record.set_trace_context(trace, span, Some(TraceFlags::SAMPLED));
+                    }
+                    if to_spool {
+                        self.spool_record(&record);
+                        spooled = true;
+                        continue;
                     }
                     self.logger.emit(record);
                     self.stats.emitted.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +348,9 @@ impl Reader {
                     }
                 }
             }
+        }
+        if spooled {
+            self.flush_spool();
         }
         self.stats.read.fetch_add(n, Ordering::Relaxed);
         n
@@ -252,9 +396,13 @@ impl Reader {
                 }
                 // `block`: the kernel does not signal data that was already
                 // there, so drain as soon as the queue has room again.
-                () = room, if self.blocked => {
+                // `spool`: send spooled records as the queue frees room.
+                () = room, if self.blocked || self.replay_wanted() => {
                     self.drain(fd.get_mut());
                 }
+                // `spool`, collector failing: look again soon (nothing
+                // signals its recovery but the next export's success).
+                () = tokio::time::sleep(SPOOL_RETRY), if self.replay_waiting() => {}
                 _ = tick.tick() => {
                     self.resync_clock();
                     self.flush_stale_spans();

@@ -58,22 +58,65 @@ pub fn is_retryable(error: &OTelSdkError) -> bool {
     }
 }
 
-/// Lets the agent shorten retries when it stops.
+/// Shared between the exporter and the rest of the agent: whether exports
+/// are failing, and when to stop retrying at shutdown.
 #[derive(Debug, Default)]
 pub struct RetryControl {
     stop_by: Mutex<Option<Instant>>,
+    /// The stop deadline has passed.
+    stopped: AtomicBool,
+    stop: tokio::sync::Notify,
+    /// The last export attempt failed.
+    failing: AtomicBool,
 }
 
 impl RetryControl {
-    /// No retry waits past `deadline` (the shutdown deadline).
-    pub fn stop_by(&self, deadline: Instant) {
+    /// No retry waits past `deadline` (the shutdown deadline); at the
+    /// deadline, an attempt in flight to a failing collector is abandoned.
+    pub fn stop_by(self: &Arc<Self>, deadline: Instant) {
         if let Ok(mut stop) = self.stop_by.lock() {
             *stop = Some(deadline);
         }
+        let control = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            control.stop_now();
+        });
+    }
+
+    /// Stops retrying at once: no new attempt is made to a failing collector
+    /// and one in flight is abandoned (its batch fails, or goes to the spool).
+    pub fn stop_now(&self) {
+        if let Ok(mut stop) = self.stop_by.lock() {
+            let now = Instant::now();
+            *stop = Some(stop.map_or(now, |d| d.min(now)));
+        }
+        self.stopped.store(true, Ordering::Relaxed);
+        self.stop.notify_waiters();
+    }
+
+    /// Whether the last export attempt failed (the collector is unreachable,
+    /// refusing or too slow).
+    pub fn exports_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     fn deadline(&self) -> Option<Instant> {
         self.stop_by.lock().ok().and_then(|d| *d)
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Completes once [`stop_now`](Self::stop_now) ran (at once if it has).
+    async fn until_stopped(&self) {
+        // Registered before the check: notify_waiters reaches it either way.
+        let notified = self.stop.notified();
+        if self.is_stopped() {
+            return;
+        }
+        notified.await;
     }
 }
 
@@ -97,7 +140,6 @@ pub struct RetryingExporter<E> {
     destination: String,
     stats: Arc<PipelineStats>,
     control: Arc<RetryControl>,
-    failing: AtomicBool,
 }
 
 impl<E> RetryingExporter<E> {
@@ -115,7 +157,6 @@ impl<E> RetryingExporter<E> {
             destination,
             stats,
             control,
-            failing: AtomicBool::new(false),
         }
     }
 
@@ -142,11 +183,23 @@ impl<E: LogExporter> LogExporter for RetryingExporter<E> {
         let records: Vec<_> = batch.iter().collect();
         let started = Instant::now();
         let until = started + self.backoff.budget;
+        let failing = &self.control.failing;
         loop {
-            let result = self.inner.export(LogBatch::new(&records)).await;
+            if self.control.is_stopped() && failing.load(Ordering::Relaxed) {
+                // Stopping, and the collector is failing: don't wait for it.
+                return Err(OTelSdkError::Timeout(started.elapsed()));
+            }
+            let abandon = failing.load(Ordering::Relaxed);
+            let result = tokio::select! {
+                biased;
+                result = self.inner.export(LogBatch::new(&records)) => result,
+                () = self.control.until_stopped(), if abandon => {
+                    Err(OTelSdkError::Timeout(started.elapsed()))
+                }
+            };
             match &result {
                 Ok(()) => {
-                    if self.failing.swap(false, Ordering::Relaxed) {
+                    if failing.swap(false, Ordering::Relaxed) {
                         tracing::info!(
                             "exports to {} succeed again; queued records are being delivered",
                             self.destination
@@ -156,7 +209,7 @@ impl<E: LogExporter> LogExporter for RetryingExporter<E> {
                 }
                 Err(error) => {
                     let retryable = self.backoff.enabled && is_retryable(error);
-                    if !self.failing.swap(true, Ordering::Relaxed) {
+                    if !failing.swap(true, Ordering::Relaxed) {
                         if retryable {
                             tracing::warn!(
                                 "cannot export to {}: {error}; retrying every {:?} for up to {:?} per batch \

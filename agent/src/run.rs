@@ -160,6 +160,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
                     .map_err(|error| tracing::info!("ring buffer use not measured: {error}"))
                     .ok()
                     .map(Arc::new),
+                spool: destinations.spool.clone(),
             },
         )?
     };
@@ -223,6 +224,9 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     if let Some(traces) = traces {
         reader = reader.with_traces(traces);
     }
+    if let Some(spool) = &destinations.spool {
+        reader = reader.with_spool(spool.clone(), destinations.retry.clone());
+    }
     let counters = &probes.counters;
     let filters = Arc::new(Mutex::new(filters));
     let reload = runtime.spawn(reload_on_hangup(
@@ -239,10 +243,16 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
 
     reload.abort();
     let started = Instant::now();
-    // Retries stop in time for the flush to finish within the deadline.
-    destinations
-        .retry
-        .stop_by(started + SHUTDOWN_DEADLINE.mul_f32(0.6));
+    if destinations.spool.is_some() && destinations.retry.exports_failing() {
+        // The collector is failing: queued records go to the spool now
+        // rather than wait for it.
+        destinations.retry.stop_now();
+    } else {
+        // Retries stop in time for the flush to finish within the deadline.
+        destinations
+            .retry
+            .stop_by(started + SHUTDOWN_DEADLINE.mul_f32(0.6));
+    }
     probes.detach();
     reader.drain_until(&mut ring, started + SHUTDOWN_DEADLINE / 2);
     if let Some(traces) = reader.take_traces() {
@@ -251,6 +261,12 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     let remaining = SHUTDOWN_DEADLINE.saturating_sub(started.elapsed());
     if let Err(error) = provider.shutdown_with_timeout(remaining) {
         tracing::warn!(%error, "flushing the exporter did not finish within the shutdown deadline");
+    }
+    if let Some(spool) = &destinations.spool
+        && let Ok(mut spool) = spool.lock()
+        && let Err(error) = spool.close()
+    {
+        tracing::warn!("{error}");
     }
     if let Some(meters) = meters {
         // Last export of the final counts; bounded by the deadline (the SDK

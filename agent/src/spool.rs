@@ -61,6 +61,17 @@ pub enum SpoolError {
         #[source]
         source: std::io::Error,
     },
+    /// A segment cannot be opened; its `records` records are given up.
+    #[error("spool segment {path} cannot be read ({source}); skipped its {records} records")]
+    Unreadable {
+        /// The segment.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+        /// Records given up.
+        records: u64,
+    },
     /// Taking the record would pass `spool.max_bytes`.
     #[error("the spool is full ({max_bytes} bytes, spool.max_bytes)")]
     Full {
@@ -80,6 +91,18 @@ pub enum SpoolError {
         /// Records given up.
         records: u64,
     },
+}
+
+impl SpoolError {
+    /// Spooled records this error lost (given up with a damaged segment).
+    pub fn records_lost(&self) -> u64 {
+        match self {
+            SpoolError::Corrupt { records, .. } | SpoolError::Unreadable { records, .. } => {
+                *records
+            }
+            _ => 0,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -379,9 +402,13 @@ impl Spool {
                             offset: 0,
                         })
                     }
-                    Err(error) => {
-                        self.give_up_head();
-                        return Some(Err(io(&path)(error)));
+                    Err(source) => {
+                        let records = self.give_up_head();
+                        return Some(Err(SpoolError::Unreadable {
+                            path,
+                            source,
+                            records,
+                        }));
                     }
                 }
             }

@@ -5,22 +5,29 @@
 //! ```text
 //! produced  = sent to the ring buffer + lost in the kernel (per reason)
 //! sent      = read + unread (still in the ring buffer)
-//! read      = emitted + undecodable + discarded + dropped (export queue full)
-//! emitted   = exported + export failed + queued (waiting or being exported)
+//! read      = emitted from the ring buffer + undecodable + discarded
+//!             + dropped (export queue full) + spooled + dropped (spool full)
+//! emitted   = exported + export failed + spooled by the exporter + queued
+//! spool     = taken over from an earlier run + spooled + spooled by the exporter
+//!             - replayed (emitted again) - damaged
 //! ```
 //!
-//! so after the agent stopped, `produced == exported + discarded + lost`,
-//! where `lost` also holds what was still unread or queued at the deadline.
+//! so after the agent stopped, `produced + taken over` equals `exported +
+//! discarded + lost + left in the spool`, where `lost` also holds what was
+//! still unread or queued at the deadline. Without a spool, nothing is taken
+//! over or left.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord};
 
 use crate::probes::KernelCounters;
 use crate::queue::ExportQueue;
+use crate::spool::Spool;
 use mapwatch_kernel::abi::Counter;
 
 /// Counters of the user-space pipeline, shared between reader and exporter.
@@ -43,6 +50,21 @@ pub struct PipelineStats {
     pub export_failed: AtomicU64,
     /// Export attempts repeated after a retryable failure.
     pub retries: AtomicU64,
+    /// Whether the on-disk spool is in use (`batch.when_full = "spool"`).
+    pub spool_enabled: std::sync::atomic::AtomicBool,
+    /// Records an earlier run left in the spool (damaged ones included).
+    pub spool_inherited: AtomicU64,
+    /// Records the reader wrote to the spool instead of the export queue.
+    pub spooled: AtomicU64,
+    /// Records of batches whose export failed retryably, written to the
+    /// spool by the exporter.
+    pub spooled_by_exporter: AtomicU64,
+    /// Records taken back from the spool and emitted (counted in `emitted`).
+    pub replayed: AtomicU64,
+    /// Records the reader could not spool: the spool was full or unwritable.
+    pub spool_dropped: AtomicU64,
+    /// Spooled records lost to damaged spool files.
+    pub spool_damaged: AtomicU64,
 }
 
 /// A point-in-time copy of every counter, kernel side included.
@@ -66,6 +88,20 @@ pub struct Snapshot {
     pub export_failed: u64,
     /// See [`PipelineStats::retries`].
     pub retries: u64,
+    /// See [`PipelineStats::spool_enabled`].
+    pub spool_enabled: bool,
+    /// See [`PipelineStats::spool_inherited`].
+    pub spool_inherited: u64,
+    /// See [`PipelineStats::spooled`].
+    pub spooled: u64,
+    /// See [`PipelineStats::spooled_by_exporter`].
+    pub spooled_by_exporter: u64,
+    /// See [`PipelineStats::replayed`].
+    pub replayed: u64,
+    /// See [`PipelineStats::spool_dropped`].
+    pub spool_dropped: u64,
+    /// See [`PipelineStats::spool_damaged`].
+    pub spool_damaged: u64,
 }
 
 impl PipelineStats {
@@ -81,6 +117,13 @@ impl PipelineStats {
             exported: self.exported.load(Ordering::Relaxed),
             export_failed: self.export_failed.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            spool_enabled: self.spool_enabled.load(Ordering::Relaxed),
+            spool_inherited: self.spool_inherited.load(Ordering::Relaxed),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            spooled_by_exporter: self.spooled_by_exporter.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            spool_dropped: self.spool_dropped.load(Ordering::Relaxed),
+            spool_damaged: self.spool_damaged.load(Ordering::Relaxed),
         }
     }
 }
@@ -110,7 +153,13 @@ impl Snapshot {
     /// Emitted records whose export has not ended yet.
     pub fn queued(&self) -> u64 {
         self.emitted
-            .saturating_sub(self.exported + self.export_failed)
+            .saturating_sub(self.exported + self.export_failed + self.spooled_by_exporter)
+    }
+
+    /// Records waiting in the on-disk spool.
+    pub fn in_spool(&self) -> u64 {
+        (self.spool_inherited + self.spooled + self.spooled_by_exporter)
+            .saturating_sub(self.replayed + self.spool_damaged)
     }
 
     /// Records on their way: in the ring buffer or the export queue.
@@ -120,7 +169,12 @@ impl Snapshot {
 
     /// Records lost for good so far (kernel, decoding, queue, export).
     pub fn lost_so_far(&self) -> u64 {
-        self.kernel.lost() + self.decode_errors + self.queue_dropped + self.export_failed
+        self.kernel.lost()
+            + self.decode_errors
+            + self.queue_dropped
+            + self.export_failed
+            + self.spool_dropped
+            + self.spool_damaged
     }
 
     /// Every record lost, counting what is still pending as lost: the figure
@@ -150,22 +204,44 @@ impl Snapshot {
     }
 
     fn reasons(&self) -> String {
-        format!(
+        let mut reasons = format!(
             "ring buffer full {}, argument map full {}, undecodable {}, export failed {}, export queue full {}",
             self.ring_buffer_full(),
             self.kernel.get(Counter::PendingMapFull),
             self.decode_errors,
             self.export_failed,
             self.queue_dropped,
-        )
+        );
+        if self.spool_enabled {
+            reasons.push_str(&format!(
+                ", spool full or unwritable {}, spool damaged {}",
+                self.spool_dropped, self.spool_damaged
+            ));
+        }
+        reasons
+    }
+
+    /// ` + N taken over from the spool` when an earlier run left records.
+    fn taken_over_text(&self) -> String {
+        if self.spool_inherited > 0 {
+            format!(" (+ {} taken over from the spool)", self.spool_inherited)
+        } else {
+            String::new()
+        }
     }
 
     /// One line for the terminal while running: records still in the ring
     /// buffer or the queue are `pending`, not lost.
     pub fn summary(&self) -> String {
+        let spool = if self.spool_enabled {
+            format!(", {} in the spool", self.in_spool())
+        } else {
+            String::new()
+        };
         format!(
-            "{} records produced in the kernel, {} read, {} exported{}, {} pending; lost: {} ({})",
+            "{} records produced in the kernel{}, {} read, {} exported{spool}{}, {} pending; lost: {} ({})",
             self.produced(),
+            self.taken_over_text(),
             self.read,
             self.exported,
             self.discarded_text(),
@@ -176,11 +252,18 @@ impl Snapshot {
     }
 
     /// The line printed on exit: whatever was still pending is lost
-    /// (`unsent at exit`), so `produced == exported + discarded + lost`.
+    /// (`unsent at exit`), so `produced + taken over from the spool ==
+    /// exported + discarded + lost + left in the spool`.
     pub fn final_summary(&self) -> String {
+        let spool = if self.spool_enabled {
+            format!(", {} left in the spool for the next start", self.in_spool())
+        } else {
+            String::new()
+        };
         format!(
-            "{} records produced in the kernel, {} read, {} exported{}; lost: {} ({}, unsent at exit {})",
+            "{} records produced in the kernel{}, {} read, {} exported{spool}{}; lost: {} ({}, unsent at exit {})",
             self.produced(),
+            self.taken_over_text(),
             self.read,
             self.exported,
             self.discarded_text(),
@@ -198,6 +281,7 @@ pub struct CountingExporter<E> {
     inner: E,
     stats: Arc<PipelineStats>,
     queue: Option<Arc<ExportQueue>>,
+    spool: Option<Arc<Mutex<Spool>>>,
 }
 
 impl<E> CountingExporter<E> {
@@ -207,7 +291,40 @@ impl<E> CountingExporter<E> {
             inner,
             stats,
             queue: None,
+            spool: None,
         }
+    }
+
+    /// Writes the records of a batch whose export failed retryably to
+    /// `spool` (sent again later) instead of counting them as failed.
+    pub fn with_spool(mut self, spool: Arc<Mutex<Spool>>) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// Spools `records`; returns how many were taken.
+    fn spool_batch(
+        &self,
+        spool: &Mutex<Spool>,
+        records: &[(&SdkLogRecord, &InstrumentationScope)],
+    ) -> u64 {
+        let Ok(mut spool) = spool.lock() else {
+            return 0;
+        };
+        let mut taken = 0;
+        for (record, _) in records {
+            match spool.push(record) {
+                Ok(()) => taken += 1,
+                Err(error) => {
+                    tracing::warn!("cannot spool a batch that failed to export: {error}");
+                    break;
+                }
+            }
+        }
+        if let Err(error) = spool.flush() {
+            tracing::warn!("{error}");
+        }
+        taken
     }
 
     /// Also frees a slot of `queue` for every record whose export ended.
@@ -220,18 +337,34 @@ impl<E> CountingExporter<E> {
 impl<E: LogExporter> LogExporter for CountingExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let n = batch.iter().count() as u64;
-        let result = self.inner.export(batch).await;
-        match &result {
-            Ok(()) => self.stats.exported.fetch_add(n, Ordering::Relaxed),
-            Err(error) => {
-                tracing::warn!(records = n, %error, "export failed; the records of this batch are lost");
-                self.stats.export_failed.fetch_add(n, Ordering::Relaxed)
+        let Some(spool) = &self.spool else {
+            let result = self.inner.export(batch).await;
+            self.count(n, &result);
+            if let Some(queue) = &self.queue {
+                queue.release(n as usize);
             }
+            return result;
         };
+        let records: Vec<_> = batch.iter().collect();
+        let result = self.inner.export(LogBatch::new(&records)).await;
+        match &result {
+            Err(error) if crate::retry::is_retryable(error) => {
+                let spooled = self.spool_batch(spool, &records);
+                self.stats
+                    .spooled_by_exporter
+                    .fetch_add(spooled, Ordering::Relaxed);
+                tracing::debug!(records = n, spooled, %error, "export failed; the batch went to the spool");
+                if spooled < n {
+                    self.count(n - spooled, &result);
+                }
+            }
+            _ => self.count(n, &result),
+        }
         if let Some(queue) = &self.queue {
             queue.release(n as usize);
         }
-        result
+        // Spooled records are not lost: the batch processor need not know.
+        Ok(())
     }
 
     fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
@@ -240,6 +373,19 @@ impl<E: LogExporter> LogExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+impl<E> CountingExporter<E> {
+    /// Counts `n` records whose export ended with `result`; releases nothing.
+    fn count(&self, n: u64, result: &OTelSdkResult) {
+        match result {
+            Ok(()) => self.stats.exported.fetch_add(n, Ordering::Relaxed),
+            Err(error) => {
+                tracing::warn!(records = n, %error, "export failed; the records of this batch are lost");
+                self.stats.export_failed.fetch_add(n, Ordering::Relaxed)
+            }
+        };
     }
 }
 
@@ -264,5 +410,39 @@ mod tests {
         assert_eq!(s.lost(), 1 + 9 + 6 + 4);
         assert!(s.final_summary().contains("unsent at exit 4"));
         assert!(s.summary().contains("4 pending"));
+        assert!(!s.final_summary().contains("spool"));
+    }
+
+    #[test]
+    fn spooled_records_are_neither_queued_nor_lost() {
+        // 100 read: 50 emitted directly, 40 spooled, 10 over the spool's cap;
+        // 20 taken over from an earlier run; 30 replayed (emitted again).
+        // Emitted 80: 60 exported, 5 failed, 10 spooled by the exporter, 5 queued.
+        let s = Snapshot {
+            read: 100,
+            emitted: 80,
+            exported: 60,
+            export_failed: 5,
+            spool_enabled: true,
+            spool_inherited: 20,
+            spooled: 40,
+            spooled_by_exporter: 10,
+            replayed: 30,
+            spool_dropped: 10,
+            ..Snapshot::default()
+        };
+        assert_eq!(s.queued(), 5);
+        assert_eq!(s.in_spool(), 20 + 40 + 10 - 30);
+        assert_eq!(s.lost(), 5 + 10 + 5);
+        // produced (100 read, nothing unread) + taken over
+        //   == exported + lost + left in the spool
+        assert_eq!(100 + 20, s.exported + s.lost() + s.in_spool());
+        let line = s.final_summary();
+        assert!(line.contains("(+ 20 taken over from the spool)"), "{line}");
+        assert!(
+            line.contains("40 left in the spool for the next start"),
+            "{line}"
+        );
+        assert!(line.contains("spool full or unwritable 10"), "{line}");
     }
 }

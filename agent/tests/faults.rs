@@ -40,6 +40,12 @@ struct Summary {
     export_failed: u64,
     queue_full: u64,
     unsent: u64,
+    /// With a spool: records left in it for the next start.
+    left_in_spool: u64,
+    /// With a spool: records an earlier run left in it.
+    taken_over: u64,
+    /// With a spool: records dropped because it was full.
+    spool_full: u64,
 }
 
 fn number_after(line: &str, key: &str) -> u64 {
@@ -67,6 +73,15 @@ fn number_before(line: &str, key: &str) -> u64 {
     digits.chars().rev().collect::<String>().parse().unwrap()
 }
 
+/// A figure the exit line has only in some runs (0 without `key`).
+fn optional(line: &str, key: &str, figure: impl Fn(&str, &str) -> u64) -> u64 {
+    if line.contains(key) {
+        figure(line, key)
+    } else {
+        0
+    }
+}
+
 fn summary(stderr: &str) -> Summary {
     let line = stderr
         .lines()
@@ -80,6 +95,9 @@ fn summary(stderr: &str) -> Summary {
         export_failed: number_after(line, "export failed "),
         queue_full: number_after(line, "export queue full "),
         unsent: number_after(line, "unsent at exit "),
+        left_in_spool: optional(line, " left in the spool", number_before),
+        taken_over: optional(line, " taken over from the spool", number_before),
+        spool_full: optional(line, "spool full or unwritable ", number_after),
     }
 }
 
@@ -240,9 +258,9 @@ fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver, made: Option<u64>
         }
     }
     assert_eq!(
-        s.exported + s.lost,
-        s.produced,
-        "delivered + lost != produced:\n{stderr}"
+        s.exported + s.lost + s.left_in_spool,
+        s.produced + s.taken_over,
+        "delivered + lost + left in the spool != produced + taken over from the spool:\n{stderr}"
     );
     assert_eq!(
         receiver.counters().log_records,
@@ -729,4 +747,163 @@ fn capabilities_are_dropped_once_the_probes_are_loaded() {
     wait_for_ours(&receiver, 100, &agent);
     let s = stop_and_account(agent, &receiver, Some(100));
     assert_eq!(s.lost, 0);
+}
+
+// ---- the on-disk spool (batch.when_full = "spool") -------------------------
+
+/// Segment files in a spool directory.
+fn spool_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".otlp"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The agent spooling to `dir` with a queue of 256 records, so a few
+/// thousand mappings overflow it, and batches that fail for 2 s go to disk.
+fn spooling_agent_to(endpoint: &str, dir: &std::path::Path) -> Command {
+    let mut cmd = agent_to(endpoint, "grpc");
+    cmd.env("MAPWATCH_BATCH__WHEN_FULL", "spool")
+        .env("MAPWATCH_SPOOL__DIRECTORY", dir)
+        .env("MAPWATCH_BATCH__MAX_QUEUE_SIZE", "256")
+        .env("MAPWATCH_BATCH__MAX_EXPORT_BATCH_SIZE", "64")
+        .env("MAPWATCH_BATCH__EXPORT_TIMEOUT", "2s");
+    cmd
+}
+
+#[test]
+fn spool_holds_an_outage_longer_than_the_queue_and_delivers_it_in_order() {
+    require_root();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let receiver = OtlpReceiver::start().unwrap();
+    let agent = Agent::start(spooling_agent_to(&receiver.grpc_endpoint(), &spool));
+    mmap_anonymous(100);
+    wait_for_ours(&receiver, 100, &agent);
+
+    // The outage: 12x the queue's capacity arrives meanwhile.
+    receiver.stop();
+    mmap_paced(3000, Duration::from_secs(3));
+    assert!(
+        spool_segments(&spool) > 0,
+        "nothing was spooled:\n{}",
+        agent.stderr()
+    );
+    receiver.restart().unwrap();
+    wait_for_ours(&receiver, 3100, &agent);
+    // Delivery resumes for new records too, and the spool is emptied.
+    mmap_anonymous(100);
+    wait_for_ours(&receiver, 3200, &agent);
+    let started = Instant::now();
+    while spool_segments(&spool) > 0 {
+        assert!(started.elapsed() < WAIT, "spool not emptied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = stop_and_account(agent, &receiver, Some(3200));
+    assert_eq!((s.lost, s.left_in_spool, s.queue_full), (0, 0, 0), "{s:?}");
+
+    // Records arrive in runs in the order they happened: the spool is
+    // first in, first out; only batches that failed in the exporter join it
+    // later, each a step back in time.
+    let times: Vec<u64> = receiver
+        .logs()
+        .iter()
+        .filter(|l| l.str_attr("thread.name") == Some(WORKLOAD))
+        .map(|l| l.time_unix_nano)
+        .collect();
+    let steps_back = times.windows(2).filter(|w| w[1] < w[0]).count();
+    println!(
+        "{steps_back} steps back in time among {} records",
+        times.len()
+    );
+    assert!(
+        steps_back <= times.len() / 64,
+        "{steps_back} steps back in time among {} records",
+        times.len()
+    );
+}
+
+#[test]
+fn spool_keeps_records_across_a_restart_during_an_outage() {
+    require_root();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let grpc = free_port();
+
+    // First run: the collector never answers; the agent is stopped.
+    let agent = Agent::start(spooling_agent_to(&format!("http://{grpc}"), &spool));
+    mmap_anonymous(1000);
+    agent.wait_for_stderr("cannot export to", WAIT);
+    let (status, took, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(7));
+    assert!(status.success(), "{status:?}:\n{stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?}:\n{stderr}"
+    );
+    let first = summary(&stderr);
+    println!("first run: {first:?}, shutdown {took:?}");
+    // 1000 do_mmap records, and a permission check each where the backend
+    // reports one for anonymous memory.
+    assert!(first.produced >= 1000, "{stderr}");
+    assert_eq!((first.lost, first.exported), (0, 0), "{stderr}");
+    assert_eq!(first.left_in_spool, first.produced, "{stderr}");
+    assert!(spool.join("lock").exists() && spool_segments(&spool) > 0);
+
+    // Second run: the collector is back; the first run's records arrive
+    // (once each, with their original times), and new ones too.
+    let receiver = OtlpReceiver::start_on(grpc, any_port()).unwrap();
+    let before_second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let agent = Agent::start(spooling_agent_to(&receiver.grpc_endpoint(), &spool));
+    wait_for_ours(&receiver, 1000, &agent);
+    let early = receiver
+        .logs()
+        .iter()
+        .filter(|l| {
+            l.event_name == "mapwatch.do_mmap"
+                && l.str_attr("thread.name") == Some(WORKLOAD)
+                && l.int_attr("mmap.len") == Some(4096)
+                && l.time_unix_nano < before_second
+        })
+        .count();
+    assert_eq!(early, 1000, "the spooled records lost their times");
+    mmap_anonymous(50);
+    wait_for_ours(&receiver, 1050, &agent);
+    let second = stop_and_account(agent, &receiver, Some(1050));
+    assert_eq!(second.taken_over, first.produced, "{second:?}");
+    assert_eq!((second.lost, second.left_in_spool), (0, 0), "{second:?}");
+    assert_eq!(spool_segments(&spool), 0);
+}
+
+#[test]
+fn a_full_spool_drops_new_records_and_counts_them() {
+    require_root();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let grpc = free_port();
+    let mut cmd = spooling_agent_to(&format!("http://{grpc}"), &spool);
+    cmd.env("MAPWATCH_SPOOL__MAX_BYTES", "1048576");
+    let agent = Agent::start(cmd);
+    // ~400 bytes a record: 1 MiB holds under 3000 of them.
+    mmap_paced(6000, Duration::from_secs(2));
+    agent.wait_for_stderr("the spool is full", WAIT);
+    let receiver = OtlpReceiver::start_on(grpc, any_port()).unwrap();
+    let s = stop_and_account(agent, &receiver, None);
+    assert!(s.spool_full > 0 && s.lost >= s.spool_full, "{s:?}");
+    let on_disk: u64 = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= 1048576 + 4096, "spool takes {on_disk} bytes");
 }
