@@ -49,7 +49,7 @@ cargo build --release --locked -p mapwatch -p mapwatch-testkit --bin mapwatch --
 
 if [ "$run_bench" -eq 1 ]; then
     echo "== criterion benchmarks" >&2
-    for spec in "mapwatch-kernel decode" "mapwatch-model map" "mapwatch-testkit encode"; do
+    for spec in "mapwatch-kernel decode" "mapwatch-model map" "mapwatch-testkit encode" "mapwatch spool"; do
         set -- $spec
         cargo bench --locked -p "$1" --bench "$2" -- --warm-up-time 1 --measurement-time 4 --noplot
     done

@@ -1,0 +1,68 @@
+//! The on-disk spool's cost per record: writing a log record (OTLP protobuf,
+//! CRC-32, buffered append) and reading it back into a new record, the work
+//! the agent adds for each record that waits on disk.
+//! `cargo bench -p mapwatch --bench spool`.
+
+#[path = "../../model/benches/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::SystemTime;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use mapwatch::spool::{Spool, restore};
+use mapwatch_kernel::abi::decode;
+use mapwatch_model::{WallClock, fill_log_record};
+use opentelemetry::logs::{Logger, LoggerProvider};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+
+/// Records per measured round trip: enough to cross segment boundaries.
+const ROUND: u64 = 4096;
+
+fn bench_spool(c: &mut Criterion) {
+    let clock = WallClock::from_offset_ns(1_700_000_000_000_000_000);
+    let provider = SdkLoggerProvider::builder().build();
+    let logger = provider.logger("mapwatch");
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+    for (name, pair) in [
+        ("anonymous", common::anonymous_pair()),
+        ("file_backed", common::file_backed_pair()),
+    ] {
+        let event = decode(&pair[1]).unwrap();
+        let mut record = logger.create_log_record();
+        fill_log_record(&event, &clock, SystemTime::now(), &mut record);
+
+        let before = spool.bytes();
+        spool.push(&record).unwrap();
+        eprintln!(
+            "spool/{name}: {} bytes per record on disk",
+            spool.bytes() - before
+        );
+        while spool.pop().is_some() {}
+
+        let mut group = c.benchmark_group(format!("spool/{name}"));
+        group.throughput(Throughput::Elements(ROUND));
+        group.bench_function("push_then_pop", |b| {
+            b.iter_batched(
+                || (),
+                |()| {
+                    for _ in 0..ROUND {
+                        spool.push(black_box(&record)).unwrap();
+                    }
+                    spool.flush().unwrap();
+                    while let Some(spooled) = spool.pop() {
+                        let mut back = logger.create_log_record();
+                        restore(spooled.unwrap(), &mut back);
+                        black_box(back);
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_spool);
+criterion_main!(benches);
