@@ -98,16 +98,20 @@ impl Reader {
 
     /// Whether spooled records wait to be sent, and can be now.
     fn replay_wanted(&self) -> bool {
-        self.spool.as_ref().is_some_and(|(spool, retry)| {
-            !retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
-        })
+        self.export
+            && !self.stopping
+            && self.spool.as_ref().is_some_and(|(spool, retry)| {
+                !retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
+            })
     }
 
     /// Whether spooled records wait while exports fail.
     fn replay_waiting(&self) -> bool {
-        self.spool.as_ref().is_some_and(|(spool, retry)| {
-            retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
-        })
+        self.export
+            && !self.stopping
+            && self.spool.as_ref().is_some_and(|(spool, retry)| {
+                retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
+            })
     }
 
     /// Emits spooled records, oldest first, while the queue has room and
