@@ -77,6 +77,9 @@ pub struct Destinations {
     pub retry: Arc<RetryControl>,
     /// The on-disk spool, with `batch.when_full = "spool"` and OTLP on.
     pub spool: Option<Arc<std::sync::Mutex<Spool>>>,
+    /// A second exporter to the same collector, for the empty requests that
+    /// tell when a failing collector is back (with the spool).
+    pub probe: Option<LogExporter>,
 }
 
 fn host_name() -> Option<String> {
@@ -356,6 +359,7 @@ pub fn logger_provider(
         queue: None,
         retry: Arc::new(RetryControl::default()),
         spool: None,
+        probe: None,
     };
     let queue = ExportQueue::new(config.batch.max_queue_size, config.batch.when_full);
 
@@ -395,6 +399,7 @@ pub fn logger_provider(
             let spool = Arc::new(std::sync::Mutex::new(spool));
             exporter = exporter.with_spool(spool.clone());
             destinations.spool = Some(spool);
+            destinations.probe = Some(otlp_exporter(config, &url)?);
         }
         destinations.queue = Some(queue.clone());
         builder = builder.with_log_processor(

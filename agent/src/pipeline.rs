@@ -1,9 +1,9 @@
 //! The reader: ring buffer -> decode -> log record -> SDK, until shutdown.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
 use mapwatch_kernel::abi;
@@ -17,7 +17,7 @@ use crate::clock;
 use crate::enrich::ProcessCache;
 use crate::queue::ExportQueue;
 use crate::retry::RetryControl;
-use crate::spool::{self, Spool};
+use crate::spool::{self, Spool, SpoolError};
 use crate::stats::{PipelineStats, Snapshot};
 use crate::traces::Traces;
 use mapwatch_config::WhenFull;
@@ -43,6 +43,22 @@ pub const READ_COALESCE: Duration = Duration::from_millis(1);
 /// checks whether exports succeed again.
 const SPOOL_RETRY: Duration = Duration::from_millis(200);
 
+/// Spooled records taken back per hold of the spool's lock.
+const REPLAY_CHUNK: u64 = 512;
+
+/// After a spool error that read nothing, how long before trying again.
+const SPOOL_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// While exports fail, how often an empty export request checks whether the
+/// collector is back (see [`Reader::replay`]).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// An exporter to the collector used only for empty probe requests.
+struct Probe {
+    exporter: opentelemetry_otlp::LogExporter,
+    in_flight: AtomicBool,
+}
+
 /// Turns ring-buffer records into log records.
 pub struct Reader {
     logger: SdkLogger,
@@ -65,6 +81,11 @@ pub struct Reader {
     last_spool_warning: Option<std::time::Instant>,
     /// Shutting down: no more records are taken back from the spool.
     stopping: bool,
+    /// After a spool error, no records are taken back before this.
+    replay_paused_until: Option<Instant>,
+    /// Tells when a failing collector is back, while nothing is queued.
+    probe: Option<Arc<Probe>>,
+    last_probe: Option<Instant>,
 }
 
 impl Reader {
@@ -84,6 +105,9 @@ impl Reader {
             spool: None,
             last_spool_warning: None,
             stopping: false,
+            replay_paused_until: None,
+            probe: None,
+            last_probe: None,
         }
     }
 
@@ -91,68 +115,158 @@ impl Reader {
     /// and every record while older ones are spooled, go to `spool`; they
     /// are taken back, oldest first, while the queue has room and exports
     /// succeed (`retry` tells).
-    pub fn with_spool(mut self, spool: Arc<Mutex<Spool>>, retry: Arc<RetryControl>) -> Reader {
+    pub fn with_spool(
+        mut self,
+        spool: Arc<Mutex<Spool>>,
+        retry: Arc<RetryControl>,
+        probe: Option<opentelemetry_otlp::LogExporter>,
+    ) -> Reader {
         self.spool = Some((spool, retry));
+        self.probe = probe.map(|exporter| {
+            Arc::new(Probe {
+                exporter,
+                in_flight: AtomicBool::new(false),
+            })
+        });
         self
     }
 
-    /// Whether spooled records wait to be sent, and can be now.
-    fn replay_wanted(&self) -> bool {
+    /// Whether spooled records wait and the reader may send some now
+    /// (logs exported, not stopping, not pausing after a spool error).
+    fn replay_possible(&self) -> bool {
         self.export
             && !self.stopping
-            && self.spool.as_ref().is_some_and(|(spool, retry)| {
-                !retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
-            })
+            && self.replay_paused_until.is_none_or(|t| Instant::now() >= t)
+            && self.spool_waiting()
     }
 
-    /// Whether spooled records wait while exports fail.
+    /// Whether spooled records can go to the queue as soon as it has room.
+    fn replay_wanted(&self) -> bool {
+        self.replay_possible()
+            && self
+                .spool
+                .as_ref()
+                .is_some_and(|(_, retry)| !retry.exports_failing())
+    }
+
+    /// Whether spooled records wait for the collector to recover (or for a
+    /// pause after a spool error to end).
     fn replay_waiting(&self) -> bool {
         self.export
             && !self.stopping
-            && self.spool.as_ref().is_some_and(|(spool, retry)| {
-                retry.exports_failing() && spool.lock().is_ok_and(|s| !s.is_empty())
-            })
+            && self.spool_waiting()
+            && (self.replay_paused_until.is_some_and(|t| Instant::now() < t)
+                || self
+                    .spool
+                    .as_ref()
+                    .is_some_and(|(_, retry)| retry.exports_failing()))
     }
 
     /// Emits spooled records, oldest first, while the queue has room and
-    /// exports succeed; returns how many.
+    /// exports succeed; returns how many. The spool's lock is taken one
+    /// batch at a time, so the exporter and the metrics never wait for a
+    /// long replay.
+    ///
+    /// While exports fail and nothing is queued, nothing would show that the
+    /// collector is back (the exporter only tries what is queued): then an
+    /// empty export request probes it, at most every [`PROBE_INTERVAL`].
     pub fn replay(&mut self) -> u64 {
-        let (Some((spool, retry)), Some(queue)) = (&self.spool, &self.queue) else {
+        let (Some((spool, retry)), Some(queue)) = (self.spool.clone(), self.queue.clone()) else {
             return 0;
         };
-        if retry.exports_failing() || !self.export || self.stopping {
+        if !self.export
+            || self.stopping
+            || self.replay_paused_until.is_some_and(|t| Instant::now() < t)
+        {
             return 0;
         }
-        let Ok(mut spool) = spool.lock() else {
+        if retry.exports_failing() {
+            if queue.depth() == 0 {
+                self.probe(&retry);
+            }
             return 0;
-        };
+        }
         let mut n = 0;
-        while !spool.is_empty() && queue.try_admit() {
-            match spool.pop() {
-                Some(Ok(spooled)) => {
-                    let mut record = self.logger.create_log_record();
-                    spool::restore(spooled, &mut record);
-                    self.logger.emit(record);
-                    n += 1;
+        'chunks: loop {
+            let Ok(mut spool) = spool.lock() else {
+                break;
+            };
+            let until = n + REPLAY_CHUNK;
+            while n < until {
+                if spool.is_empty() || !queue.try_admit() {
+                    break 'chunks;
                 }
-                Some(Err(error)) => {
-                    queue.release(1);
-                    let lost = error.records_lost();
-                    self.stats.spool_damaged.fetch_add(lost, Ordering::Relaxed);
-                    tracing::warn!("{error}");
-                    if lost == 0 {
-                        break;
+                match spool.pop() {
+                    Some(Ok(spooled)) => {
+                        let mut record = self.logger.create_log_record();
+                        spool::restore(spooled, &mut record);
+                        self.logger.emit(record);
+                        n += 1;
                     }
-                }
-                None => {
-                    queue.release(1);
-                    break;
+                    Some(Err(error)) => {
+                        queue.release(1);
+                        let lost = error.records_lost();
+                        self.stats.spool_damaged.fetch_add(lost, Ordering::Relaxed);
+                        if lost == 0 {
+                            // Nothing was read (e.g. a file that cannot be
+                            // deleted): try again later, not in a loop.
+                            self.replay_paused_until = Some(Instant::now() + SPOOL_ERROR_PAUSE);
+                        }
+                        self.warn_spool(&error, "sending spooled records paused for 1 s");
+                        if lost == 0 {
+                            break 'chunks;
+                        }
+                    }
+                    None => {
+                        queue.release(1);
+                        break 'chunks;
+                    }
                 }
             }
         }
         self.stats.emitted.fetch_add(n, Ordering::Relaxed);
         self.stats.replayed.fetch_add(n, Ordering::Relaxed);
         n
+    }
+
+    /// Sends an empty export request to learn whether the collector is back
+    /// (at most one in flight, at most every [`PROBE_INTERVAL`]).
+    fn probe(&mut self, retry: &Arc<RetryControl>) {
+        let Some(probe) = self.probe.clone() else {
+            return;
+        };
+        if self
+            .last_probe
+            .is_some_and(|t| t.elapsed() < PROBE_INTERVAL)
+            || probe.in_flight.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            probe.in_flight.store(false, Ordering::Relaxed);
+            return;
+        };
+        self.last_probe = Some(Instant::now());
+        let retry = retry.clone();
+        runtime.spawn(async move {
+            use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
+            if probe.exporter.export(LogBatch::new(&[])).await.is_ok() {
+                retry.recovered();
+            }
+            probe.in_flight.store(false, Ordering::Relaxed);
+        });
+    }
+
+    /// Logs a spool error, at most every 10 s.
+    fn warn_spool(&mut self, error: &SpoolError, consequence: &str) {
+        let now = Instant::now();
+        if self
+            .last_spool_warning
+            .is_none_or(|t| now - t > Duration::from_secs(10))
+        {
+            self.last_spool_warning = Some(now);
+            tracing::warn!("{error}; {consequence} (counted; logged every 10 s while it lasts)");
+        }
     }
 
     /// Writes `record` to the spool; counts it as spooled or dropped.
@@ -162,7 +276,7 @@ impl Reader {
         };
         let result = match spool.lock() {
             Ok(mut spool) => spool.push(record),
-            Err(_) => return,
+            Err(_) => Err(SpoolError::Closed),
         };
         match result {
             Ok(()) => {
@@ -170,16 +284,10 @@ impl Reader {
             }
             Err(error) => {
                 self.stats.spool_dropped.fetch_add(1, Ordering::Relaxed);
-                let now = std::time::Instant::now();
-                if self
-                    .last_spool_warning
-                    .is_none_or(|t| now - t > Duration::from_secs(10))
-                {
-                    self.last_spool_warning = Some(now);
-                    tracing::warn!(
-                        "{error}: dropping new records (counted; logged every 10 s while it lasts)"
-                    );
-                }
+                self.stats
+                    .spool_damaged
+                    .fetch_add(error.records_lost(), Ordering::Relaxed);
+                self.warn_spool(&error, "dropping new records");
             }
         }
     }
@@ -192,12 +300,19 @@ impl Reader {
     }
 
     /// Hands what was spooled to the kernel (survives a crash of the agent).
-    pub fn flush_spool(&self) {
-        if let Some((spool, _)) = &self.spool
-            && let Ok(mut spool) = spool.lock()
-            && let Err(error) = spool.flush()
-        {
-            tracing::warn!("{error}");
+    pub fn flush_spool(&mut self) {
+        let Some((spool, _)) = &self.spool else {
+            return;
+        };
+        let result = match spool.lock() {
+            Ok(mut spool) => spool.flush(),
+            Err(_) => Ok(()),
+        };
+        if let Err(error) = result {
+            self.stats
+                .spool_damaged
+                .fetch_add(error.records_lost(), Ordering::Relaxed);
+            self.warn_spool(&error, "the records written since the last write were lost");
         }
     }
 
@@ -405,8 +520,11 @@ impl Reader {
                     self.drain(fd.get_mut());
                 }
                 // `spool`, collector failing: look again soon (nothing
-                // signals its recovery but the next export's success).
-                () = tokio::time::sleep(SPOOL_RETRY), if self.replay_waiting() => {}
+                // signals its recovery but the next export's success), and
+                // send a probe batch when the queue is empty.
+                () = tokio::time::sleep(SPOOL_RETRY), if self.replay_waiting() => {
+                    self.drain(fd.get_mut());
+                }
                 _ = tick.tick() => {
                     self.resync_clock();
                     self.flush_stale_spans();

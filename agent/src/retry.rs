@@ -29,6 +29,7 @@ use crate::stats::PipelineStats;
 pub fn is_retryable(error: &OTelSdkError) -> bool {
     match error {
         OTelSdkError::Timeout(_) => true,
+        OTelSdkError::InternalFailure(text) if text.starts_with(ABANDONED) => true,
         OTelSdkError::InternalFailure(text) => {
             if let Some(rest) = text.split("gRPC code: ").nth(1) {
                 let code = rest
@@ -57,6 +58,11 @@ pub fn is_retryable(error: &OTelSdkError) -> bool {
         _ => false,
     }
 }
+
+/// How a batch not sent because the agent stopped while the collector was
+/// failing is reported (retryable: with a spool it goes there).
+pub const ABANDONED: &str =
+    "not sent: the agent is stopping and the collector is not accepting records";
 
 /// Shared between the exporter and the rest of the agent: whether exports
 /// are failing, and when to stop retrying at shutdown.
@@ -93,6 +99,13 @@ impl RetryControl {
         }
         self.stopped.store(true, Ordering::Relaxed);
         self.stop.notify_waiters();
+    }
+
+    /// A probe reached the collector: exports are expected to succeed again.
+    pub fn recovered(&self) {
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the collector accepts requests again; sending spooled records");
+        }
     }
 
     /// Whether the last export attempt failed (the collector is unreachable,
@@ -187,14 +200,14 @@ impl<E: LogExporter> LogExporter for RetryingExporter<E> {
         loop {
             if self.control.is_stopped() && failing.load(Ordering::Relaxed) {
                 // Stopping, and the collector is failing: don't wait for it.
-                return Err(OTelSdkError::Timeout(started.elapsed()));
+                return Err(OTelSdkError::InternalFailure(ABANDONED.into()));
             }
             let abandon = failing.load(Ordering::Relaxed);
             let result = tokio::select! {
                 biased;
                 result = self.inner.export(LogBatch::new(&records)) => result,
                 () = self.control.until_stopped(), if abandon => {
-                    Err(OTelSdkError::Timeout(started.elapsed()))
+                    Err(OTelSdkError::InternalFailure(ABANDONED.into()))
                 }
             };
             match &result {
@@ -263,6 +276,7 @@ mod tests {
             assert!(is_retryable(&failure(text)), "{text}");
         }
         assert!(is_retryable(&OTelSdkError::Timeout(Duration::from_secs(1))));
+        assert!(is_retryable(&failure(ABANDONED)));
     }
 
     #[test]

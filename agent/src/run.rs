@@ -114,7 +114,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
 
     let stats = Arc::new(PipelineStats::default());
     // gRPC channels bind to the runtime they are created in.
-    let (provider, destinations) = {
+    let (provider, mut destinations) = {
         let _entered = runtime.enter();
         export::logger_provider(config, &stats)?
     };
@@ -225,7 +225,11 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         reader = reader.with_traces(traces);
     }
     if let Some(spool) = &destinations.spool {
-        reader = reader.with_spool(spool.clone(), destinations.retry.clone());
+        reader = reader.with_spool(
+            spool.clone(),
+            destinations.retry.clone(),
+            destinations.probe.take(),
+        );
     }
     let counters = &probes.counters;
     let filters = Arc::new(Mutex::new(filters));

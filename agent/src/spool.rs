@@ -12,17 +12,15 @@
 //!
 //! On disk, `DIR/lock` is `flock`ed by the agent using the spool, and the
 //! records are in segment files `DIR/<20-digit number>.otlp`, each a run of
-//! frames `[length: u32 LE][crc32 of payload: u32 LE][payload]` whose payload
-//! is an OTLP `LogRecord` in protobuf, the collector's own format. New
-//! records go to the newest segment, a new one is started every
-//! `max_bytes / 16`, and a segment is deleted once read back. A clean stop
-//! writes `DIR/position` (segment and offset of the next record to send).
-//! Delivery is at least once: a crash while sending spooled records resends
-//! those of the first segment.
+//! frames `[length: u32 LE][CRC-32 of length and payload: u32 LE][payload]`
+//! whose payload is an OTLP `LogRecord` in protobuf, the collector's own
+//! format. New records go to the newest segment, a new one is started about
+//! every `max_bytes / 16`, and a segment is deleted once read back. A clean
+//! stop writes `DIR/position` (segment and offset of the next record to send).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -39,8 +37,10 @@ use prost::Message as _;
 
 /// Bytes of a frame's header: payload length and CRC-32.
 const FRAME_HEADER: u64 = 8;
-/// A payload larger than this is corruption (records are a few KiB at most).
+/// A payload larger than this is damage (records are a few KiB at most).
 const MAX_PAYLOAD: u32 = 16 * 1024 * 1024;
+/// Frames are written to the file in chunks of about this size.
+const WRITE_CHUNK: usize = 64 * 1024;
 const SEGMENT_SUFFIX: &str = ".otlp";
 const POSITION_FILE: &str = "position";
 
@@ -53,13 +53,31 @@ pub enum SpoolError {
     )]
     Busy(PathBuf),
     /// The directory or a file in it cannot be used.
-    #[error("spool {path}: {source}")]
+    #[error(
+        "spool: cannot {action} {path}: {source} (the directory must stay writable by the agent's user)"
+    )]
     Io {
+        /// What was being done, e.g. `create`.
+        action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// Writing to a segment failed; the record being written and `records`
+    /// records buffered before it are given up.
+    #[error(
+        "spool: cannot write to {path}: {source}; {records} records written since the last successful write were given up"
+    )]
+    WriteFailed {
+        /// The segment.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+        /// Records given up besides the one being written.
+        records: u64,
     },
     /// A segment cannot be opened; its `records` records are given up.
     #[error("spool segment {path} cannot be read ({source}); skipped its {records} records")]
@@ -73,40 +91,60 @@ pub enum SpoolError {
         records: u64,
     },
     /// Taking the record would pass `spool.max_bytes`.
-    #[error("the spool is full ({max_bytes} bytes, spool.max_bytes)")]
+    #[error("the spool in {dir} is full ({max_bytes} bytes, spool.max_bytes)")]
     Full {
+        /// The spool's directory.
+        dir: PathBuf,
         /// The limit.
         max_bytes: u64,
     },
-    /// A segment holds bytes that are not a record; `records` records were
-    /// skipped with it.
+    /// A frame of a segment is damaged; the segment's `records` remaining
+    /// records are given up with it.
     #[error(
-        "spool segment {path} is damaged at byte {offset}; skipped its {records} remaining records"
+        "spool segment {path} is damaged at byte {offset} ({reason}); skipped its {records} remaining records"
     )]
-    Corrupt {
+    Damaged {
         /// The segment.
         path: PathBuf,
         /// Where the damage starts.
         offset: u64,
+        /// What is wrong.
+        reason: String,
         /// Records given up.
         records: u64,
     },
+    /// A frame is intact but does not hold an OTLP LogRecord; it is skipped.
+    #[error(
+        "spool segment {path}: the frame at byte {offset} is not an OTLP LogRecord; skipped it"
+    )]
+    NotARecord {
+        /// The segment.
+        path: PathBuf,
+        /// Where the frame starts.
+        offset: u64,
+    },
+    /// The spool was closed at shutdown.
+    #[error("the spool is closed (the agent is stopping)")]
+    Closed,
 }
 
 impl SpoolError {
-    /// Spooled records this error lost (given up with a damaged segment).
+    /// Spooled records this error lost (given up with a damaged or
+    /// unwritable segment), not counting a record being written.
     pub fn records_lost(&self) -> u64 {
         match self {
-            SpoolError::Corrupt { records, .. } | SpoolError::Unreadable { records, .. } => {
-                *records
-            }
+            SpoolError::Damaged { records, .. }
+            | SpoolError::Unreadable { records, .. }
+            | SpoolError::WriteFailed { records, .. } => *records,
+            SpoolError::NotARecord { .. } => 1,
             _ => 0,
         }
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
     move |source| SpoolError::Io {
+        action,
         path: path.to_owned(),
         source,
     }
@@ -116,15 +154,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 #[derive(Debug)]
 struct Segment {
     number: u64,
+    /// Bytes of its frames, written or buffered.
     bytes: u64,
     /// Records in it not read back yet.
     records: u64,
 }
 
+/// Appends frames to the newest segment, in chunks.
 #[derive(Debug)]
 struct Appender {
     number: u64,
-    file: BufWriter<File>,
+    file: File,
+    /// Frames not written to the file yet.
+    buffer: Vec<u8>,
+    /// Records in `buffer`.
+    buffered_records: u64,
+    /// The file's length after the last successful write.
+    written: u64,
 }
 
 #[derive(Debug)]
@@ -146,12 +192,15 @@ pub struct Spool {
     segments: VecDeque<Segment>,
     appender: Option<Appender>,
     cursor: Option<Cursor>,
+    /// Number of the next segment; never reused while the spool is open.
+    next_number: u64,
     records: u64,
     bytes: u64,
     /// Records found at open, left by an earlier run.
     inherited: u64,
-    /// Records given up at open (a frame torn by a crash).
+    /// Damaged frames cut off at open (a crash while writing, or damage).
     damaged_at_open: u64,
+    closed: bool,
     scratch: Vec<u8>,
 }
 
@@ -163,7 +212,7 @@ impl Spool {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(io(dir))?;
+            .map_err(io("create the directory", dir))?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
             .create(true)
@@ -171,23 +220,20 @@ impl Spool {
             .write(true)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(io(&lock_path))?;
+            .map_err(io("open", &lock_path))?;
         // SAFETY: flock on a file descriptor we own; no memory is passed.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let error = std::io::Error::last_os_error();
             return Err(if error.kind() == ErrorKind::WouldBlock {
                 SpoolError::Busy(dir.to_owned())
             } else {
-                SpoolError::Io {
-                    path: lock_path,
-                    source: error,
-                }
+                io("lock", &lock_path)(error)
             });
         }
 
         let mut numbers = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io(dir))? {
-            let name = entry.map_err(io(dir))?.file_name();
+        for entry in fs::read_dir(dir).map_err(io("list", dir))? {
+            let name = entry.map_err(io("list", dir))?.file_name();
             let name = name.to_string_lossy();
             if let Some(number) = name
                 .strip_suffix(SEGMENT_SUFFIX)
@@ -212,10 +258,12 @@ impl Spool {
             segments: VecDeque::new(),
             appender: None,
             cursor: None,
+            next_number: numbers.last().map_or(0, |n| n + 1),
             records: 0,
             bytes: 0,
             inherited: 0,
             damaged_at_open: 0,
+            closed: false,
             scratch: Vec::with_capacity(4096),
         };
         for number in numbers {
@@ -227,12 +275,13 @@ impl Spool {
             let (records, bytes, damaged) = scan(&path, start)?;
             spool.damaged_at_open += damaged;
             if records == 0 {
-                fs::remove_file(&path).map_err(io(&path))?;
+                fs::remove_file(&path).map_err(io("delete", &path))?;
                 continue;
             }
             if start > 0 {
-                let mut file = BufReader::new(File::open(&path).map_err(io(&path))?);
-                file.seek(SeekFrom::Start(start)).map_err(io(&path))?;
+                let mut file = BufReader::new(File::open(&path).map_err(io("open", &path))?);
+                file.seek(SeekFrom::Start(start))
+                    .map_err(io("read", &path))?;
                 spool.cursor = Some(Cursor {
                     number,
                     file,
@@ -251,7 +300,7 @@ impl Spool {
         // Read once; a clean stop writes it again.
         match fs::remove_file(&position_path) {
             Err(error) if error.kind() != ErrorKind::NotFound => {
-                return Err(io(&position_path)(error));
+                return Err(io("delete", &position_path)(error));
             }
             _ => {}
         }
@@ -272,7 +321,7 @@ impl Spool {
         self.records == 0
     }
 
-    /// Bytes the spool's segment files take.
+    /// Bytes the spool's segments take (written or about to be).
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -282,7 +331,7 @@ impl Spool {
         self.inherited
     }
 
-    /// Records lost at open to a frame torn by a crash (at most one per segment).
+    /// Damaged frames cut off at open (at least one record each).
     pub fn damaged_at_open(&self) -> u64 {
         self.damaged_at_open
     }
@@ -290,7 +339,11 @@ impl Spool {
     /// Appends `record`; fails with [`SpoolError::Full`] when it would pass
     /// `max_bytes`.
     pub fn push(&mut self, record: &SdkLogRecord) -> Result<(), SpoolError> {
+        if self.closed {
+            return Err(SpoolError::Closed);
+        }
         self.scratch.clear();
+        self.scratch.resize(FRAME_HEADER as usize, 0);
         if record.observed_timestamp().is_some() {
             ProtoRecord::from(record).encode(&mut self.scratch)
         } else {
@@ -300,15 +353,22 @@ impl Spool {
             ProtoRecord::from(&record).encode(&mut self.scratch)
         }
         .expect("a Vec grows to fit");
-        let frame = FRAME_HEADER + self.scratch.len() as u64;
+        let payload = self.scratch.len() - FRAME_HEADER as usize;
+        let len = (payload as u32).to_le_bytes();
+        self.scratch[..4].copy_from_slice(&len);
+        let crc = checksum(&len, &self.scratch[FRAME_HEADER as usize..]);
+        self.scratch[4..8].copy_from_slice(&crc.to_le_bytes());
+        let frame = self.scratch.len() as u64;
         if self.bytes + frame > self.max_bytes {
             return Err(SpoolError::Full {
+                dir: self.dir.clone(),
                 max_bytes: self.max_bytes,
             });
         }
         let rotate = match (&self.appender, self.segments.back()) {
             (Some(appender), Some(last)) => {
-                appender.number != last.number || last.bytes + frame > self.segment_bytes
+                appender.number != last.number
+                    || (last.bytes > 0 && last.bytes + frame > self.segment_bytes)
             }
             _ => true,
         };
@@ -316,42 +376,101 @@ impl Spool {
             self.start_segment()?;
         }
         let appender = self.appender.as_mut().expect("a segment was just started");
-        let path = self
-            .dir
-            .join(format!("{:020}{SEGMENT_SUFFIX}", appender.number));
-        let crc = crc32fast::hash(&self.scratch);
-        appender
-            .file
-            .write_all(&(self.scratch.len() as u32).to_le_bytes())
-            .and_then(|()| appender.file.write_all(&crc.to_le_bytes()))
-            .and_then(|()| appender.file.write_all(&self.scratch))
-            .map_err(io(&path))?;
+        appender.buffer.extend_from_slice(&self.scratch);
+        appender.buffered_records += 1;
         let last = self.segments.back_mut().expect("the appender's segment");
         last.bytes += frame;
         last.records += 1;
         self.bytes += frame;
         self.records += 1;
+        if self
+            .appender
+            .as_ref()
+            .is_some_and(|a| a.buffer.len() >= WRITE_CHUNK)
+        {
+            return self.write_buffer().map_err(|error| match error {
+                // The caller counts the record being written itself.
+                SpoolError::WriteFailed {
+                    path,
+                    source,
+                    records,
+                } => SpoolError::WriteFailed {
+                    path,
+                    source,
+                    records: records - 1,
+                },
+                other => other,
+            });
+        }
         Ok(())
     }
 
-    fn start_segment(&mut self) -> Result<(), SpoolError> {
-        if let Some(mut old) = self.appender.take() {
-            let path = self.segment_path(old.number);
-            old.file.flush().map_err(io(&path))?;
-            // The finished segment is complete on disk before it is read back.
-            old.file.get_ref().sync_data().map_err(io(&path))?;
+    /// Writes the appender's buffer to its file. On failure, the file is cut
+    /// back to its last good length, the buffered records are given up, and
+    /// the next record starts a new segment.
+    fn write_buffer(&mut self) -> Result<(), SpoolError> {
+        let Some(appender) = &mut self.appender else {
+            return Ok(());
+        };
+        if appender.buffer.is_empty() {
+            return Ok(());
         }
-        let number = self.segments.back().map_or(0, |s| s.number + 1);
+        match appender.file.write_all(&appender.buffer) {
+            Ok(()) => {
+                appender.written += appender.buffer.len() as u64;
+                appender.buffer.clear();
+                appender.buffered_records = 0;
+                Ok(())
+            }
+            Err(source) => {
+                let appender = self.appender.take().expect("checked above");
+                let lost_bytes = appender.buffer.len() as u64;
+                let lost = appender.buffered_records;
+                // Keep the whole frames only (best effort: the records
+                // counted in the segment end there).
+                let _ = appender.file.set_len(appender.written);
+                if let Some(last) = self.segments.back_mut()
+                    && last.number == appender.number
+                {
+                    last.bytes -= lost_bytes;
+                    last.records -= lost;
+                }
+                self.bytes -= lost_bytes;
+                self.records -= lost;
+                Err(SpoolError::WriteFailed {
+                    path: self.segment_path(appender.number),
+                    source,
+                    records: lost,
+                })
+            }
+        }
+    }
+
+    fn start_segment(&mut self) -> Result<(), SpoolError> {
+        if self.appender.is_some() {
+            self.write_buffer()?;
+            if let Some(old) = self.appender.take() {
+                // The finished segment is complete on disk before it is read back.
+                old.file
+                    .sync_data()
+                    .map_err(io("sync", &self.segment_path(old.number)))?;
+            }
+        }
+        let number = self.next_number;
+        self.next_number += 1;
         let path = self.segment_path(number);
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .mode(0o600)
             .open(&path)
-            .map_err(io(&path))?;
+            .map_err(io("create", &path))?;
         self.appender = Some(Appender {
             number,
-            file: BufWriter::with_capacity(64 * 1024, file),
+            file,
+            buffer: Vec::with_capacity(WRITE_CHUNK + 4096),
+            buffered_records: 0,
+            written: 0,
         });
         self.segments.push_back(Segment {
             number,
@@ -361,25 +480,16 @@ impl Spool {
         Ok(())
     }
 
-    /// Hands written records to the kernel (they then survive a crash of the
-    /// agent, not of the machine).
+    /// Hands buffered records to the kernel (they then survive a crash of
+    /// the agent, not of the machine).
     pub fn flush(&mut self) -> Result<(), SpoolError> {
-        if let Some(appender) = &mut self.appender {
-            let number = appender.number;
-            appender
-                .file
-                .flush()
-                .map_err(|e| io(&self.dir.join(format!("{number:020}{SEGMENT_SUFFIX}")))(e))?;
-        }
-        Ok(())
+        self.write_buffer()
     }
 
     /// Takes the oldest record back, or `None` when the spool is empty.
     pub fn pop(&mut self) -> Option<Result<ProtoRecord, SpoolError>> {
         while self.records > 0 {
-            let Some(head) = self.segments.front() else {
-                break;
-            };
+            let head = self.segments.front()?;
             let (number, head_records) = (head.number, head.records);
             if head_records == 0 {
                 if let Err(error) = self.remove_head() {
@@ -388,7 +498,7 @@ impl Spool {
                 continue;
             }
             if self.appender.as_ref().is_some_and(|a| a.number == number)
-                && let Err(error) = self.flush()
+                && let Err(error) = self.write_buffer()
             {
                 return Some(Err(error));
             }
@@ -414,32 +524,35 @@ impl Spool {
             }
             let cursor = self.cursor.as_mut().expect("opened above");
             let at = cursor.offset;
-            match read_frame(&mut cursor.file, &mut self.scratch) {
+            let frame = read_frame(&mut cursor.file, &mut self.scratch);
+            match frame {
                 Ok(Some(len)) => {
                     cursor.offset += FRAME_HEADER + len;
                     self.records -= 1;
                     if let Some(head) = self.segments.front_mut() {
                         head.records -= 1;
                     }
+                    let record = ProtoRecord::decode(self.scratch.as_slice())
+                        .map_err(|_| SpoolError::NotARecord { path, offset: at });
                     if self.records == 0 {
                         // Caught up: start afresh rather than keep read files.
                         if let Err(error) = self.clear() {
                             return Some(Err(error));
                         }
                     }
-                    return Some(ProtoRecord::decode(self.scratch.as_slice()).map_err(|_| {
-                        SpoolError::Corrupt {
-                            path,
-                            offset: at,
-                            records: 1,
-                        }
-                    }));
+                    return Some(record);
                 }
                 Ok(None) | Err(_) => {
+                    let reason = match frame {
+                        Ok(None) => "the file ends early".to_owned(),
+                        Err(error) => error.to_string(),
+                        Ok(Some(_)) => unreachable!(),
+                    };
                     let records = self.give_up_head();
-                    return Some(Err(SpoolError::Corrupt {
+                    return Some(Err(SpoolError::Damaged {
                         path,
                         offset: at,
+                        reason,
                         records,
                     }));
                 }
@@ -448,8 +561,8 @@ impl Spool {
         None
     }
 
-    /// Forgets the unread records of the first segment (damaged); returns
-    /// how many.
+    /// Gives up the first segment (damaged or unreadable): forgets its
+    /// unread records and deletes it; returns how many records were lost.
     fn give_up_head(&mut self) -> u64 {
         let Some(head) = self.segments.front_mut() else {
             return 0;
@@ -457,9 +570,13 @@ impl Spool {
         let records = head.records;
         head.records = 0;
         self.records -= records;
+        if let Err(error) = self.remove_head() {
+            tracing::warn!("{error}");
+        }
         records
     }
 
+    /// Deletes the first segment, stopping to read or write it.
     fn remove_head(&mut self) -> Result<(), SpoolError> {
         let Some(head) = self.segments.pop_front() else {
             return Ok(());
@@ -479,8 +596,9 @@ impl Spool {
             self.appender = None;
         }
         self.bytes -= head.bytes;
+        self.records -= head.records;
         let path = self.segment_path(head.number);
-        fs::remove_file(&path).map_err(io(&path))
+        fs::remove_file(&path).map_err(io("delete", &path))
     }
 
     fn clear(&mut self) -> Result<(), SpoolError> {
@@ -490,29 +608,42 @@ impl Spool {
         Ok(())
     }
 
-    /// Makes everything written durable and records where reading stopped,
-    /// for the next run.
+    /// Makes everything written durable, records where reading stopped for
+    /// the next run, and refuses further records.
     pub fn close(&mut self) -> Result<(), SpoolError> {
-        if let Some(appender) = &mut self.appender {
-            let path = self
-                .dir
-                .join(format!("{:020}{SEGMENT_SUFFIX}", appender.number));
-            appender.file.flush().map_err(io(&path))?;
-            appender.file.get_ref().sync_data().map_err(io(&path))?;
+        self.closed = true;
+        self.write_buffer()?;
+        if let Some(appender) = &self.appender {
+            appender
+                .file
+                .sync_data()
+                .map_err(io("sync", &self.segment_path(appender.number)))?;
         }
         let position = self.dir.join(POSITION_FILE);
-        match &self.cursor {
-            Some(cursor) if cursor.offset > 0 && self.records > 0 => {
-                let temporary = self.dir.join("position.new");
-                fs::write(&temporary, format!("{} {}\n", cursor.number, cursor.offset))
-                    .and_then(|()| File::open(&temporary)?.sync_all())
-                    .and_then(|()| fs::rename(&temporary, &position))
-                    .map_err(io(&position))?;
-            }
-            _ => {}
+        if let Some(cursor) = &self.cursor
+            && cursor.offset > 0
+            && self.records > 0
+        {
+            let temporary = self.dir.join("position.new");
+            fs::write(&temporary, format!("{} {}\n", cursor.number, cursor.offset))
+                .and_then(|()| File::open(&temporary)?.sync_all())
+                .map_err(io("write", &temporary))?;
+            fs::rename(&temporary, &position).map_err(io("rename to", &position))?;
         }
-        Ok(())
+        // New, renamed and deleted files are durable once the directory is.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", &self.dir))
     }
+}
+
+/// CRC-32 of a frame's length bytes and payload: a run of zero bytes (a
+/// file extended but never written) is not a valid frame.
+fn checksum(len: &[u8; 4], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(payload);
+    hasher.finalize()
 }
 
 /// Reads one frame's payload into `buf`; `Ok(None)` at a clean end of file,
@@ -524,32 +655,41 @@ fn read_frame(file: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Option
         other => other?,
     }
     file.read_exact(&mut header[1..])?;
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    let len: [u8; 4] = header[..4].try_into().expect("4 bytes");
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    if len > MAX_PAYLOAD {
-        return Err(std::io::Error::new(ErrorKind::InvalidData, "frame length"));
+    let size = u32::from_le_bytes(len);
+    if size == 0 || size > MAX_PAYLOAD {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            format!("implausible frame length {size}"),
+        ));
     }
-    buf.resize(len as usize, 0);
+    buf.resize(size as usize, 0);
     file.read_exact(buf)?;
-    if crc32fast::hash(buf) != crc {
-        return Err(std::io::Error::new(ErrorKind::InvalidData, "checksum"));
+    if checksum(&len, buf) != crc {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            "checksum mismatch",
+        ));
     }
-    Ok(Some(u64::from(len)))
+    Ok(Some(u64::from(size)))
 }
 
-/// Counts the records of segment `path` from byte `start`, truncating a
-/// frame torn by a crash at its end; returns (records, file size, torn
-/// frames given up).
+/// Counts the records of segment `path` from byte `start`, cutting the file
+/// at the first damaged frame (normally one torn by a crash while writing);
+/// returns (records, file size, damaged frames cut off).
 fn scan(path: &Path, start: u64) -> Result<(u64, u64, u64), SpoolError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(io(path))?;
-    let size = file.metadata().map_err(io(path))?.len();
+        .map_err(io("open", path))?;
+    let size = file.metadata().map_err(io("read", path))?.len();
     let mut reader = BufReader::with_capacity(64 * 1024, &file);
     let mut offset = start.min(size);
-    reader.seek(SeekFrom::Start(offset)).map_err(io(path))?;
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(io("read", path))?;
     let mut records = 0;
     let mut buf = Vec::new();
     loop {
@@ -559,12 +699,12 @@ fn scan(path: &Path, start: u64) -> Result<(u64, u64, u64), SpoolError> {
                 records += 1;
             }
             Ok(None) => return Ok((records, size, 0)),
-            Err(_) => {
-                // Keep what is whole; the rest is a write cut short.
-                file.set_len(offset).map_err(io(path))?;
+            Err(error) => {
+                file.set_len(offset).map_err(io("truncate", path))?;
                 tracing::warn!(
-                    "spool segment {} ends in a damaged record at byte {offset} (a crash while writing?); truncated it there",
-                    path.display()
+                    "spool segment {}: damaged frame at byte {offset} ({error}); cut off the last {} bytes (a crash while writing, or damage on disk), at least one record",
+                    path.display(),
+                    size - offset
                 );
                 return Ok((records, offset, 1));
             }
@@ -776,7 +916,7 @@ mod tests {
         loop {
             match spool.push(&record(&logger, taken)) {
                 Ok(()) => taken += 1,
-                Err(SpoolError::Full { max_bytes }) => {
+                Err(SpoolError::Full { max_bytes, .. }) => {
                     assert_eq!(max_bytes, max);
                     break;
                 }
@@ -846,7 +986,7 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         assert_eq!(number(&spool.pop().unwrap().unwrap()), 0);
         match spool.pop().unwrap() {
-            Err(SpoolError::Corrupt {
+            Err(SpoolError::Damaged {
                 records, offset, ..
             }) => {
                 assert_eq!(records, first_segment - 1);
@@ -857,6 +997,61 @@ mod tests {
         // The next segment is read as usual.
         assert_eq!(number(&spool.pop().unwrap().unwrap()), first_segment as i64);
         assert_eq!(spool.len(), n as u64 - first_segment - 1);
+    }
+
+    #[test]
+    fn zeros_at_the_end_of_a_segment_are_not_records() {
+        // A machine crash can leave a file extended with zeros.
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            spool.push(&record(&logger, 1)).unwrap();
+            spool.close().unwrap();
+        }
+        let segment = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
+        let whole = fs::metadata(&segment).unwrap().len();
+        let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+        file.write_all(&[0; 64]).unwrap();
+        drop(file);
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((spool.inherited(), spool.damaged_at_open()), (1, 1));
+        assert_eq!(fs::metadata(&segment).unwrap().len(), whole);
+        assert_eq!(number(&spool.pop().unwrap().unwrap()), 1);
+        assert!(spool.pop().is_none());
+    }
+
+    #[test]
+    fn a_damaged_segment_still_being_written_is_dropped_and_a_new_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for n in 0..3 {
+            spool.push(&record(&logger, n)).unwrap();
+        }
+        spool.flush().unwrap();
+        let path = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
+        let mut bytes = fs::read(&path).unwrap();
+        let first = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        bytes[first + 30] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(number(&spool.pop().unwrap().unwrap()), 0);
+        let error = spool.pop().unwrap().unwrap_err();
+        assert_eq!(error.records_lost(), 2, "{error}");
+        assert!(error.to_string().contains("checksum"), "{error}");
+        assert!(spool.is_empty() && !path.exists());
+        // Writing goes on, in a new segment, and reads back correctly.
+        spool.push(&record(&logger, 3)).unwrap();
+        assert_eq!(number(&spool.pop().unwrap().unwrap()), 3);
+    }
+
+    #[test]
+    fn a_closed_spool_refuses_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.close().unwrap();
+        let error = spool.push(&record(&logger(), 0)).unwrap_err();
+        assert!(matches!(error, SpoolError::Closed), "{error}");
     }
 
     #[derive(Debug, Clone)]

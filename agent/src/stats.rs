@@ -282,6 +282,8 @@ pub struct CountingExporter<E> {
     stats: Arc<PipelineStats>,
     queue: Option<Arc<ExportQueue>>,
     spool: Option<Arc<Mutex<Spool>>>,
+    /// Batches failed since the last success.
+    failed_batches: AtomicU64,
 }
 
 impl<E> CountingExporter<E> {
@@ -292,6 +294,7 @@ impl<E> CountingExporter<E> {
             stats,
             queue: None,
             spool: None,
+            failed_batches: AtomicU64::new(0),
         }
     }
 
@@ -302,7 +305,8 @@ impl<E> CountingExporter<E> {
         self
     }
 
-    /// Spools `records`; returns how many were taken.
+    /// Spools `records`; returns how many were taken. Records already in
+    /// the spool that a write failure lost are counted as damaged.
     fn spool_batch(
         &self,
         spool: &Mutex<Spool>,
@@ -312,17 +316,25 @@ impl<E> CountingExporter<E> {
             return 0;
         };
         let mut taken = 0;
+        let mut failure = None;
         for (record, _) in records {
             match spool.push(record) {
                 Ok(()) => taken += 1,
                 Err(error) => {
-                    tracing::warn!("cannot spool a batch that failed to export: {error}");
+                    failure = Some(error);
                     break;
                 }
             }
         }
-        if let Err(error) = spool.flush() {
-            tracing::warn!("{error}");
+        if failure.is_none()
+            && let Err(error) = spool.flush()
+        {
+            failure = Some(error);
+        }
+        if let Some(error) = failure {
+            let lost = error.records_lost();
+            self.stats.spool_damaged.fetch_add(lost, Ordering::Relaxed);
+            tracing::warn!("cannot spool a batch that failed to export: {error}");
         }
         taken
     }
@@ -343,7 +355,9 @@ impl<E: LogExporter> LogExporter for CountingExporter<E> {
             if let Some(queue) = &self.queue {
                 queue.release(n as usize);
             }
-            return result;
+            // Reported and counted above: the batch processor need not log
+            // it again.
+            return Ok(());
         };
         let records: Vec<_> = batch.iter().collect();
         let result = self.inner.export(LogBatch::new(&records)).await;
@@ -380,9 +394,22 @@ impl<E> CountingExporter<E> {
     /// Counts `n` records whose export ended with `result`; releases nothing.
     fn count(&self, n: u64, result: &OTelSdkResult) {
         match result {
-            Ok(()) => self.stats.exported.fetch_add(n, Ordering::Relaxed),
+            Ok(()) => {
+                self.failed_batches.store(0, Ordering::Relaxed);
+                self.stats.exported.fetch_add(n, Ordering::Relaxed)
+            }
             Err(error) => {
-                tracing::warn!(records = n, %error, "export failed; the records of this batch are lost");
+                // The first failed batch of a streak is reported; the rest
+                // only counted (the loss report and exit line sum them up).
+                if self.failed_batches.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        records = n,
+                        %error,
+                        "export failed; the records of this batch are lost (further failures are counted, not logged, until an export succeeds)"
+                    );
+                } else {
+                    tracing::debug!(records = n, %error, "export failed; the records of this batch are lost");
+                }
                 self.stats.export_failed.fetch_add(n, Ordering::Relaxed)
             }
         };

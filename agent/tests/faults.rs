@@ -765,15 +765,17 @@ fn spool_segments(dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-/// The agent spooling to `dir` with a queue of 256 records, so a few
-/// thousand mappings overflow it, and batches that fail for 2 s go to disk.
+/// The agent spooling to `dir` with a queue of 128 records (two batches),
+/// so a few thousand mappings overflow it, and batches that fail for 1 s go
+/// to disk: after ~2 s of outage the queue is empty and only the spool holds
+/// records.
 fn spooling_agent_to(endpoint: &str, dir: &std::path::Path) -> Command {
     let mut cmd = agent_to(endpoint, "grpc");
     cmd.env("MAPWATCH_BATCH__WHEN_FULL", "spool")
         .env("MAPWATCH_SPOOL__DIRECTORY", dir)
-        .env("MAPWATCH_BATCH__MAX_QUEUE_SIZE", "256")
+        .env("MAPWATCH_BATCH__MAX_QUEUE_SIZE", "128")
         .env("MAPWATCH_BATCH__MAX_EXPORT_BATCH_SIZE", "64")
-        .env("MAPWATCH_BATCH__EXPORT_TIMEOUT", "2s");
+        .env("MAPWATCH_BATCH__EXPORT_TIMEOUT", "1s");
     cmd
 }
 
@@ -788,9 +790,12 @@ fn spool_holds_an_outage_longer_than_the_queue_and_delivers_it_in_order() {
     mmap_anonymous(100);
     wait_for_ours(&receiver, 100, &agent);
 
-    // The outage: 12x the queue's capacity arrives meanwhile.
+    // The outage: 23x the queue's capacity arrives meanwhile, and it lasts
+    // well past the point where every queued batch has failed into the spool
+    // (then only probe batches from the spool show when the collector is back).
     receiver.stop();
     mmap_paced(3000, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(3));
     assert!(
         spool_segments(&spool) > 0,
         "nothing was spooled:\n{}",
@@ -798,6 +803,14 @@ fn spool_holds_an_outage_longer_than_the_queue_and_delivers_it_in_order() {
     );
     receiver.restart().unwrap();
     wait_for_ours(&receiver, 3100, &agent);
+    // With nothing left in the queue, a probe request found the collector.
+    assert!(
+        agent
+            .stderr()
+            .contains("the collector accepts requests again"),
+        "{}",
+        agent.stderr()
+    );
     // Delivery resumes for new records too, and the spool is emptied.
     mmap_anonymous(100);
     wait_for_ours(&receiver, 3200, &agent);
@@ -895,9 +908,9 @@ fn a_full_spool_drops_new_records_and_counts_them() {
     let mut cmd = spooling_agent_to(&format!("http://{grpc}"), &spool);
     cmd.env("MAPWATCH_SPOOL__MAX_BYTES", "1048576");
     let agent = Agent::start(cmd);
-    // ~400 bytes a record: 1 MiB holds under 3000 of them.
+    // 750 bytes or more a record: 1 MiB holds under 1400 of them.
     mmap_paced(6000, Duration::from_secs(2));
-    agent.wait_for_stderr("the spool is full", WAIT);
+    agent.wait_for_stderr("is full (1048576 bytes", WAIT);
     let receiver = OtlpReceiver::start_on(grpc, any_port()).unwrap();
     let s = stop_and_account(agent, &receiver, None);
     assert!(s.spool_full > 0 && s.lost >= s.spool_full, "{s:?}");
