@@ -9,7 +9,8 @@
 //! * a full queue is seen *before* a record is emitted, and the configured
 //!   [`WhenFull`] policy decides: `drop_newest` counts the record as dropped
 //!   (`export queue full`), `block` leaves it in the kernel's ring buffer and
-//!   the reader waits for a free slot;
+//!   the reader waits for a free slot, `spool` writes it to the on-disk spool
+//!   (`crate::spool`), from which it comes back through this gate;
 //! * the queue depth is exact (`capacity - free slots`), for the metrics.
 
 use std::sync::Arc;
