@@ -8,10 +8,16 @@ use std::time::{Duration, Instant};
 use mapwatch_testkit::OtlpReceiver;
 
 fn main() -> std::io::Result<()> {
-    let seconds: u64 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("SECONDS is a number"))
-        .unwrap_or(60);
+    let seconds: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
+        None => 60,
+        Some(Ok(seconds)) => seconds,
+        Some(Err(_)) => {
+            eprintln!(
+                "usage: otlp-sink [SECONDS]  (listen for SECONDS, default 60, then print the total)"
+            );
+            std::process::exit(2);
+        }
+    };
     let receiver = OtlpReceiver::start()?;
     println!(
         "grpc={} http={}",
