@@ -51,7 +51,7 @@ pub enum ExportError {
     Tls(#[from] crate::tls::TlsError),
     /// The on-disk spool cannot be used.
     #[error(
-        "cannot use the spool (batch.when_full = \"spool\"): {0}; set spool.directory to a directory only this agent writes, or choose another batch.when_full"
+        "cannot use the spool (batch.when_full = \"spool\"; set spool.directory, or choose another batch.when_full): {0}"
     )]
     Spool(#[from] crate::spool::SpoolError),
     /// The headers file cannot be used. Values are never shown.

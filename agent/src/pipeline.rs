@@ -78,7 +78,7 @@ pub struct Reader {
     /// `spool`: where records go while the queue is full, and whether
     /// exports currently fail (records are then not taken back).
     spool: Option<(Arc<Mutex<Spool>>, Arc<RetryControl>)>,
-    last_spool_warning: Option<std::time::Instant>,
+    last_spool_warning: Option<Instant>,
     /// Shutting down: no more records are taken back from the spool.
     stopping: bool,
     /// After a spool error, no records are taken back before this.
@@ -521,7 +521,7 @@ impl Reader {
                 }
                 // `spool`, collector failing: look again soon (nothing
                 // signals its recovery but the next export's success), and
-                // send a probe batch when the queue is empty.
+                // probe the collector when nothing is queued.
                 () = tokio::time::sleep(SPOOL_RETRY), if self.replay_waiting() => {
                     self.drain(fd.get_mut());
                 }

@@ -920,3 +920,45 @@ fn a_full_spool_drops_new_records_and_counts_them() {
         .sum();
     assert!(on_disk <= 1048576 + 4096, "spool takes {on_disk} bytes");
 }
+
+#[test]
+fn a_spool_directory_in_use_or_unusable_is_refused_with_the_reason() {
+    require_root();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let grpc = free_port();
+    let first = Agent::start(spooling_agent_to(&format!("http://{grpc}"), &spool));
+    let second = spooling_agent_to(&format!("http://{grpc}"), &spool)
+        .output()
+        .expect("run mapwatch");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "spool directory {} is in use by another mapwatch",
+            spool.display()
+        )) && stderr.contains("batch.when_full"),
+        "{stderr}"
+    );
+    // The message says it once, on one line.
+    assert_eq!(
+        stderr.matches("in use by another mapwatch").count(),
+        1,
+        "{stderr}"
+    );
+    drop(first);
+
+    // A directory that cannot be created: the path and the cause.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let output = spooling_agent_to(&format!("http://{grpc}"), &file.join("spool"))
+        .output()
+        .expect("run mapwatch");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the directory") && stderr.contains("a-file/spool"),
+        "{stderr}"
+    );
+}
