@@ -6,9 +6,14 @@
 //! `RetryInfo`, for at most `otlp.timeout`. [`RetryingExporter`] repeats
 //! such calls, `otlp.retry_max_backoff` apart, while the failure stays
 //! retryable, until `batch.export_timeout` has passed since the batch's
-//! first attempt; then the batch is counted as failed. While a batch is
-//! being retried the export queue fills (see `crate::queue`), which is where
-//! records wait during a collector outage.
+//! first attempt; then the batch is counted as failed (or, with
+//! `batch.when_full = "spool"`, written to the spool). While a batch is being
+//! retried the export queue fills (see `crate::queue`), which is where
+//! records wait during a collector outage, then the spool (`crate::spool`).
+//!
+//! [`RetryControl`] is shared with the rest of the agent: whether exports are
+//! failing (the reader stops taking spooled records back), and the shutdown
+//! deadline, at which an attempt to a failing collector is abandoned.
 
 use std::sync::Arc;
 use std::sync::Mutex;
