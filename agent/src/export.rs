@@ -10,6 +10,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider};
 
 use crate::console::ConsoleExporter;
+use crate::inflight::ConcurrentExporter;
 use crate::queue::ExportQueue;
 use crate::retry::{Backoff, RetryControl, RetryingExporter};
 use crate::spool::Spool;
@@ -402,6 +403,7 @@ pub fn logger_provider(
             destinations.probe = Some(otlp_exporter(config, &url)?);
         }
         destinations.queue = Some(queue.clone());
+        let exporter = ConcurrentExporter::new(exporter, config.batch.max_concurrent_exports);
         builder = builder.with_log_processor(
             BatchLogProcessor::builder(exporter)
                 .with_batch_config(batch_config())

@@ -18,6 +18,7 @@ pub mod enrich;
 pub mod export;
 pub mod filters;
 pub mod generate;
+pub mod inflight;
 pub mod metrics;
 pub mod pipeline;
 pub mod preflight;

@@ -268,6 +268,9 @@ pub enum Problem {
     /// Zero where at least 1 is needed.
     #[error("must be at least 1")]
     Zero,
+    /// A number of concurrent exports out of range.
+    #[error("must be from 1 to 64")]
+    ConcurrentExports,
     /// A spool directory that is not an absolute path.
     #[error("must be an absolute path, e.g. \"/var/lib/mapwatch/spool\"")]
     RelativeDirectory,

@@ -484,6 +484,8 @@ pub struct BatchConfig {
     /// What happens to a new record when the queue is full. Default
     /// [`WhenFull::DropNewest`].
     pub when_full: WhenFull,
+    /// Batches being exported at the same time; 1 to 64. Default 4.
+    pub max_concurrent_exports: usize,
 }
 
 /// What the agent does with a record when its export queue is full (the
@@ -634,6 +636,7 @@ impl Default for BatchConfig {
             scheduled_delay: Duration::from_secs(1),
             export_timeout: Duration::from_secs(30),
             when_full: WhenFull::DropNewest,
+            max_concurrent_exports: 4,
         }
     }
 }

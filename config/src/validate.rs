@@ -122,6 +122,13 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
             },
         ));
     }
+    if !(1..=64).contains(&batch.max_concurrent_exports) {
+        return Err(fail(
+            &["batch", "max_concurrent_exports"],
+            batch.max_concurrent_exports.to_string(),
+            Problem::ConcurrentExports,
+        ));
+    }
     for (field, value) in [
         ("scheduled_delay", batch.scheduled_delay),
         ("export_timeout", batch.export_timeout),
