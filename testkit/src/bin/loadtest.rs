@@ -1346,12 +1346,14 @@ fn bottleneck_text(r: &Report<'_>, p: &Profile) -> String {
         let _ = write!(
             t,
             " With one export at a time (the SDK's own way, table above) delivery levels off at {} events/s \
-             and the highest lossless rate of those re-run is {}: concurrent exports raise the ceiling by {:.0}%.",
+             and {}: concurrent exports raise the ceiling by {:.0}%.",
             fmt_rate(serial_plateau),
-            serial_lossless.map_or("none".to_owned(), |x| format!(
-                "{} events/s",
-                fmt_rate(x as f64)
-            )),
+            serial_lossless.map_or("none of the re-run rates is lossless".to_owned(), |x| {
+                format!(
+                    "the highest lossless rate of those re-run is {} events/s",
+                    fmt_rate(x as f64)
+                )
+            }),
             (plateau / serial_plateau.max(1.0) - 1.0) * 100.0,
         );
     }
