@@ -1766,7 +1766,7 @@ fn write_report(r: &Report<'_>) -> String {
              (perf buffer + printf) and mapwatch's as binary records (ring buffer) decoded and mapped by the \
              agent; the agent's own CPU is not on the measured thread unless it competes for a core. With \
              export on, the difference from export off is that competition: the agent's export threads and \
-             the receiver want about a core at this rate (the loop makes ~400 k records/s, more than the \
+             the receiver want a core or more at this rate (the loop makes ~400 k records/s, more than the \
              export path carries, see above), on a machine with two. In the bpftrace measured here (Debian's, \
              version above) every printf is a perf-buffer event that can wake its reader, and every task \
              field is a separate probe read; the comparison is with that version.\n",
