@@ -10,7 +10,8 @@
 //! outside the tokio runtime (the blocking OTLP/HTTP client must not run on
 //! it). The export queue's slots (`crate::queue`) stay taken until each
 //! export ends, so memory stays bound. Batches may arrive out of order; each
-//! record keeps its own time.
+//! record keeps its own time. A flush of the provider therefore means
+//! "handed to an export thread"; shutdown waits for the exports in flight.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -38,6 +39,8 @@ pub struct ConcurrentExporter<E> {
     started: std::sync::Once,
     /// Batches being exported.
     busy: Arc<AtomicUsize>,
+    /// No export thread could start: export on the caller's thread.
+    inline: std::sync::atomic::AtomicBool,
 }
 
 impl<E: LogExporter + 'static> ConcurrentExporter<E> {
@@ -51,6 +54,7 @@ impl<E: LogExporter + 'static> ConcurrentExporter<E> {
             batches: Mutex::new(Some(batches)),
             started: std::sync::Once::new(),
             busy: Arc::new(AtomicUsize::new(0)),
+            inline: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -60,15 +64,32 @@ impl<E: LogExporter + 'static> ConcurrentExporter<E> {
                 return;
             };
             let batches = Arc::new(Mutex::new(batches));
+            let mut started = 0;
             for i in 0..self.threads {
                 let (inner, batches, busy) =
                     (self.inner.clone(), batches.clone(), self.busy.clone());
-                std::thread::Builder::new()
+                match std::thread::Builder::new()
                     .name(format!("mapwatch-export-{i}"))
                     .spawn(move || export_thread(&*inner, &batches, &busy))
-                    .expect("an export thread starts");
+                {
+                    Ok(_) => started += 1,
+                    Err(error) => tracing::warn!("cannot start export thread {i}: {error}"),
+                }
+            }
+            if started == 0 {
+                tracing::warn!("no export thread started: exporting one batch at a time");
+                self.inline.store(true, Ordering::SeqCst);
             }
         });
+    }
+}
+
+/// Gives the busy count back however an export ends (a panic included).
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -82,19 +103,29 @@ fn export_thread<E: LogExporter>(inner: &E, batches: &Mutex<Receiver<Batch>>, bu
                 Err(_) => return,
             }
         };
+        let _done = Done(busy);
         let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             batch.iter().map(|(r, s)| (r, s)).collect();
-        // The inner exporter counts and reports the outcome.
-        let _ = futures_executor::block_on(inner.export(LogBatch::new(&refs)));
-        drop(refs);
-        drop(batch);
-        busy.fetch_sub(1, Ordering::SeqCst);
+        // The inner exporter counts and reports the outcome. A panic (a bug)
+        // costs this batch, not the thread.
+        let export = std::panic::AssertUnwindSafe(|| {
+            let _ = futures_executor::block_on(inner.export(LogBatch::new(&refs)));
+        });
+        if std::panic::catch_unwind(export).is_err() {
+            tracing::error!(
+                records = refs.len(),
+                "an export panicked; the records of its batch are neither delivered nor counted"
+            );
+        }
     }
 }
 
 impl<E: LogExporter + 'static> LogExporter for ConcurrentExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         self.start_threads();
+        if self.inline.load(Ordering::SeqCst) {
+            return self.inner.export(batch).await;
+        }
         let batch: Batch = batch
             .iter()
             .map(|(record, scope)| (record.clone(), scope.clone()))
@@ -104,8 +135,13 @@ impl<E: LogExporter + 'static> LogExporter for ConcurrentExporter<E> {
         };
         self.busy.fetch_add(1, Ordering::SeqCst);
         // Blocks the batch processor's thread until an export thread is free.
-        if handoff.send(batch).is_err() {
+        if let Err(returned) = handoff.send(batch) {
+            // Every export thread is gone (they only end at shutdown).
             self.busy.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!(
+                records = returned.0.len(),
+                "no export thread takes batches any more; this batch is neither delivered nor counted"
+            );
             return Err(OTelSdkError::AlreadyShutdown);
         }
         Ok(())
@@ -144,7 +180,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Takes 50 ms per batch and records how many batches ran at once.
+    /// Takes 200 ms per batch and records how many batches ran at once.
     #[derive(Debug, Default)]
     struct Slow {
         running: AtomicUsize,
@@ -161,7 +197,7 @@ mod tests {
             let now = slow.running.fetch_add(1, Ordering::SeqCst) + 1;
             slow.most.fetch_max(now, Ordering::SeqCst);
             // Export threads are plain threads: blocking is theirs to do.
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(200));
             slow.running.fetch_sub(1, Ordering::SeqCst);
             slow.done.fetch_add(1, Ordering::SeqCst);
             Ok(())
