@@ -42,6 +42,8 @@ const MAX_PAYLOAD: u32 = 16 * 1024 * 1024;
 /// Frames are written to the file in chunks of about this size.
 const WRITE_CHUNK: usize = 64 * 1024;
 const SEGMENT_SUFFIX: &str = ".otlp";
+/// A sealed segment, compressed: `<number>-<records>.otlp.gz`.
+const SEALED_SUFFIX: &str = ".otlp.gz";
 const POSITION_FILE: &str = "position";
 
 /// Why the spool could not take or give back a record.
@@ -154,10 +156,15 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 #[derive(Debug)]
 struct Segment {
     number: u64,
-    /// Bytes of its frames, written or buffered.
+    /// Its file (raw, or sealed and compressed).
+    path: PathBuf,
+    /// Bytes it takes on disk (frames written or buffered; compressed once
+    /// sealed).
     bytes: u64,
     /// Records in it not read back yet.
     records: u64,
+    /// Compressed (gzip) since it was sealed.
+    sealed: bool,
 }
 
 /// Appends frames to the newest segment, in chunks.
@@ -173,11 +180,20 @@ struct Appender {
     written: u64,
 }
 
-#[derive(Debug)]
 struct Cursor {
     number: u64,
-    file: BufReader<File>,
+    file: Box<dyn Read + Send>,
+    /// Bytes of frames read (uncompressed).
     offset: u64,
+}
+
+impl std::fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor")
+            .field("number", &self.number)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The spool of one agent (see the module docs).
@@ -231,17 +247,39 @@ impl Spool {
             });
         }
 
-        let mut numbers = Vec::new();
+        // Raw segments by number, sealed ones by number with their records.
+        let mut raw = std::collections::BTreeSet::new();
+        let mut sealed = std::collections::BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(io("list", dir))? {
             let name = entry.map_err(io("list", dir))?.file_name();
             let name = name.to_string_lossy();
-            if let Some(number) = name
+            if let Some(stem) = name.strip_suffix(SEALED_SUFFIX) {
+                if let Some((number, records)) = stem.split_once('-')
+                    && let (Ok(number), Ok(records)) =
+                        (number.parse::<u64>(), records.parse::<u64>())
+                {
+                    sealed.insert(number, records);
+                }
+            } else if let Some(number) = name
                 .strip_suffix(SEGMENT_SUFFIX)
                 .and_then(|n| n.parse::<u64>().ok())
             {
-                numbers.push(number);
+                raw.insert(number);
+            } else if name.ends_with(".tmp") {
+                // A segment being sealed when the agent stopped: the raw
+                // one is still there.
+                let path = dir.join(&*name);
+                fs::remove_file(&path).map_err(io("delete", &path))?;
             }
         }
+        for number in sealed.keys() {
+            // Sealed, but the agent stopped before deleting the raw copy.
+            if raw.remove(number) {
+                let path = dir.join(format!("{number:020}{SEGMENT_SUFFIX}"));
+                fs::remove_file(&path).map_err(io("delete", &path))?;
+            }
+        }
+        let mut numbers: Vec<u64> = raw.iter().chain(sealed.keys()).copied().collect();
         numbers.sort_unstable();
 
         let position_path = dir.join(POSITION_FILE);
@@ -267,6 +305,48 @@ impl Spool {
             scratch: Vec::with_capacity(4096),
         };
         for number in numbers {
+            if let Some(&records) = sealed.get(&number) {
+                let path = spool.sealed_path(number, records);
+                let bytes = fs::metadata(&path).map_err(io("read", &path))?.len();
+                let mut records = records;
+                if let Some((n, offset)) = position
+                    && n == number
+                    && offset > 0
+                    && spool.segments.is_empty()
+                {
+                    // Skip what was sent before the clean stop.
+                    let file = File::open(&path).map_err(io("open", &path))?;
+                    let mut file: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(
+                        64 * 1024,
+                        flate2::read::GzDecoder::new(file),
+                    ));
+                    let (mut at, mut buf) = (0, Vec::new());
+                    while at < offset {
+                        match read_frame(&mut file, &mut buf) {
+                            Ok(Some(len)) => {
+                                at += FRAME_HEADER + len;
+                                records = records.saturating_sub(1);
+                            }
+                            _ => break,
+                        }
+                    }
+                    spool.cursor = Some(Cursor {
+                        number,
+                        file,
+                        offset: at,
+                    });
+                }
+                spool.segments.push_back(Segment {
+                    number,
+                    path,
+                    bytes,
+                    records,
+                    sealed: true,
+                });
+                spool.records += records;
+                spool.bytes += bytes;
+                continue;
+            }
             let path = spool.segment_path(number);
             let start = match position {
                 Some((n, offset)) if n == number && spool.segments.is_empty() => offset,
@@ -284,14 +364,16 @@ impl Spool {
                     .map_err(io("read", &path))?;
                 spool.cursor = Some(Cursor {
                     number,
-                    file,
+                    file: Box::new(file),
                     offset: start,
                 });
             }
             spool.segments.push_back(Segment {
                 number,
+                path,
                 bytes,
                 records,
+                sealed: false,
             });
             spool.records += records;
             spool.bytes += bytes;
@@ -309,6 +391,70 @@ impl Spool {
 
     fn segment_path(&self, number: u64) -> PathBuf {
         self.dir.join(format!("{number:020}{SEGMENT_SUFFIX}"))
+    }
+
+    fn sealed_path(&self, number: u64, records: u64) -> PathBuf {
+        self.dir
+            .join(format!("{number:020}-{records}{SEALED_SUFFIX}"))
+    }
+
+    /// Compresses the full segment `number` into `<number>-<records>.otlp.gz`
+    /// (written aside, synced, renamed, then the raw file deleted), unless it
+    /// is being read. Records repeat most of their bytes, so a segment
+    /// shrinks about fifteen-fold. On failure the segment stays raw.
+    fn seal(&mut self, number: u64) {
+        let Some(index) = self.segments.iter().position(|s| s.number == number) else {
+            return;
+        };
+        let segment = &self.segments[index];
+        if segment.sealed
+            || segment.records == 0
+            || self.cursor.as_ref().is_some_and(|c| c.number == number)
+        {
+            return;
+        }
+        let records = segment.records;
+        let raw = self.segment_path(number);
+        let sealed = self.sealed_path(number, records);
+        let temporary = sealed.with_extension("gz.tmp");
+        let compress = || -> std::io::Result<u64> {
+            let mut input = File::open(&raw)?;
+            let output = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
+            std::io::copy(&mut input, &mut encoder)?;
+            let output = encoder.finish()?;
+            output.sync_all()?;
+            let size = output.metadata()?.len();
+            fs::rename(&temporary, &sealed)?;
+            Ok(size)
+        };
+        match compress() {
+            Ok(size) => {
+                let segment = &mut self.segments[index];
+                self.bytes = self.bytes - segment.bytes + size;
+                segment.bytes = size;
+                segment.sealed = true;
+                segment.path = sealed;
+                if let Err(error) = fs::remove_file(&raw) {
+                    tracing::warn!(
+                        "spool: cannot delete {} after sealing it: {error}",
+                        raw.display()
+                    );
+                }
+            }
+            Err(error) => {
+                let _ = fs::remove_file(&temporary);
+                tracing::warn!(
+                    "spool: cannot compress {} ({error}); it stays uncompressed",
+                    raw.display()
+                );
+            }
+        }
     }
 
     /// Records waiting in the spool.
@@ -454,6 +600,7 @@ impl Spool {
                 old.file
                     .sync_data()
                     .map_err(io("sync", &self.segment_path(old.number)))?;
+                self.seal(old.number);
             }
         }
         let number = self.next_number;
@@ -474,8 +621,10 @@ impl Spool {
         });
         self.segments.push_back(Segment {
             number,
+            path,
             bytes: 0,
             records: 0,
+            sealed: false,
         });
         Ok(())
     }
@@ -502,13 +651,21 @@ impl Spool {
             {
                 return Some(Err(error));
             }
-            let path = self.segment_path(number);
+            let (path, sealed) = self.segments.front().map(|h| (h.path.clone(), h.sealed))?;
             if self.cursor.as_ref().is_none_or(|c| c.number != number) {
                 match File::open(&path) {
                     Ok(file) => {
+                        let file: Box<dyn Read + Send> = if sealed {
+                            Box::new(BufReader::with_capacity(
+                                64 * 1024,
+                                flate2::read::GzDecoder::new(file),
+                            ))
+                        } else {
+                            Box::new(BufReader::with_capacity(64 * 1024, file))
+                        };
                         self.cursor = Some(Cursor {
                             number,
-                            file: BufReader::with_capacity(64 * 1024, file),
+                            file,
                             offset: 0,
                         })
                     }
@@ -597,8 +754,7 @@ impl Spool {
         }
         self.bytes -= head.bytes;
         self.records -= head.records;
-        let path = self.segment_path(head.number);
-        fs::remove_file(&path).map_err(io("delete", &path))
+        fs::remove_file(&head.path).map_err(io("delete", &head.path))
     }
 
     fn clear(&mut self) -> Result<(), SpoolError> {
@@ -844,13 +1000,22 @@ mod tests {
         fs::read_dir(dir)
             .unwrap()
             .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(SEGMENT_SUFFIX)
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(SEGMENT_SUFFIX) || name.ends_with(SEALED_SUFFIX)
             })
             .count()
+    }
+
+    /// The sealed (compressed) segment files in `dir`.
+    fn sealed_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(SEALED_SUFFIX))
+            .collect();
+        files.sort();
+        files
     }
 
     #[test]
@@ -929,7 +1094,11 @@ mod tests {
         let on_disk: u64 = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(SEGMENT_SUFFIX))
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(SEGMENT_SUFFIX) || name.ends_with(SEALED_SUFFIX)
+            })
             .map(|e| e.metadata().unwrap().len())
             .sum();
         assert_eq!(on_disk, spool.bytes());
@@ -978,25 +1147,100 @@ mod tests {
             n += 1;
         }
         let first_segment = spool.segments[0].records;
-        // Flip a byte in the second record's payload.
-        let path = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
-        let mut bytes = fs::read(&path).unwrap();
-        let first = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-        bytes[first + 20] ^= 0xff;
-        fs::write(&path, bytes).unwrap();
-        assert_eq!(number(&spool.pop().unwrap().unwrap()), 0);
-        match spool.pop().unwrap() {
-            Err(SpoolError::Damaged {
-                records, offset, ..
-            }) => {
-                assert_eq!(records, first_segment - 1);
-                assert_eq!(offset, first as u64);
+        // The full segment was sealed: compressed many times over.
+        let sealed = sealed_files(dir.path());
+        assert_eq!(sealed.len(), 1, "{sealed:?}");
+        let size = fs::metadata(&sealed[0]).unwrap().len();
+        assert!(size * 5 < 64 * 1024, "sealed segment of {size} bytes");
+        // Damage it in the middle.
+        let mut bytes = fs::read(&sealed[0]).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        fs::write(&sealed[0], bytes).unwrap();
+        let mut read = 0;
+        let lost = loop {
+            match spool.pop().unwrap() {
+                Ok(record) => {
+                    assert_eq!(number(&record), read as i64);
+                    read += 1;
+                }
+                Err(error) => break error.records_lost(),
             }
-            other => panic!("{other:?}"),
-        }
+        };
+        assert_eq!(read + lost, first_segment, "read {read}, lost {lost}");
+        assert!(!sealed[0].exists());
         // The next segment is read as usual.
         assert_eq!(number(&spool.pop().unwrap().unwrap()), first_segment as i64);
         assert_eq!(spool.len(), n as u64 - first_segment - 1);
+    }
+
+    #[test]
+    fn a_clean_stop_inside_a_sealed_segment_resumes_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        let mut n = 0;
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            while sealed_files(dir.path()).len() < 2 {
+                spool.push(&record(&logger, n)).unwrap();
+                n += 1;
+            }
+            for expected in 0..5 {
+                assert_eq!(number(&spool.pop().unwrap().unwrap()), expected);
+            }
+            spool.close().unwrap();
+        }
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.inherited(), n as u64 - 5);
+        let back: Vec<i64> = std::iter::from_fn(|| spool.pop())
+            .map(|r| number(&r.unwrap()))
+            .collect();
+        assert_eq!(back, (5..n).collect::<Vec<_>>());
+        assert_eq!(segments(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_crash_while_sealing_leaves_a_readable_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = logger();
+        let mut n = 0;
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            while sealed_files(dir.path()).is_empty() {
+                spool.push(&record(&logger, n)).unwrap();
+                n += 1;
+            }
+            spool.close().unwrap();
+        }
+        // As if the agent died after the rename and before deleting the raw
+        // copy, with another segment's compression half written.
+        let sealed = &sealed_files(dir.path())[0];
+        let raw = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
+        fs::write(&raw, {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(File::open(sealed).unwrap())
+                .read_to_end(&mut plain)
+                .unwrap();
+            plain
+        })
+        .unwrap();
+        fs::write(
+            dir.path().join("00000000000000000009-3.otlp.gz.tmp"),
+            b"partial",
+        )
+        .unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.inherited(), n as u64);
+        assert!(!raw.exists());
+        let back: Vec<i64> = std::iter::from_fn(|| spool.pop())
+            .map(|r| number(&r.unwrap()))
+            .collect();
+        assert_eq!(back, (0..n).collect::<Vec<_>>());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "only the lock is left"
+        );
     }
 
     #[test]

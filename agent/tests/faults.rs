@@ -908,8 +908,9 @@ fn a_full_spool_drops_new_records_and_counts_them() {
     let mut cmd = spooling_agent_to(&format!("http://{grpc}"), &spool);
     cmd.env("MAPWATCH_SPOOL__MAX_BYTES", "1048576");
     let agent = Agent::start(cmd);
-    // 750 bytes or more a record: 1 MiB holds under 1400 of them.
-    mmap_paced(6000, Duration::from_secs(2));
+    // Sealed segments are compressed about fifteen-fold: 1 MiB holds some
+    // 20 000 records, fewer than the 40 000 of this workload.
+    mmap_paced(20000, Duration::from_secs(3));
     agent.wait_for_stderr("is full (1048576 bytes", WAIT);
     let receiver = OtlpReceiver::start_on(grpc, any_port()).unwrap();
     let s = stop_and_account(agent, &receiver, None);
