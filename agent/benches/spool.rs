@@ -3,7 +3,7 @@
 //! the agent adds for each record that waits on disk.
 //! `cargo bench -p mapwatch --bench spool`.
 
-#[path = "../../model/benches/common/mod.rs"]
+#[path = "../../kernel/benches/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

@@ -10,6 +10,7 @@
 //!   own cost (formatting, names, attribute values), without the SDK's storage;
 //! * `decode_only`: the decode share of both.
 
+#[path = "../../kernel/benches/common/mod.rs"]
 mod common;
 
 use std::borrow::Cow;

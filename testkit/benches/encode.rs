@@ -6,7 +6,7 @@
 //! A batch is 512 records (the default `batch.max_export_batch_size`), half
 //! security_mmap_file and half do_mmap, as the load harness produces them.
 
-#[path = "../../model/benches/common/mod.rs"]
+#[path = "../../kernel/benches/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

@@ -13,7 +13,7 @@
 //!   N     iterations: pairs of records (map, emit) or batches (encode)
 //! ```
 
-#[path = "../../../model/benches/common/mod.rs"]
+#[path = "../../../kernel/benches/common/mod.rs"]
 mod common;
 
 use std::time::SystemTime;

@@ -1,5 +1,6 @@
-//! Sample ring-buffer records shared by the benchmarks (`model/benches/map.rs`,
-//! `testkit/benches/encode.rs`): the bytes the kernel sends.
+//! Sample ring-buffer records shared by the benchmarks (`kernel/benches/decode.rs`,
+//! `model/benches/map.rs`, `testkit/benches/encode.rs`, `agent/benches/spool.rs`)
+//! and `pathcost`: the bytes the kernel sends. Included with `#[path]`.
 #![allow(dead_code)]
 
 use mapwatch_kernel::abi::{RawDoMmap, RawFile, RawHeader, RawSecurityMmapFile, encode};
