@@ -172,17 +172,15 @@ fn mmap_paced(n: u64, over: Duration) {
 
 /// Records of the workload that reached the receiver.
 fn ours(receiver: &OtlpReceiver) -> usize {
-    let pid = i64::from(std::process::id());
-    receiver
-        .logs()
-        .iter()
-        .filter(|l| {
-            l.event_name == "mapwatch.do_mmap"
-                && l.int_attr("process.pid") == Some(pid)
-                && l.str_attr("thread.name") == Some(WORKLOAD)
-                && l.int_attr("mmap.len") == Some(4096)
-        })
-        .count()
+    receiver.logs().iter().filter(|l| is_ours(l)).count()
+}
+
+/// Whether `log` is a do_mmap record of one of the workload's mappings.
+fn is_ours(log: &mapwatch_testkit::ReceivedLog) -> bool {
+    log.event_name == "mapwatch.do_mmap"
+        && log.int_attr("process.pid") == Some(i64::from(std::process::id()))
+        && log.str_attr("thread.name") == Some(WORKLOAD)
+        && log.int_attr("mmap.len") == Some(4096)
 }
 
 fn wait_for_ours(receiver: &OtlpReceiver, n: usize, agent: &Agent) {
@@ -882,12 +880,7 @@ fn spool_keeps_records_across_a_restart_during_an_outage() {
     let early = receiver
         .logs()
         .iter()
-        .filter(|l| {
-            l.event_name == "mapwatch.do_mmap"
-                && l.str_attr("thread.name") == Some(WORKLOAD)
-                && l.int_attr("mmap.len") == Some(4096)
-                && l.time_unix_nano < before_second
-        })
+        .filter(|l| is_ours(l) && l.time_unix_nano < before_second)
         .count();
     assert_eq!(early, 1000, "the spooled records lost their times");
     mmap_anonymous(50);
