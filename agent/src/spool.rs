@@ -39,6 +39,8 @@ use prost::Message as _;
 const FRAME_HEADER: u64 = 8;
 /// A payload larger than this is damage (records are a few KiB at most).
 const MAX_PAYLOAD: u32 = 16 * 1024 * 1024;
+/// Segments are read through a buffer of this size.
+const READ_BUFFER: usize = 64 * 1024;
 /// Frames are written to the file in chunks of about this size.
 const WRITE_CHUNK: usize = 64 * 1024;
 const SEGMENT_SUFFIX: &str = ".otlp";
@@ -316,10 +318,7 @@ impl Spool {
                 {
                     // Skip what was sent before the clean stop.
                     let file = File::open(&path).map_err(io("open", &path))?;
-                    let mut file: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(
-                        64 * 1024,
-                        flate2::read::GzDecoder::new(file),
-                    ));
+                    let mut file = segment_reader(file, true);
                     let (mut at, mut buf) = (0, Vec::new());
                     while at < offset {
                         match read_frame(&mut file, &mut buf) {
@@ -359,12 +358,12 @@ impl Spool {
                 continue;
             }
             if start > 0 {
-                let mut file = BufReader::new(File::open(&path).map_err(io("open", &path))?);
+                let mut file = File::open(&path).map_err(io("open", &path))?;
                 file.seek(SeekFrom::Start(start))
                     .map_err(io("read", &path))?;
                 spool.cursor = Some(Cursor {
                     number,
-                    file: Box::new(file),
+                    file: segment_reader(file, false),
                     offset: start,
                 });
             }
@@ -655,17 +654,9 @@ impl Spool {
             if self.cursor.as_ref().is_none_or(|c| c.number != number) {
                 match File::open(&path) {
                     Ok(file) => {
-                        let file: Box<dyn Read + Send> = if sealed {
-                            Box::new(BufReader::with_capacity(
-                                64 * 1024,
-                                flate2::read::GzDecoder::new(file),
-                            ))
-                        } else {
-                            Box::new(BufReader::with_capacity(64 * 1024, file))
-                        };
                         self.cursor = Some(Cursor {
                             number,
-                            file,
+                            file: segment_reader(file, sealed),
                             offset: 0,
                         })
                     }
@@ -793,6 +784,18 @@ impl Spool {
     }
 }
 
+/// Reads the frames of a segment file (inflating a sealed one), buffered.
+fn segment_reader(file: File, sealed: bool) -> Box<dyn Read + Send> {
+    if sealed {
+        Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            flate2::read::GzDecoder::new(file),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(READ_BUFFER, file))
+    }
+}
+
 /// CRC-32 of a frame's length bytes and payload: a run of zero bytes (a
 /// file extended but never written) is not a valid frame.
 fn checksum(len: &[u8; 4], payload: &[u8]) -> u32 {
@@ -841,7 +844,7 @@ fn scan(path: &Path, start: u64) -> Result<(u64, u64, u64), SpoolError> {
         .open(path)
         .map_err(io("open", path))?;
     let size = file.metadata().map_err(io("read", path))?.len();
-    let mut reader = BufReader::with_capacity(64 * 1024, &file);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, &file);
     let mut offset = start.min(size);
     reader
         .seek(SeekFrom::Start(offset))
