@@ -53,6 +53,15 @@ const SPOOL_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// collector is back (see [`Reader::replay`]).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What spooled records wait for (see [`Reader::run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backlog {
+    /// Nothing: they go to the queue as soon as it has room.
+    Ready,
+    /// The collector to recover, or a pause after a spool error to end.
+    Held,
+}
+
 /// An exporter to the collector used only for empty probe requests.
 struct Probe {
     exporter: opentelemetry_otlp::LogExporter,
@@ -131,35 +140,19 @@ impl Reader {
         self
     }
 
-    /// Whether spooled records wait and the reader may send some now
-    /// (logs exported, not stopping, not pausing after a spool error).
-    fn replay_possible(&self) -> bool {
-        self.export
-            && !self.stopping
-            && self.replay_paused_until.is_none_or(|t| Instant::now() >= t)
-            && self.spool_waiting()
-    }
-
-    /// Whether spooled records can go to the queue as soon as it has room.
-    fn replay_wanted(&self) -> bool {
-        self.replay_possible()
-            && self
-                .spool
-                .as_ref()
-                .is_some_and(|(_, retry)| !retry.exports_failing())
-    }
-
-    /// Whether spooled records wait for the collector to recover (or for a
-    /// pause after a spool error to end).
-    fn replay_waiting(&self) -> bool {
-        self.export
-            && !self.stopping
-            && self.spool_waiting()
-            && (self.replay_paused_until.is_some_and(|t| Instant::now() < t)
-                || self
-                    .spool
-                    .as_ref()
-                    .is_some_and(|(_, retry)| retry.exports_failing()))
+    /// Whether spooled records wait to be sent, and for what; `None` when
+    /// none wait or none will be sent (logs not exported, stopping).
+    fn backlog(&self) -> Option<Backlog> {
+        let (_, retry) = self.spool.as_ref()?;
+        if !self.export || self.stopping || !self.spool_waiting() {
+            return None;
+        }
+        let paused = self.replay_paused_until.is_some_and(|t| Instant::now() < t);
+        Some(if paused || retry.exports_failing() {
+            Backlog::Held
+        } else {
+            Backlog::Ready
+        })
     }
 
     /// Emits spooled records, oldest first, while the queue has room and
@@ -496,6 +489,7 @@ impl Reader {
         tokio::pin!(shutdown);
         loop {
             let queue = self.queue.clone();
+            let backlog = self.backlog();
             let room = async {
                 match &queue {
                     Some(queue) => queue.wait_for_room().await,
@@ -516,13 +510,13 @@ impl Reader {
                 // `block`: the kernel does not signal data that was already
                 // there, so drain as soon as the queue has room again.
                 // `spool`: send spooled records as the queue frees room.
-                () = room, if self.blocked || self.replay_wanted() => {
+                () = room, if self.blocked || backlog == Some(Backlog::Ready) => {
                     self.drain(fd.get_mut());
                 }
                 // `spool`, collector failing: look again soon (nothing
                 // signals its recovery but the next export's success), and
                 // probe the collector when nothing is queued.
-                () = tokio::time::sleep(SPOOL_RETRY), if self.replay_waiting() => {
+                () = tokio::time::sleep(SPOOL_RETRY), if backlog == Some(Backlog::Held) => {
                     self.drain(fd.get_mut());
                 }
                 _ = tick.tick() => {
