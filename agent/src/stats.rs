@@ -349,35 +349,34 @@ impl<E> CountingExporter<E> {
 impl<E: LogExporter> LogExporter for CountingExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let n = batch.iter().count() as u64;
-        let Some(spool) = &self.spool else {
-            let result = self.inner.export(batch).await;
-            self.count(n, &result);
-            if let Some(queue) = &self.queue {
-                queue.release(n as usize);
+        match &self.spool {
+            None => {
+                let result = self.inner.export(batch).await;
+                self.count(n, &result);
             }
-            // Reported and counted above: the batch processor need not log
-            // it again.
-            return Ok(());
-        };
-        let records: Vec<_> = batch.iter().collect();
-        let result = self.inner.export(LogBatch::new(&records)).await;
-        match &result {
-            Err(error) if crate::retry::is_retryable(error) => {
-                let spooled = self.spool_batch(spool, &records);
-                self.stats
-                    .spooled_by_exporter
-                    .fetch_add(spooled, Ordering::Relaxed);
-                tracing::debug!(records = n, spooled, %error, "export failed; the batch went to the spool");
-                if spooled < n {
-                    self.count(n - spooled, &result);
+            Some(spool) => {
+                let records: Vec<_> = batch.iter().collect();
+                let result = self.inner.export(LogBatch::new(&records)).await;
+                match &result {
+                    Err(error) if crate::retry::is_retryable(error) => {
+                        let spooled = self.spool_batch(spool, &records);
+                        self.stats
+                            .spooled_by_exporter
+                            .fetch_add(spooled, Ordering::Relaxed);
+                        tracing::debug!(records = n, spooled, %error, "export failed; the batch went to the spool");
+                        if spooled < n {
+                            self.count(n - spooled, &result);
+                        }
+                    }
+                    _ => self.count(n, &result),
                 }
             }
-            _ => self.count(n, &result),
         }
         if let Some(queue) = &self.queue {
             queue.release(n as usize);
         }
-        // Spooled records are not lost: the batch processor need not know.
+        // Counted and reported above (spooled records are not lost): the
+        // batch processor need not log it again.
         Ok(())
     }
 
