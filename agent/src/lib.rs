@@ -9,24 +9,11 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod btf;
-pub mod caps;
 pub mod cli;
-pub mod clock;
-pub mod console;
-pub mod enrich;
 pub mod export;
-pub mod filters;
-pub mod generate;
-pub mod inflight;
-pub mod metrics;
+pub mod host;
+pub mod kernel;
 pub mod pipeline;
-pub mod preflight;
-pub mod probes;
-pub mod queue;
-pub mod retry;
 pub mod run;
 pub mod spool;
-pub mod stats;
-pub mod tls;
-pub mod traces;
+pub mod telemetry;

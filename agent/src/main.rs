@@ -28,12 +28,12 @@ fn main() -> ExitCode {
     // Generated files need no configuration, privileges or kernel support.
     match &cli.command {
         Some(Command::Completions { shell }) => {
-            return mapwatch::generate::to_stdout(|out| {
-                mapwatch::generate::completions(*shell, out)
+            return mapwatch::cli::generate::to_stdout(|out| {
+                mapwatch::cli::generate::completions(*shell, out)
             });
         }
         Some(Command::Manpage) => {
-            return mapwatch::generate::to_stdout(mapwatch::generate::manpage);
+            return mapwatch::cli::generate::to_stdout(mapwatch::cli::generate::manpage);
         }
         _ => {}
     }

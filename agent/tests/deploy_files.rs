@@ -1329,8 +1329,8 @@ fn the_daemonset_config_loads_and_points_at_the_collector() {
         mounts.insert(str_of(m, "mountPath").to_owned(), *volume);
     }
     for path in [
-        mapwatch::preflight::VMLINUX_BTF,
-        mapwatch::preflight::TRACEFS,
+        mapwatch::host::preflight::VMLINUX_BTF,
+        mapwatch::host::preflight::TRACEFS,
     ] {
         let dir = if path.ends_with("vmlinux") {
             Path::new(path).parent().unwrap().to_str().unwrap()

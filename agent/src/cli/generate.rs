@@ -7,12 +7,12 @@
 //!
 //! ```
 //! let mut page = Vec::new();
-//! mapwatch::generate::manpage(&mut page).unwrap();
+//! mapwatch::cli::generate::manpage(&mut page).unwrap();
 //! let page = String::from_utf8(page).unwrap();
 //! assert!(page.contains("otlp\\-endpoint"));
 //!
 //! let mut script = Vec::new();
-//! mapwatch::generate::completions(clap_complete::Shell::Bash, &mut script).unwrap();
+//! mapwatch::cli::generate::completions(clap_complete::Shell::Bash, &mut script).unwrap();
 //! assert!(String::from_utf8(script).unwrap().contains("--otlp-endpoint"));
 //! ```
 

@@ -1,4 +1,7 @@
-//! The command line of `mapwatch`.
+//! The command line of `mapwatch`: the subcommands, and the files generated
+//! from their definition (shell completions, the manual page).
+
+pub mod generate;
 
 use clap::Parser;
 use mapwatch_config::CliArgs;

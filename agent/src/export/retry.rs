@@ -8,7 +8,7 @@
 //! retryable, until `batch.export_timeout` has passed since the batch's
 //! first attempt; then the batch is counted as failed (or, with
 //! `batch.when_full = "spool"`, written to the spool). While a batch is being
-//! retried the export queue fills (see `crate::queue`), which is where
+//! retried the export queue fills (see `crate::export::queue`), which is where
 //! records wait during a collector outage, then the spool (`crate::spool`).
 //!
 //! [`RetryControl`] is shared with the rest of the agent: whether exports are
@@ -24,7 +24,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 
-use crate::stats::PipelineStats;
+use crate::telemetry::PipelineStats;
 
 /// Whether an export error may pass on a later attempt: gRPC `UNAVAILABLE`,
 /// `CANCELLED`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`,

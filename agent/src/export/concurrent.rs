@@ -8,7 +8,7 @@
 //! of `batch.max_concurrent_exports` export threads and returns as soon as
 //! one takes it. The threads run exports the way the SDK's own thread does,
 //! outside the tokio runtime (the blocking OTLP/HTTP client must not run on
-//! it). The export queue's slots (`crate::queue`) stay taken until each
+//! it). The export queue's slots (`crate::export::queue`) stay taken until each
 //! export ends, so memory stays bound. Batches may arrive out of order; each
 //! record keeps its own time. A flush of the provider therefore means
 //! "handed to an export thread"; shutdown waits for the exports in flight.

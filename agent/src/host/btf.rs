@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn reads_the_running_kernel() {
-        let path = Path::new(crate::preflight::VMLINUX_BTF);
+        let path = Path::new(crate::host::preflight::VMLINUX_BTF);
         if !path.exists() {
             eprintln!("SKIP: no {} on this machine", path.display());
             return;

@@ -1,0 +1,295 @@
+//! Loading the BPF object and attaching, per event, the best backend the
+//! running kernel allows (or the one the configuration forces).
+//!
+//! Selection is by trying: a backend is chosen when its programs load and
+//! attach here, not because of a kernel version number. Every backend that
+//! failed is kept with the reason, for the startup log and `mapwatch probe`.
+
+use std::fmt;
+use std::path::Path;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
+use mapwatch_kernel::abi::Backend;
+use mapwatch_kernel::{maps, programs};
+
+use super::counters::{KernelCounters, read_counters};
+use super::explain::Host;
+use super::filters::{FilterError, Filters};
+use super::hooks::{Choice, Hook, attach_backend, attach_tracepoint_in, unload};
+use crate::host::btf::{BtfError, KernelFunctions};
+use crate::host::preflight::VMLINUX_BTF;
+
+/// What to load and how.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    /// Backend choice for `do_mmap`.
+    pub do_mmap: Choice,
+    /// Backend choice for `security_mmap_file`.
+    pub security_mmap_file: Choice,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+    /// A process whose mappings are not reported (the agent itself); 0 = none.
+    pub ignore_pid: u32,
+    /// In-kernel filters, applied before any program attaches.
+    pub filter: mapwatch_config::FilterConfig,
+    /// Per-process rate limit, applied with the filters.
+    pub rate_limit: mapwatch_config::RateLimitConfig,
+}
+
+/// Why a backend cannot serve a hook here, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    /// The event.
+    pub event: Hook,
+    /// The backend that failed.
+    pub backend: Backend,
+    /// Why, with the remedy where there is one.
+    pub reason: String,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} via {}: {}",
+            self.event.name(),
+            self.backend.name(),
+            self.reason
+        )
+    }
+}
+
+/// Why the probes could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The kernel refused the object (maps, BTF relocation).
+    #[error("loading the BPF object failed: {0}")]
+    Load(#[source] EbpfError),
+    /// The kernel's BTF could not be read.
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    /// The filters could not be written into the kernel.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// No backend of an event works on this kernel.
+    #[error("no way to report {event} on this kernel: {}", .tried.iter().map(|u| format!("{} ({})", u.backend.name(), u.reason)).collect::<Vec<_>>().join("; "))]
+    NoBackend {
+        /// The event.
+        event: &'static str,
+        /// Every backend tried, with its reason.
+        tried: Vec<Unavailable>,
+    },
+    /// A map is missing from the object: a build problem.
+    #[error("BPF map `{0}` is missing from the object")]
+    MissingMap(&'static str),
+    /// A map had an unexpected type.
+    #[error("BPF map `{name}` has an unexpected type: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// Cause.
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// Loaded and attached probes. Dropping this detaches everything.
+pub struct Probes {
+    /// Owns the programs and their links; `None` once detached.
+    ebpf: Option<Ebpf>,
+    /// Per-CPU counters of records sent and lost.
+    pub counters: PerCpuArray<MapData, u64>,
+    /// The backend serving `do_mmap`, if reported.
+    pub do_mmap: Option<Backend>,
+    /// The backend serving `security_mmap_file`, if reported.
+    pub security_mmap_file: Option<Backend>,
+    /// Better backends that were tried and failed, with why.
+    pub passed_over: Vec<Unavailable>,
+}
+
+/// What [`Probes::attach`] hands over: the probes, the ring buffer they write
+/// to, and the filters that can be rewritten while they run.
+pub struct Attached {
+    /// The attached programs and their counters.
+    pub probes: Probes,
+    /// The ring buffer of records.
+    pub events: RingBuf<MapData>,
+    /// The in-kernel filters.
+    pub filters: Filters,
+}
+
+/// A loaded object with the host facts needed to attach and explain.
+struct Loaded {
+    ebpf: Ebpf,
+    btf: Btf,
+    host: Host,
+}
+
+fn load(settings: &ProbeSettings) -> Result<Loaded, ProbeError> {
+    let functions = KernelFunctions::load(Path::new(VMLINUX_BTF))?;
+    let nargs = functions.arity("do_mmap").unwrap_or(9) as u32;
+    let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load(EbpfError::BtfError(e)))?;
+    let ebpf = EbpfLoader::new()
+        .btf(&btf)
+        .override_global(maps::CONFIG_IGNORE_TGID, &settings.ignore_pid, true)
+        .override_global(maps::CONFIG_DO_MMAP_NARGS, &nargs, true)
+        .map_max_entries(maps::EVENTS, settings.ring_buffer_bytes)
+        .load(mapwatch_kernel::object())
+        .map_err(ProbeError::Load)?;
+    Ok(Loaded {
+        ebpf,
+        btf,
+        host: Host { functions },
+    })
+}
+
+/// Tries `candidates` for `event` in order; returns the first that attached.
+fn select(
+    loaded: &mut Loaded,
+    event: Hook,
+    candidates: &[Backend],
+    passed_over: &mut Vec<Unavailable>,
+) -> Result<Backend, ProbeError> {
+    let mut tried = Vec::new();
+    for &backend in candidates {
+        match attach_backend(&mut loaded.ebpf, event, backend, &loaded.btf) {
+            Ok(()) => {
+                passed_over.extend(tried);
+                return Ok(backend);
+            }
+            Err(error) => {
+                unload(&mut loaded.ebpf, event, backend);
+                let reason = loaded.host.explain(event, backend, &error);
+                tracing::debug!(event = event.name(), backend = backend.name(), %reason, "backend unavailable");
+                tried.push(Unavailable {
+                    event,
+                    backend,
+                    reason,
+                });
+            }
+        }
+    }
+    Err(ProbeError::NoBackend {
+        event: event.name(),
+        tried,
+    })
+}
+
+impl Probes {
+    /// Loads the object, applies the filters and attaches one backend per
+    /// enabled event.
+    pub fn attach(settings: &ProbeSettings) -> Result<Attached, ProbeError> {
+        let mut loaded = load(settings)?;
+        // Filters first: no record escapes them between attach and configuration.
+        let mut filters = Filters::take(&mut loaded.ebpf)?;
+        filters.apply(&settings.filter, &settings.rate_limit)?;
+        let mut passed_over = Vec::new();
+        let mut chosen = [None, None];
+        for (slot, (event, choice)) in [
+            (Hook::DoMmap, settings.do_mmap),
+            (Hook::SecurityMmapFile, settings.security_mmap_file),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let forced;
+            let candidates = match choice {
+                Choice::Off => continue,
+                Choice::Auto => event.candidates(),
+                Choice::Forced(backend) => {
+                    forced = [backend];
+                    &forced[..]
+                }
+            };
+            chosen[slot] = Some(select(&mut loaded, event, candidates, &mut passed_over)?);
+        }
+
+        // Process exits let the agent's cache forget processes; without them it
+        // forgets by age, so a failure here is worth a warning, not a stop.
+        if let Err(error) = attach_tracepoint_in(
+            &mut loaded.ebpf,
+            programs::TP_PROCESS_EXIT,
+            "sched",
+            "sched_process_exit",
+        ) {
+            tracing::warn!(%error, "cannot watch process exits; process attributes are forgotten by age only");
+        }
+        let mut ebpf = loaded.ebpf;
+        let events = ebpf
+            .take_map(maps::EVENTS)
+            .ok_or(ProbeError::MissingMap(maps::EVENTS))?;
+        let events = RingBuf::try_from(events).map_err(|source| ProbeError::Map {
+            name: maps::EVENTS,
+            source,
+        })?;
+        let counters = ebpf
+            .take_map(maps::COUNTERS)
+            .ok_or(ProbeError::MissingMap(maps::COUNTERS))?;
+        let counters = PerCpuArray::try_from(counters).map_err(|source| ProbeError::Map {
+            name: maps::COUNTERS,
+            source,
+        })?;
+        let probes = Probes {
+            ebpf: Some(ebpf),
+            counters,
+            do_mmap: chosen[0],
+            security_mmap_file: chosen[1],
+            passed_over,
+        };
+        Ok(Attached {
+            probes,
+            events,
+            filters,
+        })
+    }
+
+    /// Detaches every program; the ring buffer and counters stay readable, so
+    /// what was already sent can still be drained.
+    pub fn detach(&mut self) {
+        self.ebpf = None;
+    }
+
+    /// Reads the kernel-side counters.
+    pub fn counters(&self) -> KernelCounters {
+        read_counters(&self.counters)
+    }
+}
+
+/// One row of the `mapwatch probe` table.
+#[derive(Debug, Clone)]
+pub struct ProbeRow {
+    /// The event.
+    pub event: Hook,
+    /// The backend.
+    pub backend: Backend,
+    /// `Ok` when it loads and attaches here, else why not.
+    pub result: Result<(), String>,
+}
+
+/// Tries every backend of every event on this host, each in a fresh load,
+/// and detaches again.
+pub fn probe_all(ignore_pid: u32) -> Result<Vec<ProbeRow>, ProbeError> {
+    let settings = ProbeSettings {
+        do_mmap: Choice::Off,
+        security_mmap_file: Choice::Off,
+        ring_buffer_bytes: 4096,
+        ignore_pid,
+        filter: Default::default(),
+        rate_limit: Default::default(),
+    };
+    let mut rows = Vec::new();
+    for event in Hook::ALL {
+        for &backend in event.candidates() {
+            let mut loaded = load(&settings)?;
+            let result = attach_backend(&mut loaded.ebpf, event, backend, &loaded.btf)
+                .map_err(|error| loaded.host.explain(event, backend, &error));
+            rows.push(ProbeRow {
+                event,
+                backend,
+                result,
+            });
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,33 @@
+//! The pipeline stage: encoded kernel records -> log records -> export queue.
+//!
+//! ```text
+//!  EventSource ──> Reader ──decode──> abi::Event ──model──> SdkLogRecord
+//!  (ring buffer,     │                                          │
+//!   or test records) │                          Admission ──────┤
+//!                    │                 emit ─> export queue (crate::export)
+//!                    │                 spool ─> SpoolHandle (crate::spool)
+//!                    │                 drop  ─> counted (export queue full)
+//!                    └── Replay: spooled records back, oldest first
+//! ```
+//!
+//! * [`source`]: the seam where records enter: the kernel's ring buffer,
+//!   or records held in memory, so every policy runs in unit tests without
+//!   BPF or root.
+//! * [`admission`]: the one place that decides emit / spool / drop / wait.
+//! * [`replay`]: spooled records going back, and probing a failed collector.
+//! * [`reader`]: the loop that ties them together.
+//!
+//! Invariant: every record read ends in exactly one counter of
+//! `crate::telemetry::PipelineStats` (emitted, spooled, dropped, discarded,
+//! undecodable); a process-exit notice is not a record.
+
+pub mod admission;
+pub mod reader;
+pub mod replay;
+pub mod source;
+mod throttle;
+
+#[cfg(test)]
+mod tests;
+
+pub use reader::Reader;

@@ -1,0 +1,390 @@
+//! The [`Reader`]: takes records from an [`EventSource`], decodes them,
+//! builds log records and hands each to the export queue by the admission
+//! decision, until shutdown.
+
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use mapwatch_kernel::abi;
+use mapwatch_model::{WallClock, add_process_info, fill_log_record};
+use opentelemetry::logs::LogRecord as _;
+use opentelemetry::logs::Logger as _;
+use opentelemetry::trace::TraceFlags;
+use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use super::admission::{Admission, Verdict};
+use super::replay::{Backlog, Replay};
+use super::source::EventSource;
+use super::throttle::Throttle;
+use crate::export::traces::Traces;
+use crate::host::clock;
+use crate::host::processes::ProcessCache;
+use crate::spool::SpoolError;
+use crate::telemetry::{PipelineStats, Snapshot};
+
+/// How often loss is checked and reported while running.
+pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Pause after a drain that read something, before waiting for the kernel
+/// again. The kernel signals the ring buffer each time a record arrives
+/// while the reader has caught up, so without a pause a steady stream wakes
+/// the runtime's I/O thread and the reader once per record: at 20 k
+/// records/s that cost the agent more CPU than the records themselves
+/// (docs/performance.md). With it, wake-ups are at most ~1000/s and each
+/// drain handles a batch. The ring buffer holds the records meanwhile: the
+/// default 8 MiB takes ~50 k anonymous-mapping records (~160 bytes each),
+/// over 100 ms at 400 k records/s; a 1 ms pause adds at most 1 ms of latency
+/// to a record that then waits up to `batch.scheduled_delay` for export.
+pub const READ_COALESCE: Duration = Duration::from_millis(1);
+
+/// While spooled records wait for a failing collector, how often the reader
+/// checks whether exports succeed again.
+const SPOOL_RETRY: Duration = Duration::from_millis(200);
+
+/// Turns encoded kernel records into log records.
+pub struct Reader {
+    logger: SdkLogger,
+    clock: WallClock,
+    stats: Arc<PipelineStats>,
+    /// The gate to the export queue; `None` when logs are not exported
+    /// (records are decoded, counted and discarded).
+    admission: Option<Admission>,
+    /// Spooled records going back (`batch.when_full = "spool"`).
+    replay: Option<Replay>,
+    /// Process attributes from /proc; `None` leaves them out.
+    processes: Option<ProcessCache>,
+    /// Spans for each event, when traces are exported.
+    traces: Option<Traces>,
+    /// `block`: the queue was full, records wait in the ring buffer.
+    blocked: bool,
+    /// Shutting down: no more records are taken back from the spool.
+    stopping: bool,
+    decode_warning: Throttle,
+    spool_warning: Throttle,
+}
+
+impl Reader {
+    /// A reader emitting through `logger` and counting into `stats`. It
+    /// exports nothing until [`with_admission`](Self::with_admission) gives
+    /// it the export queue's gate: until then records are only counted.
+    pub fn new(logger: SdkLogger, stats: Arc<PipelineStats>) -> Reader {
+        Reader {
+            logger,
+            clock: clock::wall_clock(),
+            stats,
+            admission: None,
+            replay: None,
+            processes: None,
+            traces: None,
+            blocked: false,
+            stopping: false,
+            decode_warning: Throttle::default(),
+            spool_warning: Throttle::default(),
+        }
+    }
+
+    /// Emits records through `admission` (see [`Admission`]).
+    pub fn with_admission(mut self, admission: Admission) -> Reader {
+        self.admission = Some(admission);
+        self
+    }
+
+    /// Takes spooled records back through `replay` (with the spool policy).
+    pub fn with_replay(mut self, replay: Replay) -> Reader {
+        self.replay = Some(replay);
+        self
+    }
+
+    /// Makes a span of each event too (see [`Traces`]).
+    pub fn with_traces(mut self, traces: Traces) -> Reader {
+        self.traces = Some(traces);
+        self
+    }
+
+    /// Adds process attributes (executable path, cgroup, container) from `cache`.
+    pub fn with_process_cache(mut self, cache: ProcessCache) -> Reader {
+        self.processes = Some(cache);
+        self
+    }
+
+    /// Whether the reader is waiting for room in the queue (`block`).
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Sends permission checks that waited too long for their mapping.
+    pub fn flush_stale_spans(&mut self) {
+        if let Some(traces) = &mut self.traces {
+            traces.flush_stale(SystemTime::now());
+        }
+    }
+
+    /// Takes the span pipeline out, to flush it at shutdown.
+    pub fn take_traces(&mut self) -> Option<Traces> {
+        self.traces.take()
+    }
+
+    /// Re-reads the monotonic -> wall-clock offset (the wall clock may be stepped).
+    pub fn resync_clock(&mut self) {
+        self.clock = clock::wall_clock();
+    }
+
+    /// Whether spooled records wait to be sent, and for what; `None` when
+    /// none wait or none will be sent (logs not exported, stopping).
+    fn backlog(&self) -> Option<Backlog> {
+        if self.stopping || self.admission.is_none() {
+            return None;
+        }
+        self.replay.as_ref()?.backlog()
+    }
+
+    /// Emits spooled records while the queue has room and exports succeed
+    /// (see [`Replay::run`]); returns how many.
+    pub fn replay(&mut self) -> u64 {
+        let (Some(replay), Some(admission)) = (&mut self.replay, &self.admission) else {
+            return 0;
+        };
+        if self.stopping {
+            return 0;
+        }
+        replay.run(
+            admission.queue(),
+            &self.logger,
+            &self.stats,
+            &mut self.spool_warning,
+        )
+    }
+
+    /// Emits every record waiting in `source`; returns how many were read.
+    pub fn drain<S: EventSource>(&mut self, source: &mut S) -> u64 {
+        self.blocked = false;
+        self.replay();
+        let mut read = 0;
+        let mut spooled = false;
+        loop {
+            // Under `block`, a record leaves the source only with a slot.
+            if self.admission.as_ref().is_some_and(|a| !a.reserve()) {
+                self.blocked = true;
+                break;
+            }
+            let Some(bytes) = source.next_record() else {
+                self.unreserve();
+                break;
+            };
+            read += 1;
+            match abi::decode(&bytes) {
+                Ok(abi::Event::ProcessExit(context)) => {
+                    // Not a record: only tells the cache to forget the process.
+                    read -= 1;
+                    self.unreserve();
+                    if let Some(cache) = &mut self.processes {
+                        cache.forget(&context);
+                    }
+                }
+                Ok(event) => spooled |= self.handle(&event),
+                Err(error) => {
+                    self.unreserve();
+                    self.undecodable(&error);
+                }
+            }
+        }
+        if spooled {
+            self.flush_spool();
+        }
+        self.stats.read.fetch_add(read, Ordering::Relaxed);
+        read
+    }
+
+    /// Like [`drain`](Self::drain), but while the queue is full under
+    /// `block`, waits for room until `deadline` (used at shutdown, with the
+    /// probes detached). Whatever is left stays counted as unread.
+    pub fn drain_until<S: EventSource>(&mut self, source: &mut S, deadline: Instant) -> u64 {
+        // Spooled records stay on disk: sent now, they might not make it
+        // before the deadline.
+        self.stopping = true;
+        let mut n = self.drain(source);
+        while self.blocked && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            n += self.drain(source);
+        }
+        n
+    }
+
+    fn unreserve(&self) {
+        if let Some(admission) = &self.admission {
+            admission.unreserve();
+        }
+    }
+
+    /// Admits one decoded event and emits, spools or drops it; returns
+    /// whether it was spooled.
+    fn handle(&mut self, event: &abi::Event<'_>) -> bool {
+        let Some(admission) = &self.admission else {
+            // Logs off (or nowhere to send them): spans may still be wanted.
+            if let Some(traces) = &mut self.traces {
+                let info = self.processes.as_mut().map(|c| c.get(event.context()));
+                traces.record(event, &self.clock, info.as_deref());
+            }
+            self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        match admission.admit() {
+            Verdict::Drop => {
+                self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Verdict::Emit => {
+                let record = self.build_record(event);
+                self.logger.emit(record);
+                self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Verdict::Spool => {
+                let record = self.build_record(event);
+                self.spool_record(&record);
+                true
+            }
+        }
+    }
+
+    /// The log record of `event`, with process attributes and span ids.
+    fn build_record(&mut self, event: &abi::Event<'_>) -> SdkLogRecord {
+        let mut record = self.logger.create_log_record();
+        // Per record (a vDSO read): a drain can run while the kernel keeps
+        // writing, so one timestamp per drain could precede later events.
+        fill_log_record(event, &self.clock, SystemTime::now(), &mut record);
+        let info = self.processes.as_mut().map(|c| c.get(event.context()));
+        if let Some(info) = &info {
+            add_process_info(&mut record, info);
+        }
+        if let Some((trace, span)) = self
+            .traces
+            .as_mut()
+            .and_then(|t| t.record(event, &self.clock, info.as_deref()))
+        {
+            record.set_trace_context(trace, span, Some(TraceFlags::SAMPLED));
+        }
+        record
+    }
+
+    fn undecodable(&mut self, error: &abi::DecodeError) {
+        self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+        if self.decode_warning.ready() {
+            tracing::warn!(%error, "skipped an undecodable record (counted; further ones are logged every 10 s)");
+        }
+    }
+
+    /// Writes `record` to the spool; counts it as spooled or dropped.
+    fn spool_record(&mut self, record: &SdkLogRecord) {
+        let Some(spool) = self.admission.as_ref().and_then(|a| a.spool()) else {
+            return;
+        };
+        match spool.push(record) {
+            Ok(()) => {
+                self.stats.spooled.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.stats.spool_dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .spool_damaged
+                    .fetch_add(error.records_lost(), Ordering::Relaxed);
+                self.warn_spool(&error, "dropping new records");
+            }
+        }
+    }
+
+    /// Hands what was spooled to the kernel (survives a crash of the agent).
+    pub fn flush_spool(&mut self) {
+        let Some(spool) = self.admission.as_ref().and_then(|a| a.spool()) else {
+            return;
+        };
+        if let Err(error) = spool.flush() {
+            self.stats
+                .spool_damaged
+                .fetch_add(error.records_lost(), Ordering::Relaxed);
+            self.warn_spool(&error, "the records written since the last write were lost");
+        }
+    }
+
+    /// Logs a spool error, at most every 10 s.
+    fn warn_spool(&mut self, error: &SpoolError, consequence: &str) {
+        if self.spool_warning.ready() {
+            tracing::warn!("{error}; {consequence} (counted; logged every 10 s while it lasts)");
+        }
+    }
+
+    /// Reads `source` until `shutdown` completes, waking only when the
+    /// kernel signals new data (epoll on the source's fd; no polling loop).
+    ///
+    /// Every [`LOSS_REPORT_INTERVAL`] it compares the counters (`report`) with
+    /// the previous ones and warns on stderr while records are being lost.
+    pub async fn run<S: EventSource + AsRawFd>(
+        &mut self,
+        source: S,
+        report: impl Fn() -> Snapshot,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<S> {
+        // SAFETY: the source owns its fd and keeps it open and unchanged for
+        // as long as it lives (the ring buffer's map fd); the AsyncFd owns
+        // the source until `into_inner` below, so the fd outlives the
+        // registration.
+        let mut fd = unsafe { AsyncFd::register_with_interest(source, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        let mut tick = tokio::time::interval(LOSS_REPORT_INTERVAL);
+        let mut last_lost = 0;
+        tokio::pin!(shutdown);
+        loop {
+            let queue = self.admission.as_ref().map(|a| a.queue().clone());
+            let backlog = self.backlog();
+            let room = async {
+                match &queue {
+                    Some(queue) => queue.wait_for_room().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                guard = fd.readable_mut(), if !self.blocked => {
+                    let mut guard = guard?;
+                    let n = self.drain(guard.get_inner_mut());
+                    guard.clear_ready();
+                    drop(guard);
+                    if n > 0 {
+                        // Let records gather (see READ_COALESCE).
+                        tokio::time::sleep(READ_COALESCE).await;
+                    }
+                }
+                // `block`: the kernel does not signal data that was already
+                // there, so drain as soon as the queue has room again.
+                // `spool`: send spooled records as the queue frees room.
+                () = room, if self.blocked || backlog == Some(Backlog::Ready) => {
+                    self.drain(fd.get_mut());
+                }
+                // `spool`, collector failing: look again soon (nothing
+                // signals its recovery but the next export's success), and
+                // probe the collector when nothing is queued.
+                () = tokio::time::sleep(SPOOL_RETRY), if backlog == Some(Backlog::Held) => {
+                    self.drain(fd.get_mut());
+                }
+                _ = tick.tick() => {
+                    self.resync_clock();
+                    self.flush_stale_spans();
+                    let snapshot = report();
+                    // Records in the export queue are not lost yet: judge the
+                    // stages that are final (kernel, decoding, queue, failed exports).
+                    let lost = snapshot.lost_so_far();
+                    if lost > last_lost {
+                        tracing::warn!("records are being lost: {}", snapshot.summary());
+                        last_lost = lost;
+                    }
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        Ok(fd.into_inner())
+    }
+}

@@ -1,0 +1,332 @@
+//! Running the agent: the only place that knows every stage and wires
+//! them together, top to bottom, the way records flow:
+//!
+//! ```text
+//!  host::preflight ─> export (providers, queue, spool) ─> kernel (probes, ring buffer)
+//!    ─> telemetry (metrics) ─> host::caps (drop privileges)
+//!    ─> pipeline::Reader until SIGINT/SIGTERM (SIGHUP: filters reloaded)
+//!    ─> shutdown: detach, drain, flush, close the spool, final line
+//! ```
+//!
+//! Invariant: once the probes are attached, every way out of [`run`] goes
+//! through the shutdown sequence (detach, drain, flush, summary).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mapwatch_config::{CliArgs, Config, Signal as TelemetrySignal};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use tokio::runtime::Runtime;
+
+use crate::export::traces::Traces;
+use crate::export::{self, Destinations};
+use crate::host::preflight;
+use crate::host::processes::ProcessCache;
+use crate::kernel::{self, Attached, Choice, ProbeSettings, Probes};
+use crate::pipeline::Reader;
+use crate::pipeline::admission::Admission;
+use crate::pipeline::replay::Replay;
+use crate::telemetry::{PipelineStats, metrics};
+
+mod probe_table;
+mod signals;
+
+pub use probe_table::probe;
+use signals::{Signals, reload_on_hangup, shutdown_signal};
+
+/// Whole shutdown budget after SIGINT/SIGTERM: detach, drain, flush.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The export side, built before the probes attach.
+struct Outputs {
+    provider: SdkLoggerProvider,
+    destinations: Destinations,
+    traces: Option<Traces>,
+}
+
+/// Runs the agent with `config` (loaded from `cli` and the environment) until
+/// SIGINT or SIGTERM; SIGHUP reloads the filters.
+pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
+    preflight::check()?;
+    warn_if_writable_by_others(Config::file_in_use(cli).as_deref());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("mapwatch-rt")
+        .enable_all()
+        .build()?;
+    let stats = Arc::new(PipelineStats::default());
+    let mut outputs = build_outputs(&runtime, config, &stats)?;
+    let Attached {
+        mut probes,
+        events: ring,
+        filters,
+    } = Probes::attach(&probe_settings(config))?;
+    for unavailable in &probes.passed_over {
+        tracing::info!("not using {unavailable}");
+    }
+    let meters = build_meters(
+        &runtime,
+        config,
+        &stats,
+        &probes,
+        &ring,
+        &outputs.destinations,
+    )?;
+    // Everything privileged is done: the probes are attached and every map
+    // fd is held.
+    drop_capabilities();
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::register()?
+    };
+    announce(config, &probes, &outputs);
+    let mut reader = build_reader(config, &stats, &mut outputs);
+    let reload = runtime.spawn(reload_on_hangup(
+        signals.hangup,
+        cli.clone(),
+        config.clone(),
+        Arc::new(Mutex::new(filters)),
+    ));
+    let counters = &probes.counters;
+    let mut ring = runtime.block_on(reader.run(
+        ring,
+        || stats.snapshot(kernel::read_counters(counters)),
+        shutdown_signal(signals.interrupt, signals.terminate),
+    ))?;
+    reload.abort();
+    shutdown(ShutdownParts {
+        probes: &mut probes,
+        ring: &mut ring,
+        reader: &mut reader,
+        outputs,
+        meters,
+        stats: &stats,
+    });
+    drop(runtime);
+    Ok(())
+}
+
+/// The logger provider (with the export queue and spool) and the span
+/// pipeline. gRPC channels bind to the runtime they are created in.
+fn build_outputs(
+    runtime: &Runtime,
+    config: &Config,
+    stats: &Arc<PipelineStats>,
+) -> anyhow::Result<Outputs> {
+    let _entered = runtime.enter();
+    let (provider, destinations) = export::logger_provider(config, stats)?;
+    let traces = if config.signals.contains(TelemetrySignal::Traces) && !config.sdk_disabled {
+        Some(Traces::build(config, export::resource(config))?)
+    } else {
+        None
+    };
+    Ok(Outputs {
+        provider,
+        destinations,
+        traces,
+    })
+}
+
+fn probe_settings(config: &Config) -> ProbeSettings {
+    ProbeSettings {
+        do_mmap: Choice::do_mmap(config.events.do_mmap, config.backends.do_mmap),
+        security_mmap_file: Choice::security_mmap_file(
+            config.events.security_mmap_file,
+            config.backends.security_mmap_file,
+        ),
+        ring_buffer_bytes: config.ring_buffer.size_bytes,
+        ignore_pid: if config.filter.report_self {
+            0
+        } else {
+            std::process::id()
+        },
+        filter: config.filter.clone(),
+        rate_limit: config.rate_limit.clone(),
+    }
+}
+
+/// The agent's own counters as OTLP metrics (docs/reliability.md).
+fn build_meters(
+    runtime: &Runtime,
+    config: &Config,
+    stats: &Arc<PipelineStats>,
+    probes: &Probes,
+    ring: &aya::maps::RingBuf<aya::maps::MapData>,
+    destinations: &Destinations,
+) -> anyhow::Result<Option<SdkMeterProvider>> {
+    let _entered = runtime.enter();
+    let sources = metrics::Sources {
+        stats: stats.clone(),
+        kernel: Arc::new(kernel::share_counters(&probes.counters)?),
+        queue: destinations.queue.clone(),
+        ring: kernel::RingFill::new(ring, config.ring_buffer.size_bytes)
+            .map_err(|error| tracing::info!("ring buffer use not measured: {error}"))
+            .ok()
+            .map(Arc::new),
+        spool: destinations.spool.clone(),
+    };
+    Ok(export::meter_provider(config, sources)?)
+}
+
+fn drop_capabilities() {
+    match crate::host::caps::drop_unneeded() {
+        Ok(dropped) => tracing::info!(
+            "dropped capabilities; kept: {}",
+            if dropped.kept.is_empty() {
+                "none".to_owned()
+            } else {
+                dropped.kept.join(", ")
+            }
+        ),
+        Err(error) => tracing::warn!("could not drop capabilities: {error}"),
+    }
+}
+
+/// Whether log records go anywhere (OTLP or the console).
+fn logs_exported(config: &Config, destinations: &Destinations) -> bool {
+    config.signals.contains(TelemetrySignal::Logs)
+        && (destinations.otlp.is_some() || destinations.console)
+}
+
+/// The one line saying what is watched and where records go.
+fn announce(config: &Config, probes: &Probes, outputs: &Outputs) {
+    let mut events = Vec::new();
+    if let Some(backend) = probes.do_mmap {
+        events.push(format!("do_mmap via {}", backend.name()));
+    }
+    if let Some(backend) = probes.security_mmap_file {
+        events.push(format!("security_mmap_file via {}", backend.name()));
+    }
+    let destinations = &outputs.destinations;
+    let logs = config.signals.contains(TelemetrySignal::Logs);
+    let mut sinks = Vec::new();
+    if let (true, Some(otlp)) = (logs, &destinations.otlp) {
+        sinks.push(otlp.clone());
+    }
+    if outputs.traces.is_some() {
+        sinks.push("spans to the same OTLP endpoint".to_owned());
+    }
+    if logs && destinations.console {
+        sinks.push("stdout".to_owned());
+    }
+    if sinks.is_empty() {
+        sinks.push(
+            "nowhere (no OTLP endpoint, or OTEL_SDK_DISABLED, and console output off)".to_owned(),
+        );
+    }
+    eprintln!(
+        "mapwatch: watching {}; records go to {}",
+        events.join(", "),
+        sinks.join(" and ")
+    );
+}
+
+/// The reader, wired to the export queue, the spool, the process cache and
+/// the span pipeline as configured.
+fn build_reader(config: &Config, stats: &Arc<PipelineStats>, outputs: &mut Outputs) -> Reader {
+    let logger = opentelemetry::logs::LoggerProvider::logger(&outputs.provider, "mapwatch");
+    let mut reader = Reader::new(logger, stats.clone()).with_process_cache(ProcessCache::new(
+        config.process.cache_entries,
+        config.process.command_line,
+    ));
+    let destinations = &mut outputs.destinations;
+    if logs_exported(config, destinations)
+        && let Some(queue) = &destinations.queue
+    {
+        let admission = Admission::new(queue.clone(), destinations.spool.clone());
+        if let Some(spool) = admission.spool() {
+            reader = reader.with_replay(Replay::new(
+                spool.clone(),
+                destinations.retry.clone(),
+                destinations.probe.take(),
+            ));
+        }
+        reader = reader.with_admission(admission);
+    }
+    if let Some(traces) = outputs.traces.take() {
+        reader = reader.with_traces(traces);
+    }
+    reader
+}
+
+/// What the shutdown sequence works on.
+struct ShutdownParts<'a> {
+    probes: &'a mut Probes,
+    ring: &'a mut aya::maps::RingBuf<aya::maps::MapData>,
+    reader: &'a mut Reader,
+    outputs: Outputs,
+    meters: Option<SdkMeterProvider>,
+    stats: &'a PipelineStats,
+}
+
+/// Detaches, drains what the kernel already sent, flushes every exporter
+/// and the spool within [`SHUTDOWN_DEADLINE`], and prints the final line.
+fn shutdown(parts: ShutdownParts<'_>) {
+    let ShutdownParts {
+        probes,
+        ring,
+        reader,
+        outputs,
+        meters,
+        stats,
+    } = parts;
+    let destinations = &outputs.destinations;
+    let started = Instant::now();
+    if destinations.spool.is_some() && destinations.retry.exports_failing() {
+        // The collector is failing: queued records go to the spool now
+        // rather than wait for it.
+        destinations.retry.stop_now();
+    } else {
+        // Retries stop in time for the flush to finish within the deadline.
+        destinations
+            .retry
+            .stop_by(started + SHUTDOWN_DEADLINE.mul_f32(0.6));
+    }
+    probes.detach();
+    reader.drain_until(ring, started + SHUTDOWN_DEADLINE / 2);
+    if let Some(traces) = reader.take_traces() {
+        traces.shutdown(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()) / 2);
+    }
+    let remaining = SHUTDOWN_DEADLINE.saturating_sub(started.elapsed());
+    if let Err(error) = outputs.provider.shutdown_with_timeout(remaining) {
+        tracing::warn!(%error, "flushing the exporter did not finish within the shutdown deadline");
+    }
+    if let Some(spool) = &destinations.spool
+        && let Err(error) = spool.close()
+    {
+        tracing::warn!("{error}");
+    }
+    if let Some(meters) = meters {
+        // Last export of the final counts; bounded by the deadline (the SDK
+        // would wait for a slow collector).
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = meters.shutdown();
+            let _ = done.send(());
+        });
+        let _ = wait.recv_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));
+    }
+    let snapshot = stats.snapshot(probes.counters());
+    eprintln!(
+        "mapwatch: stopped after {:.1?}: {}",
+        started.elapsed(),
+        snapshot.final_summary()
+    );
+}
+
+/// Warns when the configuration file (which names where records go and may
+/// hold credentials) can be changed by any user.
+fn warn_if_writable_by_others(path: Option<&std::path::Path>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = path else { return };
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o002 != 0
+    {
+        tracing::warn!(
+            "configuration file {} is world-writable (mode {:o}): any user can redirect or silence mapwatch; chmod o-w it",
+            path.display(),
+            meta.permissions().mode() & 0o7777
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! The agent's own counters as OpenTelemetry metrics (observable
+//! instruments read at every collection), exported over OTLP next to the
+//! log records. Every instrument is one row of [`INSTRUMENTS`]: name, unit,
+//! description, and where its value comes from. docs/reliability.md lists
+//! them for users.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use aya::maps::{MapData, PerCpuArray};
+use mapwatch_kernel::abi::Counter;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+
+use crate::export::queue::ExportQueue;
+use crate::kernel::{self, RingFill};
+use crate::spool::SpoolHandle;
+use crate::telemetry::{PipelineStats, Snapshot};
+
+/// Attribute naming the event kind of a record.
+pub const EVENT: &str = "mapwatch.event";
+/// Attribute naming why records were dropped.
+pub const DROP_REASON: &str = "mapwatch.drop.reason";
+/// Attribute naming why records were not reported on purpose.
+pub const DISCARD_REASON: &str = "mapwatch.discard.reason";
+
+/// Where the instruments read their values.
+#[derive(Clone)]
+pub struct Sources {
+    /// User-space counters.
+    pub stats: Arc<PipelineStats>,
+    /// The kernel's counters map (see [`kernel::share_counters`]).
+    pub kernel: Arc<PerCpuArray<MapData, u64>>,
+    /// The export queue, if records are exported.
+    pub queue: Option<Arc<ExportQueue>>,
+    /// Ring buffer use, if it could be mapped.
+    pub ring: Option<Arc<RingFill>>,
+    /// The on-disk spool, if in use.
+    pub spool: Option<SpoolHandle>,
+}
+
+impl Sources {
+    fn snapshot(&self) -> Snapshot {
+        self.stats.snapshot(kernel::read_counters(&self.kernel))
+    }
+}
+
+/// Counter (monotonic) or gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A monotonic sum.
+    Counter,
+    /// A value now.
+    Gauge,
+}
+
+/// Values observed at one collection, each with its attributes.
+pub type Observations = Vec<(u64, Vec<KeyValue>)>;
+
+/// One instrument: what users see, and where its values come from.
+pub struct Instrument {
+    /// Metric name.
+    pub name: &'static str,
+    /// UCUM unit.
+    pub unit: &'static str,
+    /// What it measures.
+    pub description: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// Whether this agent has the instrument (e.g. only with a spool).
+    pub present: fn(&Sources) -> bool,
+    /// Its values now.
+    pub observe: fn(&Sources) -> Observations,
+}
+
+fn always(_: &Sources) -> bool {
+    true
+}
+
+fn one(value: u64) -> Observations {
+    vec![(value, Vec::new())]
+}
+
+/// Why a record counted by `counter` was lost, as `mapwatch.drop.reason`
+/// (and the event, when the counter is per event).
+fn kernel_drop_reason(counter: Counter) -> (&'static str, Option<&'static str>) {
+    match counter {
+        Counter::DoMmapRingBufferFull => ("ring_buffer_full", Some("do_mmap")),
+        Counter::SecurityMmapFileRingBufferFull => ("ring_buffer_full", Some("security_mmap_file")),
+        Counter::PendingMapFull => ("argument_map_full", Some("do_mmap")),
+        other => (other.name(), None),
+    }
+}
+
+fn received(s: &Sources) -> Observations {
+    let snap = s.snapshot();
+    vec![
+        (
+            snap.kernel.get(Counter::DoMmapSent),
+            vec![KeyValue::new(EVENT, "do_mmap")],
+        ),
+        (
+            snap.kernel.get(Counter::SecurityMmapFileSent),
+            vec![KeyValue::new(EVENT, "security_mmap_file")],
+        ),
+    ]
+}
+
+fn dropped(s: &Sources) -> Observations {
+    let snap = s.snapshot();
+    let mut out = Vec::new();
+    for counter in Counter::ALL.into_iter().filter(|c| c.is_loss()) {
+        let (reason, event) = kernel_drop_reason(counter);
+        let mut attrs = vec![KeyValue::new(DROP_REASON, reason)];
+        if let Some(event) = event {
+            attrs.push(KeyValue::new(EVENT, event));
+        }
+        out.push((snap.kernel.get(counter), attrs));
+    }
+    let mut reasons = vec![
+        ("undecodable", snap.decode_errors),
+        ("export_queue_full", snap.queue_dropped),
+        ("export_failed", snap.export_failed),
+    ];
+    if snap.spool_enabled {
+        reasons.push(("spool_full", snap.spool_dropped));
+        reasons.push(("spool_damaged", snap.spool_damaged));
+    }
+    for (reason, value) in reasons {
+        out.push((value, vec![KeyValue::new(DROP_REASON, reason)]));
+    }
+    out
+}
+
+fn discarded(s: &Sources) -> Observations {
+    let snap = s.snapshot();
+    [
+        ("filtered", snap.kernel.get(Counter::Filtered)),
+        ("rate_limited", snap.kernel.get(Counter::RateLimited)),
+        ("no_destination", snap.discarded),
+    ]
+    .into_iter()
+    .map(|(reason, value)| (value, vec![KeyValue::new(DISCARD_REASON, reason)]))
+    .collect()
+}
+
+/// Every instrument the agent exports.
+pub const INSTRUMENTS: &[Instrument] = &[
+    Instrument {
+        name: "mapwatch.records.received",
+        unit: "{record}",
+        description: "Records the kernel wrote to the ring buffer, per event kind.",
+        kind: Kind::Counter,
+        present: always,
+        observe: received,
+    },
+    Instrument {
+        name: "mapwatch.records.read",
+        unit: "{record}",
+        description: "Records the agent took from the ring buffer.",
+        kind: Kind::Counter,
+        present: always,
+        observe: |s| one(s.snapshot().read),
+    },
+    Instrument {
+        name: "mapwatch.records.exported",
+        unit: "{record}",
+        description: "Log records the collector accepted.",
+        kind: Kind::Counter,
+        present: always,
+        observe: |s| one(s.snapshot().exported),
+    },
+    Instrument {
+        name: "mapwatch.records.dropped",
+        unit: "{record}",
+        description: "Records lost, by reason (and event kind, for kernel-side reasons).",
+        kind: Kind::Counter,
+        present: always,
+        observe: dropped,
+    },
+    Instrument {
+        name: "mapwatch.records.discarded",
+        unit: "{record}",
+        description: "Records not reported on purpose (filters, rate limit, no destination).",
+        kind: Kind::Counter,
+        present: always,
+        observe: discarded,
+    },
+    Instrument {
+        name: "mapwatch.export.retries",
+        unit: "{retry}",
+        description: "Log exports repeated after a retryable failure (beyond the OTLP exporter's own retries).",
+        kind: Kind::Counter,
+        present: always,
+        observe: |s| one(s.stats.retries.load(Ordering::Relaxed)),
+    },
+    Instrument {
+        name: "mapwatch.export.queue.size",
+        unit: "{record}",
+        description: "Records waiting for export or being exported.",
+        kind: Kind::Gauge,
+        present: |s| s.queue.is_some(),
+        observe: |s| {
+            s.queue
+                .iter()
+                .map(|q| (q.depth() as u64, Vec::new()))
+                .collect()
+        },
+    },
+    Instrument {
+        name: "mapwatch.export.queue.capacity",
+        unit: "{record}",
+        description: "The most records the export queue holds (batch.max_queue_size).",
+        kind: Kind::Gauge,
+        present: |s| s.queue.is_some(),
+        observe: |s| {
+            s.queue
+                .iter()
+                .map(|q| (q.capacity() as u64, Vec::new()))
+                .collect()
+        },
+    },
+    Instrument {
+        name: "mapwatch.records.spooled",
+        unit: "{record}",
+        description: "Records written to the on-disk spool (queue full, or export failed).",
+        kind: Kind::Counter,
+        present: |s| s.spool.is_some(),
+        observe: |s| {
+            let snap = s.snapshot();
+            one(snap.spooled + snap.spooled_by_exporter)
+        },
+    },
+    Instrument {
+        name: "mapwatch.spool.records",
+        unit: "{record}",
+        description: "Records waiting in the on-disk spool.",
+        kind: Kind::Gauge,
+        present: |s| s.spool.is_some(),
+        observe: |s| one(s.snapshot().in_spool()),
+    },
+    Instrument {
+        name: "mapwatch.spool.usage",
+        unit: "By",
+        description: "Bytes the on-disk spool's files take (at most spool.max_bytes).",
+        kind: Kind::Gauge,
+        present: |s| s.spool.is_some(),
+        observe: |s| s.spool.iter().map(|sp| (sp.bytes(), Vec::new())).collect(),
+    },
+    Instrument {
+        name: "mapwatch.ring_buffer.used",
+        unit: "By",
+        description: "Bytes of the BPF ring buffer written by the kernel and not yet read.",
+        kind: Kind::Gauge,
+        present: |s| s.ring.is_some(),
+        observe: |s| s.ring.iter().map(|r| (r.used(), Vec::new())).collect(),
+    },
+    Instrument {
+        name: "mapwatch.ring_buffer.size",
+        unit: "By",
+        description: "Size of the BPF ring buffer.",
+        kind: Kind::Gauge,
+        present: |s| s.ring.is_some(),
+        observe: |s| s.ring.iter().map(|r| (r.size(), Vec::new())).collect(),
+    },
+];
+
+/// Registers every instrument of [`INSTRUMENTS`] this agent has on `meter`.
+/// The callbacks run on the metrics exporter's thread at each collection.
+pub fn register(meter: &Meter, sources: Sources) {
+    for instrument in INSTRUMENTS.iter().filter(|i| (i.present)(&sources)) {
+        let (s, observe) = (sources.clone(), instrument.observe);
+        let callback = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+            for (value, attrs) in observe(&s) {
+                o.observe(value, &attrs);
+            }
+        };
+        match instrument.kind {
+            Kind::Counter => {
+                meter
+                    .u64_observable_counter(instrument.name)
+                    .with_unit(instrument.unit)
+                    .with_description(instrument.description)
+                    .with_callback(callback)
+                    .build();
+            }
+            Kind::Gauge => {
+                meter
+                    .u64_observable_gauge(instrument.name)
+                    .with_unit(instrument.unit)
+                    .with_description(instrument.description)
+                    .with_callback(callback)
+                    .build();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instrument_has_a_unique_documented_name() {
+        let mut names: Vec<_> = INSTRUMENTS.iter().map(|i| i.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), INSTRUMENTS.len());
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/reliability.md"
+        ))
+        .unwrap();
+        for instrument in INSTRUMENTS {
+            assert!(instrument.name.starts_with("mapwatch."));
+            assert!(
+                docs.contains(instrument.name),
+                "{} is not in docs/reliability.md",
+                instrument.name
+            );
+        }
+    }
+}
