@@ -143,3 +143,29 @@ impl Agent {
         parse_summary(&line).ok_or(format!("cannot parse the agent's summary: {line}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_summary;
+
+    #[test]
+    fn parses_the_exit_summary() {
+        // The shape of agent/src/stats.rs's final_summary after run.rs's prefix.
+        let line = "mapwatch: stopped after 10.3s: 2000 records produced in the kernel, 2000 read, \
+                    1990 exported, 3 discarded (no destination configured); lost: 7 (ring buffer full 2, \
+                    argument map full 0, undecodable 0, export failed 0, export queue full 5, unsent at exit 0)";
+        let s = parse_summary(line).unwrap();
+        assert_eq!(
+            (
+                s.produced,
+                s.exported,
+                s.discarded,
+                s.lost,
+                s.ring_full,
+                s.queue_full
+            ),
+            (2000, 1990, 3, 7, 2, 5)
+        );
+        assert!(parse_summary("mapwatch: watching").is_none());
+    }
+}

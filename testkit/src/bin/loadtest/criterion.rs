@@ -57,3 +57,32 @@ pub fn bench_rate(benches: &[Bench], id: &str) -> Option<f64> {
         .find(|b| b.id == id)
         .map(|b| b.elements.unwrap_or(1) as f64 / (b.ns_per_iter * 1e-9))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{bench_rate, collect_criterion};
+
+    #[test]
+    fn reads_new_results_and_skips_base_and_report() {
+        let dir = std::env::temp_dir().join(format!("loadtest-criterion-{}", std::process::id()));
+        let write = |sub: &str, id: &str, ns: f64| {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).unwrap();
+            let bench = format!(r#"{{"full_id":"{id}","throughput":{{"Elements":2}}}}"#);
+            std::fs::write(d.join("benchmark.json"), bench).unwrap();
+            let est = format!(r#"{{"mean":{{"point_estimate":{ns}}}}}"#);
+            std::fs::write(d.join("estimates.json"), est).unwrap();
+        };
+        write("map/anonymous/new", "map/anonymous", 1000.0);
+        write("map/anonymous/base", "map/anonymous (base)", 1.0);
+        write("decode/report/new", "decode (report)", 1.0);
+        write("decode/new", "decode", 500.0);
+        let benches = collect_criterion(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let ids: Vec<&str> = benches.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["decode", "map/anonymous"]);
+        let rate = bench_rate(&benches, "map/anonymous").unwrap();
+        assert!((rate - 2e6).abs() < 1e-3, "{rate}");
+        assert_eq!(bench_rate(&benches, "missing"), None);
+    }
+}

@@ -27,6 +27,7 @@ options (defaults in brackets):
   --keep-temp             keep the work directory (perf.data, plot data)
 ";
 
+#[derive(Debug)]
 pub struct Options {
     pub agent: PathBuf,
     pub workload: PathBuf,
@@ -123,5 +124,48 @@ impl Options {
             }
         }
         Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Options;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        Options::parse_from(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.rates.len(), 10);
+        assert_eq!(o.what_if_batch, 4096);
+        assert!(o.what_if_serial);
+        let o = parse(&[
+            "--rates",
+            "1000, 2000",
+            "--seconds",
+            "3",
+            "--no-what-if-serial",
+        ])
+        .unwrap();
+        assert_eq!(o.rates, [1000, 2000]);
+        assert_eq!(o.seconds, 3);
+        assert!(!o.what_if_serial);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(parse(&["--seconds"]).unwrap_err().contains("needs a value"));
+        assert!(
+            parse(&["--seconds", "x"])
+                .unwrap_err()
+                .starts_with("--seconds:")
+        );
+        assert!(
+            parse(&["--bogus"])
+                .unwrap_err()
+                .starts_with("unknown option --bogus")
+        );
     }
 }

@@ -131,3 +131,28 @@ pub fn split(costs: &[StageCost], kind: &str) -> Option<(f64, f64, f64, f64)> {
     let encode = cost(costs, "OTLP", kind)?.instructions;
     Some((ours, emit, encode, ours / (ours + emit + encode)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{StageCost, split};
+
+    #[test]
+    fn splits_ours_from_the_sdk() {
+        let c = |stage, instructions| StageCost {
+            stage,
+            kind: "anonymous",
+            instructions,
+            allocations: 0.0,
+        };
+        let costs = [
+            c("decode + map (ours)", 1000.0),
+            c("... + emit", 3000.0),
+            c("OTLP transform", 6000.0),
+        ];
+        assert_eq!(
+            split(&costs, "anonymous"),
+            Some((1000.0, 2000.0, 6000.0, 1000.0 / 9000.0))
+        );
+        assert_eq!(split(&costs, "file-backed"), None);
+    }
+}

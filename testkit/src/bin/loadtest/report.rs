@@ -551,3 +551,168 @@ Measured once with `pathcost` under callgrind/dhat on the commit before the chan
   (`Box<Vec<AnyValue>>` each).
 
 ";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::agent::Summary;
+
+    /// A run at `offered` events/s over 10 s that lost `lost` records to a full queue.
+    fn rate(offered: u64, lost: u64) -> RateResult {
+        let produced = offered * 10;
+        RateResult {
+            offered,
+            achieved: offered as f64 * 0.98,
+            delivered: produced - lost,
+            delivered_rate: (produced - lost) as f64 / 10.0,
+            received: produced - lost,
+            summary: Summary {
+                produced,
+                exported: produced - lost,
+                lost,
+                queue_full: lost,
+                ..Summary::default()
+            },
+            consistent: true,
+            cpu_pct: offered as f64 / 2500.0,
+            threads: vec![("tokio-runtime-w".into(), 40.2), ("mapwatch".into(), 12.0)],
+            peak_rss_kib: 40_960,
+            receiver_cpu_pct: 33.3,
+            wakeups_per_s: 1234.5,
+            load_before: "0.51 0.40 0.33".into(),
+        }
+    }
+
+    fn stage(stage: &'static str, instructions: f64) -> StageCost {
+        StageCost {
+            stage,
+            kind: "anonymous",
+            instructions,
+            allocations: 8.0,
+        }
+    }
+
+    /// Every section's input, fixed.
+    fn full_report(options: &Options) -> String {
+        let benches = [Bench {
+            id: "map/anonymous/sdk_record".into(),
+            ns_per_iter: 1500.0,
+            elements: Some(2),
+        }];
+        let rates = [rate(5_000, 0), rate(100_000, 0), rate(200_000, 5_000)];
+        let what_if = [rate(200_000, 4_000)];
+        let serial = [rate(100_000, 10)];
+        let pathcost = Ok(vec![
+            stage("decode + map into the SDK's SdkLogRecord (ours)", 5000.0),
+            stage("... + emit through the SDK's BatchLogProcessor", 12000.0),
+            stage("OTLP transform + prost encoding", 38000.0),
+        ]);
+        let profile = Profile {
+            rate: 200_000,
+            result: Some(rate(200_000, 5_000)),
+            by_thread: vec![("tokio-runtime-w".into(), 55.0)],
+            by_component: vec![("other".into(), 5.5)],
+            top_symbols: vec![(
+                5.25,
+                "mapwatch".into(),
+                "[.] prost::encoding::encode_varint".into(),
+            )],
+            callers: "40.00%  [.] mapwatch::inflight::export_thread".into(),
+            stage_share: BTreeMap::from([("mapwatch::inflight::export_thread", 40.0)]),
+            note: String::new(),
+        };
+        let mut overhead = Overhead::default();
+        for (c, ns) in [
+            (Condition::Nothing, 1000.0),
+            (Condition::MapwatchNoExport, 1200.0),
+            (Condition::MapwatchExport, 1500.0),
+            (Condition::Bpftrace, 1800.0),
+        ] {
+            overhead.samples.insert(c, vec![ns - 10.0, ns, ns + 10.0]);
+        }
+        write_report(&Report {
+            machine: vec![("nproc", "2".into()), ("kernel", "6.1.0-test".into())],
+            benches: &benches,
+            rates: &rates,
+            what_if: &what_if,
+            serial: &serial,
+            pathcost: Some(&pathcost),
+            profile: Some(&profile),
+            overhead: Some(&overhead),
+            plot_name: "performance.png".into(),
+            options,
+        })
+    }
+
+    fn headings(md: &str) -> Vec<&str> {
+        md.lines().filter(|l| l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn sections_in_order() {
+        let md = full_report(&Options::default());
+        assert_eq!(
+            headings(&md),
+            [
+                "# Performance",
+                "## Machine",
+                "## Against the targets",
+                "## Micro-benchmarks (criterion, one core)",
+                "## Cost per event, in instructions (valgrind)",
+                "## What was changed for the hot path (issue 7)",
+                "## End-to-end load",
+                "## Bottleneck and profile",
+                "## Kernel overhead per mmap + munmap",
+            ]
+        );
+        assert!(md.starts_with("# Performance\n\nWritten by `scripts/bench.sh ("));
+    }
+
+    #[test]
+    fn stable_lines() {
+        let md = full_report(&Options::default());
+        for line in [
+            "| nproc | 2 |",
+            "| decode + map >= 1 M events/s on one core | 1.33 M events/s anonymous, ? events/s file-backed (into the SDK's record) | yes |",
+            "| >= 200 k events/s with no loss, default settings | 100.0 k events/s offered (98.0 k achieved) with no loss | no (bottleneck below) |",
+            "| kernel overhead <= 0.5x bpftrace's | 200 ns added per mmap+munmap vs bpftrace's 800 ns: **0.25x** (export off); 500 ns, 0.62x with export on | yes |",
+            "| `map/anonymous/sdk_record` | 750.0 ns | 1.33 M |",
+            "| 200.0 k | 196.0 k | 199.5 k | 2000000 | 1995000 | 5000 (0 / 5000) | ok | 80% | 1.2 k | 40.0 MiB | tokio-runtime-w 40%, mapwatch 12% | 33% | 0.51 0.40 0.33 |",
+            "![delivered vs offered](performance.png)",
+            "Highest lossless rate: **100.0 k events/s offered** (98.0 k achieved by the workload), agent at 40% of a core and 40.0 MiB peak RSS.",
+            "  5.25%  mapwatch         [.] prost::encoding::encode_varint",
+            "| nothing attached | 1000 | 990..1010 |  |  |",
+            "| bpftrace, same hooks, same fields, printf (read, discarded) | 1800 | 1790..1810 | 800 | 1.00x |",
+        ] {
+            assert!(md.lines().any(|l| l == line), "missing line: {line}");
+        }
+        let bottleneck = md
+            .lines()
+            .find(|l| l.starts_with("**The bottleneck is CPU"))
+            .expect("the bottleneck paragraph");
+        assert!(bottleneck.contains("From 200.0 k events/s offered the export queue overflows"));
+        assert!(bottleneck.contains(" Batches of 4096 instead of 512 delivered 199.6 k events/s"));
+    }
+
+    #[test]
+    fn missing_parts_leave_their_sections_out() {
+        let md = write_report(&Report {
+            machine: Vec::new(),
+            benches: &[],
+            rates: &[],
+            what_if: &[],
+            serial: &[],
+            pathcost: None,
+            profile: None,
+            overhead: None,
+            plot_name: "p.png".into(),
+            options: &Options::default(),
+        });
+        assert_eq!(
+            headings(&md),
+            ["# Performance", "## Machine", "## Against the targets"]
+        );
+    }
+}
