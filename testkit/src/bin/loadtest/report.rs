@@ -12,7 +12,7 @@ use crate::profile::Profile;
 use crate::workload::RateResult;
 
 /// Where the Markdown and the plot come from, for the report's header.
-const GENERATOR: &str = "scripts/bench.sh (testkit/src/bin/loadtest.rs)";
+const GENERATOR: &str = "scripts/bench.sh (testkit/src/bin/loadtest/)";
 
 /// Everything one run measured; a section is left out when its part is
 /// missing (skipped or empty).
