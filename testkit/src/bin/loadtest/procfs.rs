@@ -1,0 +1,107 @@
+//! Samples from /proc: CPU ticks per process and thread, wake-ups, status
+//! fields and the load average.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// (comm, utime + stime in ticks) of a /proc/.../stat file.
+fn stat_ticks(path: &Path) -> Option<(String, u64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s[open + 1..close].to_owned();
+    let fields: Vec<&str> = s[close + 2..].split_whitespace().collect();
+    // After "pid (comm) ": state is field 3, utime 14, stime 15 (1-based).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+pub fn process_ticks(pid: u32) -> u64 {
+    stat_ticks(Path::new(&format!("/proc/{pid}/stat"))).map_or(0, |(_, t)| t)
+}
+
+/// tid -> (thread name, ticks).
+pub fn thread_ticks(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let mut out = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for entry in dir.flatten() {
+            let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Some(v) = stat_ticks(&entry.path().join("stat")) {
+                out.insert(tid, v);
+            }
+        }
+    }
+    out
+}
+
+/// CPU % of one core per thread name between two snapshots.
+pub fn thread_cpu(
+    before: &BTreeMap<u32, (String, u64)>,
+    after: &BTreeMap<u32, (String, u64)>,
+    seconds: f64,
+) -> Vec<(String, f64)> {
+    let mut by_name = BTreeMap::<String, u64>::new();
+    for (tid, (name, t1)) in after {
+        let t0 = before.get(tid).map_or(0, |(_, t)| *t);
+        *by_name.entry(name.clone()).or_default() += t1.saturating_sub(t0);
+    }
+    let mut v: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(n, t)| (n, t as f64 / clock_ticks() / seconds * 100.0))
+        .filter(|(_, pct)| *pct >= 0.5)
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
+}
+
+/// Voluntary context switches of every thread of `pid`: how often it slept
+/// and was woken.
+pub fn wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for entry in dir.flatten() {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn load_average() -> String {
+    read_trimmed("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
