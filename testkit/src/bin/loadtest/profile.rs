@@ -104,16 +104,16 @@ fn component(sym: &str, dso: &str) -> &'static str {
 
 /// Only the pipeline's own stages, not the frames every thread starts with.
 const STAGES: [&str; 15] = [
-    "<mapwatch::pipeline::Reader>::drain",
+    "<mapwatch::pipeline::reader::Reader>::drain",
     "mapwatch_kernel::abi::decode",
     "mapwatch_model::record::fill_log_record",
     "mapwatch_model::process::add_process_info",
-    "<mapwatch::enrich::ProcessCache>::get",
+    "<mapwatch::host::processes::ProcessCache>::get",
     "<opentelemetry_sdk::logs::logger::SdkLogger as opentelemetry::logs::logger::Logger>::emit",
     "<opentelemetry_sdk::logs::batch_log_processor::BatchLogProcessor as opentelemetry_sdk::logs::log_processor::LogProcessor>::emit",
     "<opentelemetry_sdk::logs::record::SdkLogRecord as core::clone::Clone>::clone",
     "opentelemetry_sdk::logs::batch_log_processor::export_batch_sync",
-    "mapwatch::inflight::export_thread",
+    "mapwatch::export::concurrent::export_thread",
     "opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope",
     "<opentelemetry_proto::proto::tonic::collector::logs::v1::ExportLogsServiceRequest as prost::message::Message>::encode",
     "<opentelemetry_proto::proto::tonic::collector::logs::v1::ExportLogsServiceRequest as prost::message::Message>::encoded_len",

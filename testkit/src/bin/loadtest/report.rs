@@ -619,8 +619,8 @@ mod tests {
                 "mapwatch".into(),
                 "[.] prost::encoding::encode_varint".into(),
             )],
-            callers: "40.00%  [.] mapwatch::inflight::export_thread".into(),
-            stage_share: BTreeMap::from([("mapwatch::inflight::export_thread", 40.0)]),
+            callers: "40.00%  [.] mapwatch::export::concurrent::export_thread".into(),
+            stage_share: BTreeMap::from([("mapwatch::export::concurrent::export_thread", 40.0)]),
             note: String::new(),
         };
         let mut overhead = Overhead::default();
