@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Compression, ConsoleMode, Protocol};
+use crate::model::{Compression, ConsoleMode, Protocol};
 
 /// Configuration flags, meant to be flattened into the agent's parser with
 /// `#[command(flatten)]`. Every field is optional: only flags actually given

@@ -9,11 +9,11 @@ use figment::error::{Actual, Kind};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 
+use crate::cli::{CliArgs, EventKind};
 use crate::error::{ConfigError, Origin, Problem};
 use crate::kv::{self, ListStyle};
-use crate::{
-    CONFIG_PATH_ENV, CliArgs, Config, DEFAULT_CONFIG_PATH, ENV_PREFIX, EventKind, LOG_FILTER_ENV,
-};
+use crate::model::Config;
+use crate::sources::{CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, ENV_PREFIX, LOG_FILTER_ENV};
 
 impl Config {
     /// Loads the configuration from all layers, reading `environment`

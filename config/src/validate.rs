@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::Config;
 use crate::error::{ConfigError, Problem};
 use crate::load::Ctx;
+use crate::model::Config;
 
 pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
     // An error for the value at `path`; `shown` renders it when the user's
