@@ -58,9 +58,12 @@
 #![deny(missing_docs)]
 
 mod cli;
+mod ctx;
 mod duration;
 mod error;
+mod extract;
 mod kv;
+mod layers;
 mod load;
 mod model;
 mod sources;

@@ -1,19 +1,22 @@
-//! Assembling the layers and turning failures into [`ConfigError`]s.
+//! Loading: reading each source into its layer, in order of precedence,
+//! then extracting and validating the merged configuration.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use figment::error::{Actual, Kind};
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider, Source};
+use figment::value::{Dict, Value};
 
 use crate::cli::{CliArgs, EventKind};
+use crate::ctx::Ctx;
 use crate::error::{ConfigError, Origin, Problem};
+use crate::extract;
 use crate::kv::{self, ListStyle};
+use crate::layers::{Layers, list_dict, nest};
 use crate::model::Config;
 use crate::sources::{CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, ENV_PREFIX, LOG_FILTER_ENV};
+use crate::validate;
 
 impl Config {
     /// Loads the configuration from all layers, reading `environment`
@@ -76,24 +79,9 @@ impl Config {
         layers.cli(cli);
 
         let figment = layers.figment();
-        let ctx = Ctx {
-            figment: &figment,
-            layers: &layers,
-        };
-        let mut config: Config = figment
-            .extract_lossy()
-            .map_err(|err| ctx.deserialize_error(err))?;
-        for url in [
-            &mut config.otlp.endpoint,
-            &mut config.otlp.logs_endpoint,
-            &mut config.otlp.metrics_endpoint,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            *url = url.trim().to_string();
-        }
-        crate::validate::validate(&config, &ctx)?;
+        let ctx = Ctx::new(&figment, &layers);
+        let config = extract::config(&ctx)?;
+        validate::validate(&config, &ctx)?;
         Ok(config)
     }
 
@@ -182,45 +170,6 @@ fn env_get<'a>(env: &'a BTreeMap<String, String>, var: &str) -> Option<&'a str> 
         .filter(|v| !v.trim().is_empty())
 }
 
-/// One provider per source of values, so that every value is tagged with
-/// exactly where it came from.
-#[derive(Default)]
-pub(crate) struct Layers {
-    layers: Vec<Layer>,
-    /// The text the user gave, for environment variables and flags.
-    raw: HashMap<Origin, String>,
-}
-
-struct Layer {
-    index: usize,
-    origin: Origin,
-    data: Dict,
-}
-
-const LAYER_SOURCE_PREFIX: &str = "mapwatch-layer-";
-
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        Metadata::named(self.origin.to_string()).source(Source::Custom(format!(
-            "{LAYER_SOURCE_PREFIX}{}",
-            self.index
-        )))
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.data.clone()))
-    }
-}
-
-/// A dictionary holding `value` at `path`.
-fn nest(path: &[&str], value: Value) -> Dict {
-    let mut value = value;
-    for key in path.iter().skip(1).rev() {
-        value = Value::from(Dict::from([(key.to_string(), value)]));
-    }
-    Dict::from([(path[0].to_string(), value)])
-}
-
 /// Lowercases the names in `otlp.headers` so that layers merge them
 /// case-insensitively.
 fn normalize_header_names(dict: &mut Dict) {
@@ -232,15 +181,6 @@ fn normalize_header_names(dict: &mut Dict) {
             .map(|(name, value)| (name.to_ascii_lowercase(), value))
             .collect();
     }
-}
-
-fn list_dict(pairs: Vec<(String, String)>) -> Value {
-    Value::from(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k, Value::from(v)))
-            .collect::<Dict>(),
-    )
 }
 
 const HEADERS: ListStyle = ListStyle { headers: true };
@@ -288,35 +228,6 @@ const OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
 const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 
 impl Layers {
-    fn push(&mut self, origin: Origin, data: Dict, raw: Option<String>) {
-        if let Some(raw) = raw {
-            self.raw.insert(origin.clone(), raw);
-        }
-        self.layers.push(Layer {
-            index: self.layers.len(),
-            origin,
-            data,
-        });
-    }
-
-    fn push_env(&mut self, var: &str, raw: &str, data: Dict) {
-        self.push(Origin::Env(var.to_string()), data, Some(raw.to_string()));
-    }
-
-    fn push_cli(&mut self, flag: &str, raw: String, path: &[&str], value: Value) {
-        self.push(Origin::Cli(flag.to_string()), nest(path, value), Some(raw));
-    }
-
-    fn figment(&self) -> Figment {
-        self.layers.iter().fold(Figment::new(), |figment, layer| {
-            figment.merge(Layer {
-                index: layer.index,
-                origin: layer.origin.clone(),
-                data: layer.data.clone(),
-            })
-        })
-    }
-
     /// Layer 2: the TOML file.
     fn file(
         &mut self,
@@ -756,183 +667,6 @@ fn toml_to_value(value: toml::Value) -> Value {
     }
 }
 
-/// Looks up where values came from, and renders them for messages.
-pub(crate) struct Ctx<'a> {
-    figment: &'a Figment,
-    layers: &'a Layers,
-}
-
-/// Where the value at a key came from: its layer's position (higher wins;
-/// `None` for the built-in default) and its origin.
-pub(crate) struct Found {
-    pub rank: Option<usize>,
-    pub origin: Origin,
-}
-
-impl Ctx<'_> {
-    fn origin_of_metadata(&self, metadata: Option<&Metadata>) -> Found {
-        let rank = metadata
-            .and_then(|m| m.source.as_ref())
-            .and_then(|s| s.custom())
-            .and_then(|s| s.strip_prefix(LAYER_SOURCE_PREFIX))
-            .and_then(|i| i.parse::<usize>().ok())
-            .filter(|i| *i < self.layers.layers.len());
-        match rank {
-            Some(i) => Found {
-                rank: Some(i),
-                origin: self.layers.layers[i].origin.clone(),
-            },
-            None => Found {
-                rank: None,
-                origin: Origin::Default,
-            },
-        }
-    }
-
-    /// Where the value at `path` came from. A key segment containing a dot
-    /// cannot be looked up; its nearest parent is used instead.
-    pub(crate) fn find(&self, path: &[&str]) -> Found {
-        let usable = path.iter().take_while(|seg| !seg.contains('.')).count();
-        let path = &path[..usable];
-        if path.is_empty() {
-            return Found {
-                rank: None,
-                origin: Origin::Default,
-            };
-        }
-        self.origin_of_metadata(self.figment.find_metadata(&path.join(".")))
-    }
-
-    /// The value to show: the user's own text for variables and flags
-    /// (header values hidden), else `fallback`.
-    pub(crate) fn render(
-        &self,
-        key: &str,
-        origin: &Origin,
-        fallback: impl FnOnce() -> String,
-    ) -> String {
-        let in_headers = key.starts_with("otlp.headers.");
-        match self.layers.raw.get(origin) {
-            Some(_) if in_headers => "\"***\"".to_string(),
-            Some(raw) if key == "otlp.headers" => format!("{:?}", kv::redact_list(raw)),
-            Some(raw) => format!("{raw:?}"),
-            None if in_headers => "\"***\"".to_string(),
-            None => fallback(),
-        }
-    }
-
-    /// Maps a figment extraction error onto the key, origin and value.
-    fn deserialize_error(&self, err: figment::Error) -> ConfigError {
-        let err = err
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| figment::Error::from(Kind::Message("invalid configuration".into())));
-        let mut path: Vec<String> = err.path.clone();
-        if let Kind::UnknownField(field, allowed) = &err.kind {
-            // figment's path usually ends with the unknown field already.
-            if path.last() != Some(field) {
-                path.push(field.clone());
-            }
-            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-            let mut found = self.find(&segments);
-            if found.rank.is_none() {
-                found = self.origin_of_metadata(err.metadata.as_ref());
-            }
-            let allowed = allowed.to_vec();
-            return ConfigError::UnknownKey {
-                key: path.join("."),
-                origin: found.origin,
-                allowed,
-                source: Box::new(err),
-            };
-        }
-        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-        let mut found = self.find(&segments);
-        if found.rank.is_none() {
-            found = self.origin_of_metadata(err.metadata.as_ref());
-        }
-        let key = path.join(".");
-        let value = self.render(&key, &found.origin, || {
-            self.figment
-                .find_value(&key)
-                .ok()
-                .map(|v| render_value(&v))
-                .or_else(|| actual_of(&err.kind).map(|a| a.to_string()))
-                .unwrap_or_else(|| "(unknown)".to_string())
-        });
-        let source = match &err.kind {
-            Kind::UnknownVariant(found, _) if key == "otlp.protocol" && found == "http/json" => {
-                Problem::UnsupportedProtocol {
-                    protocol: found.clone(),
-                }
-            }
-            kind => Problem::Deserialize {
-                expected: expected_text(kind),
-                source: Box::new(err),
-            },
-        };
-        ConfigError::InvalidValue {
-            key,
-            origin: found.origin,
-            value,
-            source: Box::new(source),
-        }
-    }
-}
-
-/// A figment value as it would be written in TOML.
-pub(crate) fn render_value(value: &Value) -> String {
-    match value {
-        Value::String(_, s) => format!("{s:?}"),
-        Value::Char(_, c) => format!("{:?}", c.to_string()),
-        Value::Bool(_, b) => b.to_string(),
-        Value::Num(_, n) => n
-            .to_i128()
-            .map(|i| i.to_string())
-            .or_else(|| n.to_u128().map(|u| u.to_string()))
-            .or_else(|| n.to_f64().map(|f| f.to_string()))
-            .unwrap_or_else(|| "(number)".to_string()),
-        Value::Empty(..) => "(none)".to_string(),
-        Value::Dict(..) => "(a table)".to_string(),
-        Value::Array(..) => "(an array)".to_string(),
-    }
-}
-
-fn actual_of(kind: &Kind) -> Option<&Actual> {
-    match kind {
-        Kind::InvalidType(actual, _)
-        | Kind::InvalidValue(actual, _)
-        | Kind::Unsupported(actual) => Some(actual),
-        _ => None,
-    }
-}
-
-/// What was expected, in the words of the configuration file.
-fn expected_text(kind: &Kind) -> String {
-    match kind {
-        Kind::InvalidType(_, expected)
-        | Kind::InvalidValue(_, expected)
-        | Kind::InvalidLength(_, expected) => friendly_expected(expected),
-        Kind::UnknownVariant(_, allowed) => format!("one of: {}", allowed.join(", ")),
-        Kind::Message(message) => message.clone(),
-        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => {
-            "a whole number within range".to_string()
-        }
-        other => other.to_string(),
-    }
-}
-
-fn friendly_expected(expected: &str) -> String {
-    match expected {
-        "u32" => "a whole number from 0 to 4294967295".to_string(),
-        "usize" | "u64" => "a whole number (0 or more)".to_string(),
-        "a boolean" => "`true` or `false`".to_string(),
-        "a map" => "a table of string values".to_string(),
-        s if s.starts_with("struct ") => "a table of settings".to_string(),
-        s => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::ffi::OsStringExt;
@@ -969,13 +703,6 @@ mod tests {
                 "{msg}"
             );
         }
-    }
-
-    #[test]
-    fn nest_builds_nested_tables() {
-        let dict = nest(&["a", "b", "c"], Value::from(1u8));
-        let value = Value::from(dict);
-        assert_eq!(value.find_ref("a.b.c").and_then(Value::to_u128), Some(1));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::ctx::Ctx;
 use crate::error::{ConfigError, Problem};
-use crate::load::Ctx;
 use crate::model::Config;
 
 pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
