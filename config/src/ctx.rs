@@ -1,10 +1,11 @@
 //! Provenance of merged values: which layer set a key, where that layer
 //! came from, and how to show the value in a message (the user's own text,
-//! header values hidden). Shared by extraction and validation.
+//! header values hidden), and the error for a value that is not allowed.
+//! Shared by extraction and validation.
 
 use figment::{Figment, Metadata};
 
-use crate::error::Origin;
+use crate::error::{ConfigError, Origin, Problem};
 use crate::kv;
 use crate::layers::Layers;
 
@@ -59,6 +60,21 @@ impl<'a> Ctx<'a> {
             };
         }
         self.origin_of_metadata(self.figment.find_metadata(&path.join(".")))
+    }
+
+    /// An error for the value at `path`, naming where it came from; `shown`
+    /// renders the value when the user's own text is not at hand (file or
+    /// default).
+    pub(crate) fn invalid(&self, path: &[&str], shown: String, source: Problem) -> ConfigError {
+        let found = self.find(path);
+        let key = path.join(".");
+        let value = self.render(&key, &found.origin, || shown);
+        ConfigError::InvalidValue {
+            key,
+            origin: found.origin,
+            value,
+            source: Box::new(source),
+        }
     }
 
     /// The value to show: the user's own text for variables and flags
