@@ -19,7 +19,7 @@ pub struct Config {
     pub events: EventsConfig,
     /// What to export: `logs` (one record per event) and/or `traces` (a span
     /// per mapping, one trace per process lifetime, for Jaeger). Default `["logs"]`.
-    pub signals: Signals,
+    pub signals: TelemetrySignals,
     /// Which kernel attach point serves each event.
     pub backends: BackendsConfig,
     /// What not to report, decided in the kernel.
@@ -112,17 +112,17 @@ pub struct FilterConfig {
 /// The signals to export; by default logs only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Signals(pub Vec<Signal>);
+pub struct TelemetrySignals(pub Vec<TelemetrySignal>);
 
-impl Default for Signals {
+impl Default for TelemetrySignals {
     fn default() -> Self {
-        Signals(vec![Signal::Logs])
+        TelemetrySignals(vec![TelemetrySignal::Logs])
     }
 }
 
-impl Signals {
+impl TelemetrySignals {
     /// Whether `signal` is exported.
-    pub fn contains(&self, signal: Signal) -> bool {
+    pub fn contains(&self, signal: TelemetrySignal) -> bool {
         self.0.contains(&signal)
     }
 
@@ -134,8 +134,9 @@ impl Signals {
 
 /// An OpenTelemetry signal mapwatch can export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Signal {
+// Messages keep the name they had before the rename: "expected enum Signal".
+#[serde(rename_all = "lowercase", expecting = "enum Signal")]
+pub enum TelemetrySignal {
     /// One log record per event.
     Logs,
     /// One span per mapping (do_mmap, entry to return) with its permission

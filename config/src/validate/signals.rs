@@ -2,9 +2,9 @@
 
 use crate::ctx::Ctx;
 use crate::error::{ConfigError, Problem};
-use crate::model::Signals;
+use crate::model::TelemetrySignals;
 
-pub(super) fn check(signals: &Signals, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+pub(super) fn check(signals: &TelemetrySignals, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
     if signals.is_empty() {
         return Err(ctx.invalid(&["signals"], "[]".into(), Problem::NoSignals));
     }
