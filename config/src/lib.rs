@@ -69,7 +69,7 @@ mod model;
 mod sources;
 mod validate;
 
-pub use cli::{CliArgs, EventKind};
+pub use cli::{CliArgs, EventArg};
 pub use error::{ConfigError, ListError, ListErrorKind, Origin, Problem};
 pub use model::{
     BackendsConfig, BatchConfig, Compression, Config, ConsoleMode, DoMmapBackend, EventsConfig,

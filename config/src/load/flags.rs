@@ -3,7 +3,7 @@
 
 use figment::value::{Dict, Value};
 
-use crate::cli::{CliArgs, EventKind};
+use crate::cli::{CliArgs, EventArg};
 use crate::layers::{Layers, list_dict};
 
 /// Pushes one layer per flag given, in a fixed order.
@@ -89,23 +89,23 @@ fn otlp(layers: &mut Layers, cli: &CliArgs) {
 }
 
 /// `--events`: the probes named are enabled, the others disabled.
-fn push_events(layers: &mut Layers, events: &[EventKind]) {
+fn push_events(layers: &mut Layers, events: &[EventArg]) {
     let raw = events
         .iter()
         .map(|e| match e {
-            EventKind::DoMmap => "do_mmap",
-            EventKind::SecurityMmapFile => "security_mmap_file",
+            EventArg::DoMmap => "do_mmap",
+            EventArg::SecurityMmapFile => "security_mmap_file",
         })
         .collect::<Vec<_>>()
         .join(",");
     let data = Dict::from([
         (
             "do_mmap".to_string(),
-            Value::from(events.contains(&EventKind::DoMmap)),
+            Value::from(events.contains(&EventArg::DoMmap)),
         ),
         (
             "security_mmap_file".to_string(),
-            Value::from(events.contains(&EventKind::SecurityMmapFile)),
+            Value::from(events.contains(&EventArg::SecurityMmapFile)),
         ),
     ]);
     layers.push_cli("--events", raw, &["events"], Value::from(data));
