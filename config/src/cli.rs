@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Compression, ConsoleMode, Protocol};
+use crate::model::{Compression, ConsoleMode, Protocol};
 
 /// Configuration flags, meant to be flattened into the agent's parser with
 /// `#[command(flatten)]`. Every field is optional: only flags actually given
@@ -11,7 +11,7 @@ use crate::{Compression, ConsoleMode, Protocol};
 ///
 /// ```
 /// use clap::Parser;
-/// use mapwatch_config::{CliArgs, EventKind, Protocol};
+/// use mapwatch_config::{CliArgs, EventArg, Protocol};
 ///
 /// #[derive(Parser)]
 /// struct Agent {
@@ -27,7 +27,7 @@ use crate::{Compression, ConsoleMode, Protocol};
 ///     "--events", "do_mmap",
 /// ])?;
 /// assert_eq!(agent.config.otlp_protocol, Some(Protocol::HttpProtobuf));
-/// assert_eq!(agent.config.events, Some(vec![EventKind::DoMmap]));
+/// assert_eq!(agent.config.events, Some(vec![EventArg::DoMmap]));
 /// assert_eq!(agent.config.otlp_headers, vec![("authorization".into(), "Bearer abc".into())]);
 /// # Ok::<(), clap::Error>(())
 /// ```
@@ -59,7 +59,7 @@ pub struct CliArgs {
 
     /// Kernel probes to attach, comma separated; the others are disabled
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub events: Option<Vec<EventKind>>,
+    pub events: Option<Vec<EventArg>>,
 
     /// Size of the BPF ring buffer in bytes (a power of two, at least 4096)
     #[arg(long, value_name = "BYTES")]
@@ -76,7 +76,7 @@ pub struct CliArgs {
 
 /// A kernel probe that `--events` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum EventKind {
+pub enum EventArg {
     /// `do_mmap`: every memory mapping.
     #[value(name = "do_mmap")]
     DoMmap,

@@ -1,4 +1,5 @@
-//! Serde adapter: `Duration` as a humantime string (`"10s"`, `"500ms"`).
+//! `Duration` as a humantime string (`"10s"`, `"500ms"`): the serde adapter
+//! used by the model, and the quoted form shown in messages.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,6 +9,11 @@ use serde::{Deserializer, Serializer};
 
 /// What a duration must look like; also used in error messages.
 pub(crate) const EXPECTED: &str = "a duration such as \"10s\", \"500ms\" or \"1m 30s\"";
+
+/// `d` as a quoted humantime string, the way messages show a duration.
+pub(crate) fn quoted(d: Duration) -> String {
+    format!("{:?}", humantime::format_duration(d).to_string())
+}
 
 pub(crate) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_duration(*value))

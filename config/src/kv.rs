@@ -11,6 +11,13 @@ pub(crate) struct ListStyle {
     pub headers: bool,
 }
 
+impl ListStyle {
+    /// `OTEL_EXPORTER_OTLP_HEADERS` and `otlp.headers`.
+    pub(crate) const HEADERS: ListStyle = ListStyle { headers: true };
+    /// `OTEL_RESOURCE_ATTRIBUTES` and `service.resource_attributes`.
+    pub(crate) const PLAIN: ListStyle = ListStyle { headers: false };
+}
+
 /// Parses `k=v,k2=v2`: optional whitespace around keys and values is
 /// trimmed, empty members are skipped, values are percent-decoded. Later
 /// duplicates win.

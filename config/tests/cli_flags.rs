@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::*;
-use mapwatch_config::{CliArgs, Compression, Config, ConsoleMode, EventKind, Protocol};
+use mapwatch_config::{CliArgs, Compression, Config, ConsoleMode, EventArg, Protocol};
 
 #[derive(Parser, Debug)]
 struct Agent {
@@ -54,7 +54,7 @@ fn every_flag_parses_and_applies() {
         cli.config.as_deref(),
         Some(std::path::Path::new("/dev/null"))
     );
-    assert_eq!(cli.events, Some(vec![EventKind::SecurityMmapFile]));
+    assert_eq!(cli.events, Some(vec![EventArg::SecurityMmapFile]));
 
     let config = Config::load_from(&cli, env(&[]), None).unwrap();
     assert_eq!(
@@ -77,7 +77,7 @@ fn events_take_a_comma_separated_list() {
     let cli = parse(&["--events", "do_mmap,security_mmap_file"]).unwrap();
     assert_eq!(
         cli.events,
-        Some(vec![EventKind::DoMmap, EventKind::SecurityMmapFile])
+        Some(vec![EventArg::DoMmap, EventArg::SecurityMmapFile])
     );
 }
 

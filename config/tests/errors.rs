@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mapwatch_config::{CliArgs, Config, ConfigError, EventKind, ListErrorKind, Origin, Problem};
+use mapwatch_config::{CliArgs, Config, ConfigError, EventArg, ListErrorKind, Origin, Problem};
 
 fn env_origin(var: &str) -> Origin {
     Origin::Env(var.to_string())
@@ -782,7 +782,7 @@ fn at_least_one_event_must_be_enabled() {
     );
 
     let cli = CliArgs {
-        events: Some(Vec::<EventKind>::new()),
+        events: Some(Vec::<EventArg>::new()),
         ..CliArgs::default()
     };
     let (_, msg) = load_err(&cli, &[]);

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mapwatch_config::{CliArgs, Compression, Config, ConsoleMode, EventKind, Protocol};
+use mapwatch_config::{CliArgs, Compression, Config, ConsoleMode, EventArg, Protocol};
 
 /// Loads with the layers switched on cumulatively: 0 = defaults only,
 /// 1 = + file, 2 = + OTEL env, 3 = + MAPWATCH env, 4 = + CLI.
@@ -167,7 +167,7 @@ fn ring_buffer_console_events_file_env_cli() {
     let cli = CliArgs {
         console: Some(ConsoleMode::Auto),
         ring_buffer_size: Some(65536),
-        events: Some(vec![EventKind::SecurityMmapFile]),
+        events: Some(vec![EventArg::SecurityMmapFile]),
         ..CliArgs::default()
     };
     let expected = [
