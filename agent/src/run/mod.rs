@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mapwatch_config::{CliArgs, Config, Signal as TelemetrySignal};
+use mapwatch_config::{CliArgs, Config, TelemetrySignal};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tokio::runtime::Runtime;
