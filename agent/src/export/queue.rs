@@ -79,6 +79,16 @@ impl ExportQueue {
     }
 }
 
+impl crate::telemetry::metrics::QueueGauge for ExportQueue {
+    fn depth(&self) -> usize {
+        ExportQueue::depth(self)
+    }
+
+    fn capacity(&self) -> usize {
+        ExportQueue::capacity(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

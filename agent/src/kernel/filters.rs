@@ -143,12 +143,23 @@ impl Filters {
         filter: &FilterConfig,
         rate: &RateLimitConfig,
     ) -> Result<(), FilterError> {
+        self.write_lists(filter)?;
+        self.write_prefixes(filter)?;
+        self.settings
+            .set(0, &settings(filter, rate), 0)
+            .map_err(|source| FilterError::Map {
+                map: maps::FILTER_SETTINGS,
+                source,
+            })
+    }
+
+    /// The pid, uid, comm and cgroup include/exclude lists.
+    fn write_lists(&mut self, filter: &FilterConfig) -> Result<(), FilterError> {
         let resolve = |list: &'static str, paths: &[String]| -> Result<Vec<u64>, FilterError> {
             paths.iter().map(|p| cgroup_id(list, p)).collect()
         };
         let include_cgroups = resolve("include_cgroups", &filter.include_cgroups)?;
         let exclude_cgroups = resolve("exclude_cgroups", &filter.exclude_cgroups)?;
-
         sync(
             &mut self.pids,
             maps::FILTER_PIDS,
@@ -170,8 +181,11 @@ impl Filters {
             &mut self.cgroups,
             maps::FILTER_CGROUPS,
             &lists(&include_cgroups, &exclude_cgroups),
-        )?;
+        )
+    }
 
+    /// The path prefixes, include first, in fixed slots (unused ones empty).
+    fn write_prefixes(&mut self, filter: &FilterConfig) -> Result<(), FilterError> {
         let prefixes = filter
             .include_path_prefixes
             .iter()
@@ -198,43 +212,42 @@ impl Filters {
                     source,
                 })?;
         }
+        Ok(())
+    }
+}
 
-        let mut flags = 0;
-        for (on, bit) in [
-            (!filter.include_pids.is_empty(), filter::INCLUDE_PIDS),
-            (!filter.include_comms.is_empty(), filter::INCLUDE_COMMS),
-            (!filter.include_uids.is_empty(), filter::INCLUDE_UIDS),
-            (!filter.include_cgroups.is_empty(), filter::INCLUDE_CGROUPS),
-            (
-                !filter.include_path_prefixes.is_empty(),
-                filter::INCLUDE_PREFIXES,
-            ),
-            (filter.mappings == MappingKinds::File, filter::FILE_ONLY),
-            (
-                filter.mappings == MappingKinds::Anonymous,
-                filter::ANON_ONLY,
-            ),
-        ] {
-            if on {
-                flags |= bit;
-            }
+/// The settings word: which include lists are on, the mapping kinds, the
+/// protection mask and the rate limit.
+fn settings(filter: &FilterConfig, rate: &RateLimitConfig) -> Settings {
+    let mut flags = 0;
+    for (on, bit) in [
+        (!filter.include_pids.is_empty(), filter::INCLUDE_PIDS),
+        (!filter.include_comms.is_empty(), filter::INCLUDE_COMMS),
+        (!filter.include_uids.is_empty(), filter::INCLUDE_UIDS),
+        (!filter.include_cgroups.is_empty(), filter::INCLUDE_CGROUPS),
+        (
+            !filter.include_path_prefixes.is_empty(),
+            filter::INCLUDE_PREFIXES,
+        ),
+        (filter.mappings == MappingKinds::File, filter::FILE_ONLY),
+        (
+            filter.mappings == MappingKinds::Anonymous,
+            filter::ANON_ONLY,
+        ),
+    ] {
+        if on {
+            flags |= bit;
         }
-        let settings = Settings {
-            flags,
-            rate_per_sec: rate.per_process,
-            prot_any: filter
-                .prot_any
-                .iter()
-                .map(|p| p.bits())
-                .fold(0, |a, b| a | b),
-            rate_burst: rate.burst,
-            _pad0: 0,
-        };
-        self.settings
-            .set(0, &settings, 0)
-            .map_err(|source| FilterError::Map {
-                map: maps::FILTER_SETTINGS,
-                source,
-            })
+    }
+    Settings {
+        flags,
+        rate_per_sec: rate.per_process,
+        prot_any: filter
+            .prot_any
+            .iter()
+            .map(|p| p.bits())
+            .fold(0, |a, b| a | b),
+        rate_burst: rate.burst,
+        _pad0: 0,
     }
 }

@@ -159,7 +159,10 @@ fn build_meters(
     let sources = metrics::Sources {
         stats: stats.clone(),
         kernel: Arc::new(kernel::share_counters(&probes.counters)?),
-        queue: destinations.queue.clone(),
+        queue: destinations
+            .queue
+            .clone()
+            .map(|q| q as Arc<dyn metrics::QueueGauge>),
         ring: kernel::RingFill::new(ring, config.ring_buffer.size_bytes)
             .map_err(|error| tracing::info!("ring buffer use not measured: {error}"))
             .ok()

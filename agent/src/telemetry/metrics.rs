@@ -12,7 +12,6 @@ use mapwatch_kernel::abi::Counter;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
-use crate::export::queue::ExportQueue;
 use crate::kernel::{self, RingFill};
 use crate::spool::SpoolHandle;
 use crate::telemetry::{PipelineStats, Snapshot};
@@ -24,6 +23,15 @@ pub const DROP_REASON: &str = "mapwatch.drop.reason";
 /// Attribute naming why records were not reported on purpose.
 pub const DISCARD_REASON: &str = "mapwatch.discard.reason";
 
+/// A queue whose fill the metrics report (the export queue); a trait, so
+/// this stage reads the export stage without depending on it.
+pub trait QueueGauge: Send + Sync {
+    /// Records in it now.
+    fn depth(&self) -> usize;
+    /// The most it holds.
+    fn capacity(&self) -> usize;
+}
+
 /// Where the instruments read their values.
 #[derive(Clone)]
 pub struct Sources {
@@ -32,7 +40,7 @@ pub struct Sources {
     /// The kernel's counters map (see [`kernel::share_counters`]).
     pub kernel: Arc<PerCpuArray<MapData, u64>>,
     /// The export queue, if records are exported.
-    pub queue: Option<Arc<ExportQueue>>,
+    pub queue: Option<Arc<dyn QueueGauge>>,
     /// Ring buffer use, if it could be mapped.
     pub ring: Option<Arc<RingFill>>,
     /// The on-disk spool, if in use.
