@@ -30,13 +30,23 @@ elif [ "$(uname -m)" != x86_64 ]; then
 elif ! command -v qemu-system-x86_64 >/dev/null && ! command -v apt-get >/dev/null; then
     vm_skip="no qemu-system-x86_64, and no apt-get to install it"
 fi
+# In CI the VMs are the only run of the kprobe, fexit and lsm backends:
+# not running them there is a failure, not a skip.
+vm_required() {
+    if [ "${CI:-}" = true ] && [ "${MAPWATCH_VM_TEST:-1}" != 0 ]; then
+        echo "== FAILED: CI must run the VM matrix (kprobe, fexit and lsm run nowhere else): $1" >&2
+        exit 1
+    fi
+}
 if [ -n "$vm_skip" ]; then
+    vm_required "$vm_skip"
     echo "== SKIPPED cargo xtask vm-test: $vm_skip" >&2
 else
     echo "== cargo xtask vm-test (e2e tests on Debian kernels in qemu)" >&2
     vm_status=0
     cargo xtask vm-test || vm_status=$?
     if [ "$vm_status" -eq 3 ]; then
+        vm_required "the xtask could not get qemu or a kernel (reason above)"
         echo "== SKIPPED cargo xtask vm-test: this machine cannot run the VMs (reason above)" >&2
     elif [ "$vm_status" -ne 0 ]; then
         exit "$vm_status"

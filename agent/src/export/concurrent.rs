@@ -23,6 +23,9 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord};
 
+use super::queue::ExportQueue;
+use crate::telemetry::PipelineStats;
+
 type Batch = Vec<(SdkLogRecord, InstrumentationScope)>;
 
 /// Runs the exports of `inner` on `threads` threads, one batch each.
@@ -41,6 +44,8 @@ pub struct ConcurrentExporter<E> {
     busy: Arc<AtomicUsize>,
     /// No export thread could start: export on the caller's thread.
     inline: std::sync::atomic::AtomicBool,
+    /// Where a batch no thread took is counted, and its slots given back.
+    accounting: Option<(Arc<PipelineStats>, Arc<ExportQueue>)>,
 }
 
 impl<E: LogExporter + 'static> ConcurrentExporter<E> {
@@ -55,7 +60,15 @@ impl<E: LogExporter + 'static> ConcurrentExporter<E> {
             started: std::sync::Once::new(),
             busy: Arc::new(AtomicUsize::new(0)),
             inline: std::sync::atomic::AtomicBool::new(false),
+            accounting: None,
         }
+    }
+
+    /// Counts a batch that no export thread took as `export never started`
+    /// in `stats` and gives its slots of `queue` back.
+    pub fn with_accounting(mut self, stats: Arc<PipelineStats>, queue: Arc<ExportQueue>) -> Self {
+        self.accounting = Some((stats, queue));
+        self
     }
 
     fn start_threads(&self) {
@@ -114,7 +127,7 @@ fn export_thread<E: LogExporter>(inner: &E, batches: &Mutex<Receiver<Batch>>, bu
         if std::panic::catch_unwind(export).is_err() {
             tracing::error!(
                 records = refs.len(),
-                "an export panicked; the records of its batch are neither delivered nor counted"
+                "an export panicked; the records of its batch are lost (counted as export panicked)"
             );
         }
     }
@@ -138,9 +151,16 @@ impl<E: LogExporter + 'static> LogExporter for ConcurrentExporter<E> {
         if let Err(returned) = handoff.send(batch) {
             // Every export thread is gone (they only end at shutdown).
             self.busy.fetch_sub(1, Ordering::SeqCst);
+            let records = returned.0.len();
+            if let Some((stats, queue)) = &self.accounting {
+                stats
+                    .export_not_started
+                    .fetch_add(records as u64, Ordering::Relaxed);
+                queue.release(records);
+            }
             tracing::error!(
-                records = returned.0.len(),
-                "no export thread takes batches any more; this batch is neither delivered nor counted"
+                records,
+                "no export thread takes batches any more; this batch is lost (counted as export never started)"
             );
             return Err(OTelSdkError::AlreadyShutdown);
         }

@@ -68,9 +68,43 @@ impl<E> CountingExporter<E> {
     }
 }
 
+/// The end of one batch's export, however it ends: counts it and gives its
+/// queue slots back when dropped. Dropped unsettled (the export panicked),
+/// the batch counts as `export panicked`.
+struct Settle<'a, E> {
+    exporter: &'a CountingExporter<E>,
+    records: u64,
+    settled: bool,
+}
+
+impl<E> Settle<'_, E> {
+    fn settled(mut self) {
+        self.settled = true;
+    }
+}
+
+impl<E> Drop for Settle<'_, E> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.exporter
+                .stats
+                .export_panicked
+                .fetch_add(self.records, Ordering::Relaxed);
+        }
+        if let Some(queue) = &self.exporter.queue {
+            queue.release(self.records as usize);
+        }
+    }
+}
+
 impl<E: LogExporter> LogExporter for CountingExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let n = batch.iter().count() as u64;
+        let settle = Settle {
+            exporter: self,
+            records: n,
+            settled: false,
+        };
         match &self.spool {
             None => {
                 let result = self.inner.export(batch).await;
@@ -80,7 +114,7 @@ impl<E: LogExporter> LogExporter for CountingExporter<E> {
                 let records: Vec<_> = batch.iter().collect();
                 let result = self.inner.export(LogBatch::new(&records)).await;
                 match &result {
-                    Err(error) if crate::export::retry::is_retryable(error) => {
+                    Err(error) if super::retry::is_retryable(error) => {
                         let spooled = self.spool_batch(spool, &records);
                         self.stats
                             .spooled_by_exporter
@@ -94,9 +128,7 @@ impl<E: LogExporter> LogExporter for CountingExporter<E> {
                 }
             }
         }
-        if let Some(queue) = &self.queue {
-            queue.release(n as usize);
-        }
+        settle.settled();
         // Counted and reported above (spooled records are not lost): the
         // batch processor need not log it again.
         Ok(())
@@ -134,5 +166,46 @@ impl<E> CountingExporter<E> {
                 self.stats.export_failed.fetch_add(n, Ordering::Relaxed)
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapwatch_config::WhenFull;
+    use opentelemetry_sdk::logs::SdkLoggerProvider;
+
+    #[derive(Debug)]
+    struct Panics;
+
+    impl LogExporter for Panics {
+        async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
+            panic!("a bug in an exporter");
+        }
+    }
+
+    #[test]
+    fn a_panicking_export_is_counted_and_gives_its_slots_back() {
+        let stats = Arc::new(PipelineStats::default());
+        let queue = ExportQueue::new(4, WhenFull::DropNewest);
+        let exporter = CountingExporter::new(Panics, stats.clone()).with_queue(queue.clone());
+        assert!(queue.try_admit() && queue.try_admit());
+        let provider = SdkLoggerProvider::builder().build();
+        let logger = opentelemetry::logs::LoggerProvider::logger(&provider, "t");
+        let records = [
+            opentelemetry::logs::Logger::create_log_record(&logger),
+            opentelemetry::logs::Logger::create_log_record(&logger),
+        ];
+        let scope = InstrumentationScope::default();
+        let batch: Vec<_> = records.iter().map(|r| (r, &scope)).collect();
+        let export = std::panic::AssertUnwindSafe(|| {
+            let _ = futures_executor::block_on(exporter.export(LogBatch::new(&batch)));
+        });
+        assert!(std::panic::catch_unwind(export).is_err());
+        let snapshot = stats.snapshot(Default::default());
+        assert_eq!(snapshot.export_panicked, 2);
+        assert_eq!(snapshot.lost_so_far(), 2);
+        assert_eq!(queue.depth(), 0, "the queue does not shrink for good");
+        assert!(snapshot.final_summary().contains("export panicked 2"));
     }
 }

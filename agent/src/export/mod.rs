@@ -210,7 +210,8 @@ fn add_otlp(
     }
     destinations.queue = Some(queue.clone());
     destinations.otlp = Some(format!("OTLP {} {url}", config.otlp.protocol.as_str()));
-    let exporter = ConcurrentExporter::new(exporter, config.batch.max_concurrent_exports);
+    let exporter = ConcurrentExporter::new(exporter, config.batch.max_concurrent_exports)
+        .with_accounting(stats.clone(), queue.clone());
     Ok(builder.with_log_processor(
         BatchLogProcessor::builder(exporter)
             .with_batch_config(batch_config(config))

@@ -323,18 +323,27 @@ impl Reader {
     ///
     /// Every [`LOSS_REPORT_INTERVAL`] it compares the counters (`report`) with
     /// the previous ones and warns on stderr while records are being lost.
+    ///
+    /// The source comes back however reading ends, with the error that ended
+    /// it, if any: the caller still drains, flushes and reports.
     pub async fn run<S: EventSource + AsRawFd>(
         &mut self,
         source: S,
         report: impl Fn() -> Snapshot,
         shutdown: impl Future<Output = ()>,
-    ) -> std::io::Result<S> {
+    ) -> (S, Option<std::io::Error>) {
         // SAFETY: the source owns its fd and keeps it open and unchanged for
         // as long as it lives (the ring buffer's map fd); the AsyncFd owns
         // the source until `into_inner` below, so the fd outlives the
         // registration.
-        let mut fd = unsafe { AsyncFd::register_with_interest(source, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let mut fd = match unsafe { AsyncFd::register_with_interest(source, Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(error) => {
+                let (source, error) = error.into_parts();
+                return (source, Some(error));
+            }
+        };
+        let mut failure = None;
         let mut tick = tokio::time::interval(LOSS_REPORT_INTERVAL);
         let mut last_lost = 0;
         tokio::pin!(shutdown);
@@ -349,7 +358,13 @@ impl Reader {
             };
             tokio::select! {
                 guard = fd.readable_mut(), if !self.blocked => {
-                    let mut guard = guard?;
+                    let mut guard = match guard {
+                        Ok(guard) => guard,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    };
                     let n = self.drain(guard.get_inner_mut());
                     guard.clear_ready();
                     drop(guard);
@@ -385,6 +400,6 @@ impl Reader {
                 () = &mut shutdown => break,
             }
         }
-        Ok(fd.into_inner())
+        (fd.into_inner(), failure)
     }
 }

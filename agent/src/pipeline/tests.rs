@@ -330,3 +330,45 @@ fn without_export_records_are_read_counted_and_discarded() {
     let s = stats.snapshot(KernelCounters::default());
     assert_eq!((s.read, s.discarded, s.emitted), (3, 3, 0));
 }
+
+/// Records whose fd cannot be watched (a regular file: epoll refuses it).
+struct Unwatchable(Records, std::fs::File);
+
+impl super::source::EventSource for Unwatchable {
+    type Record<'a> = Vec<u8>;
+    fn next_record(&mut self) -> Option<Vec<u8>> {
+        self.0.next_record()
+    }
+}
+
+impl std::os::fd::AsRawFd for Unwatchable {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.1.as_raw_fd()
+    }
+}
+
+#[test]
+fn a_reader_error_hands_the_source_back_for_the_final_drain() {
+    use super::source::EventSource as _;
+    let mut p = Pipeline::new(8, WhenFull::DropNewest);
+    p.feed(3);
+    let file = tempfile::tempfile().unwrap();
+    let source = Unwatchable(std::mem::take(&mut p.source), file);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = p.stats.clone();
+    let (mut source, error) = runtime.block_on(p.reader.run(
+        source,
+        || stats.snapshot(KernelCounters::default()),
+        std::future::pending(),
+    ));
+    assert!(error.is_some(), "epoll cannot watch a regular file");
+    assert_eq!(
+        p.reader.drain(&mut source),
+        3,
+        "what was sent is still read"
+    );
+    assert!(source.next_record().is_none());
+}

@@ -89,12 +89,15 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         Arc::new(Mutex::new(filters)),
     ));
     let counters = &probes.counters;
-    let mut ring = runtime.block_on(reader.run(
+    let (mut ring, read_error) = runtime.block_on(reader.run(
         ring,
         || stats.snapshot(kernel::read_counters(counters)),
         shutdown_signal(signals.interrupt, signals.terminate),
-    ))?;
+    ));
     reload.abort();
+    if let Some(error) = &read_error {
+        tracing::error!("reading the ring buffer failed ({error}); stopping");
+    }
     shutdown(ShutdownParts {
         probes: &mut probes,
         ring: &mut ring,
@@ -104,7 +107,10 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         stats: &stats,
     });
     drop(runtime);
-    Ok(())
+    match read_error {
+        Some(error) => Err(anyhow::Error::new(error).context("reading the ring buffer failed")),
+        None => Ok(()),
+    }
 }
 
 /// The logger provider (with the export queue and spool) and the span

@@ -40,6 +40,11 @@ pub struct PipelineStats {
     pub exported: AtomicU64,
     /// Log records in batches whose export failed (after retries).
     pub export_failed: AtomicU64,
+    /// Log records whose export panicked (a bug): lost, their queue slots
+    /// given back.
+    pub export_panicked: AtomicU64,
+    /// Log records of batches no export thread took (every thread gone).
+    pub export_not_started: AtomicU64,
     /// Export attempts repeated after a retryable failure.
     pub retries: AtomicU64,
     /// Whether the on-disk spool is in use (`batch.when_full = "spool"`).
@@ -78,6 +83,10 @@ pub struct Snapshot {
     pub exported: u64,
     /// See [`PipelineStats::export_failed`].
     pub export_failed: u64,
+    /// See [`PipelineStats::export_panicked`].
+    pub export_panicked: u64,
+    /// See [`PipelineStats::export_not_started`].
+    pub export_not_started: u64,
     /// See [`PipelineStats::retries`].
     pub retries: u64,
     /// See [`PipelineStats::spool_enabled`].
@@ -108,6 +117,8 @@ impl PipelineStats {
             queue_dropped: self.queue_dropped.load(Ordering::Relaxed),
             exported: self.exported.load(Ordering::Relaxed),
             export_failed: self.export_failed.load(Ordering::Relaxed),
+            export_panicked: self.export_panicked.load(Ordering::Relaxed),
+            export_not_started: self.export_not_started.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             spool_enabled: self.spool_enabled.load(Ordering::Relaxed),
             spool_inherited: self.spool_inherited.load(Ordering::Relaxed),
@@ -144,8 +155,13 @@ impl Snapshot {
 
     /// Emitted records whose export has not ended yet.
     pub fn queued(&self) -> u64 {
-        self.emitted
-            .saturating_sub(self.exported + self.export_failed + self.spooled_by_exporter)
+        self.emitted.saturating_sub(
+            self.exported
+                + self.export_failed
+                + self.spooled_by_exporter
+                + self.export_panicked
+                + self.export_not_started,
+        )
     }
 
     /// Records waiting in the on-disk spool.
@@ -165,6 +181,8 @@ impl Snapshot {
             + self.decode_errors
             + self.queue_dropped
             + self.export_failed
+            + self.export_panicked
+            + self.export_not_started
             + self.spool_dropped
             + self.spool_damaged
     }
@@ -209,6 +227,15 @@ impl Snapshot {
                 ", spool full or unwritable {}, spool damaged {}",
                 self.spool_dropped, self.spool_damaged
             ));
+        }
+        // Bugs, not load: named only when they happened.
+        for (what, n) in [
+            ("export panicked", self.export_panicked),
+            ("export never started", self.export_not_started),
+        ] {
+            if n > 0 {
+                reasons.push_str(&format!(", {what} {n}"));
+            }
         }
         reasons
     }

@@ -129,6 +129,8 @@ fn dropped(s: &Sources) -> Observations {
         ("undecodable", snap.decode_errors),
         ("export_queue_full", snap.queue_dropped),
         ("export_failed", snap.export_failed),
+        ("export_panicked", snap.export_panicked),
+        ("export_not_started", snap.export_not_started),
     ];
     if snap.spool_enabled {
         reasons.push(("spool_full", snap.spool_dropped));
