@@ -99,4 +99,65 @@ impl Host {
                 .to_owned(),
         }
     }
+
+    /// When the verifier refused the program itself (EACCES from
+    /// BPF_PROG_LOAD, and no host setting that explains it), the errno with
+    /// the end of the verifier's log: the kernel has the hook and our program
+    /// is wrong for it. `None` for everything a host lacks or forbids.
+    pub(super) fn rejected(&self, backend: Backend, error: &ProgramError) -> Option<String> {
+        let ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } = error
+        else {
+            return None;
+        };
+        let bpf_lsm_off = backend == Backend::Lsm
+            && Host::lsm_list().is_some_and(|list| !list.split(',').any(|l| l == "bpf"));
+        if !is_verifier_rejection(io_error.raw_os_error(), bpf_lsm_off) {
+            return None;
+        }
+        let log = verifier_log.to_string();
+        let tail: Vec<&str> = log.lines().rev().take(12).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Some(format!(
+            "{io_error}; verifier log (last lines): {}",
+            tail.join(" | ")
+        ))
+    }
+}
+
+/// Whether a BPF_PROG_LOAD failure with `errno` is the verifier refusing
+/// the program (EACCES: an access it cannot prove safe; E2BIG: over the
+/// instruction limit) rather than the host lacking or forbidding a feature
+/// (EPERM: lockdown or a sandbox; ENOTSUPP 524: trampoline limits;
+/// EINVAL/ENOENT: a missing attach target or helper). With BPF LSM off, an lsm program
+/// is refused for that reason, whatever the errno.
+fn is_verifier_rejection(errno: Option<i32>, bpf_lsm_off: bool) -> bool {
+    !bpf_lsm_off && matches!(errno, Some(libc::EACCES | libc::E2BIG))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_verifier_refusal_is_called_our_bug() {
+        assert!(is_verifier_rejection(Some(libc::EACCES), false));
+        assert!(is_verifier_rejection(Some(libc::E2BIG), false));
+        for errno in [
+            libc::EPERM,
+            524,
+            libc::EINVAL,
+            libc::ENOENT,
+            libc::EOPNOTSUPP,
+        ] {
+            assert!(!is_verifier_rejection(Some(errno), false), "errno {errno}");
+        }
+        assert!(
+            !is_verifier_rejection(Some(libc::EACCES), true),
+            "BPF LSM off"
+        );
+        assert!(!is_verifier_rejection(None, false));
+    }
 }

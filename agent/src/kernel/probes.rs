@@ -80,6 +80,20 @@ pub enum ProbeError {
         /// Every backend tried, with its reason.
         tried: Vec<Unavailable>,
     },
+    /// The kernel has the hook, but its verifier refused our program: a
+    /// mapwatch bug on this kernel, not a missing feature.
+    #[error(
+        "the kernel's verifier refused mapwatch's {backend} program for {event} \
+         (a mapwatch bug on this kernel; please report it with this message): {reason}"
+    )]
+    Rejected {
+        /// The event.
+        event: &'static str,
+        /// The backend's name.
+        backend: &'static str,
+        /// The errno and the end of the verifier's log.
+        reason: String,
+    },
     /// A map is missing from the object: a build problem.
     #[error("BPF map `{0}` is missing from the object")]
     MissingMap(&'static str),
@@ -161,6 +175,22 @@ fn select(
             Err(error) => {
                 unload(&mut loaded.ebpf, event, backend);
                 let reason = loaded.host.explain(event, backend, &error);
+                if let Some(log) = loaded.host.rejected(backend, &error) {
+                    // Our bug, not the kernel's lack: never a silent fallback.
+                    if candidates.len() == 1 {
+                        return Err(ProbeError::Rejected {
+                            event: event.name(),
+                            backend: backend.name(),
+                            reason: log,
+                        });
+                    }
+                    tracing::error!(
+                        "the kernel's verifier refused mapwatch's {} program for {} (a mapwatch bug; \
+                         please report it); trying the next backend: {log}",
+                        backend.name(),
+                        event.name()
+                    );
+                }
                 tracing::debug!(event = event.name(), backend = backend.name(), %reason, "backend unavailable");
                 tried.push(Unavailable {
                     event,
