@@ -372,7 +372,9 @@ fn program_names(event: EventKind, backend: Backend) -> &'static [&'static str] 
         (EventKind::DoMmap, Backend::Kprobe) => &[KPROBE_DO_MMAP, KRETPROBE_DO_MMAP],
         (EventKind::DoMmap, Backend::Fexit) => &[FEXIT_DO_MMAP],
         (EventKind::DoMmap, Backend::Lsm) => &[],
-        (EventKind::SecurityMmapFile, Backend::SyscallTracepoint) => &[TP_SECURITY_MMAP_FILE],
+        (EventKind::SecurityMmapFile, Backend::SyscallTracepoint) => {
+            &[TP_SECURITY_MMAP_FILE, TP_SECURITY_EXIT_MMAP]
+        }
         (EventKind::SecurityMmapFile, Backend::Kprobe) => {
             &[KPROBE_SECURITY_MMAP_FILE, KRETPROBE_SECURITY_MMAP_FILE]
         }
@@ -401,7 +403,8 @@ fn attach_backend(
         (EventKind::DoMmap, Backend::Fexit) => attach_fexit(ebpf, FEXIT_DO_MMAP, "do_mmap", btf),
         (EventKind::DoMmap, Backend::Lsm) => Err(ProgramError::UnexpectedProgramType),
         (EventKind::SecurityMmapFile, Backend::SyscallTracepoint) => {
-            attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")
+            attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")?;
+            attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")
         }
         (EventKind::SecurityMmapFile, Backend::Kprobe) => {
             attach_kprobe(ebpf, KPROBE_SECURITY_MMAP_FILE, "security_mmap_file")?;
