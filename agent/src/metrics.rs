@@ -131,6 +131,7 @@ fn kernel_drop_reason(counter: Counter) -> (&'static str, Option<&'static str>) 
         Counter::DoMmapRingBufferFull => ("ring_buffer_full", Some("do_mmap")),
         Counter::SecurityMmapFileRingBufferFull => ("ring_buffer_full", Some("security_mmap_file")),
         Counter::PendingMapFull => ("argument_map_full", Some("do_mmap")),
+        Counter::SecurityPendingMapFull => ("argument_map_full", Some("security_mmap_file")),
         other => (other.name(), None),
     }
 }
@@ -197,6 +198,20 @@ pub fn register(meter: &Meter, sources: Sources) {
                     ("spool_damaged", snap.spool_damaged),
                 ] {
                     o.observe(value, &[KeyValue::new(DROP_REASON, reason)]);
+                }
+            }
+        })
+        .build();
+    let s = sources.clone();
+    meter
+        .u64_observable_counter("mapwatch.records.file_unresolved")
+        .with_unit("{record}")
+        .with_description("Records sent without their file facts because the kernel could not read the mapping, by reason (`mapwatch.file.unresolved`).")
+        .with_callback(move |o| {
+            let snap = s.snapshot();
+            for counter in Counter::ALL {
+                if let Some(reason) = counter.unresolved_reason() {
+                    o.observe(snap.kernel.get(counter), &[KeyValue::new("mapwatch.file.unresolved", reason)]);
                 }
             }
         })
