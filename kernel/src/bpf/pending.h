@@ -24,7 +24,12 @@ struct mw_call {
 	 */
 	struct file *file;
 	__s32 fd;   /* syscall_tracepoint: mmap(2)'s fd argument; -1 when MAP_ANONYMOUS */
-	__u32 _pad0;
+	/*
+	 * syscall_tracepoint, security_mmap_file's store: the record was already
+	 * sent by the do_mmap exit program (see syscall_tracepoint.h); the
+	 * entry only waits for its own exit program to remove it.
+	 */
+	__u32 reported;
 };
 
 /*

@@ -16,6 +16,14 @@
  * call asked for and, when it succeeded, the file the kernel mapped; it has
  * no verdict (has_verdict 0): a failure may come from the LSM check or from
  * anything else in mmap.
+ *
+ * Order: the check is sent before its mapping, as on the kernel backends (the
+ * agent makes it a child span of the mapping that follows it on the same
+ * thread). Programs on one tracepoint run in attach order, and the agent
+ * attaches do_mmap's first, so the do_mmap exit program sends a pending check
+ * of its thread itself, before its own record, and marks it reported; the
+ * security exit program then only removes the entry. Whichever runs first,
+ * the check goes out first and once.
  */
 #ifndef MAPWATCH_SYSCALL_TRACEPOINT_H
 #define MAPWATCH_SYSCALL_TRACEPOINT_H
@@ -31,7 +39,7 @@ static __always_inline void mw_tp_read_call(struct mw_sys_enter_ctx *ctx, struct
 	call->pgoff = ctx->args[5] >> MW_PAGE_SHIFT;
 	call->start_ns = bpf_ktime_get_ns();
 	call->file = NULL;
-	call->_pad0 = 0;
+	call->reported = 0;
 	/* The fd arrives zero-extended from 32 bits; the kernel ignores it for anonymous maps. */
 	call->fd = (call->mmap_flags & MW_MAP_ANONYMOUS) ? -1 : (__s32)ctx->args[4];
 }
@@ -59,13 +67,26 @@ static __always_inline int mw_tp_security_enter(struct mw_sys_enter_ctx *ctx)
 	return mw_tp_enter(ctx, &mw_pending_tp_security, MW_COUNTER_SECURITY_PENDING_MAP_FULL);
 }
 
+/* Sends the thread's pending security_mmap_file check, once (see "Order" above). */
+static __always_inline void mw_tp_report_check(struct mw_call *check, __u64 pid_tgid, __u64 ret)
+{
+	if (check->reported)
+		return;
+	mw_emit_security(MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid, check, ret, false, 0);
+	check->reported = 1;
+}
+
 static __always_inline int mw_tp_do_mmap_exit(struct mw_sys_exit_ctx *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct mw_call *call;
+	struct mw_call *call, *check;
 
 	if (mw_ignored(pid_tgid))
 		return 0;
+	/* A plain lookup: no check pending is normal (that event elsewhere, or off). */
+	check = bpf_map_lookup_elem(&mw_pending_tp_security, &pid_tgid);
+	if (check)
+		mw_tp_report_check(check, pid_tgid, (__u64)ctx->ret);
 	call = mw_find_call(&mw_pending_tp_mmap, pid_tgid);
 	if (!call)
 		return 0;
@@ -77,14 +98,14 @@ static __always_inline int mw_tp_do_mmap_exit(struct mw_sys_exit_ctx *ctx)
 static __always_inline int mw_tp_security_exit(struct mw_sys_exit_ctx *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct mw_call *call;
+	struct mw_call *check;
 
 	if (mw_ignored(pid_tgid))
 		return 0;
-	call = mw_find_call(&mw_pending_tp_security, pid_tgid);
-	if (!call)
+	check = mw_find_call(&mw_pending_tp_security, pid_tgid);
+	if (!check)
 		return 0;
-	mw_emit_security(MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid, call, (__u64)ctx->ret, false, 0);
+	mw_tp_report_check(check, pid_tgid, (__u64)ctx->ret);
 	bpf_map_delete_elem(&mw_pending_tp_security, &pid_tgid);
 	return 0;
 }
