@@ -20,6 +20,8 @@ use crate::telemetry::{PipelineStats, Snapshot};
 pub const EVENT: &str = "mapwatch.event";
 /// Attribute naming why records were dropped.
 pub const DROP_REASON: &str = "mapwatch.drop.reason";
+/// Attribute naming why a record was sent without its file facts.
+pub const FILE_UNRESOLVED: &str = "mapwatch.file.unresolved";
 /// Attribute naming why records were not reported on purpose.
 pub const DISCARD_REASON: &str = "mapwatch.discard.reason";
 
@@ -96,6 +98,7 @@ fn kernel_drop_reason(counter: Counter) -> (&'static str, Option<&'static str>) 
         Counter::DoMmapRingBufferFull => ("ring_buffer_full", Some("do_mmap")),
         Counter::SecurityMmapFileRingBufferFull => ("ring_buffer_full", Some("security_mmap_file")),
         Counter::PendingMapFull => ("argument_map_full", Some("do_mmap")),
+        Counter::SecurityPendingMapFull => ("argument_map_full", Some("security_mmap_file")),
         other => (other.name(), None),
     }
 }
@@ -140,6 +143,20 @@ fn dropped(s: &Sources) -> Observations {
         out.push((value, vec![KeyValue::new(DROP_REASON, reason)]));
     }
     out
+}
+
+fn file_unresolved(s: &Sources) -> Observations {
+    let snap = s.snapshot();
+    Counter::ALL
+        .into_iter()
+        .filter_map(|counter| {
+            let reason = counter.unresolved_reason()?;
+            Some((
+                snap.kernel.get(counter),
+                vec![KeyValue::new(FILE_UNRESOLVED, reason)],
+            ))
+        })
+        .collect()
 }
 
 fn discarded(s: &Sources) -> Observations {
@@ -187,6 +204,14 @@ pub const INSTRUMENTS: &[Instrument] = &[
         kind: Kind::Counter,
         present: always,
         observe: dropped,
+    },
+    Instrument {
+        name: "mapwatch.records.file_unresolved",
+        unit: "{record}",
+        description: "Records sent without their file facts because the kernel could not read the mapping, by reason (`mapwatch.file.unresolved`).",
+        kind: Kind::Counter,
+        present: always,
+        observe: file_unresolved,
     },
     Instrument {
         name: "mapwatch.records.discarded",
