@@ -12,6 +12,7 @@ use mapwatch_kernel::abi::Counter;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
+use crate::kernel::program_stats::ProgramStats;
 use crate::kernel::{self, RingFill};
 use crate::spool::SpoolHandle;
 use crate::telemetry::{PipelineStats, Snapshot};
@@ -22,6 +23,8 @@ pub const EVENT: &str = "mapwatch.event";
 pub const DROP_REASON: &str = "mapwatch.drop.reason";
 /// Attribute naming why a record was sent without its file facts.
 pub const FILE_UNRESOLVED: &str = "mapwatch.file.unresolved";
+/// Attribute naming one of our BPF programs.
+pub const BPF_PROGRAM: &str = "mapwatch.bpf.program";
 /// Attribute naming why records were not reported on purpose.
 pub const DISCARD_REASON: &str = "mapwatch.discard.reason";
 
@@ -47,6 +50,8 @@ pub struct Sources {
     pub ring: Option<Arc<RingFill>>,
     /// The on-disk spool, if in use.
     pub spool: Option<SpoolHandle>,
+    /// The BPF programs' own cost, if it could be read.
+    pub programs: Option<Arc<ProgramStats>>,
 }
 
 impl Sources {
@@ -157,6 +162,24 @@ fn file_unresolved(s: &Sources) -> Observations {
             ))
         })
         .collect()
+}
+
+/// One value per BPF program, from `pick`.
+fn per_program(s: &Sources, pick: fn(&kernel::program_stats::ProgramCost) -> u64) -> Observations {
+    s.programs
+        .iter()
+        .flat_map(|p| p.read())
+        .map(|cost| {
+            (
+                pick(&cost),
+                vec![KeyValue::new(BPF_PROGRAM, cost.name.clone())],
+            )
+        })
+        .collect()
+}
+
+fn measures_run_time(s: &Sources) -> bool {
+    s.programs.as_ref().is_some_and(|p| p.measures_run_time())
 }
 
 fn discarded(s: &Sources) -> Observations {
@@ -281,6 +304,30 @@ pub const INSTRUMENTS: &[Instrument] = &[
         kind: Kind::Gauge,
         present: |s| s.spool.is_some(),
         observe: |s| s.spool.iter().map(|sp| (sp.bytes(), Vec::new())).collect(),
+    },
+    Instrument {
+        name: "mapwatch.bpf.program.missed",
+        unit: "{run}",
+        description: "Runs of a BPF program of ours the kernel skipped because it was already running on that CPU (each a record never made).",
+        kind: Kind::Counter,
+        present: |s| s.programs.is_some(),
+        observe: |s| per_program(s, |c| c.missed),
+    },
+    Instrument {
+        name: "mapwatch.bpf.program.runs",
+        unit: "{run}",
+        description: "Runs of a BPF program of ours (with otlp.bpf_program_stats).",
+        kind: Kind::Counter,
+        present: measures_run_time,
+        observe: |s| per_program(s, |c| c.runs),
+    },
+    Instrument {
+        name: "mapwatch.bpf.program.run_time",
+        unit: "ns",
+        description: "Time spent in a BPF program of ours (with otlp.bpf_program_stats); divided by the runs, the cost per run.",
+        kind: Kind::Counter,
+        present: measures_run_time,
+        observe: |s| per_program(s, |c| c.run_time_ns),
     },
     Instrument {
         name: "mapwatch.ring_buffer.used",
