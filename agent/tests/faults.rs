@@ -46,6 +46,8 @@ struct Summary {
     taken_over: u64,
     /// With a spool: records dropped because it was full.
     spool_full: u64,
+    /// Records no counter saw move (printed only when not zero: a bug).
+    unaccounted: u64,
 }
 
 fn number_after(line: &str, key: &str) -> u64 {
@@ -98,6 +100,7 @@ fn summary(stderr: &str) -> Summary {
         left_in_spool: optional(line, " left in the spool", number_before),
         taken_over: optional(line, " taken over from the spool", number_before),
         spool_full: optional(line, "spool full or unwritable ", number_after),
+        unaccounted: optional(line, "unaccounted ", number_after),
     }
 }
 
@@ -225,7 +228,19 @@ fn agent_to(endpoint: &str, protocol: &str) -> Command {
 ///
 /// `made`: the number of mappings the workload made, when it has finished.
 /// Without loss, each arrived exactly once.
-fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver, made: Option<u64>) -> Summary {
+fn stop_and_account(agent: Agent, receiver: &OtlpReceiver, made: Option<u64>) -> Summary {
+    stop_and_account_with_duplicates(agent, receiver, made, 0)
+}
+
+/// Like [`stop_and_account`], but the receiver may hold up to `duplicates`
+/// records more than the agent exported: a collector killed after it stored
+/// a batch and before it answered gets that batch again (at least once).
+fn stop_and_account_with_duplicates(
+    mut agent: Agent,
+    receiver: &OtlpReceiver,
+    made: Option<u64>,
+    duplicates: u64,
+) -> Summary {
     assert!(agent.is_running(), "the agent died:\n{}", agent.stderr());
     let hwm = vm_hwm_kib(agent.pid());
     let (status, took, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(7));
@@ -236,6 +251,15 @@ fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver, made: Option<u64>
     );
     let s = summary(&stderr);
     println!("summary: {s:?}; VmHWM {hwm} KiB; shutdown {took:?}");
+    if s.lost > 0 {
+        // What the agent said about its losses, for the test's output.
+        for line in stderr
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        {
+            println!("agent: {line}");
+        }
+    }
     if let Some(made) = made {
         let arrived = ours(receiver) as u64;
         assert!(
@@ -256,15 +280,18 @@ fn stop_and_account(mut agent: Agent, receiver: &OtlpReceiver, made: Option<u64>
         }
     }
     assert_eq!(
+        s.unaccounted, 0,
+        "records moved where no counter saw them:\n{stderr}"
+    );
+    assert_eq!(
         s.exported + s.lost + s.left_in_spool,
         s.produced + s.taken_over,
         "delivered + lost + left in the spool != produced + taken over from the spool:\n{stderr}"
     );
-    assert_eq!(
-        receiver.counters().log_records,
-        s.exported,
-        "the receiver holds {} records, the agent says it exported {}:\n{stderr}",
-        receiver.counters().log_records,
+    let held = receiver.counters().log_records;
+    assert!(
+        held >= s.exported && held - s.exported <= duplicates,
+        "the receiver holds {held} records, the agent says it exported {} ({duplicates} duplicates allowed):\n{stderr}",
         s.exported
     );
     assert!(
@@ -891,6 +918,55 @@ fn spool_keeps_records_across_a_restart_during_an_outage() {
     assert_eq!(spool_segments(&spool), 0);
 }
 
+/// The chaos case of issue 14: `kill -9` during an outage with the spool on,
+/// then a restart. Batches that failed reach the disk within seconds (not
+/// after `batch.export_timeout`, 30 s here), so the kill loses only what was
+/// in memory: nothing, once the outage has lasted a few seconds.
+#[test]
+fn kill_9_during_an_outage_loses_nothing_that_reached_the_spool() {
+    require_root();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let receiver = OtlpReceiver::start().unwrap();
+    let spooling = |endpoint: &str| {
+        let mut cmd = spooling_agent_to(endpoint, &spool);
+        // The default budget, and a queue that holds the whole outage: what
+        // reaches the disk is what failed, not what overflowed.
+        cmd.env("MAPWATCH_BATCH__EXPORT_TIMEOUT", "30s")
+            .env("MAPWATCH_BATCH__MAX_QUEUE_SIZE", "8192")
+            .env("MAPWATCH_BATCH__MAX_EXPORT_BATCH_SIZE", "512");
+        cmd
+    };
+    let agent = Agent::start(spooling(&receiver.grpc_endpoint()));
+    mmap_anonymous(100);
+    wait_for_ours(&receiver, 100, &agent);
+
+    receiver.stop();
+    mmap_paced(1000, Duration::from_secs(2));
+    // A few seconds after the last record: every failed batch is on disk.
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, _, stderr) = agent.stop_with(libc::SIGKILL, Duration::from_secs(2));
+    assert!(
+        spool_segments(&spool) > 0,
+        "nothing reached the spool before the kill:\n{stderr}"
+    );
+
+    // The killed agent exported nothing more; count from here.
+    receiver.clear();
+    receiver.restart().unwrap();
+    let agent = Agent::start(spooling(&receiver.grpc_endpoint()));
+    wait_for_ours(&receiver, 1000, &agent);
+    mmap_anonymous(50);
+    wait_for_ours(&receiver, 1050, &agent);
+    let second = stop_and_account(agent, &receiver, Some(1050));
+    println!("after kill -9: {second:?}");
+    // Each outage record once: the 1000 do_mmap records (and their checks)
+    // were all taken over; nothing was delivered twice (`stop_and_account`).
+    assert!(second.taken_over >= 1000, "{second:?}");
+    assert_eq!((second.lost, second.left_in_spool), (0, 0), "{second:?}");
+}
+
 #[test]
 fn a_full_spool_drops_new_records_and_counts_them() {
     require_root();
@@ -955,4 +1031,236 @@ fn a_spool_directory_in_use_or_unusable_is_refused_with_the_reason() {
         stderr.contains("cannot create the directory") && stderr.contains("a-file/spool"),
         "{stderr}"
     );
+}
+
+// ---- chaos (issue 14) --------------------------------------------------------
+
+/// Resident memory of `pid` now, in KiB.
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line["VmRSS:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("VmRSS in kB")
+}
+
+/// A tmpfs of `size` mounted on `dir` (unmounted when dropped).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs on {}",
+            dir.display()
+        );
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The spool's filesystem fills up (ENOSPC long before `spool.max_bytes`):
+/// new records are counted as `spool full or unwritable`, the agent keeps
+/// running, and once space returns records are spooled and delivered again.
+#[test]
+fn a_spool_on_a_full_filesystem_counts_its_losses_and_recovers_when_space_returns() {
+    require_root();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("fs");
+    let _tmpfs = Tmpfs::mount(&mount, "2m");
+    // Most of the filesystem is taken by something else.
+    let filler = mount.join("filler");
+    std::fs::write(&filler, vec![1u8; 1900 * 1024]).unwrap();
+    let spool = mount.join("spool");
+    let grpc = free_port();
+    let agent = Agent::start(spooling_agent_to(&format!("http://{grpc}"), &spool));
+    mmap_paced(3000, Duration::from_secs(2));
+    agent.wait_for_stderr("spool: cannot", WAIT);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Space returns, the collector too: what follows is spooled or sent again.
+    std::fs::remove_file(&filler).unwrap();
+    let receiver = OtlpReceiver::start_on(grpc, any_port()).unwrap();
+    let before = ours(&receiver);
+    mmap_paced(500, Duration::from_secs(1));
+    let started = Instant::now();
+    while ours(&receiver) < before + 500 {
+        assert!(
+            started.elapsed() < WAIT,
+            "delivery did not resume: {} of 500; agent stderr:\n{}",
+            ours(&receiver) - before,
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = stop_and_account(agent, &receiver, Some(3500));
+    println!("spool on a full tmpfs: {s:?}");
+    assert!(
+        s.spool_full > 0,
+        "the full filesystem was not counted: {s:?}"
+    );
+}
+
+/// `n` mappings per second on the workload thread until `stop` is set;
+/// returns how many were made.
+fn steady_load(per_second: u64, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u64 {
+    workload(move || {
+        let started = Instant::now();
+        let mut made = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            mmap_now(1);
+            made += 1;
+            let due = Duration::from_secs_f64(made as f64 / per_second as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        made
+    })
+}
+
+/// The collector flaps (up `up`, down `down`, `cycles` times) while
+/// `per_second` mappings a second arrive, with the spool on. Returns the
+/// summary, the RSS samples (KiB, one per cycle) and the mappings made.
+fn flapping_collector(
+    cycles: u32,
+    up: Duration,
+    down: Duration,
+    per_second: u64,
+) -> (Summary, Vec<u64>, u64) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let receiver = OtlpReceiver::start_count_only().unwrap();
+    let mut cmd = spooling_agent_to(&receiver.grpc_endpoint(), &spool);
+    // Realistic sizes: the default batch, a queue of a few seconds.
+    cmd.env("MAPWATCH_BATCH__MAX_QUEUE_SIZE", "16384")
+        .env("MAPWATCH_BATCH__MAX_EXPORT_BATCH_SIZE", "512")
+        .env("MAPWATCH_BATCH__EXPORT_TIMEOUT", "30s");
+    let mut agent = Agent::start(cmd);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || steady_load(per_second, stop))
+    };
+    let mut rss = Vec::new();
+    for _ in 0..cycles {
+        std::thread::sleep(up);
+        receiver.stop();
+        std::thread::sleep(down);
+        receiver.restart().unwrap();
+        assert!(agent.is_running(), "the agent died:\n{}", agent.stderr());
+        rss.push(vm_rss_kib(agent.pid()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let made = load.join().unwrap();
+    // Let the spool drain (the collector is up).
+    let started = Instant::now();
+    while spool_segments(&spool) > 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Each time the collector is killed, the batches it had stored but not
+    // answered yet (up to one per export thread) come again.
+    let duplicates = u64::from(cycles) * 4 * 512;
+    let s = stop_and_account_with_duplicates(agent, &receiver, None, duplicates);
+    println!(
+        "duplicates: {} (batches the killed collector had stored but not answered)",
+        receiver.counters().log_records - s.exported
+    );
+    (s, rss, made)
+}
+
+#[test]
+fn a_flapping_collector_loses_nothing_uncounted_and_memory_stays_flat() {
+    require_root();
+    let _serial = serial();
+    let (s, rss, made) =
+        flapping_collector(4, Duration::from_secs(2), Duration::from_secs(2), 2000);
+    println!("flapping 2 s / 2 s x 4 at 2000 mappings/s: {made} made, {s:?}, RSS {rss:?} KiB");
+    assert!(s.produced >= made, "{s:?}");
+    assert_eq!(s.lost, 0, "{s:?}");
+    let first = rss[0];
+    let last = *rss.last().unwrap();
+    assert!(
+        last < first + 32 * 1024,
+        "RSS grew from {first} KiB to {last} KiB: {rss:?}"
+    );
+}
+
+/// The long version (docs/reliability.md, scripts/soak.sh): set
+/// `MAPWATCH_SOAK_CYCLES` (default 60: 10 minutes of 5 s up, 5 s down) and
+/// `MAPWATCH_SOAK_RATE` (mappings a second, each two records; default 10000).
+#[test]
+#[ignore = "a 10-minute soak: scripts/soak.sh"]
+fn soak_flapping_collector() {
+    require_root();
+    let _serial = serial();
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let cycles = env("MAPWATCH_SOAK_CYCLES", 60) as u32;
+    let rate = env("MAPWATCH_SOAK_RATE", 10_000);
+    let started = Instant::now();
+    let (s, rss, made) =
+        flapping_collector(cycles, Duration::from_secs(5), Duration::from_secs(5), rate);
+    println!(
+        "SOAK: {cycles} cycles of 5 s up / 5 s down in {:.0?}, {made} mappings ({:.0}/s), {s:?}",
+        started.elapsed(),
+        made as f64 / (cycles as f64 * 10.0)
+    );
+    println!("SOAK RSS KiB per cycle: {rss:?}");
+    assert_eq!(s.unaccounted, 0);
+}
+
+/// SIGHUP every 100 ms while records arrive: the agent keeps running, and
+/// every mapping arrives exactly once.
+#[test]
+fn sighup_every_100ms_under_load_loses_nothing() {
+    require_root();
+    let _serial = serial();
+    let receiver = OtlpReceiver::start().unwrap();
+    let agent = Agent::start(agent_to(&receiver.grpc_endpoint(), "grpc"));
+    let load = std::thread::spawn(|| mmap_paced(6000, Duration::from_secs(3)));
+    let started = Instant::now();
+    let mut hups = 0;
+    while !load.is_finished() {
+        agent.signal(libc::SIGHUP);
+        hups += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load.join().unwrap();
+    assert!(hups >= 25, "{hups} SIGHUPs in {:?}", started.elapsed());
+    wait_for_ours(&receiver, 6000, &agent);
+    let s = stop_and_account(agent, &receiver, Some(6000));
+    println!("{hups} SIGHUPs: {s:?}");
+    assert_eq!(s.lost, 0, "{s:?}");
 }

@@ -54,8 +54,7 @@ impl<E> CountingExporter<E> {
     ) -> u64 {
         let (taken, failure) = spool.push_batch(records.iter().map(|(record, _)| *record));
         if let Some(error) = failure {
-            let lost = error.records_lost();
-            self.stats.spool_damaged.fetch_add(lost, Ordering::Relaxed);
+            self.stats.count_spool_loss(&error);
             tracing::warn!("cannot spool a batch that failed to export: {error}");
         }
         taken

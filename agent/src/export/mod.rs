@@ -192,11 +192,7 @@ fn add_otlp(
 ) -> Result<LoggerProviderBuilder, ExportError> {
     let retrying = RetryingExporter::new(
         otlp::otlp_exporter(config, url)?,
-        Backoff {
-            enabled: config.otlp.retry,
-            delay: config.otlp.retry_max_backoff,
-            budget: config.batch.export_timeout,
-        },
+        backoff(config),
         url.to_owned(),
         stats.clone(),
         destinations.retry.clone(),
@@ -217,6 +213,22 @@ fn add_otlp(
             .with_batch_config(batch_config(config))
             .build(),
     ))
+}
+
+/// The retry settings: with a spool, a batch waits in memory for at most
+/// [`retry::SPOOL_AFTER`] before it goes to disk.
+fn backoff(config: &Config) -> Backoff {
+    let spool = config.batch.when_full == WhenFull::Spool;
+    Backoff {
+        enabled: config.otlp.retry,
+        delay: config.otlp.retry_max_backoff,
+        budget: if spool {
+            config.batch.export_timeout.min(retry::SPOOL_AFTER)
+        } else {
+            config.batch.export_timeout
+        },
+        cut_short: spool,
+    }
 }
 
 /// Opens the spool and counts what an earlier run left in it.

@@ -34,13 +34,24 @@ use crate::telemetry::PipelineStats;
 pub fn is_retryable(error: &OTelSdkError) -> bool {
     match error {
         OTelSdkError::Timeout(_) => true,
-        OTelSdkError::InternalFailure(text) if text.starts_with(ABANDONED) => true,
+        OTelSdkError::InternalFailure(text)
+            if text.starts_with(ABANDONED) || text.starts_with(TO_SPOOL) =>
+        {
+            true
+        }
         OTelSdkError::InternalFailure(text) => {
             if let Some(rest) = text.split("gRPC code: ").nth(1) {
                 let code = rest
                     .split(|c: char| !c.is_ascii_alphanumeric())
                     .next()
                     .unwrap_or("");
+                // The connection broke under the request (a collector killed
+                // or restarted mid-export): tonic reports `Unknown` with a
+                // transport error. The collector may come back; the batch is
+                // retried (it may arrive twice if it had been processed).
+                if code == "Unknown" && rest.contains("transport error") {
+                    return true;
+                }
                 return matches!(
                     code,
                     "Unavailable"
@@ -68,6 +79,10 @@ pub fn is_retryable(error: &OTelSdkError) -> bool {
 /// failing is reported (retryable: with a spool it goes there).
 pub const ABANDONED: &str =
     "not sent: the agent is stopping and the collector is not accepting records";
+
+/// How a batch given up after [`SPOOL_AFTER`] while the collector fails is
+/// reported (retryable: it goes to the spool).
+pub const TO_SPOOL: &str = "not sent yet: the collector is failing, the batch goes to the spool";
 
 /// Shared between the exporter and the rest of the agent: whether exports
 /// are failing, and when to stop retrying at shutdown.
@@ -147,6 +162,26 @@ pub struct Backoff {
     pub delay: Duration,
     /// Time allowed for one batch, from its first attempt.
     pub budget: Duration,
+    /// With a spool: an attempt to a collector already failing is abandoned
+    /// once `budget` has passed (the batch goes to disk rather than wait
+    /// out the OTLP exporter's own retries in memory).
+    pub cut_short: bool,
+}
+
+/// With a spool, how long a batch is retried in memory before it goes to
+/// disk (at most `batch.export_timeout`): a crash of the agent during an
+/// outage then loses seconds of records, not the outage.
+pub const SPOOL_AFTER: Duration = Duration::from_secs(2);
+
+/// Completes at `at` (a thread sleeps until then: exports run outside any
+/// async runtime). Does nothing until polled.
+async fn sleep_until(at: Instant) {
+    let (wake, woken) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let _ = wake.send(());
+    });
+    let _ = woken.await;
 }
 
 /// Retries retryable failures of `inner` (see the module docs), and says on
@@ -214,6 +249,9 @@ impl<E: LogExporter> LogExporter for RetryingExporter<E> {
                 () = self.control.until_stopped(), if abandon => {
                     Err(OTelSdkError::InternalFailure(ABANDONED.into()))
                 }
+                () = sleep_until(until), if abandon && self.backoff.cut_short => {
+                    Err(OTelSdkError::InternalFailure(TO_SPOOL.into()))
+                }
             };
             match &result {
                 Ok(()) => {
@@ -277,11 +315,47 @@ mod tests {
             "HTTP export failed with status code: 502",
             "HTTP export failed with status code: 504",
             "HTTP export failed: network error",
+            "TonicLogsClient export failed with gRPC code: Unknown: transport error: connection error: stream closed because of a broken pipe",
         ] {
             assert!(is_retryable(&failure(text)), "{text}");
         }
         assert!(is_retryable(&OTelSdkError::Timeout(Duration::from_secs(1))));
         assert!(is_retryable(&failure(ABANDONED)));
+        assert!(is_retryable(&failure(TO_SPOOL)));
+    }
+
+    /// An export that never ends, like a call to a collector that does
+    /// not answer while the OTLP exporter retries inside it.
+    #[derive(Debug)]
+    struct Hangs;
+
+    impl LogExporter for Hangs {
+        async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
+            std::future::pending().await
+        }
+    }
+
+    #[test]
+    fn with_a_spool_a_batch_to_a_failing_collector_is_given_up_within_the_budget() {
+        let control = Arc::new(RetryControl::default());
+        control.failing.store(true, Ordering::Relaxed);
+        let exporter = RetryingExporter::new(
+            Hangs,
+            Backoff {
+                enabled: true,
+                delay: Duration::from_millis(10),
+                budget: Duration::from_millis(300),
+                cut_short: true,
+            },
+            "nowhere".into(),
+            Arc::new(PipelineStats::default()),
+            control,
+        );
+        let started = Instant::now();
+        let result = futures_executor::block_on(exporter.export(LogBatch::new(&[])));
+        let error = result.expect_err("given up");
+        assert!(is_retryable(&error), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

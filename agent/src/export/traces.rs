@@ -6,9 +6,22 @@
 //! Ids are derived from the events (see `mapwatch_model::process_trace_id`),
 //! not drawn at random: the SDK asks an [`IdGenerator`], and ours returns the
 //! ids the reader set for the span it is about to start.
+//!
+//! Spans are best-effort but never lost silently. Like log records, each
+//! takes a slot of a bounded queue ([`ExportQueue`], `batch.max_queue_size`,
+//! also the SDK span processor's queue size, so the SDK never drops) from
+//! the moment the reader makes it until its export ends, and gives it back
+//! through [`CountingSpanExporter`], which counts spans exported or failed.
+//! A span that finds no slot, or a permission check when [`MAX_PENDING`]
+//! already wait for their mapping, is not made and is counted
+//! (`span queue full`, `checks waiting full`); its log record then carries
+//! no span id, so no record points at a span that does not exist. Spans are
+//! not spooled.
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use mapwatch_config::{Config, Protocol};
@@ -24,9 +37,15 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, SdkTracer,
+    SdkTracerProvider, SpanData,
+};
 
+use crate::export::queue::ExportQueue;
 use crate::export::{ExportError, http_settings, tonic_settings};
+use crate::telemetry::PipelineStats;
 
 /// A permission check waits this long for its mapping before it is sent as a span of its own.
 const CHECK_WAIT: Duration = Duration::from_secs(2);
@@ -70,6 +89,88 @@ pub struct Traces {
     tracer: SdkTracer,
     boot_id: Vec<u8>,
     pending: HashMap<u32, PendingCheck>,
+    /// Checks waiting at most.
+    max_pending: usize,
+    /// One slot per span from its making to the end of its export.
+    slots: Arc<ExportQueue>,
+    stats: Arc<PipelineStats>,
+}
+
+/// Counts the spans each export delivered or failed and gives their slots
+/// back, however the export ends.
+#[derive(Debug)]
+pub struct CountingSpanExporter<E> {
+    inner: E,
+    stats: Arc<PipelineStats>,
+    slots: Arc<ExportQueue>,
+}
+
+impl<E> CountingSpanExporter<E> {
+    /// Counts into `stats` and frees slots of `slots` for `inner`'s exports.
+    pub fn new(inner: E, stats: Arc<PipelineStats>, slots: Arc<ExportQueue>) -> Self {
+        CountingSpanExporter {
+            inner,
+            stats,
+            slots,
+        }
+    }
+}
+
+/// Gives a batch's slots back when dropped; unsettled, the batch counts as
+/// failed (its export panicked).
+struct SpanSettle<'a> {
+    stats: &'a PipelineStats,
+    slots: &'a ExportQueue,
+    spans: u64,
+    settled: bool,
+}
+
+impl Drop for SpanSettle<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.stats
+                .spans_export_failed
+                .fetch_add(self.spans, Ordering::Relaxed);
+        }
+        self.slots.release(self.spans as usize);
+    }
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for CountingSpanExporter<E>
+{
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut settle = SpanSettle {
+            stats: &self.stats,
+            slots: &self.slots,
+            spans: batch.len() as u64,
+            settled: false,
+        };
+        let result = self.inner.export(batch).await;
+        let counter = match &result {
+            Ok(()) => &self.stats.spans_exported,
+            Err(error) => {
+                tracing::debug!(spans = settle.spans, %error, "span export failed; the spans are lost (counted)");
+                &self.stats.spans_export_failed
+            }
+        };
+        counter.fetch_add(settle.spans, Ordering::Relaxed);
+        settle.settled = true;
+        drop(settle);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// The traces URL: the base endpoint, with `/v1/traces` for HTTP.
@@ -102,23 +203,79 @@ fn span_exporter(config: &Config, url: &str) -> Result<SpanExporter, ExportError
 impl Traces {
     /// Sets up span export to the configured endpoint. Must run inside the
     /// tokio runtime (gRPC).
-    pub fn build(config: &Config, resource: Resource) -> Result<Traces, ExportError> {
+    pub fn build(
+        config: &Config,
+        resource: Resource,
+        stats: Arc<PipelineStats>,
+    ) -> Result<Traces, ExportError> {
         let url = traces_url(config).ok_or(ExportError::NoTracesEndpoint)?;
+        Ok(Traces::with_exporter(
+            span_exporter(config, &url)?,
+            resource,
+            config.batch.max_queue_size,
+            MAX_PENDING,
+            stats,
+        ))
+    }
+
+    /// Spans through `exporter`, at most `capacity` queued or being
+    /// exported, at most `max_pending` checks waiting for their mapping.
+    pub fn with_exporter<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+        exporter: E,
+        resource: Resource,
+        capacity: usize,
+        max_pending: usize,
+        stats: Arc<PipelineStats>,
+    ) -> Traces {
+        let slots = ExportQueue::new(capacity, mapwatch_config::WhenFull::DropNewest);
+        stats.traces_enabled.store(true, Ordering::Relaxed);
+        let processor = BatchSpanProcessor::builder(CountingSpanExporter::new(
+            exporter,
+            stats.clone(),
+            slots.clone(),
+        ))
+        // The gate holds at most `capacity`: the SDK's queue never drops.
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(slots.capacity())
+                .build(),
+        )
+        .build();
         let provider = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_id_generator(EventIds::default())
-            .with_batch_exporter(span_exporter(config, &url)?)
+            .with_span_processor(processor)
             .build();
         let tracer = provider.tracer("mapwatch");
         let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
             .map(|s| s.trim().as_bytes().to_vec())
             .unwrap_or_default();
-        Ok(Traces {
+        Traces {
             provider,
             tracer,
             boot_id,
             pending: HashMap::new(),
-        })
+            max_pending,
+            slots,
+            stats,
+        }
+    }
+
+    /// The span queue's gate (its depth is what waits for export).
+    pub fn slots(&self) -> Arc<ExportQueue> {
+        self.slots.clone()
+    }
+
+    /// Takes a slot for one span; without one, counts the span as lost to
+    /// a full span queue.
+    fn admit(&self) -> bool {
+        if self.slots.try_admit() {
+            self.stats.spans_emitted.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            self.stats.spans_queue_full.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 
     fn start(
@@ -173,22 +330,39 @@ impl Traces {
         match event {
             Event::SecurityMmapFile(_) => {
                 let span = event_span_id(trace, context.tid, context.ktime_ns, 2);
-                if self.pending.len() < MAX_PENDING {
-                    let check = PendingCheck {
-                        trace,
-                        span,
-                        time: end,
-                        attributes: attrs.attributes,
-                    };
-                    if let Some(older) = self.pending.insert(context.tid, check) {
-                        self.emit_check(older, None);
-                    }
+                if self.pending.len() >= self.max_pending
+                    && !self.pending.contains_key(&context.tid)
+                {
+                    // No span: the record carries none.
+                    self.stats
+                        .spans_pending_full
+                        .fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                if !self.admit() {
+                    return None;
+                }
+                let check = PendingCheck {
+                    trace,
+                    span,
+                    time: end,
+                    attributes: attrs.attributes,
+                };
+                if let Some(older) = self.pending.insert(context.tid, check) {
+                    self.emit_check(older, None);
                 }
                 Some((trace, span))
             }
             Event::ProcessExit(_) => None,
             Event::DoMmap(e) => {
                 let span_id = event_span_id(trace, context.tid, context.ktime_ns, 1);
+                if !self.admit() {
+                    // No mapping span: a waiting check goes out on its own.
+                    if let Some(check) = self.pending.remove(&context.tid) {
+                        self.emit_check(check, None);
+                    }
+                    return None;
+                }
                 let start = if e.start_ns == 0 {
                     end
                 } else {
@@ -235,6 +409,11 @@ impl Traces {
                 self.emit_check(check, None);
             }
         }
+    }
+
+    /// Exports the spans made so far now.
+    pub fn force_flush(&self) -> OTelSdkResult {
+        self.provider.force_flush()
     }
 
     /// Sends what is pending and flushes the exporter within `timeout`.

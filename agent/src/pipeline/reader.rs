@@ -124,6 +124,12 @@ impl Reader {
         }
     }
 
+    /// Exports the spans made so far now (tests).
+    #[cfg(test)]
+    pub fn force_flush_spans(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.traces.as_ref().map_or(Ok(()), Traces::force_flush)
+    }
+
     /// Takes the span pipeline out, to flush it at shutdown.
     pub fn take_traces(&mut self) -> Option<Traces> {
         self.traces.take()
@@ -290,9 +296,7 @@ impl Reader {
             }
             Err(error) => {
                 self.stats.spool_dropped.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .spool_damaged
-                    .fetch_add(error.records_lost(), Ordering::Relaxed);
+                self.stats.count_spool_loss(&error);
                 self.warn_spool(&error, "dropping new records");
             }
         }
@@ -304,9 +308,7 @@ impl Reader {
             return;
         };
         if let Err(error) = spool.flush() {
-            self.stats
-                .spool_damaged
-                .fetch_add(error.records_lost(), Ordering::Relaxed);
+            self.stats.count_spool_loss(&error);
             self.warn_spool(&error, "the records written since the last write were lost");
         }
     }
@@ -391,7 +393,7 @@ impl Reader {
                     let snapshot = report();
                     // Records in the export queue are not lost yet: judge the
                     // stages that are final (kernel, decoding, queue, failed exports).
-                    let lost = snapshot.lost_so_far();
+                    let lost = snapshot.lost_so_far() + snapshot.spans_lost_so_far();
                     if lost > last_lost {
                         tracing::warn!("records are being lost: {}", snapshot.summary());
                         last_lost = lost;

@@ -43,6 +43,8 @@ struct Outputs {
     provider: SdkLoggerProvider,
     destinations: Destinations,
     traces: Option<Traces>,
+    /// The span queue's gate, measured for the exit line.
+    span_slots: Option<Arc<crate::export::queue::ExportQueue>>,
 }
 
 /// Runs the agent with `config` (loaded from `cli` and the environment) until
@@ -89,9 +91,10 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         Arc::new(Mutex::new(filters)),
     ));
     let counters = &probes.counters;
+    let measured = &outputs;
     let (mut ring, read_error) = runtime.block_on(reader.run(
         ring,
-        || stats.snapshot(kernel::read_counters(counters)),
+        || measure(stats.snapshot(kernel::read_counters(counters)), measured),
         shutdown_signal(signals.interrupt, signals.terminate),
     ));
     reload.abort();
@@ -123,14 +126,20 @@ fn build_outputs(
     let _entered = runtime.enter();
     let (provider, destinations) = export::logger_provider(config, stats)?;
     let traces = if config.signals.contains(TelemetrySignal::Traces) && !config.sdk_disabled {
-        Some(Traces::build(config, export::resource(config))?)
+        Some(Traces::build(
+            config,
+            export::resource(config),
+            stats.clone(),
+        )?)
     } else {
         None
     };
+    let span_slots = traces.as_ref().map(Traces::slots);
     Ok(Outputs {
         provider,
         destinations,
         traces,
+        span_slots,
     })
 }
 
@@ -336,12 +345,30 @@ fn shutdown(parts: ShutdownParts<'_>) {
         });
         let _ = wait.recv_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));
     }
-    let snapshot = stats.snapshot(probes.counters());
+    let snapshot = measure(stats.snapshot(probes.counters()), &outputs);
+    if snapshot.unaccounted() > 0 {
+        tracing::error!(
+            "{} records are not accounted for by any counter (a bug): {snapshot:?}",
+            snapshot.unaccounted()
+        );
+    }
     eprintln!(
         "mapwatch: stopped after {:.1?}: {}",
         started.elapsed(),
         snapshot.final_summary()
     );
+}
+
+/// Adds the measured figures to `snapshot`: the export queue's depth, the
+/// spool's record count and the span queue's depth.
+fn measure(snapshot: crate::telemetry::Snapshot, outputs: &Outputs) -> crate::telemetry::Snapshot {
+    let destinations = &outputs.destinations;
+    snapshot
+        .measured(
+            destinations.queue.as_ref().map_or(0, |q| q.depth() as u64),
+            destinations.spool.as_ref().map(|s| s.len()),
+        )
+        .measured_spans(outputs.span_slots.as_ref().map_or(0, |q| q.depth() as u64))
 }
 
 /// Warns when the configuration file (which names where records go and may

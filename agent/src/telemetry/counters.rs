@@ -16,6 +16,12 @@
 //! discarded + lost + left in the spool`, where `lost` also holds what was
 //! still unread or queued at the deadline. Without a spool, nothing is taken
 //! over or left.
+//!
+//! `queued` and `left in the spool` are *measured* (the export queue's held
+//! slots, the spool's own record count: [`Snapshot::measured`]), not derived
+//! from the other counters, so each line above is a real check:
+//! [`Snapshot::unaccounted`] is how far the counted sides disagree, printed
+//! on the exit line when it is not zero (a record lost without a counter).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -62,6 +68,23 @@ pub struct PipelineStats {
     pub spool_dropped: AtomicU64,
     /// Spooled records lost to damaged spool files.
     pub spool_damaged: AtomicU64,
+    /// Spooled records given up because writing them failed (a full
+    /// filesystem, an I/O error): reported with `spool full or unwritable`.
+    pub spool_write_failed: AtomicU64,
+    /// Whether spans are made (`signals` includes traces).
+    pub traces_enabled: std::sync::atomic::AtomicBool,
+    /// Spans made (each took a span-queue slot).
+    pub spans_emitted: AtomicU64,
+    /// Spans the collector accepted.
+    pub spans_exported: AtomicU64,
+    /// Spans in exports that failed (or panicked).
+    pub spans_export_failed: AtomicU64,
+    /// Spans not made because the span queue was full (their log records
+    /// carry no span id).
+    pub spans_queue_full: AtomicU64,
+    /// Permission-check spans not made because too many checks waited for
+    /// their mapping (their log records carry no span id).
+    pub spans_pending_full: AtomicU64,
 }
 
 /// A point-in-time copy of every counter, kernel side included.
@@ -103,9 +126,44 @@ pub struct Snapshot {
     pub spool_dropped: u64,
     /// See [`PipelineStats::spool_damaged`].
     pub spool_damaged: u64,
+    /// See [`PipelineStats::spool_write_failed`].
+    pub spool_write_failed: u64,
+    /// Records holding an export-queue slot (emitted, export not ended):
+    /// measured by the queue, see [`Snapshot::measured`].
+    pub queued: u64,
+    /// Records in the on-disk spool, as the spool itself counts them
+    /// (`None`: not measured, [`Snapshot::in_spool`] derives it).
+    pub spool_records: Option<u64>,
+    /// See [`PipelineStats::traces_enabled`].
+    pub traces_enabled: bool,
+    /// See [`PipelineStats::spans_emitted`].
+    pub spans_emitted: u64,
+    /// See [`PipelineStats::spans_exported`].
+    pub spans_exported: u64,
+    /// See [`PipelineStats::spans_export_failed`].
+    pub spans_export_failed: u64,
+    /// See [`PipelineStats::spans_queue_full`].
+    pub spans_queue_full: u64,
+    /// See [`PipelineStats::spans_pending_full`].
+    pub spans_pending_full: u64,
+    /// Spans holding a span-queue slot (made, export not ended; checks
+    /// waiting for their mapping included): measured, see
+    /// [`Snapshot::measured_spans`].
+    pub spans_queued: u64,
 }
 
 impl PipelineStats {
+    /// Counts the spooled records `error` gave up where it happened: a
+    /// failed write (a full filesystem, an I/O error) as `spool full or
+    /// unwritable`, a damaged or unreadable segment as `spool damaged`.
+    pub fn count_spool_loss(&self, error: &crate::spool::SpoolError) {
+        let counter = match error {
+            crate::spool::SpoolError::WriteFailed { .. } => &self.spool_write_failed,
+            _ => &self.spool_damaged,
+        };
+        counter.fetch_add(error.records_lost(), Ordering::Relaxed);
+    }
+
     /// Copies the counters.
     pub fn snapshot(&self, kernel: KernelCounters) -> Snapshot {
         Snapshot {
@@ -127,6 +185,16 @@ impl PipelineStats {
             replayed: self.replayed.load(Ordering::Relaxed),
             spool_dropped: self.spool_dropped.load(Ordering::Relaxed),
             spool_damaged: self.spool_damaged.load(Ordering::Relaxed),
+            spool_write_failed: self.spool_write_failed.load(Ordering::Relaxed),
+            queued: 0,
+            spool_records: None,
+            traces_enabled: self.traces_enabled.load(Ordering::Relaxed),
+            spans_emitted: self.spans_emitted.load(Ordering::Relaxed),
+            spans_exported: self.spans_exported.load(Ordering::Relaxed),
+            spans_export_failed: self.spans_export_failed.load(Ordering::Relaxed),
+            spans_queue_full: self.spans_queue_full.load(Ordering::Relaxed),
+            spans_pending_full: self.spans_pending_full.load(Ordering::Relaxed),
+            spans_queued: 0,
         }
     }
 }
@@ -153,21 +221,102 @@ impl Snapshot {
         self.sent().saturating_sub(self.read)
     }
 
-    /// Emitted records whose export has not ended yet.
+    /// Adds what is measured rather than counted: `queued`, the export
+    /// queue's held slots (its exact depth), and `spool_records`, the
+    /// records the spool holds (with a spool).
+    pub fn measured(mut self, queued: u64, spool_records: Option<u64>) -> Snapshot {
+        self.queued = queued;
+        self.spool_records = spool_records;
+        self
+    }
+
+    /// Adds the span queue's measured depth.
+    pub fn measured_spans(mut self, queued: u64) -> Snapshot {
+        self.spans_queued = queued;
+        self
+    }
+
+    /// Spans lost so far: not made (queue full, too many checks waiting) or
+    /// failed to export.
+    pub fn spans_lost_so_far(&self) -> u64 {
+        self.spans_queue_full + self.spans_pending_full + self.spans_export_failed
+    }
+
+    /// Emitted records whose export has not ended yet, as measured by the
+    /// export queue (see [`measured`](Self::measured)).
     pub fn queued(&self) -> u64 {
-        self.emitted.saturating_sub(
+        self.queued
+    }
+
+    /// Records waiting in the on-disk spool: measured when known, else
+    /// counted in and out.
+    pub fn in_spool(&self) -> u64 {
+        self.spool_records.unwrap_or_else(|| self.spool_counted())
+    }
+
+    /// Records in the spool by the counters: what went in minus what came out.
+    fn spool_counted(&self) -> u64 {
+        (self.spool_inherited + self.spooled + self.spooled_by_exporter)
+            .saturating_sub(self.replayed + self.spool_damaged + self.spool_write_failed)
+    }
+
+    /// How far the counters disagree with each other and with what is
+    /// measured, summed over the stages (each should be 0):
+    ///
+    /// * reading: `read + replayed` against `emitted + undecodable +
+    ///   discarded + queue full + spooled + spool full`;
+    /// * after emit: `emitted` against `exported + failed + spooled by the
+    ///   exporter + panicked + not started + queued (measured)`;
+    /// * the spool: counted in and out against its own record count.
+    ///
+    /// Not zero means a record went somewhere no counter saw (or was counted
+    /// twice). Only meaningful once the agent has stopped: while running,
+    /// records move between reading the counters.
+    pub fn unaccounted(&self) -> u64 {
+        let reading = (self.read + self.replayed).abs_diff(
+            self.emitted
+                + self.decode_errors
+                + self.discarded
+                + self.queue_dropped
+                + self.spooled
+                + self.spool_dropped,
+        );
+        let after_emit = self.emitted.abs_diff(
             self.exported
                 + self.export_failed
                 + self.spooled_by_exporter
                 + self.export_panicked
-                + self.export_not_started,
-        )
+                + self.export_not_started
+                + self.queued,
+        );
+        let spool = self
+            .spool_records
+            .map_or(0, |measured| measured.abs_diff(self.spool_counted()));
+        let spans = self
+            .spans_emitted
+            .abs_diff(self.spans_exported + self.spans_export_failed + self.spans_queued);
+        reading + after_emit + spool + spans
     }
 
-    /// Records waiting in the on-disk spool.
-    pub fn in_spool(&self) -> u64 {
-        (self.spool_inherited + self.spooled + self.spooled_by_exporter)
-            .saturating_sub(self.replayed + self.spool_damaged)
+    /// `; spans: ...` when spans are made: the spans' own account (they are
+    /// best-effort, not spooled, and not part of the records' equation).
+    fn spans_text(&self, at_exit: bool) -> String {
+        if !self.traces_enabled {
+            return String::new();
+        }
+        let unsent = if at_exit {
+            format!(", unsent at exit {}", self.spans_queued)
+        } else {
+            String::new()
+        };
+        let lost = self.spans_lost_so_far() + if at_exit { self.spans_queued } else { 0 };
+        format!(
+            "; spans: {} exported, lost {lost} (span queue full {}, checks waiting full {}, export failed {}{unsent})",
+            self.spans_exported,
+            self.spans_queue_full,
+            self.spans_pending_full,
+            self.spans_export_failed,
+        )
     }
 
     /// Records on their way: in the ring buffer or the export queue.
@@ -183,8 +332,14 @@ impl Snapshot {
             + self.export_failed
             + self.export_panicked
             + self.export_not_started
-            + self.spool_dropped
+            + self.spool_unwritable()
             + self.spool_damaged
+    }
+
+    /// Records lost because the spool was full or could not be written:
+    /// refused by it, or given up by a failed write.
+    pub fn spool_unwritable(&self) -> u64 {
+        self.spool_dropped + self.spool_write_failed
     }
 
     /// Every record lost, counting what is still pending as lost: the figure
@@ -240,7 +395,8 @@ impl Snapshot {
         if self.spool_enabled {
             reasons.push_str(&format!(
                 ", spool full or unwritable {}, spool damaged {}",
-                self.spool_dropped, self.spool_damaged
+                self.spool_unwritable(),
+                self.spool_damaged
             ));
         }
         // Bugs, not load: named only when they happened.
@@ -273,7 +429,7 @@ impl Snapshot {
             String::new()
         };
         format!(
-            "{} records produced in the kernel{}, {} read, {} exported{spool}{}, {} pending; lost: {} ({})",
+            "{} records produced in the kernel{}, {} read, {} exported{spool}{}, {} pending; lost: {} ({}){}",
             self.produced(),
             self.taken_over_text(),
             self.read,
@@ -282,6 +438,7 @@ impl Snapshot {
             self.pending(),
             self.lost_so_far(),
             self.reasons(),
+            self.spans_text(false),
         )
     }
 
@@ -294,8 +451,12 @@ impl Snapshot {
         } else {
             String::new()
         };
+        let unaccounted = match self.unaccounted() {
+            0 => String::new(),
+            n => format!("; unaccounted {n} (a record moved where no counter saw it: a bug)"),
+        };
         format!(
-            "{} records produced in the kernel{}, {} read, {} exported{spool}{}; lost: {} ({}, unsent at exit {})",
+            "{} records produced in the kernel{}, {} read, {} exported{spool}{}; lost: {} ({}, unsent at exit {}){}{unaccounted}",
             self.produced(),
             self.taken_over_text(),
             self.read,
@@ -304,6 +465,7 @@ impl Snapshot {
             self.lost(),
             self.reasons(),
             self.pending(),
+            self.spans_text(true),
         )
     }
 }
@@ -323,9 +485,11 @@ mod tests {
             exported: 70,
             export_failed: 6,
             ..Snapshot::default()
-        };
+        }
+        .measured(4, None);
         // Kernel counters are zero here: 90 read of 0 sent saturates to 0 unread.
         assert_eq!(s.queued(), 4);
+        assert_eq!(s.unaccounted(), 0);
         assert_eq!(s.lost(), 1 + 9 + 6 + 4);
         assert!(s.final_summary().contains("unsent at exit 4"));
         assert!(s.summary().contains("4 pending"));
@@ -349,8 +513,10 @@ mod tests {
             replayed: 30,
             spool_dropped: 10,
             ..Snapshot::default()
-        };
+        }
+        .measured(5, Some(40));
         assert_eq!(s.queued(), 5);
+        assert_eq!(s.unaccounted(), 0, "{s:?}");
         assert_eq!(s.in_spool(), 20 + 40 + 10 - 30);
         assert_eq!(s.lost(), 5 + 10 + 5);
         // produced (100 read, nothing unread) + taken over
@@ -363,5 +529,33 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("spool full or unwritable 10"), "{line}");
+        assert!(!line.contains("unaccounted"), "{line}");
+    }
+
+    #[test]
+    fn what_the_queue_holds_is_measured_not_left_over() {
+        // 10 emitted, 6 exported, 3 still holding slots: one record went
+        // nowhere. Derived by subtraction it would pass as "unsent at exit".
+        let s = Snapshot {
+            read: 10,
+            emitted: 10,
+            exported: 6,
+            ..Snapshot::default()
+        }
+        .measured(3, None);
+        assert_eq!(s.queued(), 3);
+        assert_eq!(s.unaccounted(), 1);
+        let line = s.final_summary();
+        assert!(line.contains("unsent at exit 3"), "{line}");
+        assert!(line.contains("unaccounted 1"), "{line}");
+        // The spool's own count against what was counted into it.
+        let s = Snapshot {
+            read: 4,
+            spooled: 4,
+            spool_enabled: true,
+            ..Snapshot::default()
+        }
+        .measured(0, Some(3));
+        assert_eq!((s.in_spool(), s.unaccounted()), (3, 1));
     }
 }

@@ -141,13 +141,29 @@ fn dropped(s: &Sources) -> Observations {
         ("export_not_started", snap.export_not_started),
     ];
     if snap.spool_enabled {
-        reasons.push(("spool_full", snap.spool_dropped));
+        reasons.push(("spool_full", snap.spool_unwritable()));
         reasons.push(("spool_damaged", snap.spool_damaged));
     }
     for (reason, value) in reasons {
         out.push((value, vec![KeyValue::new(DROP_REASON, reason)]));
     }
     out
+}
+
+fn traces_enabled(s: &Sources) -> bool {
+    s.stats.traces_enabled.load(Ordering::Relaxed)
+}
+
+fn spans_dropped(s: &Sources) -> Observations {
+    let snap = s.snapshot();
+    [
+        ("span_queue_full", snap.spans_queue_full),
+        ("checks_waiting_full", snap.spans_pending_full),
+        ("export_failed", snap.spans_export_failed),
+    ]
+    .into_iter()
+    .map(|(reason, value)| (value, vec![KeyValue::new(DROP_REASON, reason)]))
+    .collect()
 }
 
 fn file_unresolved(s: &Sources) -> Observations {
@@ -328,6 +344,22 @@ pub const INSTRUMENTS: &[Instrument] = &[
         kind: Kind::Counter,
         present: measures_run_time,
         observe: |s| per_program(s, |c| c.run_time_ns),
+    },
+    Instrument {
+        name: "mapwatch.spans.exported",
+        unit: "{span}",
+        description: "Spans the collector accepted.",
+        kind: Kind::Counter,
+        present: traces_enabled,
+        observe: |s| one(s.snapshot().spans_exported),
+    },
+    Instrument {
+        name: "mapwatch.spans.dropped",
+        unit: "{span}",
+        description: "Spans not made or not delivered, by reason; their log records carry no span id when the span was not made.",
+        kind: Kind::Counter,
+        present: traces_enabled,
+        observe: spans_dropped,
     },
     Instrument {
         name: "mapwatch.ring_buffer.used",
