@@ -159,7 +159,7 @@ impl Traces {
         clock: &WallClock,
         process: Option<&ProcessInfo>,
     ) -> Option<(TraceId, SpanId)> {
-        if matches!(event, Event::ProcessExit(_)) {
+        if matches!(event, Event::ProcessExit(_) | Event::ProcessExec(_)) {
             return None;
         }
         let context = event.context();
@@ -186,7 +186,7 @@ impl Traces {
                 }
                 Some((trace, span))
             }
-            Event::ProcessExit(_) => None,
+            Event::ProcessExit(_) | Event::ProcessExec(_) => None,
             Event::DoMmap(e) => {
                 let span_id = event_span_id(trace, context.tid, context.ktime_ns, 1);
                 let start = if e.start_ns == 0 {

@@ -1,7 +1,8 @@
 //! The hooks mapwatch reports on, the backends that can serve each, and how
 //! each (hook, backend) pair is loaded, attached and unloaded.
 
-use aya::programs::{FExit, KProbe, Lsm, Program, ProgramError, TracePoint};
+use aya::maps::Array;
+use aya::programs::{BtfTracePoint, FExit, KProbe, Lsm, Program, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
 use mapwatch_config::{DoMmapBackend, SecurityMmapFileBackend};
 use mapwatch_kernel::abi::Backend;
@@ -141,17 +142,70 @@ fn attach_lsm(
     Ok(())
 }
 
+/// The 32-bit (compat) mmap programs of syscall_tracepoint (compat.h) on the
+/// raw syscall tracepoints `sys_enter` / `sys_exit`. The per-syscall
+/// tracepoints skip compat calls; without these, 32-bit mappings would go
+/// unseen. A kernel that refuses them (our bug) fails the backend like any
+/// other program; one without them (no BTF tracepoints) keeps the backend
+/// with a warning that names the blind spot.
+fn attach_compat(
+    ebpf: &mut Ebpf,
+    event: Hook,
+    [enter, exit]: [&'static str; 2],
+    btf: &Btf,
+) -> Result<(), ProgramError> {
+    let attach = |ebpf: &mut Ebpf, name: &'static str, tracepoint: &str| {
+        let p: &mut BtfTracePoint = program(ebpf, name)?;
+        p.load(tracepoint, btf)?;
+        p.attach().map(drop)
+    };
+    let result = attach(ebpf, enter, "sys_enter").and_then(|()| attach(ebpf, exit, "sys_exit"));
+    match result {
+        Err(error @ ProgramError::LoadError { .. }) => Err(error),
+        Err(error) => {
+            tracing::warn!(
+                event = event.name(),
+                %error,
+                "cannot attach the 32-bit syscall programs: 32-bit (compat) mmap calls are not reported"
+            );
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Whether the execve program reports the ELF loader's mappings (only when
+/// do_mmap runs on syscall_tracepoint: the kernel backends see them as calls).
+fn set_exec_mappings(ebpf: &mut Ebpf, on: bool) -> Result<(), ProgramError> {
+    let Some(map) = ebpf.map_mut(mapwatch_kernel::maps::EXEC_CONFIG) else {
+        return Err(ProgramError::UnexpectedProgramType);
+    };
+    let mut array: Array<_, u32> =
+        Array::try_from(map).map_err(|_| ProgramError::UnexpectedProgramType)?;
+    array
+        .set(0, &u32::from(on), 0)
+        .map_err(|_| ProgramError::UnexpectedProgramType)
+}
+
 /// The programs of one (event, backend) pair.
 pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static str] {
     use programs::*;
     match (event, backend) {
-        (Hook::DoMmap, Backend::SyscallTracepoint) => &[TP_ENTER_MMAP, TP_EXIT_MMAP],
+        (Hook::DoMmap, Backend::SyscallTracepoint) => &[
+            TP_ENTER_MMAP,
+            TP_EXIT_MMAP,
+            TP_COMPAT_ENTER_MMAP,
+            TP_COMPAT_EXIT_MMAP,
+        ],
         (Hook::DoMmap, Backend::Kprobe) => &[KPROBE_DO_MMAP, KRETPROBE_DO_MMAP],
         (Hook::DoMmap, Backend::Fexit) => &[FEXIT_DO_MMAP],
         (Hook::DoMmap, Backend::Lsm) => &[],
-        (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
-            &[TP_SECURITY_MMAP_FILE, TP_SECURITY_EXIT_MMAP]
-        }
+        (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => &[
+            TP_SECURITY_MMAP_FILE,
+            TP_SECURITY_EXIT_MMAP,
+            TP_COMPAT_SECURITY_ENTER,
+            TP_COMPAT_SECURITY_EXIT,
+        ],
         (Hook::SecurityMmapFile, Backend::Kprobe) => {
             &[KPROBE_SECURITY_MMAP_FILE, KRETPROBE_SECURITY_MMAP_FILE]
         }
@@ -171,7 +225,9 @@ pub(super) fn attach_backend(
     match (event, backend) {
         (Hook::DoMmap, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_ENTER_MMAP, "sys_enter_mmap")?;
-            attach_tracepoint(ebpf, TP_EXIT_MMAP, "sys_exit_mmap")
+            attach_tracepoint(ebpf, TP_EXIT_MMAP, "sys_exit_mmap")?;
+            attach_compat(ebpf, event, [TP_COMPAT_ENTER_MMAP, TP_COMPAT_EXIT_MMAP], btf)?;
+            set_exec_mappings(ebpf, true)
         }
         (Hook::DoMmap, Backend::Kprobe) => {
             attach_kprobe(ebpf, KPROBE_DO_MMAP, "do_mmap")?;
@@ -181,7 +237,13 @@ pub(super) fn attach_backend(
         (Hook::DoMmap, Backend::Lsm) => Err(ProgramError::UnexpectedProgramType),
         (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")?;
-            attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")
+            attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")?;
+            attach_compat(
+                ebpf,
+                event,
+                [TP_COMPAT_SECURITY_ENTER, TP_COMPAT_SECURITY_EXIT],
+                btf,
+            )
         }
         (Hook::SecurityMmapFile, Backend::Kprobe) => {
             attach_kprobe(ebpf, KPROBE_SECURITY_MMAP_FILE, "security_mmap_file")?;
@@ -196,9 +258,13 @@ pub(super) fn attach_backend(
 
 /// Unloads (and so detaches) what a failed attempt left behind.
 pub(super) fn unload(ebpf: &mut Ebpf, event: Hook, backend: Backend) {
+    if (event, backend) == (Hook::DoMmap, Backend::SyscallTracepoint) {
+        let _ = set_exec_mappings(ebpf, false);
+    }
     for name in program_names(event, backend) {
         let _ = match ebpf.program_mut(name) {
             Some(Program::TracePoint(p)) => p.unload(),
+            Some(Program::BtfTracePoint(p)) => p.unload(),
             Some(Program::KProbe(p)) => p.unload(),
             Some(Program::FExit(p)) => p.unload(),
             Some(Program::Lsm(p)) => p.unload(),
