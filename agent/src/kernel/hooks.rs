@@ -142,24 +142,45 @@ fn attach_lsm(
     Ok(())
 }
 
-/// The 32-bit (compat) mmap programs of syscall_tracepoint (compat.h) on the
-/// raw syscall tracepoints `sys_enter` / `sys_exit`. The per-syscall
-/// tracepoints skip compat calls; without these, 32-bit mappings would go
-/// unseen. A kernel that refuses them (our bug) fails the backend like any
-/// other program; one without them (no BTF tracepoints) keeps the backend
+/// The event's bit in the compat programs' config (`compat.h`).
+fn compat_bit(event: Hook) -> u32 {
+    match event {
+        Hook::DoMmap => 1,
+        Hook::SecurityMmapFile => 2,
+    }
+}
+
+fn compat_config(ebpf: &mut Ebpf) -> Result<Array<&mut aya::maps::MapData, u32>, ProgramError> {
+    let map = ebpf
+        .map_mut(mapwatch_kernel::maps::COMPAT_CONFIG)
+        .ok_or(ProgramError::UnexpectedProgramType)?;
+    Array::try_from(map).map_err(|_| ProgramError::UnexpectedProgramType)
+}
+
+/// Serves `event`'s 32-bit (compat) mmap calls on syscall_tracepoint: one
+/// pair of programs (`compat.h`) on the raw syscall tracepoints `sys_enter` /
+/// `sys_exit`, shared by both events (each program there costs every syscall
+/// of the machine), told which events to serve by a map. The per-syscall
+/// tracepoints skip compat calls; without these programs 32-bit mappings
+/// would go unseen. A program the verifier refuses (our bug) fails the
+/// backend like any other; a kernel without BTF tracepoints keeps the backend
 /// with a warning that names the blind spot.
-fn attach_compat(
-    ebpf: &mut Ebpf,
-    event: Hook,
-    [enter, exit]: [&'static str; 2],
-    btf: &Btf,
-) -> Result<(), ProgramError> {
+fn attach_compat(ebpf: &mut Ebpf, event: Hook, btf: &Btf) -> Result<(), ProgramError> {
+    let mut config = compat_config(ebpf)?;
+    let events = config.get(&0, 0).unwrap_or(0);
+    config
+        .set(0, &(events | compat_bit(event)), 0)
+        .map_err(|_| ProgramError::UnexpectedProgramType)?;
+    if events != 0 {
+        return Ok(()); // attached for the other event
+    }
     let attach = |ebpf: &mut Ebpf, name: &'static str, tracepoint: &str| {
         let p: &mut BtfTracePoint = program(ebpf, name)?;
         p.load(tracepoint, btf)?;
         p.attach().map(drop)
     };
-    let result = attach(ebpf, enter, "sys_enter").and_then(|()| attach(ebpf, exit, "sys_exit"));
+    let result = attach(ebpf, programs::TP_COMPAT_ENTER, "sys_enter")
+        .and_then(|()| attach(ebpf, programs::TP_COMPAT_EXIT, "sys_exit"));
     match result {
         Err(error @ ProgramError::LoadError { .. }) => Err(error),
         Err(error) => {
@@ -171,6 +192,23 @@ fn attach_compat(
             Ok(())
         }
         Ok(()) => Ok(()),
+    }
+}
+
+/// `event` no longer runs on syscall_tracepoint: the compat programs stop
+/// serving it, and go when they serve nothing.
+fn detach_compat(ebpf: &mut Ebpf, event: Hook) {
+    let Ok(mut config) = compat_config(ebpf) else {
+        return;
+    };
+    let events = config.get(&0, 0).unwrap_or(0) & !compat_bit(event);
+    let _ = config.set(0, &events, 0);
+    if events == 0 {
+        for name in [programs::TP_COMPAT_ENTER, programs::TP_COMPAT_EXIT] {
+            if let Some(Program::BtfTracePoint(p)) = ebpf.program_mut(name) {
+                let _ = p.unload();
+            }
+        }
     }
 }
 
@@ -191,21 +229,13 @@ fn set_exec_mappings(ebpf: &mut Ebpf, on: bool) -> Result<(), ProgramError> {
 pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static str] {
     use programs::*;
     match (event, backend) {
-        (Hook::DoMmap, Backend::SyscallTracepoint) => &[
-            TP_ENTER_MMAP,
-            TP_EXIT_MMAP,
-            TP_COMPAT_ENTER_MMAP,
-            TP_COMPAT_EXIT_MMAP,
-        ],
+        (Hook::DoMmap, Backend::SyscallTracepoint) => &[TP_ENTER_MMAP, TP_EXIT_MMAP],
         (Hook::DoMmap, Backend::Kprobe) => &[KPROBE_DO_MMAP, KRETPROBE_DO_MMAP],
         (Hook::DoMmap, Backend::Fexit) => &[FEXIT_DO_MMAP],
         (Hook::DoMmap, Backend::Lsm) => &[],
-        (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => &[
-            TP_SECURITY_MMAP_FILE,
-            TP_SECURITY_EXIT_MMAP,
-            TP_COMPAT_SECURITY_ENTER,
-            TP_COMPAT_SECURITY_EXIT,
-        ],
+        (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
+            &[TP_SECURITY_MMAP_FILE, TP_SECURITY_EXIT_MMAP]
+        }
         (Hook::SecurityMmapFile, Backend::Kprobe) => {
             &[KPROBE_SECURITY_MMAP_FILE, KRETPROBE_SECURITY_MMAP_FILE]
         }
@@ -226,7 +256,7 @@ pub(super) fn attach_backend(
         (Hook::DoMmap, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_ENTER_MMAP, "sys_enter_mmap")?;
             attach_tracepoint(ebpf, TP_EXIT_MMAP, "sys_exit_mmap")?;
-            attach_compat(ebpf, event, [TP_COMPAT_ENTER_MMAP, TP_COMPAT_EXIT_MMAP], btf)?;
+            attach_compat(ebpf, event, btf)?;
             set_exec_mappings(ebpf, true)
         }
         (Hook::DoMmap, Backend::Kprobe) => {
@@ -238,12 +268,7 @@ pub(super) fn attach_backend(
         (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")?;
             attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")?;
-            attach_compat(
-                ebpf,
-                event,
-                [TP_COMPAT_SECURITY_ENTER, TP_COMPAT_SECURITY_EXIT],
-                btf,
-            )
+            attach_compat(ebpf, event, btf)
         }
         (Hook::SecurityMmapFile, Backend::Kprobe) => {
             attach_kprobe(ebpf, KPROBE_SECURITY_MMAP_FILE, "security_mmap_file")?;
@@ -260,6 +285,9 @@ pub(super) fn attach_backend(
 pub(super) fn unload(ebpf: &mut Ebpf, event: Hook, backend: Backend) {
     if (event, backend) == (Hook::DoMmap, Backend::SyscallTracepoint) {
         let _ = set_exec_mappings(ebpf, false);
+    }
+    if backend == Backend::SyscallTracepoint {
+        detach_compat(ebpf, event);
     }
     for name in program_names(event, backend) {
         let _ = match ebpf.program_mut(name) {

@@ -397,3 +397,79 @@ fn records_after_exec_name_the_new_executable() {
         "records after the exec name the new executable: {after:#?}"
     );
 }
+
+/// What the compat programs add to every syscall (docs/backends.md, "32-bit
+/// calls"): ns per getpid, median of 7 runs of 1M calls, with nothing
+/// attached, with syscall_tracepoint's mmap programs (which already put every
+/// task on the traced syscall path), and with each candidate on top.
+/// `cargo test -p mapwatch --test e2e -- --ignored --nocapture compat_cost`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn compat_cost() {
+    use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
+    use aya::{Btf, Ebpf, EbpfLoader};
+    use mapwatch_kernel::programs::*;
+
+    require_root();
+    fn getpid_ns() -> f64 {
+        let mut runs: Vec<f64> = (0..7)
+            .map(|_| {
+                let n = 1_000_000;
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    // SAFETY: getpid has no preconditions.
+                    unsafe { libc::syscall(libc::SYS_getpid) };
+                }
+                t.elapsed().as_nanos() as f64 / n as f64
+            })
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        runs[runs.len() / 2]
+    }
+    fn tp(ebpf: &mut Ebpf, name: &str, category: &str, point: &str) {
+        let p: &mut TracePoint = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        p.load().unwrap();
+        p.attach(category, point).unwrap();
+    }
+    fn btf_tp(ebpf: &mut Ebpf, btf: &Btf, name: &str, point: &str) {
+        let p: &mut BtfTracePoint = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        p.load(point, btf).unwrap();
+        p.attach().unwrap();
+    }
+    let btf = Btf::from_sys_fs().unwrap();
+    let load = || {
+        let mut ebpf = EbpfLoader::new().btf(&btf).load(mapwatch_kernel::object()).unwrap();
+        tp(&mut ebpf, TP_ENTER_MMAP, "syscalls", "sys_enter_mmap");
+        tp(&mut ebpf, TP_EXIT_MMAP, "syscalls", "sys_exit_mmap");
+        ebpf
+    };
+    println!("nothing attached: {:.1} ns/getpid", getpid_ns());
+    {
+        let _ebpf = load();
+        println!("sys_enter/exit_mmap (baseline): {:.1} ns/getpid", getpid_ns());
+    }
+    {
+        let mut ebpf = load();
+        let mut config: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(ebpf.map_mut(mapwatch_kernel::maps::COMPAT_CONFIG).unwrap())
+                .unwrap();
+        config.set(0, &3, 0).unwrap();
+        btf_tp(&mut ebpf, &btf, TP_COMPAT_ENTER, "sys_enter");
+        println!("+ tp_btf sys_enter: {:.1} ns/getpid", getpid_ns());
+        btf_tp(&mut ebpf, &btf, TP_COMPAT_EXIT, "sys_exit");
+        println!("+ tp_btf sys_enter + sys_exit (as the agent runs): {:.1} ns/getpid", getpid_ns());
+    }
+    {
+        let mut ebpf = load();
+        let p: &mut RawTracePoint =
+            ebpf.program_mut(BENCH_RAW_TP_SYS_ENTER).unwrap().try_into().unwrap();
+        p.load().unwrap();
+        p.attach("sys_enter").unwrap();
+        println!("+ raw_tp sys_enter: {:.1} ns/getpid", getpid_ns());
+    }
+    {
+        let mut ebpf = load();
+        tp(&mut ebpf, BENCH_TP_RAW_SYSCALLS_ENTER, "raw_syscalls", "sys_enter");
+        println!("+ tracepoint raw_syscalls/sys_enter: {:.1} ns/getpid", getpid_ns());
+    }
+}

@@ -21,8 +21,9 @@
  *
  * Hook point for mprotect (another header): mw_compat_nr_is(),
  * mw_in_compat_syscall() and mw_compat_arg() are all a compat mprotect /
- * pkey_mprotect program needs. Until one exists, mw_compat_unwatched() counts
- * those calls (MW_COUNTER_COMPAT_MPROTECT_UNWATCHED): counted, not silent.
+ * pkey_mprotect handler needs; the place to call it is mw_compat_enter(),
+ * where mw_compat_unwatched() counts those calls until then
+ * (MW_COUNTER_COMPAT_MPROTECT_UNWATCHED): counted, not silent.
  */
 #ifndef MAPWATCH_COMPAT_H
 #define MAPWATCH_COMPAT_H
@@ -118,75 +119,82 @@ static __always_inline void mw_compat_unwatched(long nr)
 		mw_count(MW_COUNTER_COMPAT_MPROTECT_UNWATCHED);
 }
 
-/* raw sys_enter(regs, id): keeps a compat mmap's arguments in `pending`. */
-static __always_inline int mw_compat_enter(struct pt_regs *regs, long nr, void *pending,
-					   __u32 full_counter)
+/* Which events the compat programs serve (set by the agent, per event it runs on this backend). */
+#define MW_COMPAT_DO_MMAP (1U << 0)
+#define MW_COMPAT_SECURITY (1U << 1)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} mw_compat_config SEC(".maps");
+
+static __always_inline __u32 mw_compat_events(void)
+{
+	__u32 zero = 0, *events = bpf_map_lookup_elem(&mw_compat_config, &zero);
+
+	return events ? *events : 0;
+}
+
+/*
+ * raw sys_enter(regs, id): keeps a compat mmap's arguments for each event
+ * served. One program for both events: every program on sys_enter costs
+ * every syscall of the machine its dispatch (docs/backends.md).
+ */
+static __always_inline int mw_compat_enter(struct pt_regs *regs, long nr)
 {
 	__u64 pid_tgid;
 	struct mw_call call;
+	__u32 events;
 
-	if (!mw_compat_nr_is_mmap(nr) || !mw_in_compat_syscall())
+	if (!mw_compat_nr_is_mmap(nr)) {
+		if (mw_compat_nr_is_mprotect(nr))
+			mw_compat_unwatched(nr);
+		return 0;
+	}
+	if (!mw_in_compat_syscall())
 		return 0;
 	pid_tgid = bpf_get_current_pid_tgid();
 	if (mw_ignored(pid_tgid))
 		return 0;
+	events = mw_compat_events();
 	mw_compat_read_call(regs, nr, &call);
-	mw_stash_call(pending, pid_tgid, &call, full_counter);
+	if (events & MW_COMPAT_DO_MMAP)
+		mw_stash_call(&mw_pending_tp_mmap, pid_tgid, &call, MW_COUNTER_PENDING_MAP_FULL);
+	if (events & MW_COMPAT_SECURITY)
+		mw_stash_call(&mw_pending_tp_security, pid_tgid, &call,
+			      MW_COUNTER_SECURITY_PENDING_MAP_FULL);
 	return 0;
 }
 
-static __always_inline int mw_compat_do_mmap_enter(struct pt_regs *regs, long nr)
-{
-	if (mw_compat_nr_is_mprotect(nr)) {
-		mw_compat_unwatched(nr);
-		return 0;
-	}
-	return mw_compat_enter(regs, nr, &mw_pending_tp_mmap, MW_COUNTER_PENDING_MAP_FULL);
-}
-
-static __always_inline int mw_compat_security_enter(struct pt_regs *regs, long nr)
-{
-	return mw_compat_enter(regs, nr, &mw_pending_tp_security,
-			       MW_COUNTER_SECURITY_PENDING_MAP_FULL);
-}
-
-/* raw sys_exit(regs, ret): the same as sys_exit_mmap for a compat mmap. */
-static __always_inline int mw_compat_do_mmap_exit(struct pt_regs *regs, long ret)
+/* raw sys_exit(regs, ret): as sys_exit_mmap does for mmap(2), the check first. */
+static __always_inline int mw_compat_exit(struct pt_regs *regs, long ret)
 {
 	__u64 pid_tgid;
 	struct mw_call *call, *check;
+	__u32 events;
 
 	if (!mw_compat_nr_is_mmap(regs->orig_ax) || !mw_in_compat_syscall())
 		return 0;
 	pid_tgid = bpf_get_current_pid_tgid();
 	if (mw_ignored(pid_tgid))
 		return 0;
-	check = bpf_map_lookup_elem(&mw_pending_tp_security, &pid_tgid);
-	if (check)
-		mw_tp_report_check(check, pid_tgid, (__u64)ret);
-	call = mw_find_call(&mw_pending_tp_mmap, pid_tgid);
-	if (!call)
-		return 0;
-	mw_emit_do_mmap(MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid, call, (__u64)ret);
-	bpf_map_delete_elem(&mw_pending_tp_mmap, &pid_tgid);
-	return 0;
-}
-
-static __always_inline int mw_compat_security_exit(struct pt_regs *regs, long ret)
-{
-	__u64 pid_tgid;
-	struct mw_call *check;
-
-	if (!mw_compat_nr_is_mmap(regs->orig_ax) || !mw_in_compat_syscall())
-		return 0;
-	pid_tgid = bpf_get_current_pid_tgid();
-	if (mw_ignored(pid_tgid))
-		return 0;
-	check = mw_find_call(&mw_pending_tp_security, pid_tgid);
-	if (!check)
-		return 0;
-	mw_tp_report_check(check, pid_tgid, (__u64)ret);
-	bpf_map_delete_elem(&mw_pending_tp_security, &pid_tgid);
+	events = mw_compat_events();
+	if (events & MW_COMPAT_SECURITY) {
+		check = mw_find_call(&mw_pending_tp_security, pid_tgid);
+		if (check) {
+			mw_tp_report_check(check, pid_tgid, (__u64)ret);
+			bpf_map_delete_elem(&mw_pending_tp_security, &pid_tgid);
+		}
+	}
+	if (events & MW_COMPAT_DO_MMAP) {
+		call = mw_find_call(&mw_pending_tp_mmap, pid_tgid);
+		if (!call)
+			return 0;
+		mw_emit_do_mmap(MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid, call, (__u64)ret);
+		bpf_map_delete_elem(&mw_pending_tp_mmap, &pid_tgid);
+	}
 	return 0;
 }
 

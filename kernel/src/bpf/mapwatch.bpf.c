@@ -97,27 +97,15 @@ int mw_kretprobe_security_mmap_file_prog(struct pt_regs *ctx)
 /* Backend syscall_tracepoint, 32-bit calls (compat.h): raw syscall tracepoints, early exit. */
 
 SEC("tp_btf/sys_enter")
-int mw_tp_compat_enter_mmap(__u64 *ctx)
+int mw_tp_compat_enter(__u64 *ctx)
 {
-	return mw_compat_do_mmap_enter((struct pt_regs *)ctx[0], (long)ctx[1]);
+	return mw_compat_enter((struct pt_regs *)ctx[0], (long)ctx[1]);
 }
 
 SEC("tp_btf/sys_exit")
-int mw_tp_compat_exit_mmap(__u64 *ctx)
+int mw_tp_compat_exit(__u64 *ctx)
 {
-	return mw_compat_do_mmap_exit((struct pt_regs *)ctx[0], (long)ctx[1]);
-}
-
-SEC("tp_btf/sys_enter")
-int mw_tp_compat_security_enter(__u64 *ctx)
-{
-	return mw_compat_security_enter((struct pt_regs *)ctx[0], (long)ctx[1]);
-}
-
-SEC("tp_btf/sys_exit")
-int mw_tp_compat_security_exit(__u64 *ctx)
-{
-	return mw_compat_security_exit((struct pt_regs *)ctx[0], (long)ctx[1]);
+	return mw_compat_exit((struct pt_regs *)ctx[0], (long)ctx[1]);
 }
 
 /* execve: the agent refreshes the process; the ELF loader's mappings (exec.h). */
