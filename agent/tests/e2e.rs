@@ -697,7 +697,11 @@ fn every_backend_sees_the_executable_mapped_by_execve() {
             .unwrap()
             .lines()
             .filter_map(|l| l.split_whitespace().nth(5).map(str::to_owned))
-            .find(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with("ld-linux")));
+            .find(|p| {
+                p.rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with("ld-linux"))
+            });
         if let (Some(interp), "mapwatch.do_mmap") = (interpreter, event) {
             let child = log.int_attr("process.pid");
             let interp = std::fs::canonicalize(&interp).unwrap();

@@ -111,10 +111,17 @@ fn is_mapping_of(l: &ReceivedLog, event: &str, pid: u32, seen: &Seen) -> bool {
 fn check(receiver: &OtlpReceiver, agent: &Agent, pid: u32, seen: &[Seen]) {
     for (event, backend) in [
         ("mapwatch.do_mmap", agent.backend("do_mmap")),
-        ("mapwatch.security_mmap_file", agent.backend("security_mmap_file")),
+        (
+            "mapwatch.security_mmap_file",
+            agent.backend("security_mmap_file"),
+        ),
     ] {
         for s in seen {
-            assert_eq!(s.maps_start(), s.addr, "{s:?}: the mapping starts where mmap said");
+            assert_eq!(
+                s.maps_start(),
+                s.addr,
+                "{s:?}: the mapping starts where mmap said"
+            );
             let logs = receiver
                 .wait_for_logs(|logs| logs.iter().any(|l| is_mapping_of(l, event, pid, s)), WAIT)
                 .unwrap_or_else(|e| {
@@ -123,7 +130,10 @@ fn check(receiver: &OtlpReceiver, agent: &Agent, pid: u32, seen: &[Seen]) {
                         agent.stderr()
                     )
                 });
-            let log = logs.iter().find(|l| is_mapping_of(l, event, pid, s)).unwrap();
+            let log = logs
+                .iter()
+                .find(|l| is_mapping_of(l, event, pid, s))
+                .unwrap();
             assert_eq!(log.str_attr("mapwatch.backend"), Some(backend.as_str()));
             match s.maps_file() {
                 Some((path, inode)) => {
@@ -181,7 +191,10 @@ fn compat_calls_of_a_32_bit_static_program_are_reported() {
         ["mmap2_file", "mmap2_anon", "old_mmap_file"],
         "{stdout}"
     );
-    assert_eq!(seen[0].maps_file().map(|f| f.0), Some(file.display().to_string()));
+    assert_eq!(
+        seen[0].maps_file().map(|f| f.0),
+        Some(file.display().to_string())
+    );
     // The child's pid: the one process that ran `exe`.
     let pid = receiver
         .wait_for_logs(
@@ -269,9 +282,15 @@ fn mmap2_through_int_0x80_from_a_64_bit_process_is_reported() {
             .to_owned()
     };
     let file_exec = int80_mmap2(PAGE as u32, 5, 2, f.as_raw_fd());
-    assert!(file_exec > 0, "int 0x80 mmap2 of a file failed: {file_exec}");
+    assert!(
+        file_exec > 0,
+        "int 0x80 mmap2 of a file failed: {file_exec}"
+    );
     let anon = int80_mmap2(2 * PAGE as u32, 7, 0x22, -1);
-    assert!(anon > 0, "int 0x80 mmap2 of anonymous memory failed: {anon}");
+    assert!(
+        anon > 0,
+        "int 0x80 mmap2 of anonymous memory failed: {anon}"
+    );
     let seen = [
         Seen {
             name: "int80_mmap2_file".into(),
@@ -290,7 +309,10 @@ fn mmap2_through_int_0x80_from_a_64_bit_process_is_reported() {
             maps: maps_line(anon as u64),
         },
     ];
-    assert_eq!(seen[0].maps_file().map(|f| f.0), Some(file.display().to_string()));
+    assert_eq!(
+        seen[0].maps_file().map(|f| f.0),
+        Some(file.display().to_string())
+    );
     check(&receiver, &agent, std::process::id(), &seen);
     // SAFETY: both ranges were mapped above and nothing refers to them.
     unsafe {
@@ -331,7 +353,12 @@ fn exec_workload() {
         let second = std::env::var("MAPWATCH_TEST_EXEC_SECOND").unwrap();
         let error = std::os::unix::process::CommandExt::exec(
             Command::new(&second)
-                .args(["--exact", "compat::exec_workload", "--ignored", "--nocapture"])
+                .args([
+                    "--exact",
+                    "compat::exec_workload",
+                    "--ignored",
+                    "--nocapture",
+                ])
                 .env(EXEC_STAGE, "2"),
         );
         panic!("exec {second}: {error}");
@@ -350,17 +377,31 @@ fn records_after_exec_name_the_new_executable() {
     let agent = start_agent(&receiver);
 
     let out = Command::new(&first)
-        .args(["--exact", "compat::exec_workload", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "compat::exec_workload",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(EXEC_STAGE, "1")
         .env("MAPWATCH_TEST_EXEC_SECOND", &second)
         .output()
         .expect("run the exec workload");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mapped = |stage: &str| -> i64 {
         let marker = format!("stage {stage} mapped ");
         let at = stdout.find(&marker).unwrap_or_else(|| panic!("{stdout}")) + marker.len();
-        stdout[at..].split_whitespace().next().unwrap().parse().unwrap()
+        stdout[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let record_of = |addr: i64, pages: i64| {
         let logs = receiver
@@ -390,7 +431,11 @@ fn records_after_exec_name_the_new_executable() {
         before.int_attr("process.pid"),
         "exec keeps the pid"
     );
-    assert_eq!(before.str_attr("process.executable.path"), first.to_str(), "{before:#?}");
+    assert_eq!(
+        before.str_attr("process.executable.path"),
+        first.to_str(),
+        "{before:#?}"
+    );
     assert_eq!(
         after.str_attr("process.executable.path"),
         second.to_str(),
@@ -440,7 +485,10 @@ fn compat_cost() {
     }
     let btf = Btf::from_sys_fs().unwrap();
     let load = || {
-        let mut ebpf = EbpfLoader::new().btf(&btf).load(mapwatch_kernel::object()).unwrap();
+        let mut ebpf = EbpfLoader::new()
+            .btf(&btf)
+            .load(mapwatch_kernel::object())
+            .unwrap();
         tp(&mut ebpf, TP_ENTER_MMAP, "syscalls", "sys_enter_mmap");
         tp(&mut ebpf, TP_EXIT_MMAP, "syscalls", "sys_exit_mmap");
         ebpf
@@ -459,19 +507,33 @@ fn compat_cost() {
         btf_tp(&mut ebpf, &btf, TP_COMPAT_ENTER, "sys_enter");
         println!("+ tp_btf sys_enter: {} ns/getpid", getpid_ns());
         btf_tp(&mut ebpf, &btf, TP_COMPAT_EXIT, "sys_exit");
-        println!("+ tp_btf sys_enter + sys_exit (as the agent runs): {} ns/getpid", getpid_ns());
+        println!(
+            "+ tp_btf sys_enter + sys_exit (as the agent runs): {} ns/getpid",
+            getpid_ns()
+        );
     }
     {
         let mut ebpf = load();
-        let p: &mut RawTracePoint =
-            ebpf.program_mut(BENCH_RAW_TP_SYS_ENTER).unwrap().try_into().unwrap();
+        let p: &mut RawTracePoint = ebpf
+            .program_mut(BENCH_RAW_TP_SYS_ENTER)
+            .unwrap()
+            .try_into()
+            .unwrap();
         p.load().unwrap();
         p.attach("sys_enter").unwrap();
         println!("+ raw_tp sys_enter: {} ns/getpid", getpid_ns());
     }
     {
         let mut ebpf = load();
-        tp(&mut ebpf, BENCH_TP_RAW_SYSCALLS_ENTER, "raw_syscalls", "sys_enter");
-        println!("+ tracepoint raw_syscalls/sys_enter: {} ns/getpid", getpid_ns());
+        tp(
+            &mut ebpf,
+            BENCH_TP_RAW_SYSCALLS_ENTER,
+            "raw_syscalls",
+            "sys_enter",
+        );
+        println!(
+            "+ tracepoint raw_syscalls/sys_enter: {} ns/getpid",
+            getpid_ns()
+        );
     }
 }
