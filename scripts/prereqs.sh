@@ -16,6 +16,11 @@ command -v llvm-strip >/dev/null || need_packages+=(llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need_packages+=(libbpf-dev)
 [ -f /usr/include/linux/bpf.h ] || need_packages+=(linux-libc-dev)
 command -v cc >/dev/null || need_packages+=(gcc libc6-dev)
+# The 32-bit workload of the compat tests (gcc -m32 -static; agent/build.rs).
+if [ "$(uname -m)" = x86_64 ] && command -v dpkg >/dev/null \
+    && ! dpkg -s gcc-multilib >/dev/null 2>&1; then
+    need_packages+=(gcc-multilib)
+fi
 if [ "${#need_packages[@]}" -gt 0 ]; then
     echo "mapwatch: installing ${need_packages[*]}" >&2
     as_root apt-get update -qq

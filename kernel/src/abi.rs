@@ -21,6 +21,7 @@ pub const PATH_MAX: usize = 4096;
 const EVENT_DO_MMAP: u16 = 1;
 const EVENT_SECURITY_MMAP_FILE: u16 = 2;
 const EVENT_PROCESS_EXIT: u16 = 3;
+const EVENT_PROCESS_EXEC: u16 = 4;
 const BACKEND_SYSCALL_TRACEPOINT: u16 = 1;
 const BACKEND_KPROBE: u16 = 2;
 const BACKEND_FEXIT: u16 = 3;
@@ -31,6 +32,7 @@ const FILE_DELETED: u32 = 1 << 2;
 const FILE_OPEN_FOR_WRITE: u32 = 1 << 3;
 const FILE_DIR_WORLD_WRITABLE: u32 = 1 << 4;
 const CALL_FD: u16 = 1 << 0;
+const CALL_EXEC: u16 = 1 << 1;
 
 /// Common header of every record (`struct mw_header`).
 #[repr(C)]
@@ -238,6 +240,11 @@ const _: () = {
     assert!(c::MW_FILE_OPEN_FOR_WRITE == FILE_OPEN_FOR_WRITE as u64);
     assert!(c::MW_FILE_DIR_WORLD_WRITABLE == FILE_DIR_WORLD_WRITABLE as u64);
     assert!(c::MW_CALL_FD == CALL_FD as u64);
+    assert!(c::MW_CALL_EXEC == CALL_EXEC as u64);
+    assert!(c::MW_EVENT_PROCESS_EXEC == EVENT_PROCESS_EXEC as u64);
+    assert!(c::MW_COUNTER_EXEC_SENT == Counter::ExecSent as u64);
+    assert!(c::MW_COUNTER_EXEC_RINGBUF_FULL == Counter::ExecRingBufferFull as u64);
+    assert!(c::MW_COUNTER_COMPAT_MPROTECT_UNWATCHED == Counter::CompatMprotectUnwatched as u64);
     assert!(c::MW_FILE_SOURCE_NONE == FileSource::None as u64);
     assert!(c::MW_FILE_SOURCE_ARGUMENT == FileSource::Argument as u64);
     assert!(c::MW_FILE_SOURCE_VMA == FileSource::Vma as u64);
@@ -313,11 +320,20 @@ pub enum Counter {
     VmaLookupFailed = 13,
     /// security_mmap_file records lost: the per-thread argument map was full at entry.
     SecurityPendingMapFull = 14,
+    /// Execs sent (hints for the agent's cache, not records).
+    ExecSent = 15,
+    /// Execs lost: the ring buffer was full (records name the old executable
+    /// until the cache entry ages out).
+    ExecRingBufferFull = 16,
+    /// 32-bit (compat) mprotect / pkey_mprotect calls seen by the
+    /// syscall_tracepoint backend, which does not report them (a blind spot,
+    /// counted).
+    CompatMprotectUnwatched = 17,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 18] = [
         Counter::DoMmapSent,
         Counter::DoMmapRingBufferFull,
         Counter::SecurityMmapFileSent,
@@ -333,6 +349,9 @@ impl Counter {
         Counter::VmaMismatch,
         Counter::VmaLookupFailed,
         Counter::SecurityPendingMapFull,
+        Counter::ExecSent,
+        Counter::ExecRingBufferFull,
+        Counter::CompatMprotectUnwatched,
     ];
 
     /// Index in the counters map.
@@ -358,6 +377,9 @@ impl Counter {
             Counter::VmaMismatch => "file_unresolved_vma_mismatch",
             Counter::VmaLookupFailed => "file_unresolved_lookup_failed",
             Counter::SecurityPendingMapFull => "security_mmap_file_pending_map_full",
+            Counter::ExecSent => "process_exec_sent",
+            Counter::ExecRingBufferFull => "process_exec_ring_buffer_full",
+            Counter::CompatMprotectUnwatched => "compat_mprotect_unwatched",
         }
     }
 
@@ -683,6 +705,9 @@ pub struct DoMmap<'a> {
     /// Backing file; `None` for anonymous memory, or when `file_source` says
     /// why it is unknown.
     pub file: Option<File<'a>>,
+    /// Made by the ELF loader inside execve and reported from
+    /// sched_process_exec (syscall_tracepoint; `flags` is then `MAP_PRIVATE`).
+    pub by_execve: bool,
 }
 
 /// The LSM permission check for a mapping.
@@ -716,6 +741,9 @@ pub enum Event<'a> {
     /// A process ended (its last thread exited): not a record to report,
     /// a hint to forget what was cached about it.
     ProcessExit(Context),
+    /// A process exec'd another program: not a record to report, a hint that
+    /// what was cached about it (executable, command line) is stale.
+    ProcessExec(Context),
 }
 
 impl<'a> Event<'a> {
@@ -724,7 +752,7 @@ impl<'a> Event<'a> {
         match self {
             Event::DoMmap(e) => &e.context,
             Event::SecurityMmapFile(e) => &e.context,
-            Event::ProcessExit(context) => context,
+            Event::ProcessExit(context) | Event::ProcessExec(context) => context,
         }
     }
 }
@@ -852,6 +880,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
                 file_source: FileSource::from_raw(raw.file_source)?,
                 file: file(&raw.file, path),
+                by_execve: raw.call_flags & CALL_EXEC != 0,
             }))
         }
         EVENT_SECURITY_MMAP_FILE => {
@@ -868,14 +897,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 file: file(&raw.file, path),
             }))
         }
-        EVENT_PROCESS_EXIT => {
+        EVENT_PROCESS_EXIT | EVENT_PROCESS_EXEC => {
             if hdr.size as usize != size_of::<RawHeader>() {
                 return Err(DecodeError::SizeMismatch {
                     declared: hdr.size as usize,
                     got: bytes.len(),
                 });
             }
-            Ok(Event::ProcessExit(context(&hdr)?))
+            let context = context(&hdr)?;
+            Ok(if hdr.kind == EVENT_PROCESS_EXIT {
+                Event::ProcessExit(context)
+            } else {
+                Event::ProcessExec(context)
+            })
         }
         other => Err(DecodeError::UnknownKind(other)),
     }
@@ -934,6 +968,8 @@ pub mod encode {
 
     /// `call_flags` bit: the record carries mmap(2)'s fd.
     pub const CALL_FD: u16 = super::CALL_FD;
+    /// `call_flags`: made by the ELF loader at execve.
+    pub const CALL_EXEC: u16 = super::CALL_EXEC;
 }
 
 #[cfg(test)]
@@ -1058,6 +1094,31 @@ mod tests {
         assert_eq!(context.pid, 42);
         hdr.size += 1;
         assert!(decode(&encode::bytes_of_header(&hdr)).is_err());
+    }
+
+    #[test]
+    fn process_exec_is_a_header_alone() {
+        let mut hdr = sample().hdr;
+        hdr.kind = EVENT_PROCESS_EXEC;
+        hdr.size = size_of::<RawHeader>() as u32;
+        let Event::ProcessExec(context) = decode(&encode::bytes_of_header(&hdr)).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(context.pid, 42);
+        hdr.size += 1;
+        assert!(decode(&encode::bytes_of_header(&hdr)).is_err());
+    }
+
+    #[test]
+    fn execve_mappings_are_flagged() {
+        let mut raw = sample();
+        raw.call_flags = encode::CALL_EXEC;
+        let bytes = encode::do_mmap(raw, b"/usr/bin/true");
+        let Event::DoMmap(e) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert!(e.by_execve);
+        assert_eq!(e.fd, None);
     }
 
     #[test]

@@ -55,6 +55,21 @@ pub mod programs {
     pub const KPROBE_SECURITY_MMAP_FILE: &str = "mw_kprobe_security_mmap_file_prog";
     /// `kretprobe/security_mmap_file`: emits security_mmap_file with its result.
     pub const KRETPROBE_SECURITY_MMAP_FILE: &str = "mw_kretprobe_security_mmap_file_prog";
+    /// `tp_btf/sys_enter`: keeps the arguments of a 32-bit mmap2 / old_mmap
+    /// for the events in [`crate::maps::COMPAT_CONFIG`] (leaves at once for
+    /// any other syscall); counts 32-bit mprotect calls, which nothing reports
+    /// on this backend.
+    pub const TP_COMPAT_ENTER: &str = "mw_tp_compat_enter";
+    /// `tp_btf/sys_exit`: emits those events for a 32-bit mmap2 / old_mmap.
+    pub const TP_COMPAT_EXIT: &str = "mw_tp_compat_exit";
+    /// `tracepoint/sched/sched_process_exec`: tells the agent a process exec'd;
+    /// with [`crate::maps::EXEC_CONFIG`] set, reports the ELF loader's mappings.
+    pub const TP_PROCESS_EXEC: &str = "mw_tp_process_exec";
+    /// `raw_tp/sys_enter`: measurement only (the compat early exit as raw_tp).
+    pub const BENCH_RAW_TP_SYS_ENTER: &str = "mw_bench_raw_tp_sys_enter";
+    /// `tracepoint/raw_syscalls/sys_enter`: measurement only (the compat early
+    /// exit behind a perf record copy).
+    pub const BENCH_TP_RAW_SYSCALLS_ENTER: &str = "mw_bench_tp_raw_syscalls_enter";
 }
 
 /// Names of the maps and load-time globals in [`object()`].
@@ -79,4 +94,10 @@ pub mod maps {
     pub const FILTER_PREFIXES: &str = "mw_filter_prefixes";
     /// `.rodata` global: a process id whose mappings are not reported (the agent itself).
     pub const CONFIG_IGNORE_TGID: &str = "mw_config_ignore_tgid";
+    /// `u32` array of one: 1 = the execve program reports the ELF loader's
+    /// mappings (set when do_mmap runs on syscall_tracepoint).
+    pub const EXEC_CONFIG: &str = "mw_exec_config";
+    /// `u32` array of one: the events the 32-bit (compat) programs serve,
+    /// bit 0 do_mmap, bit 1 security_mmap_file.
+    pub const COMPAT_CONFIG: &str = "mw_compat_config";
 }

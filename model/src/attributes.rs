@@ -149,6 +149,9 @@ attributes! {
     /// The fd argument of mmap(2).
     MMAP_FD = "mmap.fd", Int, Conditional,
         "mmap(2)'s fd argument, where the backend sees it (`syscall_tracepoint`) and the call was not `MAP_ANONYMOUS`; a number only, not an identity: the file is what `file.*` names.", "3";
+    /// Made by the ELF loader at execve.
+    MMAP_EXECVE = "mmap.execve", Bool, Conditional,
+        "Present and true on a mapping the ELF loader made inside execve (the executable's and its interpreter's segments), reported by `syscall_tracepoint` from `sched_process_exec`: `mmap.prot` is the mapping's protection, `mmap.flags` `MAP_PRIVATE`, no `mmap.fd`. The kernel backends see these mappings as ordinary do_mmap calls.", "true";
     /// Device of the file.
     MMAP_FILE_DEV = "mmap.file.dev", String, FileBacked, "Device holding the file, `major:minor` as `stat` shows it.", "254:0";
     /// Open flags.

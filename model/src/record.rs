@@ -86,7 +86,7 @@ pub fn fill_log_record<R: LogRecord>(
         Event::DoMmap(e) => fill_do_mmap(e, clock, record),
         Event::SecurityMmapFile(e) => fill_security_mmap_file(e, clock, record),
         // Not a record: callers handle exits (cache eviction) and never emit one.
-        Event::ProcessExit(_) => {}
+        Event::ProcessExit(_) | Event::ProcessExec(_) => {}
     }
 }
 
@@ -372,6 +372,9 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     record.add_attribute(attr::MMAP_PGOFF, e.pgoff as i64);
     add_prot_flags(record, e.prot, e.flags, reasons);
     add_fd(record, e.fd, e.file_source);
+    if e.by_execve {
+        record.add_attribute(attr::MMAP_EXECVE, true);
+    }
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
     }

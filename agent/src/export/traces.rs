@@ -316,7 +316,7 @@ impl Traces {
         clock: &WallClock,
         process: Option<&ProcessInfo>,
     ) -> Option<(TraceId, SpanId)> {
-        if matches!(event, Event::ProcessExit(_)) {
+        if matches!(event, Event::ProcessExit(_) | Event::ProcessExec(_)) {
             return None;
         }
         let context = event.context();
@@ -353,7 +353,7 @@ impl Traces {
                 }
                 Some((trace, span))
             }
-            Event::ProcessExit(_) => None,
+            Event::ProcessExit(_) | Event::ProcessExec(_) => None,
             Event::DoMmap(e) => {
                 let span_id = event_span_id(trace, context.tid, context.ktime_ns, 1);
                 if !self.admit() {

@@ -1,7 +1,8 @@
 //! The hooks mapwatch reports on, the backends that can serve each, and how
 //! each (hook, backend) pair is loaded, attached and unloaded.
 
-use aya::programs::{FExit, KProbe, Lsm, Program, ProgramError, TracePoint};
+use aya::maps::Array;
+use aya::programs::{BtfTracePoint, FExit, KProbe, Lsm, Program, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
 use mapwatch_config::{DoMmapBackend, SecurityMmapFileBackend};
 use mapwatch_kernel::abi::Backend;
@@ -141,6 +142,89 @@ fn attach_lsm(
     Ok(())
 }
 
+/// The event's bit in the compat programs' config (`compat.h`).
+fn compat_bit(event: Hook) -> u32 {
+    match event {
+        Hook::DoMmap => 1,
+        Hook::SecurityMmapFile => 2,
+    }
+}
+
+fn compat_config(ebpf: &mut Ebpf) -> Result<Array<&mut aya::maps::MapData, u32>, ProgramError> {
+    let map = ebpf
+        .map_mut(mapwatch_kernel::maps::COMPAT_CONFIG)
+        .ok_or(ProgramError::UnexpectedProgramType)?;
+    Array::try_from(map).map_err(|_| ProgramError::UnexpectedProgramType)
+}
+
+/// Serves `event`'s 32-bit (compat) mmap calls on syscall_tracepoint: one
+/// pair of programs (`compat.h`) on the raw syscall tracepoints `sys_enter` /
+/// `sys_exit`, shared by both events (each program there costs every syscall
+/// of the machine), told which events to serve by a map. The per-syscall
+/// tracepoints skip compat calls; without these programs 32-bit mappings
+/// would go unseen. A program the verifier refuses (our bug) fails the
+/// backend like any other; a kernel without BTF tracepoints keeps the backend
+/// with a warning that names the blind spot.
+fn attach_compat(ebpf: &mut Ebpf, event: Hook, btf: &Btf) -> Result<(), ProgramError> {
+    let mut config = compat_config(ebpf)?;
+    let events = config.get(&0, 0).unwrap_or(0);
+    config
+        .set(0, &(events | compat_bit(event)), 0)
+        .map_err(|_| ProgramError::UnexpectedProgramType)?;
+    if events != 0 {
+        return Ok(()); // attached for the other event
+    }
+    let attach = |ebpf: &mut Ebpf, name: &'static str, tracepoint: &str| {
+        let p: &mut BtfTracePoint = program(ebpf, name)?;
+        p.load(tracepoint, btf)?;
+        p.attach().map(drop)
+    };
+    let result = attach(ebpf, programs::TP_COMPAT_ENTER, "sys_enter")
+        .and_then(|()| attach(ebpf, programs::TP_COMPAT_EXIT, "sys_exit"));
+    match result {
+        Err(error @ ProgramError::LoadError { .. }) => Err(error),
+        Err(error) => {
+            tracing::warn!(
+                event = event.name(),
+                %error,
+                "cannot attach the 32-bit syscall programs: 32-bit (compat) mmap calls are not reported"
+            );
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// `event` no longer runs on syscall_tracepoint: the compat programs stop
+/// serving it, and go when they serve nothing.
+fn detach_compat(ebpf: &mut Ebpf, event: Hook) {
+    let Ok(mut config) = compat_config(ebpf) else {
+        return;
+    };
+    let events = config.get(&0, 0).unwrap_or(0) & !compat_bit(event);
+    let _ = config.set(0, &events, 0);
+    if events == 0 {
+        for name in [programs::TP_COMPAT_ENTER, programs::TP_COMPAT_EXIT] {
+            if let Some(Program::BtfTracePoint(p)) = ebpf.program_mut(name) {
+                let _ = p.unload();
+            }
+        }
+    }
+}
+
+/// Whether the execve program reports the ELF loader's mappings (only when
+/// do_mmap runs on syscall_tracepoint: the kernel backends see them as calls).
+fn set_exec_mappings(ebpf: &mut Ebpf, on: bool) -> Result<(), ProgramError> {
+    let Some(map) = ebpf.map_mut(mapwatch_kernel::maps::EXEC_CONFIG) else {
+        return Err(ProgramError::UnexpectedProgramType);
+    };
+    let mut array: Array<_, u32> =
+        Array::try_from(map).map_err(|_| ProgramError::UnexpectedProgramType)?;
+    array
+        .set(0, &u32::from(on), 0)
+        .map_err(|_| ProgramError::UnexpectedProgramType)
+}
+
 /// The programs of one (event, backend) pair.
 pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static str] {
     use programs::*;
@@ -171,7 +255,9 @@ pub(super) fn attach_backend(
     match (event, backend) {
         (Hook::DoMmap, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_ENTER_MMAP, "sys_enter_mmap")?;
-            attach_tracepoint(ebpf, TP_EXIT_MMAP, "sys_exit_mmap")
+            attach_tracepoint(ebpf, TP_EXIT_MMAP, "sys_exit_mmap")?;
+            attach_compat(ebpf, event, btf)?;
+            set_exec_mappings(ebpf, true)
         }
         (Hook::DoMmap, Backend::Kprobe) => {
             attach_kprobe(ebpf, KPROBE_DO_MMAP, "do_mmap")?;
@@ -181,7 +267,8 @@ pub(super) fn attach_backend(
         (Hook::DoMmap, Backend::Lsm) => Err(ProgramError::UnexpectedProgramType),
         (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")?;
-            attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")
+            attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")?;
+            attach_compat(ebpf, event, btf)
         }
         (Hook::SecurityMmapFile, Backend::Kprobe) => {
             attach_kprobe(ebpf, KPROBE_SECURITY_MMAP_FILE, "security_mmap_file")?;
@@ -196,9 +283,16 @@ pub(super) fn attach_backend(
 
 /// Unloads (and so detaches) what a failed attempt left behind.
 pub(super) fn unload(ebpf: &mut Ebpf, event: Hook, backend: Backend) {
+    if (event, backend) == (Hook::DoMmap, Backend::SyscallTracepoint) {
+        let _ = set_exec_mappings(ebpf, false);
+    }
+    if backend == Backend::SyscallTracepoint {
+        detach_compat(ebpf, event);
+    }
     for name in program_names(event, backend) {
         let _ = match ebpf.program_mut(name) {
             Some(Program::TracePoint(p)) => p.unload(),
+            Some(Program::BtfTracePoint(p)) => p.unload(),
             Some(Program::KProbe(p)) => p.unload(),
             Some(Program::FExit(p)) => p.unload(),
             Some(Program::Lsm(p)) => p.unload(),

@@ -245,6 +245,16 @@ impl Probes {
         ) {
             tracing::warn!(%error, "cannot watch process exits; process attributes are forgotten by age only");
         }
+        // Execs keep pid and start time: without this hint, records after an
+        // exec name the old executable until the cache forgets by age.
+        if let Err(error) = attach_tracepoint_in(
+            &mut loaded.ebpf,
+            programs::TP_PROCESS_EXEC,
+            "sched",
+            "sched_process_exec",
+        ) {
+            tracing::warn!(%error, "cannot watch execs; records after an exec may name the previous executable");
+        }
         let mut ebpf = loaded.ebpf;
         let events = ebpf
             .take_map(maps::EVENTS)

@@ -184,7 +184,8 @@ impl Reader {
             };
             read += 1;
             match abi::decode(&bytes) {
-                Ok(abi::Event::ProcessExit(context)) => {
+                Ok(abi::Event::ProcessExit(context) | abi::Event::ProcessExec(context)) => {
+                    // An exec keeps pid and start time: the cached executable is stale.
                     // Not a record: only tells the cache to forget the process.
                     read -= 1;
                     self.unreserve();

@@ -26,6 +26,7 @@
 #define MW_EVENT_DO_MMAP 1
 #define MW_EVENT_SECURITY_MMAP_FILE 2
 #define MW_EVENT_PROCESS_EXIT 3 /* header only: lets the agent forget the process */
+#define MW_EVENT_PROCESS_EXEC 4 /* header only: the process exec'd, its cached facts are stale */
 
 /* mw_header.backend: which attach point produced the record. */
 #define MW_BACKEND_SYSCALL_TRACEPOINT 1
@@ -56,6 +57,7 @@
 
 /* mw_do_mmap.call_flags / mw_security_mmap_file.call_flags */
 #define MW_CALL_FD (1U << 0) /* `fd` holds mmap(2)'s fd argument (syscall_tracepoint, not MAP_ANONYMOUS) */
+#define MW_CALL_EXEC (1U << 1) /* made by the ELF loader in execve, read at sched_process_exec (exec.h) */
 
 /* Indexes of the per-CPU counters in the mw_counters map. */
 #define MW_COUNTER_DO_MMAP_SENT 0
@@ -75,7 +77,11 @@
 #define MW_COUNTER_VMA_LOOKUP_FAILED 13
 /* security_mmap_file lost: its entry could not store its arguments */
 #define MW_COUNTER_SECURITY_PENDING_MAP_FULL 14
-#define MW_COUNTER_MAX 15
+#define MW_COUNTER_EXEC_SENT 15         /* execs sent (not records: cache refresh) */
+#define MW_COUNTER_EXEC_RINGBUF_FULL 16 /* execs lost: records keep the old executable until age-out */
+/* 32-bit mprotect / pkey_mprotect seen on syscall_tracepoint, which reports none (compat.h) */
+#define MW_COUNTER_COMPAT_MPROTECT_UNWATCHED 17
+#define MW_COUNTER_MAX 18
 
 /*
  * Filters (map mw_filter_settings, one entry; lists in hash maps), updated by

@@ -151,8 +151,10 @@ static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *ou
 	mw_barrier_var(len);
 	len &= MW_PATH_MAX - 1;
 	__u32 start = w.start & (MW_PATH_MAX - 1);
-	if (bpf_probe_read_kernel(out, len, buf + start))
+	if (bpf_probe_read_kernel(out, len, buf + start)) {
+		*flags |= MW_FILE_PATH_TRUNCATED; /* nothing of the path went out */
 		return 0;
+	}
 	return len;
 }
 

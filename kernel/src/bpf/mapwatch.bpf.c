@@ -7,6 +7,8 @@
 #include "syscall_tracepoint.h"
 #include "kernel_hooks.h"
 #include "exit.h"
+#include "compat.h"
+#include "exec.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -90,4 +92,45 @@ SEC("kretprobe/security_mmap_file")
 int mw_kretprobe_security_mmap_file_prog(struct pt_regs *ctx)
 {
 	return mw_kretprobe_security_mmap_file(ctx);
+}
+
+/* Backend syscall_tracepoint, 32-bit calls (compat.h): raw syscall tracepoints, early exit. */
+
+SEC("tp_btf/sys_enter")
+int mw_tp_compat_enter(__u64 *ctx)
+{
+	return mw_compat_enter((struct pt_regs *)ctx[0], (long)ctx[1]);
+}
+
+SEC("tp_btf/sys_exit")
+int mw_tp_compat_exit(__u64 *ctx)
+{
+	return mw_compat_exit((struct pt_regs *)ctx[0], (long)ctx[1]);
+}
+
+/* execve: the agent refreshes the process; the ELF loader's mappings (exec.h). */
+
+SEC("tracepoint/sched/sched_process_exec")
+int mw_tp_process_exec(void *ctx)
+{
+	return mw_process_exec();
+}
+
+/* Measurement only (compat.h): never attached by the agent. */
+
+SEC("raw_tp/sys_enter")
+int mw_bench_raw_tp_sys_enter(__u64 *ctx)
+{
+	return mw_bench_raw_tp_enter(ctx);
+}
+
+SEC("tracepoint/raw_syscalls/sys_enter")
+int mw_bench_tp_raw_syscalls_enter(struct mw_sys_enter_ctx *ctx)
+{
+	long nr = ctx->syscall_nr;
+
+	if (!mw_compat_nr_is_mmap(nr) || !mw_in_compat_syscall())
+		return 0;
+	mw_count(MW_COUNTER_COMPAT_MPROTECT_UNWATCHED);
+	return 0;
 }

@@ -1,0 +1,539 @@
+//! Blind spots of issue 13, as an attacker would try them, on whatever
+//! backend the agent runs (the VM matrix forces each one):
+//! - 32-bit calls: a `-m32 -static` program (built by `agent/build.rs` from
+//!   `mmap32.c`) maps a file executable through mmap2 and old_mmap and
+//!   anonymous memory read+write+exec through mmap2; a 64-bit process calls
+//!   mmap2 through `int $0x80`;
+//! - exec: a process that execs a second binary: its records after the exec
+//!   name the new executable.
+//!
+//! Ground truth is what the workload saw: the address mmap returned, its own
+//! `/proc/self/maps` line, `stat`.
+//!
+//! Part of the `e2e` test binary (`mod compat;`), so the VM matrix runs it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{Agent, agent_command, require_root};
+use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
+
+const WAIT: Duration = Duration::from_secs(20);
+const PAGE: u64 = 4096;
+
+fn start_agent(receiver: &OtlpReceiver) -> Agent {
+    let mut cmd = agent_command();
+    cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
+        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
+    Agent::start(cmd)
+}
+
+/// The 32-bit workload, written out as an executable file; `None` only where
+/// 32-bit x86 programs cannot exist (another architecture).
+fn mmap32(dir: &Path) -> Option<PathBuf> {
+    static BYTES: &[u8] = include_bytes!(env!("MAPWATCH_MMAP32"));
+    static ERROR: &str = include_str!(env!("MAPWATCH_MMAP32_ERROR"));
+    if !cfg!(target_arch = "x86_64") {
+        println!("SKIP: {ERROR}");
+        return None;
+    }
+    assert!(
+        !BYTES.is_empty(),
+        "the 32-bit workload was not built: {ERROR}"
+    );
+    let path = dir.join("mmap32");
+    std::fs::write(&path, BYTES).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(path)
+}
+
+/// One mapping as the workload saw it.
+#[derive(Debug)]
+struct Seen {
+    name: String,
+    addr: u64,
+    len: u64,
+    prot: u64,
+    pgoff: u64,
+    /// The workload's own /proc/self/maps line for `addr`.
+    maps: String,
+}
+
+impl Seen {
+    /// The path and inode the maps line names (none for anonymous memory).
+    fn maps_file(&self) -> Option<(String, u64)> {
+        let fields: Vec<&str> = self.maps.split_whitespace().collect();
+        let inode: u64 = fields.get(4)?.parse().ok()?;
+        (inode != 0).then(|| (fields[5..].join(" "), inode))
+    }
+
+    fn maps_start(&self) -> u64 {
+        u64::from_str_radix(self.maps.split('-').next().unwrap(), 16).unwrap()
+    }
+}
+
+fn parse(stdout: &str) -> Vec<Seen> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (call, maps) = line.split_once(" | ")?;
+            let f: Vec<&str> = call.split_whitespace().collect();
+            Some(Seen {
+                name: f[0].to_owned(),
+                addr: f[1].parse().unwrap(),
+                len: f[2].parse().unwrap(),
+                prot: f[3].parse().unwrap(),
+                pgoff: f[4].parse().unwrap(),
+                maps: maps.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn is_mapping_of(l: &ReceivedLog, event: &str, pid: u32, seen: &Seen) -> bool {
+    l.event_name == event
+        && l.int_attr("process.pid") == Some(i64::from(pid))
+        && l.int_attr("mmap.prot") == Some(seen.prot as i64)
+        && match event {
+            // do_mmap: the address the call returned.
+            "mapwatch.do_mmap" => l.int_attr("mmap.addr") == Some(seen.addr as i64),
+            // The check has no address: the file, or none for anonymous memory.
+            _ => match seen.maps_file() {
+                Some((path, _)) => l.str_attr("file.path") == Some(path.as_str()),
+                None => l.attr("file.path").is_none(),
+            },
+        }
+}
+
+/// Waits for the records of `seen` and checks them against the workload.
+fn check(receiver: &OtlpReceiver, agent: &Agent, pid: u32, seen: &[Seen]) {
+    for (event, backend) in [
+        ("mapwatch.do_mmap", agent.backend("do_mmap")),
+        (
+            "mapwatch.security_mmap_file",
+            agent.backend("security_mmap_file"),
+        ),
+    ] {
+        for s in seen {
+            assert_eq!(
+                s.maps_start(),
+                s.addr,
+                "{s:?}: the mapping starts where mmap said"
+            );
+            let logs = receiver
+                .wait_for_logs(|logs| logs.iter().any(|l| is_mapping_of(l, event, pid, s)), WAIT)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "no {event} record for the 32-bit call {s:?} on {backend}: {e}\nstderr:\n{}",
+                        agent.stderr()
+                    )
+                });
+            let log = logs
+                .iter()
+                .find(|l| is_mapping_of(l, event, pid, s))
+                .unwrap();
+            assert_eq!(log.str_attr("mapwatch.backend"), Some(backend.as_str()));
+            match s.maps_file() {
+                Some((path, inode)) => {
+                    assert_eq!(log.str_attr("file.path"), Some(path.as_str()), "{log:#?}");
+                    assert_eq!(
+                        log.str_attr("file.inode"),
+                        Some(inode.to_string().as_str()),
+                        "{log:#?}"
+                    );
+                }
+                None => assert!(log.attr("file.path").is_none(), "{log:#?}"),
+            }
+            if event == "mapwatch.do_mmap" {
+                assert_eq!(log.int_attr("mmap.len"), Some(s.len as i64), "{log:#?}");
+                if s.maps_file().is_some() {
+                    assert_eq!(log.int_attr("mmap.pgoff"), Some(s.pgoff as i64), "{log:#?}");
+                }
+                // Executable anonymous memory, written or not, is what detection is for.
+                if s.prot & 2 != 0 && s.prot & 4 != 0 {
+                    assert_eq!(log.severity_text, "WARN", "{log:#?}");
+                }
+            }
+        }
+    }
+}
+
+/// A file of three pages, mapped by the workloads.
+fn data_file(dir: &Path) -> PathBuf {
+    let path = dir.join("data.bin");
+    std::fs::write(&path, vec![0xc3u8; 3 * PAGE as usize]).unwrap();
+    path.canonicalize().unwrap()
+}
+
+#[test]
+fn compat_calls_of_a_32_bit_static_program_are_reported() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let Some(exe) = mmap32(dir.path()) else {
+        return;
+    };
+    let file = data_file(dir.path());
+    let receiver = OtlpReceiver::start().expect("start OTLP receiver");
+    let agent = start_agent(&receiver);
+
+    let child = Command::new(&exe).arg(&file).output().expect("run mmap32");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success(),
+        "mmap32 failed: {stdout}{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let seen = parse(&stdout);
+    assert_eq!(
+        seen.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["mmap2_file", "mmap2_anon", "old_mmap_file"],
+        "{stdout}"
+    );
+    assert_eq!(
+        seen[0].maps_file().map(|f| f.0),
+        Some(file.display().to_string())
+    );
+    // The child's pid: the one process that ran `exe`.
+    let pid = receiver
+        .wait_for_logs(
+            |logs| {
+                logs.iter()
+                    .any(|l| l.str_attr("process.executable.path") == exe.to_str())
+            },
+            WAIT,
+        )
+        .ok()
+        .and_then(|logs| {
+            logs.iter()
+                .find(|l| l.str_attr("process.executable.path") == exe.to_str())
+                .and_then(|l| l.int_attr("process.pid"))
+        });
+    let pid = match pid {
+        Some(pid) => pid as u32,
+        // The process may be gone before the agent read /proc: find it by address.
+        None => receiver
+            .logs()
+            .iter()
+            .find(|l| l.int_attr("mmap.addr") == Some(seen[0].addr as i64))
+            .and_then(|l| l.int_attr("process.pid"))
+            .unwrap_or_else(|| panic!("no record of mmap32 at all:\n{}", agent.stderr()))
+            as u32,
+    };
+    check(&receiver, &agent, pid, &seen);
+}
+
+/// i386 mmap2 (192) through `int $0x80` from this 64-bit process.
+#[cfg(target_arch = "x86_64")]
+fn int80_mmap2(len: u32, prot: u32, flags: u32, fd: i32) -> i64 {
+    let ret: u32;
+    // SAFETY: a syscall with scalar arguments only; rbx and rbp are restored.
+    unsafe {
+        std::arch::asm!(
+            "xchg {addr:r}, rbx",
+            "push rbp",
+            "xor ebp, ebp",
+            "int 0x80",
+            "pop rbp",
+            "xchg {addr:r}, rbx",
+            addr = inout(reg) 0u64 => _,
+            inlateout("eax") 192u32 => ret,
+            in("ecx") len,
+            in("edx") prot,
+            in("esi") flags,
+            in("edi") fd,
+        );
+    }
+    // A 32-bit result: an address below 4 GiB or -errno.
+    if ret > 0xffff_f000 {
+        i64::from(ret as i32)
+    } else {
+        i64::from(ret)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn mmap2_through_int_0x80_from_a_64_bit_process_is_reported() {
+    use std::os::fd::AsRawFd;
+
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let file = data_file(dir.path());
+    let receiver = OtlpReceiver::start().expect("start OTLP receiver");
+    let agent = start_agent(&receiver);
+
+    let f = std::fs::File::open(&file).unwrap();
+    let maps_line = |addr: u64| {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .find(|l| {
+                let (range, _) = l.split_once(' ').unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let (a, b) = (
+                    u64::from_str_radix(a, 16).unwrap(),
+                    u64::from_str_radix(b, 16).unwrap(),
+                );
+                a <= addr && addr < b
+            })
+            .unwrap_or("none")
+            .to_owned()
+    };
+    let file_exec = int80_mmap2(PAGE as u32, 5, 2, f.as_raw_fd());
+    assert!(
+        file_exec > 0,
+        "int 0x80 mmap2 of a file failed: {file_exec}"
+    );
+    let anon = int80_mmap2(2 * PAGE as u32, 7, 0x22, -1);
+    assert!(
+        anon > 0,
+        "int 0x80 mmap2 of anonymous memory failed: {anon}"
+    );
+    let seen = [
+        Seen {
+            name: "int80_mmap2_file".into(),
+            addr: file_exec as u64,
+            len: PAGE,
+            prot: 5,
+            pgoff: 0,
+            maps: maps_line(file_exec as u64),
+        },
+        Seen {
+            name: "int80_mmap2_anon".into(),
+            addr: anon as u64,
+            len: 2 * PAGE,
+            prot: 7,
+            pgoff: 0,
+            maps: maps_line(anon as u64),
+        },
+    ];
+    assert_eq!(
+        seen[0].maps_file().map(|f| f.0),
+        Some(file.display().to_string())
+    );
+    check(&receiver, &agent, std::process::id(), &seen);
+    // SAFETY: both ranges were mapped above and nothing refers to them.
+    unsafe {
+        libc::munmap(file_exec as usize as *mut libc::c_void, PAGE as usize);
+        libc::munmap(anon as usize as *mut libc::c_void, 2 * PAGE as usize);
+    }
+}
+
+const EXEC_STAGE: &str = "MAPWATCH_TEST_EXEC_STAGE";
+
+/// Not a test: the workload of `records_after_exec_name_the_new_executable`,
+/// run in a child process (ignored unless `MAPWATCH_TEST_EXEC_STAGE` is set).
+/// Stage 1 maps 7 pages, waits until the agent has seen the process, and
+/// execs stage 2 (a copy of this binary under another name), which maps 5.
+#[test]
+#[ignore = "a workload for another test"]
+fn exec_workload() {
+    let Ok(stage) = std::env::var(EXEC_STAGE) else {
+        return;
+    };
+    let pages = if stage == "1" { 7 } else { 5 };
+    // SAFETY: a fresh anonymous mapping, never touched.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            pages * PAGE as usize,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    println!("stage {stage} mapped {}", addr as usize);
+    // The agent reads /proc while the process lives: give it time to cache.
+    std::thread::sleep(Duration::from_millis(1500));
+    if stage == "1" {
+        let second = std::env::var("MAPWATCH_TEST_EXEC_SECOND").unwrap();
+        let error = std::os::unix::process::CommandExt::exec(
+            Command::new(&second)
+                .args([
+                    "--exact",
+                    "compat::exec_workload",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env(EXEC_STAGE, "2"),
+        );
+        panic!("exec {second}: {error}");
+    }
+}
+
+#[test]
+fn records_after_exec_name_the_new_executable() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let first = std::env::current_exe().unwrap().canonicalize().unwrap();
+    let second = dir.path().join("second-binary");
+    std::fs::copy(&first, &second).unwrap();
+    let second = second.canonicalize().unwrap();
+    let receiver = OtlpReceiver::start().expect("start OTLP receiver");
+    let agent = start_agent(&receiver);
+
+    let out = Command::new(&first)
+        .args([
+            "--exact",
+            "compat::exec_workload",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(EXEC_STAGE, "1")
+        .env("MAPWATCH_TEST_EXEC_SECOND", &second)
+        .output()
+        .expect("run the exec workload");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mapped = |stage: &str| -> i64 {
+        let marker = format!("stage {stage} mapped ");
+        let at = stdout.find(&marker).unwrap_or_else(|| panic!("{stdout}")) + marker.len();
+        stdout[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let record_of = |addr: i64, pages: i64| {
+        let logs = receiver
+            .wait_for_logs(
+                |logs| {
+                    logs.iter().any(|l| {
+                        l.event_name == "mapwatch.do_mmap"
+                            && l.int_attr("mmap.addr") == Some(addr)
+                            && l.int_attr("mmap.len") == Some(pages * PAGE as i64)
+                    })
+                },
+                WAIT,
+            )
+            .unwrap_or_else(|e| panic!("no do_mmap at {addr:#x}: {e}\n{}", agent.stderr()));
+        logs.into_iter()
+            .find(|l| {
+                l.event_name == "mapwatch.do_mmap"
+                    && l.int_attr("mmap.addr") == Some(addr)
+                    && l.int_attr("mmap.len") == Some(pages * PAGE as i64)
+            })
+            .unwrap()
+    };
+    let before = record_of(mapped("1"), 7);
+    let after = record_of(mapped("2"), 5);
+    assert_eq!(
+        after.int_attr("process.pid"),
+        before.int_attr("process.pid"),
+        "exec keeps the pid"
+    );
+    assert_eq!(
+        before.str_attr("process.executable.path"),
+        first.to_str(),
+        "{before:#?}"
+    );
+    assert_eq!(
+        after.str_attr("process.executable.path"),
+        second.to_str(),
+        "records after the exec name the new executable: {after:#?}"
+    );
+}
+
+/// What the compat programs add to every syscall (docs/backends.md, "32-bit
+/// calls"): ns per getpid, median of 7 runs of 1M calls, with nothing
+/// attached, with syscall_tracepoint's mmap programs (which already put every
+/// task on the traced syscall path), and with each candidate on top.
+/// `cargo test -p mapwatch --test e2e -- --ignored --nocapture compat_cost`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn compat_cost() {
+    use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
+    use aya::{Btf, Ebpf, EbpfLoader};
+    use mapwatch_kernel::programs::*;
+
+    require_root();
+    // The machine is shared: preemption inflates a run, never shortens it,
+    // so the minimum of many short runs is the cost; the median is shown too.
+    fn getpid_ns() -> String {
+        let mut runs: Vec<f64> = (0..41)
+            .map(|_| {
+                let n = 200_000;
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    // SAFETY: getpid has no preconditions.
+                    unsafe { libc::syscall(libc::SYS_getpid) };
+                }
+                t.elapsed().as_nanos() as f64 / n as f64
+            })
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        format!("min {:.1} median {:.1}", runs[0], runs[runs.len() / 2])
+    }
+    fn tp(ebpf: &mut Ebpf, name: &str, category: &str, point: &str) {
+        let p: &mut TracePoint = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        p.load().unwrap();
+        p.attach(category, point).unwrap();
+    }
+    fn btf_tp(ebpf: &mut Ebpf, btf: &Btf, name: &str, point: &str) {
+        let p: &mut BtfTracePoint = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        p.load(point, btf).unwrap();
+        p.attach().unwrap();
+    }
+    let btf = Btf::from_sys_fs().unwrap();
+    let load = || {
+        let mut ebpf = EbpfLoader::new()
+            .btf(&btf)
+            .load(mapwatch_kernel::object())
+            .unwrap();
+        tp(&mut ebpf, TP_ENTER_MMAP, "syscalls", "sys_enter_mmap");
+        tp(&mut ebpf, TP_EXIT_MMAP, "syscalls", "sys_exit_mmap");
+        ebpf
+    };
+    println!("nothing attached: {} ns/getpid", getpid_ns());
+    {
+        let _ebpf = load();
+        println!("sys_enter/exit_mmap (baseline): {} ns/getpid", getpid_ns());
+    }
+    {
+        let mut ebpf = load();
+        let mut config: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(ebpf.map_mut(mapwatch_kernel::maps::COMPAT_CONFIG).unwrap())
+                .unwrap();
+        config.set(0, &3, 0).unwrap();
+        btf_tp(&mut ebpf, &btf, TP_COMPAT_ENTER, "sys_enter");
+        println!("+ tp_btf sys_enter: {} ns/getpid", getpid_ns());
+        btf_tp(&mut ebpf, &btf, TP_COMPAT_EXIT, "sys_exit");
+        println!(
+            "+ tp_btf sys_enter + sys_exit (as the agent runs): {} ns/getpid",
+            getpid_ns()
+        );
+    }
+    {
+        let mut ebpf = load();
+        let p: &mut RawTracePoint = ebpf
+            .program_mut(BENCH_RAW_TP_SYS_ENTER)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        p.load().unwrap();
+        p.attach("sys_enter").unwrap();
+        println!("+ raw_tp sys_enter: {} ns/getpid", getpid_ns());
+    }
+    {
+        let mut ebpf = load();
+        tp(
+            &mut ebpf,
+            BENCH_TP_RAW_SYSCALLS_ENTER,
+            "raw_syscalls",
+            "sys_enter",
+        );
+        println!(
+            "+ tracepoint raw_syscalls/sys_enter: {} ns/getpid",
+            getpid_ns()
+        );
+    }
+}
