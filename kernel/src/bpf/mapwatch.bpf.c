@@ -7,6 +7,7 @@
 #include "syscall_tracepoint.h"
 #include "kernel_hooks.h"
 #include "exit.h"
+#include "mprotect.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -41,6 +42,7 @@ int mw_tp_exit_mmap(struct mw_sys_exit_ctx *ctx)
 SEC("tracepoint/sched/sched_process_exit")
 int mw_tp_process_exit(void *ctx)
 {
+	mw_mprotect_exit();
 	return mw_process_exit();
 }
 
@@ -90,4 +92,54 @@ SEC("kretprobe/security_mmap_file")
 int mw_kretprobe_security_mmap_file_prog(struct pt_regs *ctx)
 {
 	return mw_kretprobe_security_mmap_file(ctx);
+}
+
+/* Event security_file_mprotect (mprotect.h). */
+
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int mw_tp_enter_mprotect(struct mw_sys_enter_ctx *ctx)
+{
+	return mw_tp_mprotect_enter(ctx, false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mprotect")
+int mw_tp_exit_mprotect(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_mprotect_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pkey_mprotect")
+int mw_tp_enter_pkey_mprotect(struct mw_sys_enter_ctx *ctx)
+{
+	return mw_tp_mprotect_enter(ctx, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pkey_mprotect")
+int mw_tp_exit_pkey_mprotect(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_mprotect_exit(ctx);
+}
+
+SEC("lsm/file_mprotect")
+int mw_lsm_file_mprotect_prog(__u64 *ctx)
+{
+	return mw_lsm_file_mprotect(ctx);
+}
+
+SEC("fexit/security_file_mprotect")
+int mw_fexit_security_file_mprotect_prog(__u64 *ctx)
+{
+	return mw_fexit_security_file_mprotect(ctx);
+}
+
+SEC("kprobe/security_file_mprotect")
+int mw_kprobe_security_file_mprotect_prog(struct pt_regs *ctx)
+{
+	return mw_kprobe_security_file_mprotect(ctx);
+}
+
+SEC("kretprobe/security_file_mprotect")
+int mw_kretprobe_security_file_mprotect_prog(struct pt_regs *ctx)
+{
+	return mw_kretprobe_security_file_mprotect(ctx);
 }
