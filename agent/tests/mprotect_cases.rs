@@ -37,13 +37,29 @@ fn errno() -> i32 {
 fn map_anon(pages: usize, prot: i32, at: Option<u64>) -> u64 {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
     // At a given address after an munmap: never over another thread's mapping.
-    let fixed = if at.is_some() { libc::MAP_FIXED_NOREPLACE } else { libc::MAP_FIXED };
+    let fixed = if at.is_some() {
+        libc::MAP_FIXED_NOREPLACE
+    } else {
+        libc::MAP_FIXED
+    };
     let at = at.unwrap_or_else(|| {
         // SAFETY: a fresh PROT_NONE reservation, never unmapped (test memory).
         let r = unsafe {
-            libc::mmap(std::ptr::null_mut(), (pages + 2) * PAGE, libc::PROT_NONE, flags, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                (pages + 2) * PAGE,
+                libc::PROT_NONE,
+                flags,
+                -1,
+                0,
+            )
         };
-        assert_ne!(r, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        assert_ne!(
+            r,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
         r as u64 + PAGE as u64
     });
     // SAFETY: MAP_FIXED over our own reservation, or MAP_FIXED_NOREPLACE.
@@ -57,7 +73,12 @@ fn map_anon(pages: usize, prot: i32, at: Option<u64>) -> u64 {
             0,
         )
     };
-    assert_ne!(a, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+    assert_ne!(
+        a,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
     a as u64
 }
 
@@ -206,9 +227,21 @@ fn assert_call(log: &ReceivedLog, addr: u64, len: usize, prot: i32, prev: i32, v
     assert_eq!(log.int_attr("mprotect.addr"), Some(addr as i64), "{log:#?}");
     assert_eq!(log.int_attr("mprotect.len"), Some(len as i64));
     assert_eq!(log.int_attr("mprotect.prot"), Some(i64::from(prot)));
-    assert_eq!(log.int_attr("mprotect.previous_prot"), Some(i64::from(prev)), "{log:#?}");
-    assert_eq!(log.int_attr("mprotect.vma.start"), Some(vma.0 as i64), "{log:#?}");
-    assert_eq!(log.int_attr("mprotect.vma.end"), Some(vma.1 as i64), "{log:#?}");
+    assert_eq!(
+        log.int_attr("mprotect.previous_prot"),
+        Some(i64::from(prev)),
+        "{log:#?}"
+    );
+    assert_eq!(
+        log.int_attr("mprotect.vma.start"),
+        Some(vma.0 as i64),
+        "{log:#?}"
+    );
+    assert_eq!(
+        log.int_attr("mprotect.vma.end"),
+        Some(vma.1 as i64),
+        "{log:#?}"
+    );
     assert_eq!(log.int_attr("mprotect.result"), Some(0));
     assert_eq!(
         log.int_attr("process.pid"),
@@ -230,7 +263,10 @@ pub fn rw_to_rx_injection_warns() {
     assert_call(&log, addr, PAGE, RX, RW, (s, e));
     assert_warns(&log, "write_then_execute");
     assert_warns(&log, "execute_anonymous");
-    assert!(!bool_attr(&log, "mprotect.was_writable"), "writable now, not only before");
+    assert!(
+        !bool_attr(&log, "mprotect.was_writable"),
+        "writable now, not only before"
+    );
     assert_eq!(log.attr("mprotect.pkey"), None, "mprotect(2) has no pkey");
     assert_eq!(log.str_attr("mapwatch.backend"), Some(h.backend().as_str()));
 }
@@ -248,7 +284,11 @@ pub fn pkey_mprotect_injection_warns() {
     run_code(addr);
     let log = h.record(gettid(), addr, RX);
     assert_call(&log, addr, PAGE, RX, RW, (s, e));
-    assert_eq!(log.int_attr("mprotect.pkey"), Some(i64::from(pkey)), "{log:#?}");
+    assert_eq!(
+        log.int_attr("mprotect.pkey"),
+        Some(i64::from(pkey)),
+        "{log:#?}"
+    );
     assert_warns(&log, "write_then_execute");
     if allocated >= 0 {
         // SAFETY: frees the key allocated above.
@@ -278,7 +318,10 @@ pub fn file_mapping_names_the_file() {
     let log = h.record(gettid(), addr, RX);
     assert_call(&log, addr, PAGE, RX, R, (s, e));
     assert_eq!(log.str_attr("file.path"), path.to_str());
-    assert_eq!(log.str_attr("file.inode"), Some(st.st_ino.to_string().as_str()));
+    assert_eq!(
+        log.str_attr("file.inode"),
+        Some(st.st_ino.to_string().as_str())
+    );
     assert_eq!(
         log.str_attr("mmap.file.dev"),
         Some(format!("{}:{}", libc::major(st.st_dev), libc::minor(st.st_dev)).as_str())
@@ -318,7 +361,10 @@ pub fn failed_mprotect_reports_the_error_without_false_alarm() {
             && l.int_attr("mprotect.result").is_some_and(|r| r != 0)
     });
     if !h.sees_failed_calls() {
-        assert!(failed.is_empty(), "kernel backends see no failed argument checks: {failed:#?}");
+        assert!(
+            failed.is_empty(),
+            "kernel backends see no failed argument checks: {failed:#?}"
+        );
         return;
     }
     let find = |a: u64, prot: i32| {
@@ -331,17 +377,31 @@ pub fn failed_mprotect_reports_the_error_without_false_alarm() {
             .unwrap_or_else(|| panic!("no failed record of {a:#x} -> {prot}: {failed:#?}"))
     };
     let einval = find(addr + 1, RX);
-    assert_eq!(einval.int_attr("mprotect.result"), Some(-i64::from(libc::EINVAL)));
+    assert_eq!(
+        einval.int_attr("mprotect.result"),
+        Some(-i64::from(libc::EINVAL))
+    );
     assert_eq!(einval.str_attr("error.type"), Some("EINVAL"));
     // It asked RX of RW memory, but nothing changed.
     assert_quiet(einval);
     let enomem = find(hole, RX);
-    assert_eq!(enomem.int_attr("mprotect.result"), Some(-i64::from(libc::ENOMEM)));
+    assert_eq!(
+        enomem.int_attr("mprotect.result"),
+        Some(-i64::from(libc::ENOMEM))
+    );
     assert_eq!(enomem.str_attr("error.type"), Some("ENOMEM"));
-    assert_eq!(enomem.attr("mprotect.previous_prot"), None, "nothing mapped there");
+    assert_eq!(
+        enomem.attr("mprotect.previous_prot"),
+        None,
+        "nothing mapped there"
+    );
     assert_quiet(enomem);
     let rwx = find(hole, RWX);
-    assert_eq!(reasons(rwx), ["write_execute"], "what was asked is W+X: {rwx:#?}");
+    assert_eq!(
+        reasons(rwx),
+        ["write_execute"],
+        "what was asked is W+X: {rwx:#?}"
+    );
 }
 
 /// Evasion: another thread of the process does the mprotect.
@@ -369,7 +429,11 @@ pub fn sub_range_and_rw_r_rx_are_seen() {
     let tid = gettid();
     let addr = map_anon(16, RW, None);
     let (s, e, _) = maps_entry(addr);
-    assert_eq!((s, e), (addr, addr + 16 * PAGE as u64), "a fresh VMA of its own");
+    assert_eq!(
+        (s, e),
+        (addr, addr + 16 * PAGE as u64),
+        "a fresh VMA of its own"
+    );
     let page5 = addr + 5 * PAGE as u64;
     write_code(page5);
     assert_eq!(mprotect(page5, PAGE, RX), 0);
@@ -458,7 +522,11 @@ fn find_program(names: &[&str]) -> Option<std::path::PathBuf> {
 /// A Go hello-world built here (`go` on the machine), or `None`.
 fn go_binary(dir: &std::path::Path) -> Option<std::path::PathBuf> {
     let go = find_program(&["go", "/usr/local/go/bin/go"])?;
-    std::fs::write(dir.join("main.go"), "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hi\") }\n").ok()?;
+    std::fs::write(
+        dir.join("main.go"),
+        "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hi\") }\n",
+    )
+    .ok()?;
     std::fs::write(dir.join("go.mod"), "module hello\n\ngo 1.21\n").ok()?;
     let out = dir.join("hello");
     let status = Command::new(go)
@@ -474,7 +542,12 @@ fn go_binary(dir: &std::path::Path) -> Option<std::path::PathBuf> {
 
 /// Runs `program` with `args` and returns every record of its process (and
 /// of processes it started) once its loader's RELRO mprotect has arrived.
-fn records_of_a_run(h: &Harness, program: &std::path::Path, args: &[&str], relro: bool) -> Vec<ReceivedLog> {
+fn records_of_a_run(
+    h: &Harness,
+    program: &std::path::Path,
+    args: &[&str],
+    relro: bool,
+) -> Vec<ReceivedLog> {
     let child = Command::new(program).args(args).spawn().expect("spawn");
     let pid = i64::from(child.id());
     let output = child.wait_with_output().unwrap();
@@ -492,11 +565,21 @@ fn records_of_a_run(h: &Harness, program: &std::path::Path, args: &[&str], relro
         };
         h.receiver
             .wait_for_logs(|logs| logs.iter().any(relro), WAIT)
-            .unwrap_or_else(|e| panic!("no RELRO mprotect of {program:?}: {e}; stderr:\n{}", h.agent.stderr()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no RELRO mprotect of {program:?}: {e}; stderr:\n{}",
+                    h.agent.stderr()
+                )
+            });
     } else {
         h.receiver
             .wait_for_logs(|logs| logs.iter().any(of_run), WAIT)
-            .unwrap_or_else(|e| panic!("no record of {program:?}: {e}; stderr:\n{}", h.agent.stderr()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no record of {program:?}: {e}; stderr:\n{}",
+                    h.agent.stderr()
+                )
+            });
     }
     // Whatever else it did arrives within a batch or two.
     let until = Instant::now() + Duration::from_millis(1500);
@@ -507,7 +590,10 @@ fn records_of_a_run(h: &Harness, program: &std::path::Path, args: &[&str], relro
 }
 
 fn assert_no_warn(records: &[ReceivedLog], what: &str) {
-    let warns: Vec<_> = records.iter().filter(|l| l.severity_text != "INFO").collect();
+    let warns: Vec<_> = records
+        .iter()
+        .filter(|l| l.severity_text != "INFO")
+        .collect();
     assert!(warns.is_empty(), "{what} raised WARN: {warns:#?}");
 }
 
@@ -528,10 +614,8 @@ pub fn benign_programs_are_quiet() {
     });
     // The controls are other processes: reported by name (a busy host maps
     // too much for an unfiltered agent in a test).
-    let Some(h) = Harness::start_with(&[(
-        "MAPWATCH_FILTER__INCLUDE_COMMS",
-        "true,python3,hello",
-    )]) else {
+    let Some(h) = Harness::start_with(&[("MAPWATCH_FILTER__INCLUDE_COMMS", "true,python3,hello")])
+    else {
         return;
     };
     let dynamic = find_program(&["/usr/bin/true", "/bin/true"]).filter(|p| {
@@ -544,7 +628,9 @@ pub fn benign_programs_are_quiet() {
             assert!(records.iter().any(|l| l.event_name == EVENT));
             assert_no_warn(&records, "a dynamically linked program start");
         }
-        None => println!("SKIP: no dynamically linked true(1) here (busybox?): RELRO control not run"),
+        None => {
+            println!("SKIP: no dynamically linked true(1) here (busybox?): RELRO control not run")
+        }
     }
     match python {
         Some(p) => {

@@ -146,7 +146,10 @@ fn the_mprotect_event_is_on_by_default_and_has_its_own_switch_and_backend() {
         ("lsm", SecurityFileMprotectBackend::Lsm),
         ("fexit", SecurityFileMprotectBackend::Fexit),
         ("kprobe", SecurityFileMprotectBackend::Kprobe),
-        ("syscall_tracepoint", SecurityFileMprotectBackend::SyscallTracepoint),
+        (
+            "syscall_tracepoint",
+            SecurityFileMprotectBackend::SyscallTracepoint,
+        ),
     ] {
         let config = load_env(&[
             ("MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT", name),

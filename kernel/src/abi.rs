@@ -997,14 +997,23 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         EVENT_SECURITY_FILE_MPROTECT => {
             let raw: RawSecurityFileMprotect = read_pod(bytes)?;
             let context = context(&raw.hdr)?;
-            let path = path(bytes, size_of::<RawSecurityFileMprotect>(), &raw.hdr, &raw.file)?;
+            let path = path(
+                bytes,
+                size_of::<RawSecurityFileMprotect>(),
+                &raw.hdr,
+                &raw.file,
+            )?;
             let flags = raw.call_flags;
             Ok(Event::SecurityFileMprotect(SecurityFileMprotect {
                 context,
                 range: (flags & MPROT_RANGE != 0).then_some((raw.start, raw.len)),
                 reqprot: raw.reqprot,
                 prot: raw.prot,
-                vma: (flags & MPROT_VMA != 0).then_some((raw.vma_start, raw.vma_end, raw.prev_prot)),
+                vma: (flags & MPROT_VMA != 0).then_some((
+                    raw.vma_start,
+                    raw.vma_end,
+                    raw.prev_prot,
+                )),
                 pkey: (flags & MPROT_PKEY_CALL != 0).then_some(raw.pkey),
                 result: (raw.has_result != 0).then_some(raw.result),
                 was_writable: flags & MPROT_WAS_WRITABLE != 0,
@@ -1236,14 +1245,23 @@ mod tests {
         };
         assert_eq!(e.range, Some((0x7f00_0000_1000, 4096)));
         assert_eq!(e.vma, Some((0x7f00_0000_0000, 0x7f00_0001_0000, 3)));
-        assert_eq!((e.pkey, e.result, e.was_writable), (Some(1), Some(-13), true));
+        assert_eq!(
+            (e.pkey, e.result, e.was_writable),
+            (Some(1), Some(-13), true)
+        );
         assert_eq!(e.file, None);
-        let raw = RawSecurityFileMprotect { call_flags: 0, ..raw };
+        let raw = RawSecurityFileMprotect {
+            call_flags: 0,
+            ..raw
+        };
         let bytes = encode::security_file_mprotect(raw, b"");
         let Event::SecurityFileMprotect(e) = decode(&bytes).unwrap() else {
             panic!("wrong kind")
         };
-        assert_eq!((e.range, e.vma, e.pkey, e.was_writable), (None, None, None, false));
+        assert_eq!(
+            (e.range, e.vma, e.pkey, e.was_writable),
+            (None, None, None, false)
+        );
     }
 
     #[test]

@@ -587,7 +587,9 @@ fn fill_security_file_mprotect<R: LogRecord>(
     record.add_attribute(attr::MPROTECT_PROT, e.reqprot as i64);
     record.add_attribute(
         attr::MPROTECT_PROT_NAMES,
-        names_value(e.reqprot.count_ones(), |f| names::for_each_prot_name(e.reqprot, f)),
+        names_value(e.reqprot.count_ones(), |f| {
+            names::for_each_prot_name(e.reqprot, f)
+        }),
     );
     if e.prot != e.reqprot {
         record.add_attribute(attr::MPROTECT_APPLIED_PROT, e.prot as i64);

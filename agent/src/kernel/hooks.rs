@@ -20,7 +20,11 @@ pub enum Hook {
 
 impl Hook {
     /// Every event.
-    pub const ALL: [Hook; 3] = [Hook::DoMmap, Hook::SecurityMmapFile, Hook::SecurityFileMprotect];
+    pub const ALL: [Hook; 3] = [
+        Hook::DoMmap,
+        Hook::SecurityMmapFile,
+        Hook::SecurityFileMprotect,
+    ];
 
     /// The event's name in configuration and records.
     pub fn name(self) -> &'static str {
@@ -182,9 +186,10 @@ pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static
             TP_ENTER_PKEY_MPROTECT,
             TP_EXIT_PKEY_MPROTECT,
         ],
-        (Hook::SecurityFileMprotect, Backend::Kprobe) => {
-            &[KPROBE_SECURITY_FILE_MPROTECT, KRETPROBE_SECURITY_FILE_MPROTECT]
-        }
+        (Hook::SecurityFileMprotect, Backend::Kprobe) => &[
+            KPROBE_SECURITY_FILE_MPROTECT,
+            KRETPROBE_SECURITY_FILE_MPROTECT,
+        ],
         (Hook::SecurityFileMprotect, Backend::Fexit) => &[FEXIT_SECURITY_FILE_MPROTECT],
         (Hook::SecurityFileMprotect, Backend::Lsm) => &[LSM_FILE_MPROTECT],
     }
@@ -228,8 +233,16 @@ pub(super) fn attach_backend(
             attach_tracepoint(ebpf, TP_EXIT_PKEY_MPROTECT, "sys_exit_pkey_mprotect")
         }
         (Hook::SecurityFileMprotect, Backend::Kprobe) => {
-            attach_kprobe(ebpf, KPROBE_SECURITY_FILE_MPROTECT, "security_file_mprotect")?;
-            attach_kprobe(ebpf, KRETPROBE_SECURITY_FILE_MPROTECT, "security_file_mprotect")
+            attach_kprobe(
+                ebpf,
+                KPROBE_SECURITY_FILE_MPROTECT,
+                "security_file_mprotect",
+            )?;
+            attach_kprobe(
+                ebpf,
+                KRETPROBE_SECURITY_FILE_MPROTECT,
+                "security_file_mprotect",
+            )
         }
         (Hook::SecurityFileMprotect, Backend::Fexit) => attach_fexit(
             ebpf,

@@ -25,9 +25,13 @@ pub fn restore(spooled: ProtoRecord, record: &mut SdkLogRecord) {
             record.set_severity_text(severity.name());
         }
     }
-    if let Some(name) = [EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE, EVENT_SECURITY_FILE_MPROTECT]
-        .into_iter()
-        .find(|name| *name == spooled.event_name)
+    if let Some(name) = [
+        EVENT_DO_MMAP,
+        EVENT_SECURITY_MMAP_FILE,
+        EVENT_SECURITY_FILE_MPROTECT,
+    ]
+    .into_iter()
+    .find(|name| *name == spooled.event_name)
     {
         record.set_event_name(name);
     }
