@@ -690,9 +690,8 @@ fn kernel_backends_see_the_executable_mapped_by_execve() {
     }
 }
 
-// security_file_mprotect and W->X detection (agent/tests/mprotect_cases.rs),
+// security_file_mprotect and W->X detection (agent/tests/mprotect_cases/mod.rs),
 // here too so the VM matrix runs them once per backend configuration.
-#[path = "mprotect_cases.rs"]
 mod mprotect_cases;
 
 #[test]

@@ -1,8 +1,7 @@
 //! security_file_mprotect and the W->X detection, with real workloads (see
-//! `mprotect_cases.rs`, also run by the `e2e` binary in the VM matrix).
+//! `mprotect_cases/mod.rs`, also run by the `e2e` binary in the VM matrix).
 
 mod common;
-#[path = "mprotect_cases.rs"]
 mod mprotect_cases;
 
 use mprotect_cases as cases;
