@@ -137,6 +137,26 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "path",
         ],
     ),
+    (
+        "mw_security_file_mprotect",
+        &[
+            "hdr",
+            "start",
+            "len",
+            "reqprot",
+            "prot",
+            "vma_start",
+            "vma_end",
+            "prev_prot",
+            "pkey",
+            "result",
+            "has_result",
+            "file_source",
+            "call_flags",
+            "file",
+            "path",
+        ],
+    ),
 ];
 
 const CONSTANTS: &[&str] = &[
@@ -195,6 +215,16 @@ const CONSTANTS: &[&str] = &[
     "MW_LIST_EXCLUDE",
     "MW_PREFIX_MAX",
     "MW_PREFIX_LEN",
+    "MW_EVENT_SECURITY_FILE_MPROTECT",
+    "MW_COUNTER_MPROTECT_SENT",
+    "MW_COUNTER_MPROTECT_RINGBUF_FULL",
+    "MW_COUNTER_MPROTECT_PENDING_MAP_FULL",
+    "MW_COUNTER_WX_HISTORY_FULL",
+    "MW_COUNTER_WX_HISTORY_EVICTED",
+    "MW_MPROT_RANGE",
+    "MW_MPROT_VMA",
+    "MW_MPROT_PKEY_CALL",
+    "MW_MPROT_WAS_WRITABLE",
 ];
 
 /// Compiles and runs a small host C program that prints the layout of

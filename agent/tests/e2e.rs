@@ -717,3 +717,52 @@ fn every_backend_sees_the_executable_mapped_by_execve() {
         }
     }
 }
+
+// security_file_mprotect and W->X detection (agent/tests/mprotect_cases/mod.rs),
+// here too so the VM matrix runs them once per backend configuration.
+mod mprotect_cases;
+
+#[test]
+fn mprotect_rw_to_rx_injection_warns() {
+    mprotect_cases::rw_to_rx_injection_warns();
+}
+
+#[test]
+fn mprotect_pkey_mprotect_injection_warns() {
+    mprotect_cases::pkey_mprotect_injection_warns();
+}
+
+#[test]
+fn mprotect_file_mapping_names_the_file() {
+    mprotect_cases::file_mapping_names_the_file();
+}
+
+#[test]
+fn mprotect_failed_call_reports_the_error_without_false_alarm() {
+    mprotect_cases::failed_mprotect_reports_the_error_without_false_alarm();
+}
+
+#[test]
+fn mprotect_second_thread_is_seen() {
+    mprotect_cases::second_thread_doing_the_mprotect_is_seen();
+}
+
+#[test]
+fn mprotect_sub_range_and_rw_r_rx_are_seen() {
+    mprotect_cases::sub_range_and_rw_r_rx_are_seen();
+}
+
+#[test]
+fn mprotect_unmap_and_remap_in_between_is_seen() {
+    mprotect_cases::unmap_and_remap_in_between_is_seen();
+}
+
+#[test]
+fn mprotect_rx_to_rwx_warns() {
+    mprotect_cases::rx_to_rwx_warns();
+}
+
+#[test]
+fn mprotect_benign_programs_are_quiet() {
+    mprotect_cases::benign_programs_are_quiet();
+}

@@ -83,6 +83,9 @@ pub enum EventArg {
     /// `security_mmap_file`: file-backed mappings via the LSM hook.
     #[value(name = "security_mmap_file")]
     SecurityMmapFile,
+    /// `security_file_mprotect`: changes of protection (mprotect), W->X detection.
+    #[value(name = "security_file_mprotect")]
+    SecurityFileMprotect,
 }
 
 /// Parses one `--otlp-header K=V`; the value is taken literally.

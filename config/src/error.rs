@@ -308,7 +308,9 @@ pub enum Problem {
     #[error("`service.name` is set with the service.name key, not as a resource attribute")]
     ServiceNameAttribute,
     /// Every probe disabled.
-    #[error("at least one of events.do_mmap, events.security_mmap_file must be true")]
+    #[error(
+        "at least one of events.do_mmap, events.security_mmap_file, events.security_file_mprotect must be true"
+    )]
     NoEvents,
 }
 

@@ -54,6 +54,9 @@ pub struct EventsConfig {
     /// Trace the `security_mmap_file` LSM hook (file-backed mappings with
     /// their protection). Default `true`.
     pub security_mmap_file: bool,
+    /// Trace changes of protection (mprotect(2), pkey_mprotect(2)) at the
+    /// `security_file_mprotect` LSM hook, with the W->X detection. Default `true`.
+    pub security_file_mprotect: bool,
 }
 
 /// Which kernel attach point serves each event. `auto` (the default) picks
@@ -66,6 +69,8 @@ pub struct BackendsConfig {
     pub do_mmap: DoMmapBackend,
     /// Backend for `security_mmap_file`. Default `auto`.
     pub security_mmap_file: SecurityMmapFileBackend,
+    /// Backend for `security_file_mprotect`. Default `auto`.
+    pub security_file_mprotect: SecurityFileMprotectBackend,
 }
 
 /// What to report, decided in the kernel before a record is built. Lists
@@ -275,6 +280,37 @@ impl SecurityMmapFileBackend {
             SecurityMmapFileBackend::Fexit => "fexit",
             SecurityMmapFileBackend::Kprobe => "kprobe",
             SecurityMmapFileBackend::SyscallTracepoint => "syscall_tracepoint",
+        }
+    }
+}
+
+/// Attach points that can report `security_file_mprotect`, best first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityFileMprotectBackend {
+    /// The best backend the kernel allows, probed at startup.
+    #[default]
+    Auto,
+    /// `lsm/file_mprotect`: sees the verdict of the LSMs before it (needs `bpf` in `lsm=`).
+    Lsm,
+    /// `fexit` on `security_file_mprotect`: sees the final verdict.
+    Fexit,
+    /// `kprobe` + `kretprobe` on `security_file_mprotect`: sees the final verdict.
+    Kprobe,
+    /// `sys_{enter,exit}_{mprotect,pkey_mprotect}`: everywhere; the syscall's
+    /// result, the VMA looked up under the mmap lock.
+    SyscallTracepoint,
+}
+
+impl SecurityFileMprotectBackend {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityFileMprotectBackend::Auto => "auto",
+            SecurityFileMprotectBackend::Lsm => "lsm",
+            SecurityFileMprotectBackend::Fexit => "fexit",
+            SecurityFileMprotectBackend::Kprobe => "kprobe",
+            SecurityFileMprotectBackend::SyscallTracepoint => "syscall_tracepoint",
         }
     }
 }
@@ -531,6 +567,7 @@ impl Default for EventsConfig {
         EventsConfig {
             do_mmap: true,
             security_mmap_file: true,
+            security_file_mprotect: true,
         }
     }
 }

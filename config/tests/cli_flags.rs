@@ -118,3 +118,56 @@ fn help_lists_the_flags() {
         assert!(help.contains(flag), "help lacks {flag}:\n{help}");
     }
 }
+
+#[test]
+fn the_mprotect_event_is_on_by_default_and_has_its_own_switch_and_backend() {
+    use mapwatch_config::SecurityFileMprotectBackend;
+    let config = Config::load_from(&CliArgs::default(), env(&[]), None).unwrap();
+    assert!(config.events.security_file_mprotect);
+    assert_eq!(
+        config.backends.security_file_mprotect,
+        SecurityFileMprotectBackend::Auto
+    );
+
+    let cli = parse(&["--events", "security_file_mprotect"]).unwrap();
+    assert_eq!(cli.events, Some(vec![EventArg::SecurityFileMprotect]));
+    let config = Config::load_from(&cli, env(&[]), None).unwrap();
+    assert!(
+        !config.events.do_mmap
+            && !config.events.security_mmap_file
+            && config.events.security_file_mprotect
+    );
+    // --events without it turns it off.
+    let cli = parse(&["--events", "do_mmap"]).unwrap();
+    let config = Config::load_from(&cli, env(&[]), None).unwrap();
+    assert!(!config.events.security_file_mprotect);
+
+    for (name, backend) in [
+        ("lsm", SecurityFileMprotectBackend::Lsm),
+        ("fexit", SecurityFileMprotectBackend::Fexit),
+        ("kprobe", SecurityFileMprotectBackend::Kprobe),
+        (
+            "syscall_tracepoint",
+            SecurityFileMprotectBackend::SyscallTracepoint,
+        ),
+    ] {
+        let config = load_env(&[
+            ("MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT", name),
+            ("MAPWATCH_EVENTS__SECURITY_FILE_MPROTECT", "true"),
+        ])
+        .unwrap();
+        assert_eq!(config.backends.security_file_mprotect, backend);
+        assert_eq!(backend.as_str(), name);
+        let (_dir, path) = toml_file(&format!(
+            "[events]\nsecurity_file_mprotect = false\n[backends]\nsecurity_file_mprotect = \"{name}\"\n"
+        ));
+        let config = load(&with_file(&path), &[]).unwrap();
+        assert_eq!(config.backends.security_file_mprotect, backend);
+        assert!(!config.events.security_file_mprotect);
+    }
+    let (err, _) = load_err(
+        &CliArgs::default(),
+        &[("MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT", "uprobe")],
+    );
+    assert_eq!(err.key(), Some("backends.security_file_mprotect"));
+}

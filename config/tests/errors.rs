@@ -760,6 +760,7 @@ fn at_least_one_event_must_be_enabled() {
         &[
             ("MAPWATCH_EVENTS__DO_MMAP", "false"),
             ("MAPWATCH_EVENTS__SECURITY_MMAP_FILE", "false"),
+            ("MAPWATCH_EVENTS__SECURITY_FILE_MPROTECT", "false"),
         ],
     );
     assert!(matches!(err.problem(), Some(Problem::NoEvents)));
@@ -774,7 +775,9 @@ fn at_least_one_event_must_be_enabled() {
         ],
     );
 
-    let (_dir, path) = toml_file("[events]\ndo_mmap = false\nsecurity_mmap_file = false\n");
+    let (_dir, path) = toml_file(
+        "[events]\ndo_mmap = false\nsecurity_mmap_file = false\nsecurity_file_mprotect = false\n",
+    );
     let (_, msg) = load_err(&with_file(&path), &[]);
     assert_mentions(
         &msg,

@@ -33,6 +33,11 @@ const FILE_OPEN_FOR_WRITE: u32 = 1 << 3;
 const FILE_DIR_WORLD_WRITABLE: u32 = 1 << 4;
 const CALL_FD: u16 = 1 << 0;
 const CALL_EXEC: u16 = 1 << 1;
+const EVENT_SECURITY_FILE_MPROTECT: u16 = 5;
+const MPROT_RANGE: u16 = 1 << 0;
+const MPROT_VMA: u16 = 1 << 1;
+const MPROT_PKEY_CALL: u16 = 1 << 2;
+const MPROT_WAS_WRITABLE: u16 = 1 << 3;
 
 /// Common header of every record (`struct mw_header`).
 #[repr(C)]
@@ -150,6 +155,40 @@ pub struct RawSecurityMmapFile {
     pub file: RawFile,
 }
 
+/// Fixed part of a security_file_mprotect record (`struct mw_security_file_mprotect` up to `path`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawSecurityFileMprotect {
+    /// Common header.
+    pub hdr: RawHeader,
+    /// Start of the range asked for (valid with the range bit).
+    pub start: u64,
+    /// Length of the range asked for.
+    pub len: u64,
+    /// `PROT_*` asked for.
+    pub reqprot: u64,
+    /// `PROT_*` the kernel applies.
+    pub prot: u64,
+    /// Start of the VMA before the change (valid with the VMA bit).
+    pub vma_start: u64,
+    /// End of the VMA before the change.
+    pub vma_end: u64,
+    /// The VMA's protection before the change (`PROT_*` values, `VM_SHARED` = 8).
+    pub prev_prot: u64,
+    /// pkey_mprotect's key, -1 for mprotect.
+    pub pkey: i32,
+    /// 0 or a negative errno.
+    pub result: i32,
+    /// 1 when `result` is meaningful.
+    pub has_result: u32,
+    /// Where the file facts come from, or why there are none ([`FileSource`]).
+    pub file_source: u16,
+    /// `MW_MPROT_*` bits.
+    pub call_flags: u16,
+    /// The VMA's file, if any.
+    pub file: RawFile,
+}
+
 // The C compiler and this file must agree on every byte.
 macro_rules! assert_layout {
     ($rust:ty, $size:expr, $( $field:ident => $off:expr ),+ $(,)?) => {
@@ -223,6 +262,36 @@ assert_layout!(RawSecurityMmapFile, c::MW_SECURITY_MMAP_FILE_PATH,
     file_source => c::MW_SECURITY_MMAP_FILE_FILE_SOURCE,
     call_flags => c::MW_SECURITY_MMAP_FILE_CALL_FLAGS,
     file => c::MW_SECURITY_MMAP_FILE_FILE);
+
+assert_no_padding!(RawSecurityFileMprotect, c::MW_SECURITY_FILE_MPROTECT_PATH,
+    c::FIELDS_OF_MW_SECURITY_FILE_MPROTECT - PATH_MAX =>
+    hdr, start, len, reqprot, prot, vma_start, vma_end, prev_prot, pkey, result, has_result,
+    file_source, call_flags, file);
+assert_layout!(RawSecurityFileMprotect, c::MW_SECURITY_FILE_MPROTECT_PATH,
+    hdr => c::MW_SECURITY_FILE_MPROTECT_HDR, start => c::MW_SECURITY_FILE_MPROTECT_START,
+    len => c::MW_SECURITY_FILE_MPROTECT_LEN, reqprot => c::MW_SECURITY_FILE_MPROTECT_REQPROT,
+    prot => c::MW_SECURITY_FILE_MPROTECT_PROT,
+    vma_start => c::MW_SECURITY_FILE_MPROTECT_VMA_START,
+    vma_end => c::MW_SECURITY_FILE_MPROTECT_VMA_END,
+    prev_prot => c::MW_SECURITY_FILE_MPROTECT_PREV_PROT,
+    pkey => c::MW_SECURITY_FILE_MPROTECT_PKEY, result => c::MW_SECURITY_FILE_MPROTECT_RESULT,
+    has_result => c::MW_SECURITY_FILE_MPROTECT_HAS_RESULT,
+    file_source => c::MW_SECURITY_FILE_MPROTECT_FILE_SOURCE,
+    call_flags => c::MW_SECURITY_FILE_MPROTECT_CALL_FLAGS,
+    file => c::MW_SECURITY_FILE_MPROTECT_FILE);
+const _: () = {
+    assert!(c::SIZEOF_MW_SECURITY_FILE_MPROTECT == c::FIELDS_OF_MW_SECURITY_FILE_MPROTECT);
+    assert!(c::MW_EVENT_SECURITY_FILE_MPROTECT == EVENT_SECURITY_FILE_MPROTECT as u64);
+    assert!(c::MW_MPROT_RANGE == MPROT_RANGE as u64);
+    assert!(c::MW_MPROT_VMA == MPROT_VMA as u64);
+    assert!(c::MW_MPROT_PKEY_CALL == MPROT_PKEY_CALL as u64);
+    assert!(c::MW_MPROT_WAS_WRITABLE == MPROT_WAS_WRITABLE as u64);
+    assert!(c::MW_COUNTER_MPROTECT_SENT == Counter::MprotectSent as u64);
+    assert!(c::MW_COUNTER_MPROTECT_RINGBUF_FULL == Counter::MprotectRingBufferFull as u64);
+    assert!(c::MW_COUNTER_MPROTECT_PENDING_MAP_FULL == Counter::MprotectPendingMapFull as u64);
+    assert!(c::MW_COUNTER_WX_HISTORY_FULL == Counter::WxHistoryFull as u64);
+    assert!(c::MW_COUNTER_WX_HISTORY_EVICTED == Counter::WxHistoryEvicted as u64);
+};
 
 const _: () = {
     assert!(c::SIZEOF_MW_DO_MMAP == c::MW_DO_MMAP_PATH + PATH_MAX);
@@ -329,11 +398,22 @@ pub enum Counter {
     /// syscall_tracepoint backend, which does not report them (a blind spot,
     /// counted).
     CompatMprotectUnwatched = 17,
+    /// security_file_mprotect records written to the ring buffer.
+    MprotectSent = 18,
+    /// security_file_mprotect records lost: ring buffer full.
+    MprotectRingBufferFull = 19,
+    /// security_file_mprotect records lost: the per-thread argument map was full at entry.
+    MprotectPendingMapFull = 20,
+    /// A formerly writable range was not remembered: the W->X history's
+    /// table of processes was full (a later W->X of it is not flagged).
+    WxHistoryFull = 21,
+    /// A process's oldest formerly writable range was overwritten by a newer one.
+    WxHistoryEvicted = 22,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 18] = [
+    pub const ALL: [Counter; 23] = [
         Counter::DoMmapSent,
         Counter::DoMmapRingBufferFull,
         Counter::SecurityMmapFileSent,
@@ -352,6 +432,11 @@ impl Counter {
         Counter::ExecSent,
         Counter::ExecRingBufferFull,
         Counter::CompatMprotectUnwatched,
+        Counter::MprotectSent,
+        Counter::MprotectRingBufferFull,
+        Counter::MprotectPendingMapFull,
+        Counter::WxHistoryFull,
+        Counter::WxHistoryEvicted,
     ];
 
     /// Index in the counters map.
@@ -380,6 +465,11 @@ impl Counter {
             Counter::ExecSent => "process_exec_sent",
             Counter::ExecRingBufferFull => "process_exec_ring_buffer_full",
             Counter::CompatMprotectUnwatched => "compat_mprotect_unwatched",
+            Counter::MprotectSent => "security_file_mprotect_sent",
+            Counter::MprotectRingBufferFull => "security_file_mprotect_ring_buffer_full",
+            Counter::MprotectPendingMapFull => "security_file_mprotect_pending_map_full",
+            Counter::WxHistoryFull => "wx_history_full",
+            Counter::WxHistoryEvicted => "wx_history_evicted",
         }
     }
 
@@ -404,6 +494,8 @@ impl Counter {
                 | Counter::SecurityMmapFileRingBufferFull
                 | Counter::PendingMapFull
                 | Counter::SecurityPendingMapFull
+                | Counter::MprotectRingBufferFull
+                | Counter::MprotectPendingMapFull
         )
     }
 }
@@ -731,6 +823,37 @@ pub struct SecurityMmapFile<'a> {
     pub file: Option<File<'a>>,
 }
 
+/// A change of protection (mprotect(2), pkey_mprotect(2)), as the
+/// `security_file_mprotect` hook sees it: one record per call
+/// (syscall_tracepoint) or per VMA the call changes (kernel backends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecurityFileMprotect<'a> {
+    /// Who asked.
+    pub context: Context,
+    /// The range asked for (start, len), where the backend sees it.
+    pub range: Option<(u64, u64)>,
+    /// `PROT_*` asked for.
+    pub reqprot: u64,
+    /// `PROT_*` the kernel applies (READ_IMPLIES_EXEC may add `PROT_EXEC`).
+    pub prot: u64,
+    /// The VMA at the start of the range before the change: (start, end, protection
+    /// as `PROT_*` bits plus 8 for `VM_SHARED`); `None` when it could not be read
+    /// (nothing mapped there, or the lookup failed: `file_source` says why).
+    pub vma: Option<(u64, u64, u64)>,
+    /// pkey_mprotect's key; `None` for mprotect(2) (or a backend that cannot tell).
+    pub pkey: Option<i32>,
+    /// The result: 0 or `-errno` (the syscall's on syscall_tracepoint, the
+    /// hook's verdict on kernel backends).
+    pub result: Option<i32>,
+    /// Part of the range was writable earlier and made non-writable (the
+    /// kernel's W->X history), though the VMA may not be writable now.
+    pub was_writable: bool,
+    /// Where `file` comes from, or why it is `None` although the VMA may have one.
+    pub file_source: FileSource,
+    /// The VMA's file; `None` for anonymous memory or when unknown.
+    pub file: Option<File<'a>>,
+}
+
 /// One decoded record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -738,6 +861,8 @@ pub enum Event<'a> {
     DoMmap(DoMmap<'a>),
     /// A mapping's permission was checked.
     SecurityMmapFile(SecurityMmapFile<'a>),
+    /// A protection was changed (mprotect).
+    SecurityFileMprotect(SecurityFileMprotect<'a>),
     /// A process ended (its last thread exited): not a record to report,
     /// a hint to forget what was cached about it.
     ProcessExit(Context),
@@ -752,6 +877,7 @@ impl<'a> Event<'a> {
         match self {
             Event::DoMmap(e) => &e.context,
             Event::SecurityMmapFile(e) => &e.context,
+            Event::SecurityFileMprotect(e) => &e.context,
             Event::ProcessExit(context) | Event::ProcessExec(context) => context,
         }
     }
@@ -897,6 +1023,33 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 file: file(&raw.file, path),
             }))
         }
+        EVENT_SECURITY_FILE_MPROTECT => {
+            let raw: RawSecurityFileMprotect = read_pod(bytes)?;
+            let context = context(&raw.hdr)?;
+            let path = path(
+                bytes,
+                size_of::<RawSecurityFileMprotect>(),
+                &raw.hdr,
+                &raw.file,
+            )?;
+            let flags = raw.call_flags;
+            Ok(Event::SecurityFileMprotect(SecurityFileMprotect {
+                context,
+                range: (flags & MPROT_RANGE != 0).then_some((raw.start, raw.len)),
+                reqprot: raw.reqprot,
+                prot: raw.prot,
+                vma: (flags & MPROT_VMA != 0).then_some((
+                    raw.vma_start,
+                    raw.vma_end,
+                    raw.prev_prot,
+                )),
+                pkey: (flags & MPROT_PKEY_CALL != 0).then_some(raw.pkey),
+                result: (raw.has_result != 0).then_some(raw.result),
+                was_writable: flags & MPROT_WAS_WRITABLE != 0,
+                file_source: FileSource::from_raw(raw.file_source)?,
+                file: file(&raw.file, path),
+            }))
+        }
         EVENT_PROCESS_EXIT | EVENT_PROCESS_EXEC => {
             if hdr.size as usize != size_of::<RawHeader>() {
                 return Err(DecodeError::SizeMismatch {
@@ -950,6 +1103,26 @@ pub mod encode {
         out.extend_from_slice(path);
         out
     }
+
+    /// The record bytes of a security_file_mprotect with the given fixed part and path.
+    pub fn security_file_mprotect(mut raw: RawSecurityFileMprotect, path: &[u8]) -> Vec<u8> {
+        raw.hdr.kind = EVENT_SECURITY_FILE_MPROTECT;
+        raw.file.path_len = path.len() as u16;
+        raw.hdr.size = (size_of::<RawSecurityFileMprotect>() + path.len()) as u32;
+        let mut out = bytes_of(&raw).to_vec();
+        out.extend_from_slice(path);
+        out
+    }
+
+    /// `call_flags` bits of a security_file_mprotect record: the range asked
+    /// for, the VMA before, a pkey_mprotect call, formerly writable memory.
+    pub const MPROT_RANGE: u16 = super::MPROT_RANGE;
+    /// See [`MPROT_RANGE`].
+    pub const MPROT_VMA: u16 = super::MPROT_VMA;
+    /// See [`MPROT_RANGE`].
+    pub const MPROT_PKEY_CALL: u16 = super::MPROT_PKEY_CALL;
+    /// See [`MPROT_RANGE`].
+    pub const MPROT_WAS_WRITABLE: u16 = super::MPROT_WAS_WRITABLE;
 
     /// Marks a raw file as present, with the given path flags.
     pub fn file_flags(present: bool, truncated: bool, deleted: bool) -> u32 {
@@ -1079,6 +1252,51 @@ mod tests {
             Counter::ALL
                 .iter()
                 .all(|c| !(c.is_loss() && c.unresolved_reason().is_some()))
+        );
+    }
+
+    #[test]
+    fn round_trips_a_security_file_mprotect() {
+        let raw = RawSecurityFileMprotect {
+            hdr: sample().hdr,
+            start: 0x7f00_0000_1000,
+            len: 4096,
+            reqprot: 5,
+            prot: 5,
+            vma_start: 0x7f00_0000_0000,
+            vma_end: 0x7f00_0001_0000,
+            prev_prot: 3,
+            pkey: 1,
+            result: -13,
+            has_result: 1,
+            call_flags: encode::MPROT_RANGE
+                | encode::MPROT_VMA
+                | encode::MPROT_PKEY_CALL
+                | encode::MPROT_WAS_WRITABLE,
+            ..Default::default()
+        };
+        let bytes = encode::security_file_mprotect(raw, b"");
+        let Event::SecurityFileMprotect(e) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(e.range, Some((0x7f00_0000_1000, 4096)));
+        assert_eq!(e.vma, Some((0x7f00_0000_0000, 0x7f00_0001_0000, 3)));
+        assert_eq!(
+            (e.pkey, e.result, e.was_writable),
+            (Some(1), Some(-13), true)
+        );
+        assert_eq!(e.file, None);
+        let raw = RawSecurityFileMprotect {
+            call_flags: 0,
+            ..raw
+        };
+        let bytes = encode::security_file_mprotect(raw, b"");
+        let Event::SecurityFileMprotect(e) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(
+            (e.range, e.vma, e.pkey, e.was_writable),
+            (None, None, None, false)
         );
     }
 

@@ -70,6 +70,22 @@ pub mod programs {
     /// `tracepoint/raw_syscalls/sys_enter`: measurement only (the compat early
     /// exit behind a perf record copy).
     pub const BENCH_TP_RAW_SYSCALLS_ENTER: &str = "mw_bench_tp_raw_syscalls_enter";
+    /// `tracepoint/syscalls/sys_enter_mprotect`: keeps the arguments and the VMA's previous protection.
+    pub const TP_ENTER_MPROTECT: &str = "mw_tp_enter_mprotect";
+    /// `tracepoint/syscalls/sys_exit_mprotect`: emits security_file_mprotect.
+    pub const TP_EXIT_MPROTECT: &str = "mw_tp_exit_mprotect";
+    /// `tracepoint/syscalls/sys_enter_pkey_mprotect`: as for mprotect, with the pkey.
+    pub const TP_ENTER_PKEY_MPROTECT: &str = "mw_tp_enter_pkey_mprotect";
+    /// `tracepoint/syscalls/sys_exit_pkey_mprotect`: emits security_file_mprotect.
+    pub const TP_EXIT_PKEY_MPROTECT: &str = "mw_tp_exit_pkey_mprotect";
+    /// `lsm/file_mprotect`: emits security_file_mprotect with the verdict so far.
+    pub const LSM_FILE_MPROTECT: &str = "mw_lsm_file_mprotect_prog";
+    /// `fexit/security_file_mprotect`: emits security_file_mprotect with its result.
+    pub const FEXIT_SECURITY_FILE_MPROTECT: &str = "mw_fexit_security_file_mprotect_prog";
+    /// `kprobe/security_file_mprotect`: keeps the arguments.
+    pub const KPROBE_SECURITY_FILE_MPROTECT: &str = "mw_kprobe_security_file_mprotect_prog";
+    /// `kretprobe/security_file_mprotect`: emits security_file_mprotect with its result.
+    pub const KRETPROBE_SECURITY_FILE_MPROTECT: &str = "mw_kretprobe_security_file_mprotect_prog";
 }
 
 /// Names of the maps and load-time globals in [`object()`].

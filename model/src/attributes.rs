@@ -183,7 +183,7 @@ attributes! {
         "Why a call that asked for a file (not `MAP_ANONYMOUS`) has no `file.*` attributes: `call_failed` (nothing was mapped; `mmap.fd` says what was asked), `mmap_lock_busy` (another thread held the process's mmap lock when the mapping was looked up), `vma_missing` (unmapped again before it was looked up), `vma_mismatch` (the mapping at the address was not this call's), `lookup_failed`. The last four are counted by the agent (`mapwatch.records.file_unresolved`).", "call_failed";
     /// Why a mapping is suspicious.
     MAPWATCH_SUSPICIOUS_REASONS = "mapwatch.suspicious.reasons", StringArray, Conditional,
-        "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing).", "[\"write_execute\", \"execute_anonymous\"]";
+        "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing), `write_then_execute` (mprotect: memory that is or was writable made executable), `execute_then_write` (mprotect: executable memory made writable and executable).", "[\"write_execute\", \"execute_anonymous\"]";
     /// Severity on spans.
     MAPWATCH_SEVERITY = "mapwatch.severity", String, Conditional,
         "Spans only: `WARN` or `INFO`, the severity of the matching log record (spans have none), so a Jaeger search can find the suspicious ones.", "WARN";
@@ -193,4 +193,39 @@ attributes! {
     MAPWATCH_PID_NAMESPACE = "mapwatch.pid_namespace", Int, Always, "Inode number of the caller's pid namespace.", "4026531836";
     /// Mount namespace.
     MAPWATCH_MOUNT_NAMESPACE = "mapwatch.mount_namespace", Int, Always, "Inode number of the caller's mount namespace.", "4026531841";
+    /// Start of the range mprotect was asked to change.
+    MPROTECT_ADDR = "mprotect.addr", Int, Conditional,
+        "security_file_mprotect: start of the range mprotect(2)/pkey_mprotect(2) was asked to change, where the backend sees it (all backends for 64-bit calls).", "140121332011008";
+    /// Length of that range.
+    MPROTECT_LEN = "mprotect.len", Int, Conditional, "security_file_mprotect: length in bytes of that range.", "4096";
+    /// Protection asked for.
+    MPROTECT_PROT = "mprotect.prot", Int, Conditional, "security_file_mprotect: the `PROT_*` bits asked for.", "5";
+    /// Protection asked for, by name.
+    MPROTECT_PROT_NAMES = "mprotect.prot_names", StringArray, Conditional,
+        "security_file_mprotect: `mprotect.prot` as names.", "[\"PROT_READ\", \"PROT_EXEC\"]";
+    /// Protection the kernel applies.
+    MPROTECT_APPLIED_PROT = "mprotect.applied_prot", Int, Conditional,
+        "security_file_mprotect: the `PROT_*` bits the kernel applies, when they differ from those asked for (`READ_IMPLIES_EXEC` personalities add `PROT_EXEC`).", "7";
+    /// Protection of the memory before the change.
+    MPROTECT_PREVIOUS_PROT = "mprotect.previous_prot", Int, Conditional,
+        "security_file_mprotect: the `PROT_*` bits of the mapping (VMA) at `mprotect.addr` before the change; absent when it could not be read (nothing mapped there, or `mapwatch.file.unresolved` says why).", "3";
+    /// Previous protection by name.
+    MPROTECT_PREVIOUS_PROT_NAMES = "mprotect.previous_prot_names", StringArray, Conditional,
+        "security_file_mprotect: `mprotect.previous_prot` as names.", "[\"PROT_READ\", \"PROT_WRITE\"]";
+    /// Start of the mapping changed.
+    MPROTECT_VMA_START = "mprotect.vma.start", Int, Conditional,
+        "security_file_mprotect: start of the mapping (VMA) at `mprotect.addr` before the change (kernel backends: the VMA this record is about; the hook runs once per VMA of the range).", "140121331945472";
+    /// End of the mapping changed.
+    MPROTECT_VMA_END = "mprotect.vma.end", Int, Conditional, "security_file_mprotect: end (exclusive) of that VMA.", "140121332076544";
+    /// Shared mapping.
+    MPROTECT_VMA_SHARED = "mprotect.vma.shared", Bool, Conditional,
+        "security_file_mprotect: present and true when that VMA is a shared mapping (`MAP_SHARED`).", "true";
+    /// Memory protection key.
+    MPROTECT_PKEY = "mprotect.pkey", Int, Conditional, "security_file_mprotect: the protection key of a pkey_mprotect(2) call (absent for mprotect(2)).", "1";
+    /// Result of the call or check.
+    MPROTECT_RESULT = "mprotect.result", Int, Conditional,
+        "security_file_mprotect: 0 or a negative errno: the syscall's result (`syscall_tracepoint`), the hook's verdict (`lsm`: of the LSMs before it; `fexit`, `kprobe`: the final one).", "0";
+    /// Part of the range was writable earlier.
+    MPROTECT_WAS_WRITABLE = "mprotect.was_writable", Bool, Conditional,
+        "security_file_mprotect: present and true when executable protection was asked for memory that was writable earlier and made non-writable since (the kernel's W->X history), though it is not writable now.", "true";
 }

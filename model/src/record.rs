@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mapwatch_kernel::abi::{COMM_LEN, Context, DoMmap, Event, File, FileSource, SecurityMmapFile};
+use mapwatch_kernel::abi::{
+    COMM_LEN, Context, DoMmap, Event, File, FileSource, SecurityFileMprotect, SecurityMmapFile,
+};
 use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, StringValue};
 
@@ -18,6 +20,8 @@ use crate::suspicious::Reasons;
 pub const EVENT_DO_MMAP: &str = "mapwatch.do_mmap";
 /// `EventName` of a security_mmap_file record.
 pub const EVENT_SECURITY_MMAP_FILE: &str = "mapwatch.security_mmap_file";
+/// `EventName` of a security_file_mprotect record.
+pub const EVENT_SECURITY_FILE_MPROTECT: &str = "mapwatch.security_file_mprotect";
 
 /// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
 ///
@@ -85,6 +89,7 @@ pub fn fill_log_record<R: LogRecord>(
     match event {
         Event::DoMmap(e) => fill_do_mmap(e, clock, record),
         Event::SecurityMmapFile(e) => fill_security_mmap_file(e, clock, record),
+        Event::SecurityFileMprotect(e) => fill_security_file_mprotect(e, clock, record),
         // Not a record: callers handle exits (cache eviction) and never emit one.
         Event::ProcessExit(_) | Event::ProcessExec(_) => {}
     }
@@ -166,6 +171,59 @@ pub fn classify(prot: u64, target: Target<'_, '_>) -> Reasons {
     }
     if file.open_for_write {
         reasons.insert(Reasons::EXECUTE_FILE_OPEN_FOR_WRITE);
+    }
+    reasons
+}
+
+/// Why a change of protection deserves attention (the W->X rules, after
+/// Tracee's `mem_prot_alert`):
+/// - `write_execute`: writable and executable asked for at once;
+/// - `write_then_execute`: executable asked for (without write) on memory that
+///   is writable now, or was writable earlier (`was_writable`: the kernel's
+///   W->X history, for RW -> R -> RX);
+/// - `execute_then_write`: writable and executable asked for on memory that is
+///   executable and not writable now;
+/// - when executable is added (the VMA was not executable): the reasons of
+///   [`classify`] for its target (`execute_anonymous` for anonymous memory,
+///   the file reasons of its file).
+///
+/// A failed call (`result` not 0) changed nothing: only `write_execute`,
+/// which holds for what was asked, stays.
+///
+/// ```
+/// use mapwatch_model::{classify_mprotect, Reasons, Target};
+/// // RW anonymous memory made RX: the injection path.
+/// let r = classify_mprotect(0x5, Some(0x3), false, Target::Anonymous, true);
+/// assert_eq!(r.names().collect::<Vec<_>>(), ["execute_anonymous", "write_then_execute"]);
+/// // The loader's RELRO: RW made read-only.
+/// assert!(classify_mprotect(0x1, Some(0x3), false, Target::Anonymous, true).is_empty());
+/// // The same RW -> RX, refused: nothing happened.
+/// assert!(classify_mprotect(0x5, Some(0x3), false, Target::Anonymous, false).is_empty());
+/// ```
+pub fn classify_mprotect(
+    reqprot: u64,
+    previous: Option<u64>,
+    was_writable: bool,
+    target: Target<'_, '_>,
+    succeeded: bool,
+) -> Reasons {
+    let wx = PROT_WRITE | PROT_EXEC;
+    let mut reasons = Reasons::empty();
+    if reqprot & wx == wx {
+        reasons.insert(Reasons::WRITE_EXECUTE);
+    }
+    if !succeeded || reqprot & PROT_EXEC == 0 {
+        return reasons;
+    }
+    let prev = previous.unwrap_or(0);
+    if reqprot & PROT_WRITE == 0 && (prev & PROT_WRITE != 0 || was_writable) {
+        reasons.insert(Reasons::WRITE_THEN_EXECUTE);
+    }
+    if reqprot & wx == wx && prev & wx == PROT_EXEC {
+        reasons.insert(Reasons::EXECUTE_THEN_WRITE);
+    }
+    if previous.is_some() && prev & PROT_EXEC == 0 {
+        reasons.insert(classify(PROT_EXEC, target));
     }
     reasons
 }
@@ -450,6 +508,133 @@ fn fill_security_mmap_file<R: LogRecord>(
     }
     add_prot_flags(record, e.prot, e.flags, reasons);
     add_fd(record, e.fd, e.file_source);
+    if let (Some(file), Some(strings)) = (&e.file, file) {
+        add_file(record, file, strings);
+    }
+}
+
+/// `VM_SHARED` in the previous protection of a security_file_mprotect record.
+const VM_SHARED: u64 = 0x8;
+
+fn fill_security_file_mprotect<R: LogRecord>(
+    e: &SecurityFileMprotect<'_>,
+    clock: &WallClock,
+    record: &mut R,
+) {
+    record.set_event_name(EVENT_SECURITY_FILE_MPROTECT);
+    record.set_timestamp(clock.wall_time(e.context.ktime_ns));
+    let target = match (&e.file, e.vma) {
+        (Some(file), _) => Target::File(file),
+        (None, _) if e.file_source.unresolved_reason().is_some() => Target::UnknownFile,
+        (None, Some(_)) => Target::Anonymous,
+        (None, None) => Target::UnknownFile,
+    };
+    let previous = e.vma.map(|(_, _, prot)| prot & 0x7);
+    let succeeded = e.result.is_none_or(|r| r == 0);
+    let reasons = classify_mprotect(e.reqprot, previous, e.was_writable, target, succeeded);
+    set_severity(record, reasons);
+
+    let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
+        let comm = s.comm(&e.context);
+        let file = e.file.as_ref().map(|f| s.file(f));
+        let body = &mut s.text;
+        body.clear();
+        body.push_str(&comm);
+        body.push_str(" changes ");
+        match (e.range, e.vma) {
+            (Some((start, len)), _) => {
+                let _ = write!(body, "{len} bytes at {start:#x}");
+            }
+            (None, Some((start, end, _))) => {
+                let _ = write!(body, "{:#x}-{:#x}", start, end);
+            }
+            (None, None) => body.push_str("memory"),
+        }
+        match (&file, target) {
+            (Some(f), _) => {
+                body.push_str(" of ");
+                body.push_str(&f.path);
+            }
+            (None, Target::Anonymous) => body.push_str(" (anonymous memory)"),
+            (None, _) => {
+                if let Some(reason) = e.file_source.unresolved_reason() {
+                    let _ = write!(body, " (mapping not resolved: {reason})");
+                }
+            }
+        }
+        if let Some(prev) = previous {
+            body.push_str(" from ");
+            join_into(body, |f| names::for_each_prot_name(prev, f));
+        }
+        body.push_str(" to ");
+        join_into(body, |f| names::for_each_prot_name(e.reqprot, f));
+        if let Some(pkey) = e.pkey {
+            let _ = write!(body, " with pkey {pkey}");
+        }
+        match e.result {
+            Some(0) => body.push_str(": allowed"),
+            Some(r) => {
+                let _ = write!(body, ": failed ({})", names::errno_name(-r));
+            }
+            None => {}
+        }
+        (comm, file, s.take_value())
+    });
+    record.set_body(body);
+
+    add_context(record, &e.context, comm);
+    if let Some((start, len)) = e.range {
+        record.add_attribute(attr::MPROTECT_ADDR, start as i64);
+        record.add_attribute(attr::MPROTECT_LEN, len as i64);
+    }
+    record.add_attribute(attr::MPROTECT_PROT, e.reqprot as i64);
+    record.add_attribute(
+        attr::MPROTECT_PROT_NAMES,
+        names_value(e.reqprot.count_ones(), |f| {
+            names::for_each_prot_name(e.reqprot, f)
+        }),
+    );
+    if e.prot != e.reqprot {
+        record.add_attribute(attr::MPROTECT_APPLIED_PROT, e.prot as i64);
+    }
+    if let Some((start, end, prev)) = e.vma {
+        let prot = prev & 0x7;
+        record.add_attribute(attr::MPROTECT_PREVIOUS_PROT, prot as i64);
+        record.add_attribute(
+            attr::MPROTECT_PREVIOUS_PROT_NAMES,
+            names_value(prot.count_ones(), |f| names::for_each_prot_name(prot, f)),
+        );
+        record.add_attribute(attr::MPROTECT_VMA_START, start as i64);
+        record.add_attribute(attr::MPROTECT_VMA_END, end as i64);
+        if prev & VM_SHARED != 0 {
+            record.add_attribute(attr::MPROTECT_VMA_SHARED, true);
+        }
+    }
+    if let Some(pkey) = e.pkey {
+        record.add_attribute(attr::MPROTECT_PKEY, i64::from(pkey));
+    }
+    if let Some(result) = e.result {
+        record.add_attribute(attr::MPROTECT_RESULT, i64::from(result));
+        if result != 0 {
+            record.add_attribute(attr::ERROR_TYPE, cow_value(names::errno_name(-result)));
+        }
+    }
+    if e.was_writable {
+        record.add_attribute(attr::MPROTECT_WAS_WRITABLE, true);
+    }
+    if !reasons.is_empty() {
+        let list = reasons
+            .names()
+            .map(|n| AnyValue::String(StringValue::from(n)))
+            .collect();
+        record.add_attribute(
+            attr::MAPWATCH_SUSPICIOUS_REASONS,
+            AnyValue::ListAny(Box::new(list)),
+        );
+    }
+    if let Some(reason) = e.file_source.unresolved_reason() {
+        record.add_attribute(attr::MAPWATCH_FILE_UNRESOLVED, reason);
+    }
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
     }

@@ -26,7 +26,15 @@ impl Reasons {
     /// Executable mapping of a file that is open for writing: code that can change under it.
     pub const EXECUTE_FILE_OPEN_FOR_WRITE: Reasons = Reasons(1 << 5);
 
-    const NAMES: [(Reasons, &'static str); 6] = [
+    /// Memory that was writable made executable (by mprotect): code written,
+    /// then run, the classic injection path. Also when the memory was made
+    /// non-writable first and executable later (the kernel's W->X history).
+    pub const WRITE_THEN_EXECUTE: Reasons = Reasons(1 << 6);
+    /// Executable memory made writable and executable (by mprotect): code
+    /// patched in place.
+    pub const EXECUTE_THEN_WRITE: Reasons = Reasons(1 << 7);
+
+    const NAMES: [(Reasons, &'static str); 8] = [
         (Reasons::WRITE_EXECUTE, "write_execute"),
         (Reasons::EXECUTE_ANONYMOUS, "execute_anonymous"),
         (Reasons::EXECUTE_MEMFD, "execute_memfd"),
@@ -39,6 +47,8 @@ impl Reasons {
             Reasons::EXECUTE_FILE_OPEN_FOR_WRITE,
             "execute_file_open_for_write",
         ),
+        (Reasons::WRITE_THEN_EXECUTE, "write_then_execute"),
+        (Reasons::EXECUTE_THEN_WRITE, "execute_then_write"),
     ];
 
     /// No reason.

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mapwatch_kernel::abi::{
-    FileSource, RawDoMmap, RawFile, RawHeader, RawSecurityMmapFile, decode, encode,
+    FileSource, RawDoMmap, RawFile, RawHeader, RawSecurityFileMprotect, RawSecurityMmapFile,
+    decode, encode,
 };
 use mapwatch_model::{WallClock, attributes as attr, fill_log_record};
 use opentelemetry::logs::{AnyValue, Logger, LoggerProvider, Severity};
@@ -378,6 +379,127 @@ fn every_emitted_attribute_is_documented() {
         assert!(
             attr::ALL.iter().any(|a| a.name == key),
             "{key} is not in attributes::ALL"
+        );
+    }
+}
+
+fn mprotect(reqprot: u64, prev: u64, result: i32, flags: u16) -> RawSecurityFileMprotect {
+    RawSecurityFileMprotect {
+        hdr: header(9),
+        start: 0x7f00_0000_1000,
+        len: 4096,
+        reqprot,
+        prot: reqprot,
+        vma_start: 0x7f00_0000_0000,
+        vma_end: 0x7f00_0001_0000,
+        prev_prot: prev,
+        pkey: -1,
+        result,
+        has_result: 1,
+        call_flags: encode::MPROT_RANGE | encode::MPROT_VMA | flags,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn mprotect_rw_to_rx_carries_the_change_and_warns() {
+    let record = map(&encode::security_file_mprotect(mprotect(5, 3, 0, 0), b""));
+    assert_eq!(record.event_name(), Some("mapwatch.security_file_mprotect"));
+    assert_eq!(record.severity_number(), Some(Severity::Warn));
+    let a = attrs(&record);
+    assert_eq!(a["mprotect.addr"], AnyValue::Int(0x7f00_0000_1000));
+    assert_eq!(a["mprotect.len"], AnyValue::Int(4096));
+    assert_eq!(a["mprotect.prot"], AnyValue::Int(5));
+    assert_eq!(a["mprotect.prot_names"], list(&["PROT_READ", "PROT_EXEC"]));
+    assert_eq!(a["mprotect.previous_prot"], AnyValue::Int(3));
+    assert_eq!(
+        a["mprotect.previous_prot_names"],
+        list(&["PROT_READ", "PROT_WRITE"])
+    );
+    assert_eq!(a["mprotect.vma.start"], AnyValue::Int(0x7f00_0000_0000));
+    assert_eq!(a["mprotect.vma.end"], AnyValue::Int(0x7f00_0001_0000));
+    assert_eq!(a["mprotect.result"], AnyValue::Int(0));
+    assert_eq!(
+        a["mapwatch.suspicious.reasons"],
+        list(&["execute_anonymous", "write_then_execute"])
+    );
+    for absent in [
+        "mprotect.pkey",
+        "mprotect.was_writable",
+        "mprotect.applied_prot",
+        "error.type",
+        "file.path",
+    ] {
+        assert!(!a.contains_key(absent), "{absent}");
+    }
+}
+
+#[test]
+fn mprotect_history_failures_and_benign_changes() {
+    // RW -> R -> RX: the VMA is read-only, the history says it was writable.
+    let a = attrs(&map(&encode::security_file_mprotect(
+        mprotect(
+            5,
+            1,
+            0,
+            encode::MPROT_WAS_WRITABLE | encode::MPROT_PKEY_CALL,
+        ),
+        b"",
+    )));
+    assert_eq!(a["mprotect.was_writable"], AnyValue::Boolean(true));
+    assert_eq!(a["mprotect.pkey"], AnyValue::Int(-1));
+    assert_eq!(
+        a["mapwatch.suspicious.reasons"],
+        list(&["execute_anonymous", "write_then_execute"])
+    );
+    // RX -> RWX.
+    let a = attrs(&map(&encode::security_file_mprotect(
+        mprotect(7, 5, 0, 0),
+        b"",
+    )));
+    assert_eq!(
+        a["mapwatch.suspicious.reasons"],
+        list(&["write_execute", "execute_then_write"])
+    );
+    // RELRO: RW -> R. Quiet.
+    let record = map(&encode::security_file_mprotect(mprotect(1, 3, 0, 0), b""));
+    assert_eq!(record.severity_number(), Some(Severity::Info));
+    // A failed RW -> RX: nothing changed, quiet, with the error.
+    let record = map(&encode::security_file_mprotect(mprotect(5, 3, -22, 0), b""));
+    assert_eq!(record.severity_number(), Some(Severity::Info));
+    assert_eq!(attrs(&record)["error.type"], s("EINVAL"));
+    // A failed RWX: what was asked still counts.
+    let a = attrs(&map(&encode::security_file_mprotect(
+        mprotect(7, 0, -12, 0),
+        b"",
+    )));
+    assert_eq!(a["mapwatch.suspicious.reasons"], list(&["write_execute"]));
+    // Nothing mapped there (no VMA): no previous protection, no anonymous claim.
+    let mut raw = mprotect(5, 0, -12, 0);
+    raw.call_flags = encode::MPROT_RANGE;
+    raw.file_source = FileSource::VmaMissing as u16;
+    let a = attrs(&map(&encode::security_file_mprotect(raw, b"")));
+    assert!(!a.contains_key("mprotect.previous_prot"));
+    assert!(!a.contains_key("mapwatch.suspicious.reasons"));
+    // A file mapping made executable: the file, no reason for an ordinary file.
+    let mut raw = mprotect(5, 1, 0, 0);
+    raw.file = RawFile {
+        inode: 42,
+        dev: (254 << 20) | 1,
+        flags: encode::file_flags(true, false, false),
+        ..Default::default()
+    };
+    raw.file_source = FileSource::Vma as u16;
+    let record = map(&encode::security_file_mprotect(raw, b"/opt/app/lib.so"));
+    assert_eq!(record.severity_number(), Some(Severity::Info));
+    let a = attrs(&record);
+    assert_eq!(a["file.path"], s("/opt/app/lib.so"));
+    assert_eq!(a["file.inode"], s("42"));
+    assert_eq!(a["mmap.file.dev"], s("254:1"));
+    for key in a.keys() {
+        assert!(
+            attr::ALL.iter().any(|d| d.name == key),
+            "{key} is not documented"
         );
     }
 }

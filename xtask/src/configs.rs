@@ -13,6 +13,7 @@ pub struct BackendConfig {
 
 const DO_MMAP: &str = "MAPWATCH_BACKENDS__DO_MMAP";
 const SECURITY_MMAP_FILE: &str = "MAPWATCH_BACKENDS__SECURITY_MMAP_FILE";
+const SECURITY_FILE_MPROTECT: &str = "MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT";
 
 /// Every configuration, in the order they run and are reported.
 pub const CONFIGS: &[BackendConfig] = &[
@@ -25,6 +26,7 @@ pub const CONFIGS: &[BackendConfig] = &[
         env: &[
             (DO_MMAP, "syscall_tracepoint"),
             (SECURITY_MMAP_FILE, "syscall_tracepoint"),
+            (SECURITY_FILE_MPROTECT, "syscall_tracepoint"),
         ],
     },
     BackendConfig {
@@ -46,6 +48,18 @@ pub const CONFIGS: &[BackendConfig] = &[
     BackendConfig {
         name: "security_mmap_file=kprobe",
         env: &[(SECURITY_MMAP_FILE, "kprobe")],
+    },
+    BackendConfig {
+        name: "security_file_mprotect=lsm",
+        env: &[(SECURITY_FILE_MPROTECT, "lsm")],
+    },
+    BackendConfig {
+        name: "security_file_mprotect=fexit",
+        env: &[(SECURITY_FILE_MPROTECT, "fexit")],
+    },
+    BackendConfig {
+        name: "security_file_mprotect=kprobe",
+        env: &[(SECURITY_FILE_MPROTECT, "kprobe")],
     },
 ];
 
@@ -93,6 +107,7 @@ mod tests {
             for (key, value) in c.env {
                 let chosen = match *key {
                     DO_MMAP => config.backends.do_mmap.as_str(),
+                    SECURITY_FILE_MPROTECT => config.backends.security_file_mprotect.as_str(),
                     _ => config.backends.security_mmap_file.as_str(),
                 };
                 assert_eq!(chosen, *value, "configuration {}", c.name);

@@ -217,11 +217,13 @@ mod tests {
         assert!(script.contains("--test-threads=2 'some filter'"));
         assert!(script.contains(
             "run syscall_tracepoint MAPWATCH_BACKENDS__DO_MMAP=syscall_tracepoint \
-             MAPWATCH_BACKENDS__SECURITY_MMAP_FILE=syscall_tracepoint\n"
+             MAPWATCH_BACKENDS__SECURITY_MMAP_FILE=syscall_tracepoint \
+             MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT=syscall_tracepoint\n"
         ));
         assert!(script.contains("\nrun auto\n"));
         let done = script.find("MWVM-DONE").unwrap();
         assert!(script.find("run security_mmap_file=kprobe").unwrap() < done);
+        assert!(script.find("run security_file_mprotect=kprobe").unwrap() < done);
         assert!(script.trim_end().ends_with("reboot -f"));
     }
 

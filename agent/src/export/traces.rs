@@ -354,6 +354,21 @@ impl Traces {
                 Some((trace, span))
             }
             Event::ProcessExit(_) | Event::ProcessExec(_) => None,
+            Event::SecurityFileMprotect(_) => {
+                // A change of protection: a span of its own (no duration seen).
+                if !self.admit() {
+                    return None;
+                }
+                let span_id = event_span_id(trace, context.tid, context.ktime_ns, 3);
+                let mut attributes = attrs.attributes;
+                attributes.push(KeyValue::new(
+                    mapwatch_model::attributes::MAPWATCH_SEVERITY,
+                    if attrs.warning { "WARN" } else { "INFO" },
+                ));
+                let mut span = self.start("mprotect", (trace, span_id), None, end, attributes);
+                span.end_with_timestamp(end);
+                Some((trace, span_id))
+            }
             Event::DoMmap(e) => {
                 let span_id = event_span_id(trace, context.tid, context.ktime_ns, 1);
                 if !self.admit() {

@@ -47,6 +47,7 @@ impl Host {
         let function = match event {
             Hook::DoMmap => "do_mmap",
             Hook::SecurityMmapFile => "security_mmap_file",
+            Hook::SecurityFileMprotect => "security_file_mprotect",
         };
         if backend == Backend::Kprobe && !Host::kprobes_supported() {
             return "this kernel has no kprobes (CONFIG_KPROBES is off)".into();

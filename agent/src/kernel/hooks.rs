@@ -4,28 +4,35 @@
 use aya::maps::Array;
 use aya::programs::{BtfTracePoint, FExit, KProbe, Lsm, Program, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
-use mapwatch_config::{DoMmapBackend, SecurityMmapFileBackend};
+use mapwatch_config::{DoMmapBackend, SecurityFileMprotectBackend, SecurityMmapFileBackend};
 use mapwatch_kernel::abi::Backend;
 use mapwatch_kernel::programs;
 
-/// The two events mapwatch reports.
+/// The events mapwatch reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hook {
     /// A mapping was created.
     DoMmap,
     /// A mapping's permission was checked.
     SecurityMmapFile,
+    /// A mapping's protection was changed (mprotect, pkey_mprotect).
+    SecurityFileMprotect,
 }
 
 impl Hook {
-    /// Both events.
-    pub const ALL: [Hook; 2] = [Hook::DoMmap, Hook::SecurityMmapFile];
+    /// Every event.
+    pub const ALL: [Hook; 3] = [
+        Hook::DoMmap,
+        Hook::SecurityMmapFile,
+        Hook::SecurityFileMprotect,
+    ];
 
     /// The event's name in configuration and records.
     pub fn name(self) -> &'static str {
         match self {
             Hook::DoMmap => "do_mmap",
             Hook::SecurityMmapFile => "security_mmap_file",
+            Hook::SecurityFileMprotect => "security_file_mprotect",
         }
     }
 
@@ -33,7 +40,7 @@ impl Hook {
     pub fn candidates(self) -> &'static [Backend] {
         match self {
             Hook::DoMmap => &[Backend::Fexit, Backend::Kprobe, Backend::SyscallTracepoint],
-            Hook::SecurityMmapFile => &[
+            Hook::SecurityMmapFile | Hook::SecurityFileMprotect => &[
                 Backend::Lsm,
                 Backend::Fexit,
                 Backend::Kprobe,
@@ -75,6 +82,22 @@ impl Choice {
             (true, SecurityMmapFileBackend::Fexit) => Choice::Forced(Backend::Fexit),
             (true, SecurityMmapFileBackend::Kprobe) => Choice::Forced(Backend::Kprobe),
             (true, SecurityMmapFileBackend::SyscallTracepoint) => {
+                Choice::Forced(Backend::SyscallTracepoint)
+            }
+        }
+    }
+}
+
+impl Choice {
+    /// The choice for security_file_mprotect from its config value.
+    pub fn security_file_mprotect(enabled: bool, backend: SecurityFileMprotectBackend) -> Choice {
+        match (enabled, backend) {
+            (false, _) => Choice::Off,
+            (true, SecurityFileMprotectBackend::Auto) => Choice::Auto,
+            (true, SecurityFileMprotectBackend::Lsm) => Choice::Forced(Backend::Lsm),
+            (true, SecurityFileMprotectBackend::Fexit) => Choice::Forced(Backend::Fexit),
+            (true, SecurityFileMprotectBackend::Kprobe) => Choice::Forced(Backend::Kprobe),
+            (true, SecurityFileMprotectBackend::SyscallTracepoint) => {
                 Choice::Forced(Backend::SyscallTracepoint)
             }
         }
@@ -147,6 +170,9 @@ fn compat_bit(event: Hook) -> u32 {
     match event {
         Hook::DoMmap => 1,
         Hook::SecurityMmapFile => 2,
+        // 32-bit mprotect is not served by the compat programs (counted as
+        // compat_mprotect_unwatched on syscall_tracepoint).
+        Hook::SecurityFileMprotect => 0,
     }
 }
 
@@ -241,6 +267,18 @@ pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static
         }
         (Hook::SecurityMmapFile, Backend::Fexit) => &[FEXIT_SECURITY_MMAP_FILE],
         (Hook::SecurityMmapFile, Backend::Lsm) => &[LSM_MMAP_FILE],
+        (Hook::SecurityFileMprotect, Backend::SyscallTracepoint) => &[
+            TP_ENTER_MPROTECT,
+            TP_EXIT_MPROTECT,
+            TP_ENTER_PKEY_MPROTECT,
+            TP_EXIT_PKEY_MPROTECT,
+        ],
+        (Hook::SecurityFileMprotect, Backend::Kprobe) => &[
+            KPROBE_SECURITY_FILE_MPROTECT,
+            KRETPROBE_SECURITY_FILE_MPROTECT,
+        ],
+        (Hook::SecurityFileMprotect, Backend::Fexit) => &[FEXIT_SECURITY_FILE_MPROTECT],
+        (Hook::SecurityFileMprotect, Backend::Lsm) => &[LSM_FILE_MPROTECT],
     }
 }
 
@@ -278,6 +316,33 @@ pub(super) fn attach_backend(
             attach_fexit(ebpf, FEXIT_SECURITY_MMAP_FILE, "security_mmap_file", btf)
         }
         (Hook::SecurityMmapFile, Backend::Lsm) => attach_lsm(ebpf, LSM_MMAP_FILE, "mmap_file", btf),
+        (Hook::SecurityFileMprotect, Backend::SyscallTracepoint) => {
+            attach_tracepoint(ebpf, TP_ENTER_MPROTECT, "sys_enter_mprotect")?;
+            attach_tracepoint(ebpf, TP_EXIT_MPROTECT, "sys_exit_mprotect")?;
+            attach_tracepoint(ebpf, TP_ENTER_PKEY_MPROTECT, "sys_enter_pkey_mprotect")?;
+            attach_tracepoint(ebpf, TP_EXIT_PKEY_MPROTECT, "sys_exit_pkey_mprotect")
+        }
+        (Hook::SecurityFileMprotect, Backend::Kprobe) => {
+            attach_kprobe(
+                ebpf,
+                KPROBE_SECURITY_FILE_MPROTECT,
+                "security_file_mprotect",
+            )?;
+            attach_kprobe(
+                ebpf,
+                KRETPROBE_SECURITY_FILE_MPROTECT,
+                "security_file_mprotect",
+            )
+        }
+        (Hook::SecurityFileMprotect, Backend::Fexit) => attach_fexit(
+            ebpf,
+            FEXIT_SECURITY_FILE_MPROTECT,
+            "security_file_mprotect",
+            btf,
+        ),
+        (Hook::SecurityFileMprotect, Backend::Lsm) => {
+            attach_lsm(ebpf, LSM_FILE_MPROTECT, "file_mprotect", btf)
+        }
     }
 }
 

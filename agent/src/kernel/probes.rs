@@ -27,6 +27,8 @@ pub struct ProbeSettings {
     pub do_mmap: Choice,
     /// Backend choice for `security_mmap_file`.
     pub security_mmap_file: Choice,
+    /// Backend choice for `security_file_mprotect`.
+    pub security_file_mprotect: Choice,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
     /// A process whose mappings are not reported (the agent itself); 0 = none.
@@ -118,6 +120,8 @@ pub struct Probes {
     pub do_mmap: Option<Backend>,
     /// The backend serving `security_mmap_file`, if reported.
     pub security_mmap_file: Option<Backend>,
+    /// The backend serving `security_file_mprotect`, if reported.
+    pub security_file_mprotect: Option<Backend>,
     /// Better backends that were tried and failed, with why.
     pub passed_over: Vec<Unavailable>,
 }
@@ -215,10 +219,11 @@ impl Probes {
         let mut filters = Filters::take(&mut loaded.ebpf)?;
         filters.apply(&settings.filter, &settings.rate_limit)?;
         let mut passed_over = Vec::new();
-        let mut chosen = [None, None];
+        let mut chosen = [None, None, None];
         for (slot, (event, choice)) in [
             (Hook::DoMmap, settings.do_mmap),
             (Hook::SecurityMmapFile, settings.security_mmap_file),
+            (Hook::SecurityFileMprotect, settings.security_file_mprotect),
         ]
         .into_iter()
         .enumerate()
@@ -275,6 +280,7 @@ impl Probes {
             counters,
             do_mmap: chosen[0],
             security_mmap_file: chosen[1],
+            security_file_mprotect: chosen[2],
             passed_over,
         };
         Ok(Attached {
@@ -324,6 +330,7 @@ pub fn probe_all(ignore_pid: u32) -> Result<Vec<ProbeRow>, ProbeError> {
     let settings = ProbeSettings {
         do_mmap: Choice::Off,
         security_mmap_file: Choice::Off,
+        security_file_mprotect: Choice::Off,
         ring_buffer_bytes: 4096,
         ignore_pid,
         filter: Default::default(),

@@ -150,6 +150,10 @@ fn probe_settings(config: &Config) -> ProbeSettings {
             config.events.security_mmap_file,
             config.backends.security_mmap_file,
         ),
+        security_file_mprotect: Choice::security_file_mprotect(
+            config.events.security_file_mprotect,
+            config.backends.security_file_mprotect,
+        ),
         ring_buffer_bytes: config.ring_buffer.size_bytes,
         ignore_pid: if config.filter.report_self {
             0
@@ -235,6 +239,9 @@ fn announce(config: &Config, probes: &Probes, outputs: &Outputs) {
     }
     if let Some(backend) = probes.security_mmap_file {
         events.push(format!("security_mmap_file via {}", backend.name()));
+    }
+    if let Some(backend) = probes.security_file_mprotect {
+        events.push(format!("security_file_mprotect via {}", backend.name()));
     }
     let destinations = &outputs.destinations;
     let logs = config.signals.contains(TelemetrySignal::Logs);

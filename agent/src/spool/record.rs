@@ -1,6 +1,6 @@
 //! Spooled OTLP `LogRecord`s back into SDK log records.
 
-use mapwatch_model::{EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE};
+use mapwatch_model::{EVENT_DO_MMAP, EVENT_SECURITY_FILE_MPROTECT, EVENT_SECURITY_MMAP_FILE};
 use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry::{Key, StringValue};
@@ -25,9 +25,13 @@ pub fn restore(spooled: ProtoRecord, record: &mut SdkLogRecord) {
             record.set_severity_text(severity.name());
         }
     }
-    if let Some(name) = [EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE]
-        .into_iter()
-        .find(|name| *name == spooled.event_name)
+    if let Some(name) = [
+        EVENT_DO_MMAP,
+        EVENT_SECURITY_MMAP_FILE,
+        EVENT_SECURITY_FILE_MPROTECT,
+    ]
+    .into_iter()
+    .find(|name| *name == spooled.event_name)
     {
         record.set_event_name(name);
     }

@@ -202,7 +202,9 @@ impl PipelineStats {
 impl Snapshot {
     /// Records written to the ring buffer by the kernel.
     pub fn sent(&self) -> u64 {
-        self.kernel.get(Counter::DoMmapSent) + self.kernel.get(Counter::SecurityMmapFileSent)
+        self.kernel.get(Counter::DoMmapSent)
+            + self.kernel.get(Counter::SecurityMmapFileSent)
+            + self.kernel.get(Counter::MprotectSent)
     }
 
     /// Records produced in the kernel (sent or lost there).
@@ -214,6 +216,7 @@ impl Snapshot {
     pub fn ring_buffer_full(&self) -> u64 {
         self.kernel.get(Counter::DoMmapRingBufferFull)
             + self.kernel.get(Counter::SecurityMmapFileRingBufferFull)
+            + self.kernel.get(Counter::MprotectRingBufferFull)
     }
 
     /// Records still in the ring buffer (sent, not read yet).

@@ -104,6 +104,8 @@ fn kernel_drop_reason(counter: Counter) -> (&'static str, Option<&'static str>) 
         Counter::SecurityMmapFileRingBufferFull => ("ring_buffer_full", Some("security_mmap_file")),
         Counter::PendingMapFull => ("argument_map_full", Some("do_mmap")),
         Counter::SecurityPendingMapFull => ("argument_map_full", Some("security_mmap_file")),
+        Counter::MprotectRingBufferFull => ("ring_buffer_full", Some("security_file_mprotect")),
+        Counter::MprotectPendingMapFull => ("argument_map_full", Some("security_file_mprotect")),
         other => (other.name(), None),
     }
 }
@@ -118,6 +120,10 @@ fn received(s: &Sources) -> Observations {
         (
             snap.kernel.get(Counter::SecurityMmapFileSent),
             vec![KeyValue::new(EVENT, "security_mmap_file")],
+        ),
+        (
+            snap.kernel.get(Counter::MprotectSent),
+            vec![KeyValue::new(EVENT, "security_file_mprotect")],
         ),
     ]
 }

@@ -95,6 +95,7 @@ fn push_events(layers: &mut Layers, events: &[EventArg]) {
         .map(|e| match e {
             EventArg::DoMmap => "do_mmap",
             EventArg::SecurityMmapFile => "security_mmap_file",
+            EventArg::SecurityFileMprotect => "security_file_mprotect",
         })
         .collect::<Vec<_>>()
         .join(",");
@@ -106,6 +107,10 @@ fn push_events(layers: &mut Layers, events: &[EventArg]) {
         (
             "security_mmap_file".to_string(),
             Value::from(events.contains(&EventArg::SecurityMmapFile)),
+        ),
+        (
+            "security_file_mprotect".to_string(),
+            Value::from(events.contains(&EventArg::SecurityFileMprotect)),
         ),
     ]);
     layers.push_cli("--events", raw, &["events"], Value::from(data));

@@ -27,6 +27,7 @@
 #define MW_EVENT_SECURITY_MMAP_FILE 2
 #define MW_EVENT_PROCESS_EXIT 3 /* header only: lets the agent forget the process */
 #define MW_EVENT_PROCESS_EXEC 4 /* header only: the process exec'd, its cached facts are stale */
+#define MW_EVENT_SECURITY_FILE_MPROTECT 5 /* struct mw_security_file_mprotect (mprotect.h) */
 
 /* mw_header.backend: which attach point produced the record. */
 #define MW_BACKEND_SYSCALL_TRACEPOINT 1
@@ -81,7 +82,14 @@
 #define MW_COUNTER_EXEC_RINGBUF_FULL 16 /* execs lost: records keep the old executable until age-out */
 /* 32-bit mprotect / pkey_mprotect seen on syscall_tracepoint, which reports none (compat.h) */
 #define MW_COUNTER_COMPAT_MPROTECT_UNWATCHED 17
-#define MW_COUNTER_MAX 18
+/* security_file_mprotect (mprotect.h) */
+#define MW_COUNTER_MPROTECT_SENT 18
+#define MW_COUNTER_MPROTECT_RINGBUF_FULL 19
+#define MW_COUNTER_MPROTECT_PENDING_MAP_FULL 20 /* lost: its entry could not store its arguments */
+/* W->X history (mprotect.h): a formerly writable range could not be remembered */
+#define MW_COUNTER_WX_HISTORY_FULL 21    /* the table of processes was full */
+#define MW_COUNTER_WX_HISTORY_EVICTED 22 /* the process's oldest range was overwritten */
+#define MW_COUNTER_MAX 23
 
 /*
  * Filters (map mw_filter_settings, one entry; lists in hash maps), updated by
@@ -174,6 +182,35 @@ struct mw_security_mmap_file {
 	__u16 file_source;   /* MW_FILE_SOURCE_* */
 	__u16 call_flags;    /* MW_CALL_* */
 	struct mw_file file; /* all zero unless file_source is ARGUMENT or VMA */
+	char path[MW_PATH_MAX];
+};
+
+/* mw_security_file_mprotect.call_flags */
+#define MW_MPROT_RANGE (1U << 0)        /* start/len hold the range the syscall asked for */
+#define MW_MPROT_VMA (1U << 1)          /* vma_start/vma_end/prev_prot describe the VMA before */
+#define MW_MPROT_PKEY_CALL (1U << 2)    /* the call was pkey_mprotect(2): pkey is its argument */
+#define MW_MPROT_WAS_WRITABLE (1U << 3) /* (part of) the range was writable earlier (W->X history) */
+
+/*
+ * A change of protection (mprotect(2), pkey_mprotect(2)): one record per
+ * call (syscall_tracepoint) or per VMA the call changes (kernel backends:
+ * the hook runs once per VMA in the range).
+ */
+struct mw_security_file_mprotect {
+	struct mw_header hdr;
+	__u64 start;         /* the range asked for (MW_MPROT_RANGE) */
+	__u64 len;
+	__u64 reqprot;       /* PROT_* asked for */
+	__u64 prot;          /* PROT_* the kernel applies (READ_IMPLIES_EXEC may add PROT_EXEC) */
+	__u64 vma_start;     /* the VMA at `start` before the change (MW_MPROT_VMA) */
+	__u64 vma_end;
+	__u64 prev_prot;     /* its VM_READ|VM_WRITE|VM_EXEC|VM_SHARED bits (same values as PROT_*) */
+	__s32 pkey;          /* pkey_mprotect's key, -1 for mprotect */
+	__s32 result;        /* 0 or negative errno: syscall result / hook verdict (has_result) */
+	__u32 has_result;    /* 1 always today; kept explicit like security_mmap_file */
+	__u16 file_source;   /* MW_FILE_SOURCE_* (VMA: the VMA's file, read under the mmap lock) */
+	__u16 call_flags;    /* MW_MPROT_* */
+	struct mw_file file; /* the VMA's file; all zero unless file_source is ARGUMENT or VMA */
 	char path[MW_PATH_MAX];
 };
 

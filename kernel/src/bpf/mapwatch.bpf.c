@@ -9,6 +9,7 @@
 #include "exit.h"
 #include "compat.h"
 #include "exec.h"
+#include "mprotect.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -43,6 +44,7 @@ int mw_tp_exit_mmap(struct mw_sys_exit_ctx *ctx)
 SEC("tracepoint/sched/sched_process_exit")
 int mw_tp_process_exit(void *ctx)
 {
+	mw_mprotect_exit();
 	return mw_process_exit();
 }
 
@@ -133,4 +135,54 @@ int mw_bench_tp_raw_syscalls_enter(struct mw_sys_enter_ctx *ctx)
 		return 0;
 	mw_count(MW_COUNTER_COMPAT_MPROTECT_UNWATCHED);
 	return 0;
+}
+
+/* Event security_file_mprotect (mprotect.h). */
+
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int mw_tp_enter_mprotect(struct mw_sys_enter_ctx *ctx)
+{
+	return mw_tp_mprotect_enter(ctx, false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mprotect")
+int mw_tp_exit_mprotect(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_mprotect_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pkey_mprotect")
+int mw_tp_enter_pkey_mprotect(struct mw_sys_enter_ctx *ctx)
+{
+	return mw_tp_mprotect_enter(ctx, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pkey_mprotect")
+int mw_tp_exit_pkey_mprotect(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_mprotect_exit(ctx);
+}
+
+SEC("lsm/file_mprotect")
+int mw_lsm_file_mprotect_prog(__u64 *ctx)
+{
+	return mw_lsm_file_mprotect(ctx);
+}
+
+SEC("fexit/security_file_mprotect")
+int mw_fexit_security_file_mprotect_prog(__u64 *ctx)
+{
+	return mw_fexit_security_file_mprotect(ctx);
+}
+
+SEC("kprobe/security_file_mprotect")
+int mw_kprobe_security_file_mprotect_prog(struct pt_regs *ctx)
+{
+	return mw_kprobe_security_file_mprotect(ctx);
+}
+
+SEC("kretprobe/security_file_mprotect")
+int mw_kretprobe_security_file_mprotect_prog(struct pt_regs *ctx)
+{
+	return mw_kretprobe_security_file_mprotect(ctx);
 }

@@ -114,6 +114,7 @@ struct vm_area_struct {
 	unsigned long vm_end;
 	unsigned long vm_pgoff;
 	struct file *vm_file;
+	unsigned long vm_flags; /* VM_*; in an anonymous union since 6.3 (CO-RE finds it) */
 };
 
 struct fs_struct {

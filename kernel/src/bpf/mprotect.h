@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The third event, security_file_mprotect: a change of protection by
+ * mprotect(2) or pkey_mprotect(2), and the W->X history it feeds.
+ *
+ * Backends:
+ *   lsm/file_mprotect(vma, reqprot, prot, ret)  the hook, once per VMA of the range
+ *   fexit security_file_mprotect(vma, reqprot, prot) -> 0 / -errno
+ *   kprobe + kretprobe security_file_mprotect
+ *   syscall_tracepoint: sys_{enter,exit}_{mprotect,pkey_mprotect}
+ *
+ * Kernel backends run inside do_mprotect_pkey with the mmap lock held for
+ * writing, before the VMA is changed: `vma` (an argument) gives the previous
+ * protection (vm_flags) and its file, held by the VMA. The range the syscall
+ * asked for and the pkey are read from the task's syscall registers
+ * (bpf_task_pt_regs); a call that fails before the hook (EINVAL, ENOMEM on a
+ * hole) is not seen there.
+ *
+ * syscall_tracepoint holds no reference: at entry the VMA at `start` is
+ * looked up with bpf_find_vma (its flags and range read inside the callback,
+ * under the mmap lock; the vm_file pointer kept as a number, never
+ * dereferenced); at exit the VMA at `start` is looked up again and the file
+ * facts are read inside the callback, only if it is still the same file
+ * (mprotect never changes vm_file; another thread may have replaced the
+ * mapping meanwhile: then file_source says VMA_MISMATCH). The result is the
+ * syscall's. One record per call; prev_prot is the first VMA's.
+ *
+ * W->X history (mw_wx_history): ranges of a process that were writable and
+ * were made non-writable by a successful mprotect are remembered, so a later
+ * mprotect adding PROT_EXEC to any part of them is flagged
+ * MW_MPROT_WAS_WRITABLE even though the VMA is not writable any more (the
+ * RW -> R -> RX evasion). Kept in the kernel so every backend (and an
+ * enforcing LSM later) shares it; updated for every call, before filters and
+ * rate limit (a filtered record still teaches the history). Bounds:
+ * MW_WX_RANGES ranges per process (round robin, overwrites counted
+ * MW_COUNTER_WX_HISTORY_EVICTED), MW_WX_PROCESSES processes (a process that
+ * does not fit is counted MW_COUNTER_WX_HISTORY_FULL); forgotten at process
+ * exit, and ignored after an exec (the entry remembers its mm).
+ */
+#ifndef MAPWATCH_MPROTECT_H
+#define MAPWATCH_MPROTECT_H
+
+#include "emit.h"
+
+#define MW_VM_PROT_BITS 0xfULL /* VM_READ | VM_WRITE | VM_EXEC | VM_SHARED == PROT_* values */
+#define MW_PROT_WRITE 0x2ULL
+#define MW_PROT_EXEC 0x4ULL
+#define MW_PAGE_MASK (~((1ULL << MW_PAGE_SHIFT) - 1))
+/* x86-64 syscall numbers, as orig_ax holds them */
+#define MW_NR_MPROTECT 10
+#define MW_NR_PKEY_MPROTECT 329
+
+#define MW_WX_RANGES 8
+#define MW_WX_PROCESSES 8192
+
+/* One call between entry and return. */
+struct mw_mprot_call {
+	__u64 start;
+	__u64 len;
+	__u64 reqprot;
+	__u64 prot;
+	__u64 vma_start;
+	__u64 vma_end;
+	__u64 prev_prot;
+	__u64 file; /* tracepoint: vm_file at entry, compared only; kprobe: unused */
+	__u64 vma;  /* kprobe: the hook's vma argument, valid until it returns */
+	__s32 pkey;
+	__u16 flags; /* MW_MPROT_* */
+	__u16 file_source;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_PENDING_ENTRIES);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct mw_mprot_call);
+} mw_pending_tp_mprotect SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_PENDING_ENTRIES);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct mw_mprot_call);
+} mw_pending_kprobe_mprotect SEC(".maps");
+
+struct mw_wx_history {
+	__u64 mm; /* the address space these ranges belong to (an exec starts a new one) */
+	__u64 start[MW_WX_RANGES];
+	__u64 end[MW_WX_RANGES];
+	__u32 next;
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_WX_PROCESSES);
+	__type(key, __u32); /* tgid */
+	__type(value, struct mw_wx_history);
+} mw_wx_history_map SEC(".maps");
+
+/* Per-CPU workspace of this event (its own: the other events' union stays as it is). */
+struct mw_mprot_scratch {
+	struct mw_security_file_mprotect ev;
+	char path_buf[MW_PATH_MAX * 2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_mprot_scratch);
+} mw_mprot_scratch_map SEC(".maps");
+
+/* ---- W->X history ---- */
+
+static __always_inline __u64 mw_current_mm(void)
+{
+	struct task_struct___mm {
+		struct mm_struct *mm;
+	} __attribute__((preserve_access_index)) *task = (void *)bpf_get_current_task();
+
+	return (__u64)BPF_CORE_READ(task, mm);
+}
+
+/* Whether [start, end) overlaps a range of the process that was writable before. */
+static __always_inline bool mw_wx_was_writable(__u32 tgid, __u64 mm, __u64 start, __u64 end)
+{
+	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &tgid);
+
+	if (!h || h->mm != mm)
+		return false;
+#pragma unroll
+	for (int i = 0; i < MW_WX_RANGES; i++) {
+		if (h->end[i] && h->start[i] < end && start < h->end[i])
+			return true;
+	}
+	return false;
+}
+
+/* Remembers that [start, end) was writable until now. */
+static __always_inline void mw_wx_remember(__u32 tgid, __u64 mm, __u64 start, __u64 end)
+{
+	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &tgid);
+	__u32 slot;
+
+	if (!h || h->mm != mm) {
+		struct mw_wx_history fresh = {};
+
+		fresh.mm = mm;
+		fresh.start[0] = start;
+		fresh.end[0] = end;
+		fresh.next = 1;
+		if (bpf_map_update_elem(&mw_wx_history_map, &tgid, &fresh, BPF_ANY))
+			mw_count(MW_COUNTER_WX_HISTORY_FULL);
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < MW_WX_RANGES; i++) {
+		if (h->start[i] <= start && end <= h->end[i])
+			return; /* known already */
+	}
+	slot = h->next & (MW_WX_RANGES - 1);
+	if (h->end[slot])
+		mw_count(MW_COUNTER_WX_HISTORY_EVICTED);
+	h->start[slot] = start;
+	h->end[slot] = end;
+	h->next = slot + 1;
+}
+
+/*
+ * The range this record is about: the part of the asked range inside the VMA
+ * (kernel backends see one VMA per record), or whichever of the two is known.
+ */
+static __always_inline void mw_mprot_range(struct mw_mprot_call *c, __u64 *start, __u64 *end)
+{
+	__u64 s = 0, e = 0;
+
+	if (c->flags & MW_MPROT_RANGE) {
+		s = c->start & MW_PAGE_MASK;
+		e = c->start + c->len;
+	}
+	if (c->flags & MW_MPROT_VMA) {
+		if (!(c->flags & MW_MPROT_RANGE)) {
+			s = c->vma_start;
+			e = c->vma_end;
+		} else {
+			if (s < c->vma_start)
+				s = c->vma_start;
+			if (e > c->vma_end)
+				e = c->vma_end;
+		}
+	}
+	*start = s;
+	*end = e;
+}
+
+/*
+ * Consults and updates the history for a call with result `result`; sets
+ * MW_MPROT_WAS_WRITABLE in c->flags. Runs for every call, filtered or not.
+ */
+static __always_inline void mw_wx_track(__u64 pid_tgid, struct mw_mprot_call *c, __s32 result)
+{
+	__u32 tgid = pid_tgid >> 32;
+	__u64 mm = mw_current_mm();
+	__u64 start, end;
+
+	mw_mprot_range(c, &start, &end);
+	if (end <= start)
+		return;
+	if ((c->reqprot & MW_PROT_EXEC) && mw_wx_was_writable(tgid, mm, start, end))
+		c->flags |= MW_MPROT_WAS_WRITABLE;
+	if (result == 0 && (c->flags & MW_MPROT_VMA) && (c->prev_prot & MW_PROT_WRITE) &&
+	    !(c->reqprot & MW_PROT_WRITE))
+		mw_wx_remember(tgid, mm, start, end);
+}
+
+/* The process ended: its history goes. */
+static __always_inline void mw_mprotect_forget_process(__u32 tgid)
+{
+	bpf_map_delete_elem(&mw_wx_history_map, &tgid);
+}
+
+/* A thread exits: its calls in flight never return. */
+static __always_inline void mw_mprotect_forget_thread(__u64 pid_tgid)
+{
+	bpf_map_delete_elem(&mw_pending_tp_mprotect, &pid_tgid);
+	bpf_map_delete_elem(&mw_pending_kprobe_mprotect, &pid_tgid);
+}
+
+/* For sched_process_exit (next to mw_process_exit). */
+static __always_inline void mw_mprotect_exit(void)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	mw_mprotect_forget_thread(pid_tgid);
+	if ((__u32)pid_tgid == (__u32)(pid_tgid >> 32))
+		mw_mprotect_forget_process(pid_tgid >> 32);
+}
+
+/* ---- syscall_tracepoint: the VMA at `start`, under the mmap lock ---- */
+
+struct mw_mprot_lookup {
+	__u64 addr;
+	struct mw_mprot_call *call;
+	struct mw_file *info; /* exit only: where the file facts go */
+	char *buf;
+	char *out;
+	long err;
+	__u64 deadline;
+	__u32 exit;   /* 0: entry (flags and range), 1: exit (file facts) */
+	__u32 source; /* exit: MW_FILE_SOURCE_VMA or _VMA_MISMATCH */
+};
+
+static long mw_mprot_vma_cb(struct task_struct *task, struct vm_area_struct *vma,
+			    struct mw_mprot_lookup *l)
+{
+	struct mw_mprot_call *c = l->call;
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+
+	if (!l->exit) {
+		c->vma_start = BPF_CORE_READ(vma, vm_start);
+		c->vma_end = BPF_CORE_READ(vma, vm_end);
+		c->prev_prot = BPF_CORE_READ(vma, vm_flags) & MW_VM_PROT_BITS;
+		c->file = (__u64)file; /* a number to compare at exit, never dereferenced */
+		c->flags |= MW_MPROT_VMA;
+		return 0;
+	}
+	if (!file || (__u64)file != c->file) {
+		l->source = MW_FILE_SOURCE_VMA_MISMATCH;
+		return 0;
+	}
+	mw_file_info(file, l->info, l->buf, l->out);
+	l->source = MW_FILE_SOURCE_VMA;
+	return 0;
+}
+
+static long mw_mprot_try(__u32 index, struct mw_mprot_lookup *l)
+{
+	l->err = bpf_find_vma(bpf_get_current_task_btf(), l->addr, mw_mprot_vma_cb, l, 0);
+	if (l->err != -MW_EBUSY)
+		return 1;
+	return bpf_ktime_get_ns() > l->deadline;
+}
+
+/* Runs the lookup; returns bpf_find_vma's last result. */
+static __always_inline long mw_mprot_lookup_run(struct mw_mprot_lookup *l)
+{
+	l->err = -MW_EBUSY;
+	l->deadline = bpf_ktime_get_ns() + MW_VMA_WAIT_NS;
+	bpf_loop(MW_VMA_MAX_TRIES, mw_mprot_try, l, 0);
+	return l->err;
+}
+
+/* Why no VMA was read (entry or exit), counted like the mmap lookups. */
+static __always_inline __u16 mw_mprot_lookup_failed(long err, bool count_missing)
+{
+	if (err == -MW_EBUSY) {
+		mw_count(MW_COUNTER_VMA_BUSY);
+		return MW_FILE_SOURCE_VMA_BUSY;
+	}
+	if (err == -MW_ENOENT) {
+		if (count_missing)
+			mw_count(MW_COUNTER_VMA_MISSING);
+		return MW_FILE_SOURCE_VMA_MISSING;
+	}
+	mw_count(MW_COUNTER_VMA_LOOKUP_FAILED);
+	return MW_FILE_SOURCE_LOOKUP_FAILED;
+}
+
+/* Entry: the previous protection and range of the VMA at `start`. */
+static __always_inline void mw_mprot_vma_enter(struct mw_mprot_call *c)
+{
+	struct mw_mprot_lookup l = { .addr = c->start, .call = c };
+	long err = mw_mprot_lookup_run(&l);
+
+	/* Nothing mapped at start is the caller's error (ENOMEM follows): not counted. */
+	if (err)
+		c->file_source = mw_mprot_lookup_failed(err, false);
+}
+
+/* Exit: the file of the VMA at `start`, if it is still the one seen at entry. */
+static __always_inline __u16 mw_mprot_vma_file(struct mw_mprot_call *c, struct mw_file *info,
+					       char *buf, char *out)
+{
+	struct mw_mprot_lookup l = {
+		.addr = c->start, .call = c, .info = info, .buf = buf, .out = out, .exit = 1,
+		.source = MW_FILE_SOURCE_LOOKUP_FAILED,
+	};
+	long err = mw_mprot_lookup_run(&l);
+	__u16 source = l.source;
+
+	if (err)
+		source = mw_mprot_lookup_failed(err, true);
+	else if (source == MW_FILE_SOURCE_VMA_MISMATCH)
+		mw_count(MW_COUNTER_VMA_MISMATCH);
+	if (source != MW_FILE_SOURCE_VMA)
+		__builtin_memset(info, 0, sizeof(*info));
+	return source;
+}
+
+/* ---- the record ---- */
+
+/*
+ * Fills the file facts of the record. Kernel backends: `vma` is the hook's
+ * argument (the VMA and its file stay valid while the hook runs, under the
+ * mmap write lock). syscall_tracepoint: `vma` is NULL and the facts come from
+ * a lookup (mw_mprot_vma_file) done by the caller.
+ */
+static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, struct mw_mprot_call *c,
+					     __s32 result, struct vm_area_struct *vma)
+{
+	__u32 zero = 0;
+	struct mw_mprot_scratch *s;
+	struct mw_security_file_mprotect *ev;
+	struct file *file = NULL;
+
+	mw_wx_track(pid_tgid, c, result);
+	if (vma)
+		file = BPF_CORE_READ(vma, vm_file);
+	if (!mw_filter_task(pid_tgid, c->reqprot,
+			    vma ? file != NULL : c->file != 0))
+		return;
+	s = bpf_map_lookup_elem(&mw_mprot_scratch_map, &zero);
+	if (!s)
+		return;
+	ev = &s->ev;
+	mw_fill_header(&ev->hdr, MW_EVENT_SECURITY_FILE_MPROTECT, backend, pid_tgid);
+	ev->start = c->start;
+	ev->len = c->len;
+	ev->reqprot = c->reqprot;
+	ev->prot = c->prot;
+	ev->vma_start = c->vma_start;
+	ev->vma_end = c->vma_end;
+	ev->prev_prot = c->prev_prot;
+	ev->pkey = c->pkey;
+	ev->result = result;
+	ev->has_result = 1;
+	ev->call_flags = c->flags;
+	if (vma) {
+		mw_file_info(file, &ev->file, s->path_buf, ev->path);
+		ev->file_source = file ? MW_FILE_SOURCE_ARGUMENT : MW_FILE_SOURCE_NONE;
+	} else {
+		ev->file_source = MW_FILE_SOURCE_NONE;
+		__builtin_memset(&ev->file, 0, sizeof(ev->file));
+		if (c->file)
+			ev->file_source = mw_mprot_vma_file(c, &ev->file, s->path_buf, ev->path);
+		else if (!(c->flags & MW_MPROT_VMA))
+			ev->file_source = c->file_source; /* why the VMA is unknown */
+	}
+	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
+	    !mw_rate_allows(pid_tgid))
+		return;
+	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_security_file_mprotect, path),
+		  ev->file.path_len, MW_COUNTER_MPROTECT_SENT, MW_COUNTER_MPROTECT_RINGBUF_FULL);
+}
+
+/* ---- backend syscall_tracepoint ---- */
+
+static __always_inline int mw_tp_mprotect_enter(struct mw_sys_enter_ctx *ctx, bool pkey_call)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_mprot_call c = {};
+
+	if (mw_ignored(pid_tgid))
+		return 0;
+	c.start = ctx->args[0];
+	c.len = ctx->args[1];
+	c.reqprot = ctx->args[2];
+	c.prot = c.reqprot;
+	c.pkey = pkey_call ? (__s32)ctx->args[3] : -1;
+	c.flags = MW_MPROT_RANGE | (pkey_call ? MW_MPROT_PKEY_CALL : 0);
+	mw_mprot_vma_enter(&c);
+	if (bpf_map_update_elem(&mw_pending_tp_mprotect, &pid_tgid, &c, BPF_ANY))
+		mw_count(MW_COUNTER_MPROTECT_PENDING_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int mw_tp_mprotect_exit(struct mw_sys_exit_ctx *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_mprot_call *c;
+
+	if (mw_ignored(pid_tgid))
+		return 0;
+	c = bpf_map_lookup_elem(&mw_pending_tp_mprotect, &pid_tgid);
+	if (!c)
+		return 0;
+	mw_emit_mprotect(MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid, c, (__s32)ctx->ret, NULL);
+	bpf_map_delete_elem(&mw_pending_tp_mprotect, &pid_tgid);
+	return 0;
+}
+
+/* ---- kernel backends ---- */
+
+/* The syscall's own arguments (range, pkey), from the task's saved registers. */
+static __always_inline void mw_mprot_syscall_args(struct mw_mprot_call *c)
+{
+	struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct pt_regs regs;
+
+	c->pkey = -1;
+	if (!uregs || bpf_probe_read_kernel(&regs, sizeof(regs), uregs))
+		return;
+	if (regs.orig_ax != MW_NR_MPROTECT && regs.orig_ax != MW_NR_PKEY_MPROTECT)
+		return; /* a compat call or another caller: the VMA's range stands */
+	c->start = regs.di;
+	c->len = regs.si;
+	c->flags |= MW_MPROT_RANGE;
+	if (regs.orig_ax == MW_NR_PKEY_MPROTECT) {
+		c->pkey = (__s32)regs.r10;
+		c->flags |= MW_MPROT_PKEY_CALL;
+	}
+}
+
+/* Fills `c` from the hook's arguments; `vma` is valid while the hook runs. */
+static __always_inline void mw_mprot_hook_call(struct mw_mprot_call *c, struct vm_area_struct *vma,
+					       __u64 reqprot, __u64 prot)
+{
+	c->reqprot = reqprot;
+	c->prot = prot;
+	c->vma_start = BPF_CORE_READ(vma, vm_start);
+	c->vma_end = BPF_CORE_READ(vma, vm_end);
+	c->prev_prot = BPF_CORE_READ(vma, vm_flags) & MW_VM_PROT_BITS;
+	c->flags |= MW_MPROT_VMA;
+	mw_mprot_syscall_args(c);
+}
+
+static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_mprot_call c = {};
+	__u64 vma = 0;
+	int ret = (int)ctx[3];
+
+	if (mw_ignored(pid_tgid))
+		return ret;
+	bpf_probe_read_kernel(&vma, sizeof(vma), &ctx[0]);
+	if (!vma)
+		return ret;
+	mw_mprot_hook_call(&c, (struct vm_area_struct *)vma, ctx[1], ctx[2]);
+	mw_emit_mprotect(MW_BACKEND_LSM, pid_tgid, &c, ret, (struct vm_area_struct *)vma);
+	return ret; /* observe only */
+}
+
+static __always_inline int mw_fexit_security_file_mprotect(__u64 *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_mprot_call c = {};
+	__u64 vma = 0, reqprot = 0, prot = 0, ret = 0;
+
+	if (mw_ignored(pid_tgid))
+		return 0;
+	bpf_get_func_arg(ctx, 0, &vma);
+	bpf_get_func_arg(ctx, 1, &reqprot);
+	bpf_get_func_arg(ctx, 2, &prot);
+	bpf_get_func_ret(ctx, &ret);
+	if (!vma)
+		return 0;
+	mw_mprot_hook_call(&c, (struct vm_area_struct *)vma, reqprot, prot);
+	mw_emit_mprotect(MW_BACKEND_FEXIT, pid_tgid, &c, (__s32)ret, (struct vm_area_struct *)vma);
+	return 0;
+}
+
+static __always_inline int mw_kprobe_security_file_mprotect(struct pt_regs *regs)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_mprot_call c = {};
+
+	if (mw_ignored(pid_tgid))
+		return 0;
+	c.vma = MW_REGS_ARG(regs, 0);
+	if (!c.vma)
+		return 0;
+	mw_mprot_hook_call(&c, (struct vm_area_struct *)c.vma, MW_REGS_ARG(regs, 1),
+			   MW_REGS_ARG(regs, 2));
+	if (bpf_map_update_elem(&mw_pending_kprobe_mprotect, &pid_tgid, &c, BPF_ANY))
+		mw_count(MW_COUNTER_MPROTECT_PENDING_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int mw_kretprobe_security_file_mprotect(struct pt_regs *regs)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_mprot_call *c;
+
+	if (mw_ignored(pid_tgid))
+		return 0;
+	c = bpf_map_lookup_elem(&mw_pending_kprobe_mprotect, &pid_tgid);
+	if (!c)
+		return 0;
+	/* Still inside the caller's mmap write lock: the VMA is the one of the entry. */
+	mw_emit_mprotect(MW_BACKEND_KPROBE, pid_tgid, c, (__s32)MW_REGS_RET(regs),
+			 (struct vm_area_struct *)c->vma);
+	bpf_map_delete_elem(&mw_pending_kprobe_mprotect, &pid_tgid);
+	return 0;
+}
+
+#endif /* MAPWATCH_MPROTECT_H */
