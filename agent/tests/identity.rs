@@ -42,6 +42,8 @@ fn agent_for_this_process(receiver: &OtlpReceiver) -> Option<Agent> {
     let mut cmd = agent_command();
     cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
         .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms")
+        // The counts compared below are of mmap's records.
+        .env("MAPWATCH_EVENTS__SECURITY_FILE_MPROTECT", "false")
         .env(
             "MAPWATCH_FILTER__INCLUDE_PIDS",
             std::process::id().to_string(),

@@ -313,9 +313,13 @@ static __always_inline void mw_mprot_vma_enter(struct mw_mprot_call *c)
 	struct mw_mprot_lookup l = { .addr = c->start, .call = c };
 	long err = mw_mprot_lookup_run(&l);
 
-	/* Nothing mapped at start is the caller's error (ENOMEM follows): not counted. */
-	if (err)
-		c->file_source = mw_mprot_lookup_failed(err, false);
+	/* Counted when the record is built (after the task filters), not here. */
+	if (err == -MW_EBUSY)
+		c->file_source = MW_FILE_SOURCE_VMA_BUSY;
+	else if (err == -MW_ENOENT)
+		c->file_source = MW_FILE_SOURCE_VMA_MISSING;
+	else if (err)
+		c->file_source = MW_FILE_SOURCE_LOOKUP_FAILED;
 }
 
 /* Exit: the file of the VMA at `start`, if it is still the one seen at entry. */
@@ -384,8 +388,14 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 		__builtin_memset(&ev->file, 0, sizeof(ev->file));
 		if (c->file)
 			ev->file_source = mw_mprot_vma_file(c, &ev->file, s->path_buf, ev->path);
-		else if (!(c->flags & MW_MPROT_VMA))
-			ev->file_source = c->file_source; /* why the VMA is unknown */
+		else if (!(c->flags & MW_MPROT_VMA)) {
+			/* Why the VMA is unknown; nothing mapped at start (ENOMEM) is not counted. */
+			ev->file_source = c->file_source;
+			if (c->file_source == MW_FILE_SOURCE_VMA_BUSY)
+				mw_count(MW_COUNTER_VMA_BUSY);
+			else if (c->file_source == MW_FILE_SOURCE_LOOKUP_FAILED)
+				mw_count(MW_COUNTER_VMA_LOOKUP_FAILED);
+		}
 	}
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
 	    !mw_rate_allows(pid_tgid))
