@@ -232,6 +232,12 @@ fn stop_and_account(agent: Agent, receiver: &OtlpReceiver, made: Option<u64>) ->
     stop_and_account_with_duplicates(agent, receiver, made, 0)
 }
 
+/// The records of one export batch at the default `batch.max_export_batch_size`:
+/// delivery is at least once, so an outage may repeat one batch (the collector
+/// stored it but its answer was lost, or a crash came before the spool
+/// recorded its delivery), never more.
+const ONE_BATCH: u64 = 512;
+
 /// Like [`stop_and_account`], but the receiver may hold up to `duplicates`
 /// records more than the agent exported: a collector killed after it stored
 /// a batch and before it answered gets that batch again (at least once).
@@ -263,13 +269,13 @@ fn stop_and_account_with_duplicates(
     if let Some(made) = made {
         let arrived = ours(receiver) as u64;
         assert!(
-            arrived <= made,
-            "{arrived} of {made} records arrived: duplicates"
+            arrived <= made + duplicates,
+            "{arrived} of {made} records arrived: more duplicates than the {duplicates} allowed"
         );
         if s.lost == 0 {
-            assert_eq!(
-                arrived, made,
-                "records missing without loss counted:\n{stderr}"
+            assert!(
+                arrived >= made,
+                "{arrived} of {made}: records missing without loss counted:\n{stderr}"
             );
         } else {
             assert!(
@@ -351,7 +357,7 @@ fn collector_stopped_mid_run_then_restarted() {
     receiver.restart().unwrap();
     mmap_anonymous(300);
     wait_for_ours(&receiver, 2600, &agent);
-    let s = stop_and_account(agent, &receiver, Some(2600));
+    let s = stop_and_account_with_duplicates(agent, &receiver, Some(2600), ONE_BATCH);
     assert_eq!((s.lost, s.export_failed, s.unsent), (0, 0, 0), "{s:?}");
 }
 
@@ -912,7 +918,7 @@ fn spool_keeps_records_across_a_restart_during_an_outage() {
     assert_eq!(early, 1000, "the spooled records lost their times");
     mmap_anonymous(50);
     wait_for_ours(&receiver, 1050, &agent);
-    let second = stop_and_account(agent, &receiver, Some(1050));
+    let second = stop_and_account_with_duplicates(agent, &receiver, Some(1050), ONE_BATCH);
     assert_eq!(second.taken_over, first.produced, "{second:?}");
     assert_eq!((second.lost, second.left_in_spool), (0, 0), "{second:?}");
     assert_eq!(spool_segments(&spool), 0);
@@ -959,10 +965,10 @@ fn kill_9_during_an_outage_loses_nothing_that_reached_the_spool() {
     wait_for_ours(&receiver, 1000, &agent);
     mmap_anonymous(50);
     wait_for_ours(&receiver, 1050, &agent);
-    let second = stop_and_account(agent, &receiver, Some(1050));
+    let second = stop_and_account_with_duplicates(agent, &receiver, Some(1050), ONE_BATCH);
     println!("after kill -9: {second:?}");
     // Each outage record once: the 1000 do_mmap records (and their checks)
-    // were all taken over; nothing was delivered twice (`stop_and_account`).
+    // were all taken over, none delivered twice beyond one batch.
     assert!(second.taken_over >= 1000, "{second:?}");
     assert_eq!((second.lost, second.left_in_spool), (0, 0), "{second:?}");
 }
