@@ -601,19 +601,11 @@ fn paths_cross_mount_points_and_deleted_files_are_flagged() {
 
     let logs = receiver
         .wait_for_logs(
-            |logs| {
-                find(logs, "mapwatch.do_mmap", |l| {
-                    l.int_attr("mmap.addr") == Some(addr as i64)
-                })
-                .is_some()
-            },
+            |logs| find(logs, "mapwatch.do_mmap", |l| this_shared_page(l, addr)).is_some(),
             WAIT,
         )
         .unwrap_or_else(|e| panic!("record did not arrive: {e}; stderr:\n{}", agent.stderr()));
-    let log = find(&logs, "mapwatch.do_mmap", |l| {
-        l.int_attr("mmap.addr") == Some(addr as i64)
-    })
-    .unwrap();
+    let log = find(&logs, "mapwatch.do_mmap", |l| this_shared_page(l, addr)).unwrap();
     assert_eq!(
         log.str_attr("file.path"),
         path.to_str(),
@@ -624,6 +616,15 @@ fn paths_cross_mount_points_and_deleted_files_are_flagged() {
         Some(true)
     );
     assert_eq!(log.attr("mmap.file.path_truncated"), None);
+}
+
+/// The shared one-page mapping at `addr`: once unmapped, the address can be
+/// reused at once by another thread of this test binary (a thread stack of a
+/// concurrent test), so the address alone does not say which record is ours.
+fn this_shared_page(l: &ReceivedLog, addr: u64) -> bool {
+    l.int_attr("mmap.addr") == Some(addr as i64)
+        && l.int_attr("mmap.len") == Some(PAGE as i64)
+        && l.int_attr("mmap.flags") == Some(i64::from(libc::MAP_SHARED))
 }
 
 #[test]
