@@ -265,10 +265,12 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
             |logs| {
                 find(logs, "mapwatch.do_mmap", |l| {
                     l.int_attr("mmap.addr") == Some(m.addr as i64)
+                        && l.int_attr("thread.id") == Some(m.tid)
                 })
                 .is_some()
                     && find(logs, "mapwatch.do_mmap", |l| {
                         l.int_attr("mmap.addr") == Some(anon as i64)
+                            && l.int_attr("thread.id") == Some(m.tid)
                     })
                     .is_some()
                     && find(logs, "mapwatch.security_mmap_file", |l| {
@@ -288,7 +290,7 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
 
     // do_mmap of the file: every field against the workload's own view.
     let file_map = find(&logs, "mapwatch.do_mmap", |l| {
-        l.int_attr("mmap.addr") == Some(m.addr as i64)
+        l.int_attr("mmap.addr") == Some(m.addr as i64) && l.int_attr("thread.id") == Some(m.tid)
     })
     .unwrap();
     assert_eq!(
@@ -372,7 +374,7 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
 
     // Anonymous RWX: a warning with reasons and no file attributes.
     let rwx = find(&logs, "mapwatch.do_mmap", |l| {
-        l.int_attr("mmap.addr") == Some(anon as i64)
+        l.int_attr("mmap.addr") == Some(anon as i64) && l.int_attr("thread.id") == Some(m.tid)
     })
     .unwrap();
     assert_eq!(rwx.int_attr("process.pid"), Some(pid));

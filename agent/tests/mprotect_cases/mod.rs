@@ -249,8 +249,20 @@ fn assert_call(log: &ReceivedLog, addr: u64, len: usize, prot: i32, prev: i32, v
     );
 }
 
+/// The cases run one at a time: they share this process, and the kernel's
+/// W->X history keeps 8 ranges per process, so one case's RW->R ranges
+/// would evict another's (a limit of the detection, counted as
+/// `wx_history_evicted`; here it would only make the tests flaky).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The classic injection: RW anonymous memory, code written, mprotect RX, run.
 pub fn rw_to_rx_injection_warns() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     let addr = map_anon(2, RW, None);
     write_code(addr);
@@ -273,6 +285,7 @@ pub fn rw_to_rx_injection_warns() {
 
 /// pkey_mprotect, with a key of our own when the CPU has protection keys.
 pub fn pkey_mprotect_injection_warns() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     // SAFETY: pkey_alloc has no memory preconditions; -1 when unsupported.
     let allocated = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, 0) } as i32;
@@ -298,6 +311,7 @@ pub fn pkey_mprotect_injection_warns() {
 
 /// A file mapping: the record names the VMA's file with the file's own stat.
 pub fn file_mapping_names_the_file() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     let dir = tempfile::tempdir().unwrap(); // 0700: not world-writable
     let path = dir.path().canonicalize().unwrap().join("code.bin");
@@ -338,6 +352,7 @@ pub fn file_mapping_names_the_file() {
 
 /// Failed calls: the error, and WARN only for what was asked (RWX).
 pub fn failed_mprotect_reports_the_error_without_false_alarm() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     let tid = gettid();
     let addr = map_anon(3, RW, None);
@@ -406,6 +421,7 @@ pub fn failed_mprotect_reports_the_error_without_false_alarm() {
 
 /// Evasion: another thread of the process does the mprotect.
 pub fn second_thread_doing_the_mprotect_is_seen() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     let addr = map_anon(1, RW, None);
     write_code(addr);
@@ -425,6 +441,7 @@ pub fn second_thread_doing_the_mprotect_is_seen() {
 
 /// Evasion: a sub-range of a larger RW mapping; and RW -> R (all) -> RX (a page).
 pub fn sub_range_and_rw_r_rx_are_seen() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     let tid = gettid();
     let addr = map_anon(16, RW, None);
@@ -463,6 +480,7 @@ pub fn sub_range_and_rw_r_rx_are_seen() {
 
 /// Evasion: munmap + mmap at the same address in between.
 pub fn unmap_and_remap_in_between_is_seen() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     let tid = gettid();
     let addr = map_anon(1, RW, None);
@@ -494,6 +512,7 @@ pub fn unmap_and_remap_in_between_is_seen() {
 
 /// Executable memory made writable+executable (code patched in place).
 pub fn rx_to_rwx_warns() {
+    let _serial = serial();
     let Some(h) = Harness::start() else { return };
     let addr = map_anon(1, RX, None);
     let (s, e, _) = maps_entry(addr);
@@ -600,6 +619,7 @@ fn assert_no_warn(records: &[ReceivedLog], what: &str) {
 /// Benign controls: a dynamically linked program start (the loader's RELRO
 /// mprotect, shared libraries loaded), python3, a Go binary: no WARN.
 pub fn benign_programs_are_quiet() {
+    let _serial = serial();
     // Built before the agent starts: the build's own mappings are not the point.
     let dir = tempfile::tempdir().unwrap();
     let go = go_binary(dir.path());
