@@ -1,9 +1,11 @@
 //! The initramfs: a static busybox, the static test binaries, and an
-//! `/init` that prepares the kernel interfaces the agent uses, runs the e2e
-//! tests once per backend configuration between markers, and powers off.
+//! `/init` that prepares the kernel interfaces the agent uses, runs each
+//! suite under each backend configuration it exercises (see `suites.rs`)
+//! between markers, and powers off.
 //!
 //! Serial markers (one line each, parsed by `report.rs`):
-//! `MWVM-KERNEL <uname -r>`, `MWVM-BEGIN <config>`, `MWVM-END <config> rc=<n>`,
+//! `MWVM-KERNEL <uname -r>`, `MWVM-BEGIN <config> <suite>`,
+//! `MWVM-END <config> <suite> rc=<n>`,
 //! `MWVM-WARN <text>`, `MWVM-DMESG-BEGIN` / `MWVM-DMESG-END` around the
 //! kernel's warnings and errors, and `MWVM-DONE` last.
 
@@ -19,18 +21,43 @@ use anyhow::{Context as _, Result, bail};
 use crate::binaries::Binaries;
 use crate::configs::BackendConfig;
 use crate::host::{self, BUSYBOX};
+use crate::suites::Suite;
 
-/// Where the binaries live inside the VM.
+/// Where the binaries live inside the VM: the agent, and the directory of
+/// the suites' test binaries (each named after its suite).
 const AGENT_IN_VM: &str = "/mw/mapwatch";
-const E2E_IN_VM: &str = "/mw/e2e";
+const TESTS_IN_VM: &str = "/mw/tests";
+
+/// The variable through which the tests scale their timeouts (read by
+/// `agent/tests/common/mod.rs`).
+pub const TIME_SCALE_VAR: &str = "MAPWATCH_TEST_TIME_SCALE";
 
 /// How the tests run inside the VM.
 pub struct TestPlan<'a> {
     pub configs: &'a [&'a BackendConfig],
-    /// `--test-threads` of the e2e binary.
+    pub suites: &'a [Suite],
+    /// `--test-threads` of each test binary.
     pub test_threads: usize,
-    /// Further arguments for the e2e binary (e.g. a test name filter).
+    /// Factor for the tests' timeouts (TCG runs several times slower than
+    /// the host).
+    pub time_scale: u32,
+    /// Further arguments for every test binary (e.g. a test name filter).
     pub test_args: &'a [String],
+}
+
+impl TestPlan<'_> {
+    /// `(configuration, suite)` in the order `/init` runs them.
+    pub fn runs(&self) -> Vec<(&BackendConfig, &Suite)> {
+        self.configs
+            .iter()
+            .flat_map(|c| {
+                self.suites
+                    .iter()
+                    .filter(|s| s.runs_under(c))
+                    .map(move |s| (*c, s))
+            })
+            .collect()
+    }
 }
 
 /// Builds `<vm_dir>/initramfs.cpio.gz` from a fresh staging tree in
@@ -41,7 +68,7 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
         fs::remove_dir_all(&root).with_context(|| format!("remove {}", root.display()))?;
     }
     for dir in [
-        "bin", "dev", "proc", "sys", "tmp", "root", "mw", "etc", "run",
+        "bin", "dev", "proc", "sys", "tmp", "root", "mw/tests", "etc", "run",
     ] {
         fs::create_dir_all(root.join(dir))?;
     }
@@ -70,7 +97,13 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
     }
 
     fs::copy(&binaries.agent, root.join(&AGENT_IN_VM[1..])).context("copy mapwatch")?;
-    fs::copy(&binaries.e2e, root.join(&E2E_IN_VM[1..])).context("copy e2e")?;
+    for suite in plan.suites {
+        let exe = binaries
+            .suite(&suite.name)
+            .with_context(|| format!("no test binary for the suite {}", suite.name))?;
+        fs::copy(exe, root.join(&TESTS_IN_VM[1..]).join(&suite.name))
+            .with_context(|| format!("copy the {} tests", suite.name))?;
+    }
     fs::write(root.join("etc/hostname"), "mapwatch-vm\n")?;
     let init = root.join("init");
     fs::write(&init, init_script(plan))?;
@@ -105,6 +138,7 @@ echo "MWVM-KERNEL $(uname -r)"
 cd /tmp
 "#,
     );
+    writeln!(s, "export {TIME_SCALE_VAR}={}", plan.time_scale.max(1)).unwrap();
     let mut test_args = format!("--show-output --test-threads={}", plan.test_threads.max(1));
     for a in plan.test_args {
         write!(test_args, " {}", sh_quote(a)).unwrap();
@@ -112,16 +146,17 @@ cd /tmp
     writeln!(
         s,
         r#"run() {{
-    name=$1
-    shift
-    echo "MWVM-BEGIN $name"
-    env "$@" MAPWATCH_BIN={AGENT_IN_VM} {E2E_IN_VM} {test_args} </dev/null 2>&1
-    echo "MWVM-END $name rc=$?"
+    config=$1
+    suite=$2
+    shift 2
+    echo "MWVM-BEGIN $config $suite"
+    env "$@" MAPWATCH_BIN={AGENT_IN_VM} {TESTS_IN_VM}/$suite {test_args} </dev/null 2>&1
+    echo "MWVM-END $config $suite rc=$?"
 }}"#
     )
     .unwrap();
-    for config in plan.configs {
-        write!(s, "run {}", sh_quote(config.name)).unwrap();
+    for (config, suite) in plan.runs() {
+        write!(s, "run {} {}", sh_quote(config.name), sh_quote(&suite.name)).unwrap();
         for (key, value) in config.env {
             write!(s, " {}", sh_quote(&format!("{key}={value}"))).unwrap();
         }
@@ -205,24 +240,35 @@ mod tests {
     use crate::configs::CONFIGS;
 
     #[test]
-    fn init_runs_every_configuration_between_markers() {
+    fn init_runs_every_suite_under_its_configurations_between_markers() {
         let configs: Vec<_> = CONFIGS.iter().collect();
+        let suites = crate::suites::select(&crate::workspace_root(), &[]).unwrap();
         let plan = TestPlan {
             configs: &configs,
+            suites: &suites,
             test_threads: 2,
+            time_scale: 5,
             test_args: &["some filter".into()],
         };
         let script = init_script(&plan);
         assert!(script.starts_with("#!/bin/sh\n"));
-        assert!(script.contains("--test-threads=2 'some filter'"));
+        assert!(script.contains("\nexport MAPWATCH_TEST_TIME_SCALE=5\n"));
+        assert!(script.contains("/mw/tests/$suite --show-output --test-threads=2 'some filter'"));
         assert!(script.contains(
-            "run syscall_tracepoint MAPWATCH_BACKENDS__DO_MMAP=syscall_tracepoint \
+            "run syscall_tracepoint e2e MAPWATCH_BACKENDS__DO_MMAP=syscall_tracepoint \
              MAPWATCH_BACKENDS__SECURITY_MMAP_FILE=syscall_tracepoint\n"
         ));
-        assert!(script.contains("\nrun auto\n"));
+        assert!(script.contains("\nrun auto e2e\n"));
+        assert!(script.contains("\nrun auto faults\n"));
+        assert!(!script.contains("faults MAPWATCH_BACKENDS"));
+        assert!(script.contains("\nrun do_mmap=kprobe detection "));
+        assert!(!script.contains("\nrun security_mmap_file=lsm detection "));
         let done = script.find("MWVM-DONE").unwrap();
-        assert!(script.find("run security_mmap_file=kprobe").unwrap() < done);
+        assert!(script.find("run security_mmap_file=kprobe traces").unwrap() < done);
         assert!(script.trim_end().ends_with("reboot -f"));
+        // One run per line, in the order of the plan.
+        let runs: Vec<&str> = script.lines().filter(|l| l.starts_with("run ")).collect();
+        assert_eq!(runs.len(), plan.runs().len());
     }
 
     #[test]
