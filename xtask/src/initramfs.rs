@@ -28,6 +28,13 @@ use crate::suites::Suite;
 const AGENT_IN_VM: &str = "/mw/mapwatch";
 const TESTS_IN_VM: &str = "/mw/tests";
 
+/// Programs copied from the host, with their shared libraries, over
+/// busybox's applets of the same name. The tests expect a program they start
+/// to map its libraries the way every distribution program does (enrichment
+/// and traces wait for a record from `sleep`); busybox is static, and the
+/// syscall tracepoints see nothing of an exec that makes no mmap(2) call.
+const HOST_PROGRAMS: &[&str] = &["sleep"];
+
 /// The variable through which the tests scale their timeouts (read by
 /// `agent/tests/common/mod.rs`).
 pub const TIME_SCALE_VAR: &str = "MAPWATCH_TEST_TIME_SCALE";
@@ -85,6 +92,9 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
             symlink("busybox", root.join("bin").join(applet))?;
         }
     }
+    for program in HOST_PROGRAMS {
+        copy_dynamic(program, &root)?;
+    }
     // The kernel opens /dev/console for init before devtmpfs is mounted.
     for (node, major, minor) in [("console", "5", "1"), ("null", "1", "3")] {
         host::run(
@@ -112,6 +122,41 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
     let archive = vm_dir.join("initramfs.cpio.gz");
     pack(&root, &archive)?;
     Ok(archive)
+}
+
+/// Copies the host's `program` into `<root>/bin` (replacing the busybox
+/// applet) and the shared libraries `ldd` names at their paths.
+fn copy_dynamic(program: &str, root: &Path) -> Result<()> {
+    let exe = host::which(program).with_context(|| format!("no {program} on this machine"))?;
+    let target = root.join("bin").join(program);
+    if fs::symlink_metadata(&target).is_ok() {
+        fs::remove_file(&target)?;
+    }
+    fs::copy(&exe, &target).with_context(|| format!("copy {}", exe.display()))?;
+    let ldd = host::stdout_of(Command::new("ldd").arg(&exe))?;
+    for library in ldd_paths(&ldd) {
+        let inside = root.join(library.trim_start_matches('/'));
+        if inside.exists() {
+            continue;
+        }
+        // Through the symlinks of a merged /usr: a real directory inside.
+        fs::create_dir_all(inside.parent().expect("an absolute path has a parent"))?;
+        fs::copy(library, &inside).with_context(|| format!("copy {library}"))?;
+    }
+    Ok(())
+}
+
+/// The absolute paths in `ldd`'s output (the vDSO has none).
+fn ldd_paths(ldd: &str) -> Vec<&str> {
+    ldd.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = l.split_once(" => ").map_or(l, |(_, p)| p);
+            path.split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/'))
+        })
+        .collect()
 }
 
 /// The `/init` shell script (busybox sh).
@@ -269,6 +314,21 @@ mod tests {
         // One run per line, in the order of the plan.
         let runs: Vec<&str> = script.lines().filter(|l| l.starts_with("run ")).collect();
         assert_eq!(runs.len(), plan.runs().len());
+    }
+
+    #[test]
+    fn library_paths_come_from_ldd() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007f5db366e000)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f5db346f000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f5db3670000)
+";
+        assert_eq!(
+            ldd_paths(ldd),
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
     }
 
     #[test]
