@@ -530,8 +530,9 @@ pub fn rows(kernels: &[KernelReport]) -> Vec<Row<'_>> {
 }
 
 /// Tests skipped because a kernel lacks the backend, on every kernel of the
-/// run: nothing in this run proves that backend (e.g. a backend that broke
-/// on every kernel in a way the agent reads as "not available").
+/// run: nothing in this run exercised that backend with them (e.g. a
+/// backend that broke on every kernel in a way the agent reads as "not
+/// available"). A test that ran somewhere, passed or failed, is covered.
 pub fn uncovered(kernels: &[KernelReport]) -> Vec<String> {
     let mut out = Vec::new();
     let runs = || kernels.iter().flat_map(|k| &k.vm.runs);
@@ -543,15 +544,18 @@ pub fn uncovered(kernels: &[KernelReport]) -> Vec<String> {
             if SkipKind::of(reason) != SkipKind::KernelLacks {
                 continue;
             }
-            let passed_somewhere = runs()
+            let ran_somewhere = runs()
                 .filter(|r| r.config == run.config && r.suite == run.suite)
                 .flat_map(|r| &r.tests)
-                .any(|t| t.name == test.name && t.outcome == Outcome::Passed);
+                .any(|t| {
+                    t.name == test.name
+                        && matches!(t.outcome, Outcome::Passed | Outcome::Failed(_))
+                });
             let line = format!(
                 "`{}` / {} / `{}`: skipped on every kernel of this run",
                 run.config, run.suite, test.name
             );
-            if !passed_somewhere && !out.contains(&line) {
+            if !ran_somewhere && !out.contains(&line) {
                 out.push(line);
             }
         }
@@ -987,6 +991,11 @@ MWVM-DONE
         let two = [one[0].clone(), report(&covering, &expected, None)];
         assert!(uncovered(&two).is_empty());
         assert!(all_ok(&two));
+        // Failing there covers it too: the failure is what the row reports.
+        let failing = covering.replace("test b ... ok", "test b ... FAILED");
+        let two = [one[0].clone(), report(&failing, &expected, None)];
+        assert!(uncovered(&two).is_empty());
+        assert!(!all_ok(&two));
     }
 
     #[test]
