@@ -101,9 +101,19 @@ pub fn build(
             );
         }
     }
+    // Suites built earlier but not this time stay in the record.
+    let earlier = std::fs::read_to_string(target_dir.join(RECORD)).unwrap_or_default();
     let mut record = format!("agent={}\n", binaries.agent.display());
     for (name, exe) in &binaries.suites {
         record.push_str(&format!("{SUITE_KEY}{name}={}\n", exe.display()));
+    }
+    for line in earlier.lines() {
+        let key = line.split_once('=').map_or(line, |(k, _)| k);
+        if key.starts_with(SUITE_KEY) && !record.lines().any(|l| l.starts_with(&format!("{key}=")))
+        {
+            record.push_str(line);
+            record.push('\n');
+        }
     }
     std::fs::write(target_dir.join(RECORD), record)?;
     Ok(binaries)
