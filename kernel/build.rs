@@ -2,8 +2,9 @@
 //!
 //! Two outputs in OUT_DIR:
 //! - `mapwatch.bpf.o`: every BPF program, CO-RE relocatable, embedded by `lib.rs`;
-//! - `layout.rs`: sizes, field offsets and constant values of `events.h` as the C
-//!   compiler sees them; `abi.rs` asserts at compile time that its mirrors agree.
+//! - `layout.rs`: sizes, field offsets, the sum of field sizes and constant values
+//!   of `events.h` as the C compiler sees them; `abi.rs` asserts at compile time
+//!   that its mirrors agree and that no struct has implicit padding.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "egid",
             "pid_ns",
             "mnt_ns",
+            "_pad0",
             "cgroup_id",
             "process_start_ns",
             "comm",
@@ -107,13 +109,17 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "pgoff",
             "start_ns",
             "error",
+            "fd",
+            "file_source",
+            "call_flags",
+            "_pad0",
             "file",
             "path",
         ],
     ),
     (
         "mw_filter_settings",
-        &["flags", "rate_per_sec", "prot_any", "rate_burst"],
+        &["flags", "rate_per_sec", "prot_any", "rate_burst", "_pad0"],
     ),
     ("mw_path_prefix", &["len", "list", "bytes"]),
     (
@@ -124,6 +130,9 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "mmap_flags",
             "verdict",
             "has_verdict",
+            "fd",
+            "file_source",
+            "call_flags",
             "file",
             "path",
         ],
@@ -145,6 +154,15 @@ const CONSTANTS: &[&str] = &[
     "MW_FILE_DELETED",
     "MW_FILE_OPEN_FOR_WRITE",
     "MW_FILE_DIR_WORLD_WRITABLE",
+    "MW_FILE_SOURCE_NONE",
+    "MW_FILE_SOURCE_ARGUMENT",
+    "MW_FILE_SOURCE_VMA",
+    "MW_FILE_SOURCE_CALL_FAILED",
+    "MW_FILE_SOURCE_VMA_BUSY",
+    "MW_FILE_SOURCE_VMA_MISSING",
+    "MW_FILE_SOURCE_VMA_MISMATCH",
+    "MW_FILE_SOURCE_LOOKUP_FAILED",
+    "MW_CALL_FD",
     "MW_COUNTER_DO_MMAP_SENT",
     "MW_COUNTER_DO_MMAP_RINGBUF_FULL",
     "MW_COUNTER_SECURITY_SENT",
@@ -155,6 +173,11 @@ const CONSTANTS: &[&str] = &[
     "MW_COUNTER_RATE_LIMITED",
     "MW_COUNTER_EXIT_SENT",
     "MW_COUNTER_EXIT_RINGBUF_FULL",
+    "MW_COUNTER_VMA_BUSY",
+    "MW_COUNTER_VMA_MISSING",
+    "MW_COUNTER_VMA_MISMATCH",
+    "MW_COUNTER_VMA_LOOKUP_FAILED",
+    "MW_COUNTER_SECURITY_PENDING_MAP_FULL",
     "MW_COUNTER_MAX",
     "MW_FILTER_INCLUDE_PIDS",
     "MW_FILTER_INCLUDE_COMMS",
@@ -186,6 +209,16 @@ fn generate_layout(bpf_dir: &Path, out: &Path) {
                 "printf(\"pub const {upper}_{field_upper}: usize = %zu;\\n\", offsetof(struct {name}, {field}));\n"
             ));
         }
+        // The sum of the listed fields' sizes: equal to the struct's size only
+        // when it has no implicit padding (and no field is missing from the list).
+        let sum: Vec<String> = fields
+            .iter()
+            .map(|field| format!("sizeof(((struct {name} *)0)->{field})"))
+            .collect();
+        c.push_str(&format!(
+            "printf(\"pub const FIELDS_OF_{upper}: usize = %zu;\\n\", (size_t)({}));\n",
+            sum.join(" + ")
+        ));
     }
     for constant in CONSTANTS {
         c.push_str(&format!(

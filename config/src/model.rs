@@ -334,6 +334,11 @@ pub struct OtlpConfig {
     /// Default 60 s.
     #[serde(with = "duration")]
     pub metrics_interval: Duration,
+    /// Also export each BPF program's run count and run time
+    /// (`mapwatch.bpf.program.*`). Turns on the kernel's BPF run-time
+    /// statistics while the agent runs, which costs every BPF program on the
+    /// host (not only ours) two clock reads per run. Default `false`.
+    pub bpf_program_stats: bool,
     /// Full metrics URL used as-is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`);
     /// by default derived from [`endpoint`](Self::endpoint) (`/v1/metrics`
     /// for `http/protobuf`) or from [`logs_endpoint`](Self::logs_endpoint).
@@ -548,6 +553,7 @@ impl Default for OtlpConfig {
             retry_max_backoff: Duration::from_secs(5),
             metrics: true,
             metrics_interval: Duration::from_secs(60),
+            bpf_program_stats: false,
             metrics_endpoint: None,
         }
     }

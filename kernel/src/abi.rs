@@ -30,6 +30,7 @@ const FILE_PATH_TRUNCATED: u32 = 1 << 1;
 const FILE_DELETED: u32 = 1 << 2;
 const FILE_OPEN_FOR_WRITE: u32 = 1 << 3;
 const FILE_DIR_WORLD_WRITABLE: u32 = 1 << 4;
+const CALL_FD: u16 = 1 << 0;
 
 /// Common header of every record (`struct mw_header`).
 #[repr(C)]
@@ -61,6 +62,8 @@ pub struct RawHeader {
     pub pid_ns: u32,
     /// Mount namespace inode number.
     pub mnt_ns: u32,
+    /// Padding; always zero.
+    pub _pad0: u32,
     /// Cgroup v2 id of the task.
     pub cgroup_id: u64,
     /// When the process started (CLOCK_MONOTONIC ns); with `tgid`, a process identity.
@@ -109,6 +112,12 @@ pub struct RawDoMmap {
     pub start_ns: u64,
     /// 0, or the negative errno the call returned.
     pub error: i32,
+    /// mmap(2)'s fd argument when `call_flags` has the fd bit, else -1.
+    pub fd: i32,
+    /// Where the file facts come from, or why there are none ([`FileSource`]).
+    pub file_source: u16,
+    /// Bit 0: `fd` is set.
+    pub call_flags: u16,
     /// Padding; always zero.
     pub _pad0: u32,
     /// Backing file, if any.
@@ -129,6 +138,12 @@ pub struct RawSecurityMmapFile {
     pub verdict: i32,
     /// 1 when the backend sees the hook's verdict.
     pub has_verdict: u32,
+    /// mmap(2)'s fd argument when `call_flags` has the fd bit, else -1.
+    pub fd: i32,
+    /// Where the file facts come from, or why there are none ([`FileSource`]).
+    pub file_source: u16,
+    /// Bit 0: `fd` is set.
+    pub call_flags: u16,
     /// File being mapped, if any.
     pub file: RawFile,
 }
@@ -143,12 +158,47 @@ macro_rules! assert_layout {
     };
 }
 
+/// The size of a field, named by a projection closure (never called).
+const fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
+    size_of::<F>()
+}
+
+// No implicit padding on either side: every byte sent is a field the kernel
+// sets (padding is explicit and zeroed), so no stale kernel memory leaves it.
+// C: the sum of the listed field sizes equals the size (build.rs measures it).
+// Rust: the same, over every field of the mirror.
+macro_rules! assert_no_padding {
+    ($rust:ty, $c_size:expr, $c_fields:expr => $( $field:ident ),+ $(,)?) => {
+        const _: () = {
+            assert!($c_size == $c_fields, concat!("implicit padding in the C struct of ", stringify!($rust)));
+            let fields = 0 $( + field_size(|s: &$rust| &s.$field) )+;
+            assert!(size_of::<$rust>() == fields, concat!("implicit padding in ", stringify!($rust)));
+        };
+    };
+}
+
+assert_no_padding!(RawHeader, c::SIZEOF_MW_HEADER, c::FIELDS_OF_MW_HEADER =>
+    kind, backend, size, ktime_ns, tgid, tid, ppid, uid, gid, euid, egid, pid_ns, mnt_ns,
+    _pad0, cgroup_id, process_start_ns, comm);
+assert_no_padding!(RawFile, c::SIZEOF_MW_FILE, c::FIELDS_OF_MW_FILE =>
+    inode, ctime_ns, dev, open_flags, mode, path_len, flags);
+assert_no_padding!(RawDoMmap, c::MW_DO_MMAP_PATH, c::FIELDS_OF_MW_DO_MMAP - PATH_MAX =>
+    hdr, addr, len, prot, mmap_flags, pgoff, start_ns, error, fd, file_source, call_flags,
+    _pad0, file);
+assert_no_padding!(RawSecurityMmapFile, c::MW_SECURITY_MMAP_FILE_PATH,
+    c::FIELDS_OF_MW_SECURITY_MMAP_FILE - PATH_MAX =>
+    hdr, prot, mmap_flags, verdict, has_verdict, fd, file_source, call_flags, file);
+const _: () = {
+    assert!(c::SIZEOF_MW_SECURITY_MMAP_FILE == c::FIELDS_OF_MW_SECURITY_MMAP_FILE);
+    assert!(c::SIZEOF_MW_DO_MMAP == c::FIELDS_OF_MW_DO_MMAP);
+};
+
 assert_layout!(RawHeader, c::SIZEOF_MW_HEADER,
     kind => c::MW_HEADER_KIND, backend => c::MW_HEADER_BACKEND, size => c::MW_HEADER_SIZE,
     ktime_ns => c::MW_HEADER_KTIME_NS, tgid => c::MW_HEADER_TGID, tid => c::MW_HEADER_TID,
     ppid => c::MW_HEADER_PPID, uid => c::MW_HEADER_UID, gid => c::MW_HEADER_GID,
     euid => c::MW_HEADER_EUID, egid => c::MW_HEADER_EGID,
-    pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS,
+    pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS, _pad0 => c::MW_HEADER__PAD0,
     cgroup_id => c::MW_HEADER_CGROUP_ID, process_start_ns => c::MW_HEADER_PROCESS_START_NS,
     comm => c::MW_HEADER_COMM);
 assert_layout!(RawFile, c::SIZEOF_MW_FILE,
@@ -159,12 +209,17 @@ assert_layout!(RawDoMmap, c::MW_DO_MMAP_PATH,
     hdr => c::MW_DO_MMAP_HDR, addr => c::MW_DO_MMAP_ADDR, len => c::MW_DO_MMAP_LEN,
     prot => c::MW_DO_MMAP_PROT, mmap_flags => c::MW_DO_MMAP_MMAP_FLAGS,
     pgoff => c::MW_DO_MMAP_PGOFF, start_ns => c::MW_DO_MMAP_START_NS,
-    error => c::MW_DO_MMAP_ERROR, file => c::MW_DO_MMAP_FILE);
+    error => c::MW_DO_MMAP_ERROR, fd => c::MW_DO_MMAP_FD,
+    file_source => c::MW_DO_MMAP_FILE_SOURCE, call_flags => c::MW_DO_MMAP_CALL_FLAGS,
+    _pad0 => c::MW_DO_MMAP__PAD0, file => c::MW_DO_MMAP_FILE);
 assert_layout!(RawSecurityMmapFile, c::MW_SECURITY_MMAP_FILE_PATH,
     hdr => c::MW_SECURITY_MMAP_FILE_HDR, prot => c::MW_SECURITY_MMAP_FILE_PROT,
     mmap_flags => c::MW_SECURITY_MMAP_FILE_MMAP_FLAGS,
     verdict => c::MW_SECURITY_MMAP_FILE_VERDICT,
     has_verdict => c::MW_SECURITY_MMAP_FILE_HAS_VERDICT,
+    fd => c::MW_SECURITY_MMAP_FILE_FD,
+    file_source => c::MW_SECURITY_MMAP_FILE_FILE_SOURCE,
+    call_flags => c::MW_SECURITY_MMAP_FILE_CALL_FLAGS,
     file => c::MW_SECURITY_MMAP_FILE_FILE);
 
 const _: () = {
@@ -182,6 +237,20 @@ const _: () = {
     assert!(c::MW_FILE_DELETED == FILE_DELETED as u64);
     assert!(c::MW_FILE_OPEN_FOR_WRITE == FILE_OPEN_FOR_WRITE as u64);
     assert!(c::MW_FILE_DIR_WORLD_WRITABLE == FILE_DIR_WORLD_WRITABLE as u64);
+    assert!(c::MW_CALL_FD == CALL_FD as u64);
+    assert!(c::MW_FILE_SOURCE_NONE == FileSource::None as u64);
+    assert!(c::MW_FILE_SOURCE_ARGUMENT == FileSource::Argument as u64);
+    assert!(c::MW_FILE_SOURCE_VMA == FileSource::Vma as u64);
+    assert!(c::MW_FILE_SOURCE_CALL_FAILED == FileSource::CallFailed as u64);
+    assert!(c::MW_FILE_SOURCE_VMA_BUSY == FileSource::VmaBusy as u64);
+    assert!(c::MW_FILE_SOURCE_VMA_MISSING == FileSource::VmaMissing as u64);
+    assert!(c::MW_FILE_SOURCE_VMA_MISMATCH == FileSource::VmaMismatch as u64);
+    assert!(c::MW_FILE_SOURCE_LOOKUP_FAILED == FileSource::LookupFailed as u64);
+    assert!(c::MW_COUNTER_VMA_BUSY == Counter::VmaBusy as u64);
+    assert!(c::MW_COUNTER_VMA_MISSING == Counter::VmaMissing as u64);
+    assert!(c::MW_COUNTER_VMA_MISMATCH == Counter::VmaMismatch as u64);
+    assert!(c::MW_COUNTER_VMA_LOOKUP_FAILED == Counter::VmaLookupFailed as u64);
+    assert!(c::MW_COUNTER_SECURITY_PENDING_MAP_FULL == Counter::SecurityPendingMapFull as u64);
     assert!(c::MW_BACKEND_KPROBE == BACKEND_KPROBE as u64);
     assert!(c::MW_BACKEND_FEXIT == BACKEND_FEXIT as u64);
     assert!(c::MW_BACKEND_LSM == BACKEND_LSM as u64);
@@ -231,11 +300,24 @@ pub enum Counter {
     ExitSent = 8,
     /// Process exits lost: the ring buffer was full (the cache forgets by age instead).
     ExitRingBufferFull = 9,
+    /// Records sent without file facts: the mmap lock was held by another
+    /// thread (`bpf_find_vma` trylock failed; syscall_tracepoint).
+    VmaBusy = 10,
+    /// Records sent without file facts: nothing was mapped at the returned
+    /// address any more when the return was traced.
+    VmaMissing = 11,
+    /// Records sent without file facts: the VMA at the returned address was
+    /// not the one the call made (replaced meanwhile), or had no file.
+    VmaMismatch = 12,
+    /// Records sent without file facts: the VMA lookup failed otherwise.
+    VmaLookupFailed = 13,
+    /// security_mmap_file records lost: the per-thread argument map was full at entry.
+    SecurityPendingMapFull = 14,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 15] = [
         Counter::DoMmapSent,
         Counter::DoMmapRingBufferFull,
         Counter::SecurityMmapFileSent,
@@ -246,6 +328,11 @@ impl Counter {
         Counter::RateLimited,
         Counter::ExitSent,
         Counter::ExitRingBufferFull,
+        Counter::VmaBusy,
+        Counter::VmaMissing,
+        Counter::VmaMismatch,
+        Counter::VmaLookupFailed,
+        Counter::SecurityPendingMapFull,
     ];
 
     /// Index in the counters map.
@@ -266,6 +353,24 @@ impl Counter {
             Counter::RateLimited => "rate_limited",
             Counter::ExitSent => "process_exit_sent",
             Counter::ExitRingBufferFull => "process_exit_ring_buffer_full",
+            Counter::VmaBusy => "file_unresolved_mmap_lock_busy",
+            Counter::VmaMissing => "file_unresolved_vma_missing",
+            Counter::VmaMismatch => "file_unresolved_vma_mismatch",
+            Counter::VmaLookupFailed => "file_unresolved_lookup_failed",
+            Counter::SecurityPendingMapFull => "security_mmap_file_pending_map_full",
+        }
+    }
+
+    /// The reason a record went out without its file facts, for the counters
+    /// that count those (records sent, not lost): the value of
+    /// `mapwatch.file.unresolved` on those records.
+    pub fn unresolved_reason(self) -> Option<&'static str> {
+        match self {
+            Counter::VmaBusy => FileSource::VmaBusy.unresolved_reason(),
+            Counter::VmaMissing => FileSource::VmaMissing.unresolved_reason(),
+            Counter::VmaMismatch => FileSource::VmaMismatch.unresolved_reason(),
+            Counter::VmaLookupFailed => FileSource::LookupFailed.unresolved_reason(),
+            _ => None,
         }
     }
 
@@ -276,6 +381,7 @@ impl Counter {
             Counter::DoMmapRingBufferFull
                 | Counter::SecurityMmapFileRingBufferFull
                 | Counter::PendingMapFull
+                | Counter::SecurityPendingMapFull
         )
     }
 }
@@ -358,6 +464,11 @@ assert_layout!(filter::Settings, c::SIZEOF_MW_FILTER_SETTINGS,
     prot_any => c::MW_FILTER_SETTINGS_PROT_ANY, rate_burst => c::MW_FILTER_SETTINGS_RATE_BURST);
 assert_layout!(filter::PathPrefix, c::SIZEOF_MW_PATH_PREFIX,
     len => c::MW_PATH_PREFIX_LEN, list => c::MW_PATH_PREFIX_LIST, bytes => c::MW_PATH_PREFIX_BYTES);
+assert_no_padding!(filter::Settings, c::SIZEOF_MW_FILTER_SETTINGS,
+    c::FIELDS_OF_MW_FILTER_SETTINGS =>
+    flags, rate_per_sec, prot_any, rate_burst, _pad0);
+assert_no_padding!(filter::PathPrefix, c::SIZEOF_MW_PATH_PREFIX, c::FIELDS_OF_MW_PATH_PREFIX =>
+    len, list, bytes);
 
 /// The attach point a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -406,6 +517,63 @@ impl Backend {
             .into_iter()
             .find(|b| b.code() == raw)
             .ok_or(DecodeError::UnknownBackend(raw))
+    }
+}
+
+/// Where a record's file facts come from, or why a record that is not for
+/// anonymous memory has none (`mw_*.file_source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum FileSource {
+    /// Anonymous memory: no file was asked for.
+    None = 0,
+    /// The hooked kernel function's own file argument, held by the call
+    /// (kprobe, fexit, lsm).
+    Argument = 1,
+    /// The VMA the call created, read under the mmap lock (syscall_tracepoint).
+    Vma = 2,
+    /// No file facts: the call failed and mapped nothing (its fd is reported).
+    CallFailed = 3,
+    /// No file facts: the mmap lock was held by another thread.
+    VmaBusy = 4,
+    /// No file facts: nothing was mapped at the returned address any more.
+    VmaMissing = 5,
+    /// No file facts: the VMA there was not the one the call made.
+    VmaMismatch = 6,
+    /// No file facts: the VMA lookup failed otherwise.
+    LookupFailed = 7,
+}
+
+impl FileSource {
+    const ALL: [FileSource; 8] = [
+        FileSource::None,
+        FileSource::Argument,
+        FileSource::Vma,
+        FileSource::CallFailed,
+        FileSource::VmaBusy,
+        FileSource::VmaMissing,
+        FileSource::VmaMismatch,
+        FileSource::LookupFailed,
+    ];
+
+    fn from_raw(raw: u16) -> Result<Self, DecodeError> {
+        FileSource::ALL
+            .into_iter()
+            .find(|s| *s as u16 == raw)
+            .ok_or(DecodeError::UnknownFileSource(raw))
+    }
+
+    /// Why the file is not named, for a call that asked for a file but whose
+    /// record has none; `None` when the file is named or none was asked for.
+    pub fn unresolved_reason(self) -> Option<&'static str> {
+        match self {
+            FileSource::None | FileSource::Argument | FileSource::Vma => None,
+            FileSource::CallFailed => Some("call_failed"),
+            FileSource::VmaBusy => Some("mmap_lock_busy"),
+            FileSource::VmaMissing => Some("vma_missing"),
+            FileSource::VmaMismatch => Some("vma_mismatch"),
+            FileSource::LookupFailed => Some("lookup_failed"),
+        }
     }
 }
 
@@ -507,7 +675,13 @@ pub struct DoMmap<'a> {
     pub start_ns: u64,
     /// `Some(-errno)` when the call failed.
     pub error: Option<i32>,
-    /// Backing file; `None` for anonymous memory.
+    /// mmap(2)'s fd argument, where the backend sees it (syscall_tracepoint,
+    /// not `MAP_ANONYMOUS`).
+    pub fd: Option<i32>,
+    /// Where `file` comes from, or why it is `None` although a file was asked for.
+    pub file_source: FileSource,
+    /// Backing file; `None` for anonymous memory, or when `file_source` says
+    /// why it is unknown.
     pub file: Option<File<'a>>,
 }
 
@@ -522,7 +696,13 @@ pub struct SecurityMmapFile<'a> {
     pub flags: u64,
     /// The hook's result (0 or -errno) when the backend can see it.
     pub verdict: Option<i32>,
-    /// File being mapped; `None` for anonymous memory.
+    /// mmap(2)'s fd argument, where the backend sees it (syscall_tracepoint,
+    /// not `MAP_ANONYMOUS`).
+    pub fd: Option<i32>,
+    /// Where `file` comes from, or why it is `None` although a file was asked for.
+    pub file_source: FileSource,
+    /// File being mapped; `None` for anonymous memory, or when `file_source`
+    /// says why it is unknown.
     pub file: Option<File<'a>>,
 }
 
@@ -566,6 +746,9 @@ pub enum DecodeError {
     /// The header names a backend this agent does not know.
     #[error("unknown backend {0}")]
     UnknownBackend(u16),
+    /// The record names a file source this agent does not know.
+    #[error("unknown file source {0}")]
+    UnknownFileSource(u16),
     /// The header's size or the path length disagree with the bytes present.
     #[error("record declares {declared} bytes but {got} arrived")]
     SizeMismatch {
@@ -666,6 +849,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 pgoff: raw.pgoff,
                 start_ns: raw.start_ns,
                 error: (raw.error != 0).then_some(raw.error),
+                fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
+                file_source: FileSource::from_raw(raw.file_source)?,
                 file: file(&raw.file, path),
             }))
         }
@@ -678,6 +863,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 prot: raw.prot,
                 flags: raw.mmap_flags,
                 verdict: (raw.has_verdict != 0).then_some(raw.verdict),
+                fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
+                file_source: FileSource::from_raw(raw.file_source)?,
                 file: file(&raw.file, path),
             }))
         }
@@ -744,6 +931,9 @@ pub mod encode {
 
     /// The backend code of the syscall tracepoint backend.
     pub const BACKEND_SYSCALL_TRACEPOINT: u16 = super::BACKEND_SYSCALL_TRACEPOINT;
+
+    /// `call_flags` bit: the record carries mmap(2)'s fd.
+    pub const CALL_FD: u16 = super::CALL_FD;
 }
 
 #[cfg(test)]
@@ -799,6 +989,61 @@ mod tests {
             panic!("wrong kind")
         };
         assert_eq!(e.file, None);
+    }
+
+    #[test]
+    fn fd_and_file_source_round_trip() {
+        let mut raw = sample();
+        raw.file = RawFile::default();
+        raw.error = -9;
+        raw.fd = 977;
+        raw.call_flags = encode::CALL_FD;
+        raw.file_source = FileSource::CallFailed as u16;
+        let bytes = encode::do_mmap(raw, b"");
+        let Event::DoMmap(e) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(
+            (e.fd, e.file_source, e.file),
+            (Some(977), FileSource::CallFailed, None)
+        );
+        assert_eq!(e.file_source.unresolved_reason(), Some("call_failed"));
+
+        // Without the flag the fd field means nothing.
+        raw.call_flags = 0;
+        let bytes = encode::do_mmap(raw, b"");
+        let Event::DoMmap(e) = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(e.fd, None);
+
+        raw.file_source = 99;
+        assert_eq!(
+            decode(&encode::do_mmap(raw, b"")),
+            Err(DecodeError::UnknownFileSource(99))
+        );
+    }
+
+    #[test]
+    fn unresolved_counters_name_the_record_reasons() {
+        let reasons: Vec<_> = Counter::ALL
+            .iter()
+            .filter_map(|c| c.unresolved_reason())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "mmap_lock_busy",
+                "vma_missing",
+                "vma_mismatch",
+                "lookup_failed"
+            ]
+        );
+        assert!(
+            Counter::ALL
+                .iter()
+                .all(|c| !(c.is_loss() && c.unresolved_reason().is_some()))
+        );
     }
 
     #[test]

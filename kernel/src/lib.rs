@@ -29,11 +29,15 @@ pub fn object() -> &'static [u8] {
 
 /// Names of the programs in [`object()`], one per attach point.
 pub mod programs {
-    /// `tracepoint/syscalls/sys_enter_mmap`: emits security_mmap_file.
+    /// `tracepoint/syscalls/sys_enter_mmap`: keeps security_mmap_file's arguments.
     pub const TP_SECURITY_MMAP_FILE: &str = "mw_tp_security_mmap_file";
+    /// `tracepoint/syscalls/sys_exit_mmap`: emits security_mmap_file, with the
+    /// file read from the VMA the call created.
+    pub const TP_SECURITY_EXIT_MMAP: &str = "mw_tp_security_exit_mmap";
     /// `tracepoint/syscalls/sys_enter_mmap`: keeps do_mmap's arguments.
     pub const TP_ENTER_MMAP: &str = "mw_tp_enter_mmap";
-    /// `tracepoint/syscalls/sys_exit_mmap`: emits do_mmap with the returned address.
+    /// `tracepoint/syscalls/sys_exit_mmap`: emits do_mmap with the returned
+    /// address and the file read from the VMA the call created.
     pub const TP_EXIT_MMAP: &str = "mw_tp_exit_mmap";
     /// `tracepoint/sched/sched_process_exit`: tells the agent a process ended.
     pub const TP_PROCESS_EXIT: &str = "mw_tp_process_exit";

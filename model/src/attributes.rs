@@ -146,6 +146,9 @@ attributes! {
     /// Mapping flags by name.
     MMAP_FLAG_NAMES = "mmap.flag_names", StringArray, Always,
         "`mmap.flags` as names; the mapping type first (`MAP_SHARED`, `MAP_PRIVATE`, `MAP_SHARED_VALIDATE`).", "[\"MAP_PRIVATE\", \"MAP_ANONYMOUS\"]";
+    /// The fd argument of mmap(2).
+    MMAP_FD = "mmap.fd", Int, Conditional,
+        "mmap(2)'s fd argument, where the backend sees it (`syscall_tracepoint`) and the call was not `MAP_ANONYMOUS`; a number only, not an identity: the file is what `file.*` names.", "3";
     /// Device of the file.
     MMAP_FILE_DEV = "mmap.file.dev", String, FileBacked, "Device holding the file, `major:minor` as `stat` shows it.", "254:0";
     /// Open flags.
@@ -172,6 +175,9 @@ attributes! {
     /// Backend that produced the record.
     MAPWATCH_BACKEND = "mapwatch.backend", String, Always,
         "Kernel attach point that produced the record.", "syscall_tracepoint";
+    /// Why no file is named.
+    MAPWATCH_FILE_UNRESOLVED = "mapwatch.file.unresolved", String, Conditional,
+        "Why a call that asked for a file (not `MAP_ANONYMOUS`) has no `file.*` attributes: `call_failed` (nothing was mapped; `mmap.fd` says what was asked), `mmap_lock_busy` (another thread held the process's mmap lock when the mapping was looked up), `vma_missing` (unmapped again before it was looked up), `vma_mismatch` (the mapping at the address was not this call's), `lookup_failed`. The last four are counted by the agent (`mapwatch.records.file_unresolved`).", "call_failed";
     /// Why a mapping is suspicious.
     MAPWATCH_SUSPICIOUS_REASONS = "mapwatch.suspicious.reasons", StringArray, Conditional,
         "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing).", "[\"write_execute\", \"execute_anonymous\"]";

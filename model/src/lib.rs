@@ -7,9 +7,9 @@
 //! [`fill_log_record`] is the mapping.
 //!
 //! ```
-//! use mapwatch_model::{attributes, classify, Reasons};
+//! use mapwatch_model::{attributes, classify, Reasons, Target};
 //! // PROT_READ|PROT_WRITE|PROT_EXEC on anonymous memory: two reasons to look.
-//! let reasons = classify(0x7, 0x22, None);
+//! let reasons = classify(0x7, Target::Anonymous);
 //! assert!(reasons.contains(Reasons::WRITE_EXECUTE) && reasons.contains(Reasons::EXECUTE_ANONYMOUS));
 //! assert_eq!(attributes::MMAP_PROT, "mmap.prot");
 //! ```
@@ -24,7 +24,7 @@ mod suspicious;
 
 pub use process::{ProcessInfo, add_process_info, cgroup_v2_path, container_id, pod_uid};
 pub use record::{
-    EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE, WallClock, classify, fill_log_record, iso8601,
+    EVENT_DO_MMAP, EVENT_SECURITY_MMAP_FILE, Target, WallClock, classify, fill_log_record, iso8601,
 };
 pub use span::{SpanAttributes, event_span_id, process_trace_id};
 pub use suspicious::Reasons;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mapwatch_kernel::abi::{COMM_LEN, Context, DoMmap, Event, File, SecurityMmapFile};
+use mapwatch_kernel::abi::{COMM_LEN, Context, DoMmap, Event, File, FileSource, SecurityMmapFile};
 use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, StringValue};
 
@@ -90,15 +90,57 @@ pub fn fill_log_record<R: LogRecord>(
     }
 }
 
-/// Why a mapping with these protections and flags, of this file (`None`:
-/// anonymous memory), deserves attention.
+/// What a call asked to map, as far as its record knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'r, 'a> {
+    /// Anonymous memory: `MAP_ANONYMOUS`, or no file at all (a kernel backend
+    /// whose hooked function had no file argument).
+    Anonymous,
+    /// This file.
+    File(&'r File<'a>),
+    /// A file the record cannot name: the call failed before anything was
+    /// mapped, or the kernel side could not read the mapping (the record
+    /// says why). Never "anonymous": the caller asked for a file.
+    UnknownFile,
+}
+
+impl<'r, 'a> Target<'r, 'a> {
+    /// The target of a call with these `MAP_*` flags, file and file source.
+    ///
+    /// ```
+    /// use mapwatch_kernel::abi::FileSource;
+    /// use mapwatch_model::Target;
+    /// // A failed mmap of a closed fd: a file was asked for, none can be named.
+    /// assert_eq!(Target::of(0x2, None, FileSource::CallFailed), Target::UnknownFile);
+    /// assert_eq!(Target::of(0x22, None, FileSource::None), Target::Anonymous);
+    /// ```
+    pub fn of(flags: u64, file: Option<&'r File<'a>>, source: FileSource) -> Target<'r, 'a> {
+        if flags & MAP_ANONYMOUS != 0 {
+            return Target::Anonymous;
+        }
+        match file {
+            Some(file) => Target::File(file),
+            None if source.unresolved_reason().is_some() => Target::UnknownFile,
+            None => Target::Anonymous,
+        }
+    }
+}
+
+/// Why a call asking for these protections, of this target,
+/// deserves attention. Only what was asked and what the record knows count:
+/// a file that cannot be named gives no file reason and is not "anonymous";
+/// so a failed call (nothing was mapped) can still be `write_execute`, or
+/// `execute_anonymous` when anonymous memory was asked for, or have the
+/// reasons of its file when the backend held it (kernel backends).
 ///
 /// ```
-/// use mapwatch_model::{classify, Reasons};
+/// use mapwatch_model::{classify, Reasons, Target};
 /// // A read-only data file: nothing to see.
-/// assert!(classify(0x1, 0x2, None).is_empty());
+/// assert!(classify(0x1, Target::Anonymous).is_empty());
+/// // PROT_READ|PROT_EXEC of a file that cannot be named: nothing either.
+/// assert!(classify(0x5, Target::UnknownFile).is_empty());
 /// ```
-pub fn classify(prot: u64, flags: u64, file: Option<&File<'_>>) -> Reasons {
+pub fn classify(prot: u64, target: Target<'_, '_>) -> Reasons {
     let mut reasons = Reasons::empty();
     if prot & (PROT_WRITE | PROT_EXEC) == PROT_WRITE | PROT_EXEC {
         reasons.insert(Reasons::WRITE_EXECUTE);
@@ -106,9 +148,13 @@ pub fn classify(prot: u64, flags: u64, file: Option<&File<'_>>) -> Reasons {
     if prot & PROT_EXEC == 0 {
         return reasons;
     }
-    let Some(file) = file.filter(|_| flags & MAP_ANONYMOUS == 0) else {
-        reasons.insert(Reasons::EXECUTE_ANONYMOUS);
-        return reasons;
+    let file = match target {
+        Target::Anonymous => {
+            reasons.insert(Reasons::EXECUTE_ANONYMOUS);
+            return reasons;
+        }
+        Target::UnknownFile => return reasons,
+        Target::File(file) => file,
     };
     if file.path.starts_with(b"/memfd:") && file.deleted {
         reasons.insert(Reasons::EXECUTE_MEMFD);
@@ -248,7 +294,8 @@ fn text_value(s: &str) -> AnyValue {
 fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R) {
     record.set_event_name(EVENT_DO_MMAP);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
-    let reasons = classify(e.prot, e.flags, e.file.as_ref());
+    let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
+    let reasons = classify(e.prot, target);
     set_severity(record, reasons);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
@@ -257,15 +304,15 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
         let path = file.as_ref().map(|f| &*f.path);
         let body = &mut s.text;
         body.clear();
-        match (e.error, path) {
-            (Some(err), Some(p)) => {
+        match (e.error, path, target) {
+            (Some(err), Some(p), _) => {
                 let _ = write!(
                     body,
                     "{comm} failed to map {p}: {}",
                     names::errno_name(-err)
                 );
             }
-            (Some(err), None) => {
+            (Some(err), None, Target::Anonymous) => {
                 let _ = write!(
                     body,
                     "{comm} failed to map {} bytes of anonymous memory: {}",
@@ -273,19 +320,34 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
                     names::errno_name(-err)
                 );
             }
-            (None, Some(p)) => {
+            (Some(err), None, _) => {
+                body.push_str(&comm);
+                body.push_str(" failed to map ");
+                write_unknown_file(body, e.fd);
+                let _ = write!(body, ": {}", names::errno_name(-err));
+            }
+            (None, Some(p), _) => {
                 let _ = write!(
                     body,
                     "{comm} mapped {p} at {:#x} ({} bytes, ",
                     e.addr, e.len
                 );
             }
-            (None, None) => {
+            (None, None, Target::Anonymous) => {
                 let _ = write!(
                     body,
                     "{comm} mapped {} bytes of anonymous memory at {:#x} (",
                     e.len, e.addr
                 );
+            }
+            (None, None, _) => {
+                body.push_str(&comm);
+                body.push_str(" mapped ");
+                write_unknown_file(body, e.fd);
+                if let Some(reason) = e.file_source.unresolved_reason() {
+                    let _ = write!(body, " (file not resolved: {reason})");
+                }
+                let _ = write!(body, " at {:#x} ({} bytes, ", e.addr, e.len);
             }
         }
         if e.error.is_none() {
@@ -309,8 +371,29 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     record.add_attribute(attr::MMAP_LEN, e.len as i64);
     record.add_attribute(attr::MMAP_PGOFF, e.pgoff as i64);
     add_prot_flags(record, e.prot, e.flags, reasons);
+    add_fd(record, e.fd, e.file_source);
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
+    }
+}
+
+/// "fd N" (or "a file" when the fd is not known either).
+fn write_unknown_file(body: &mut String, fd: Option<i32>) {
+    match fd {
+        Some(fd) => {
+            let _ = write!(body, "fd {fd}");
+        }
+        None => body.push_str("a file"),
+    }
+}
+
+/// `mmap.fd`, and why no file is named when one was asked for.
+fn add_fd<R: LogRecord>(record: &mut R, fd: Option<i32>, source: FileSource) {
+    if let Some(fd) = fd {
+        record.add_attribute(attr::MMAP_FD, i64::from(fd));
+    }
+    if let Some(reason) = source.unresolved_reason() {
+        record.add_attribute(attr::MAPWATCH_FILE_UNRESOLVED, reason);
     }
 }
 
@@ -321,7 +404,8 @@ fn fill_security_mmap_file<R: LogRecord>(
 ) {
     record.set_event_name(EVENT_SECURITY_MMAP_FILE);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
-    let reasons = classify(e.prot, e.flags, e.file.as_ref());
+    let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
+    let reasons = classify(e.prot, target);
     set_severity(record, reasons);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
@@ -331,9 +415,15 @@ fn fill_security_mmap_file<R: LogRecord>(
         body.clear();
         body.push_str(&comm);
         body.push_str(" asks to map ");
-        match &file {
-            Some(f) => body.push_str(&f.path),
-            None => body.push_str("anonymous memory"),
+        match (&file, target) {
+            (Some(f), _) => body.push_str(&f.path),
+            (None, Target::Anonymous) => body.push_str("anonymous memory"),
+            (None, _) => {
+                write_unknown_file(body, e.fd);
+                if let Some(reason) = e.file_source.unresolved_reason() {
+                    let _ = write!(body, " (file not resolved: {reason})");
+                }
+            }
         }
         body.push_str(" with ");
         join_into(body, |f| names::for_each_prot_name(e.prot, f));
@@ -356,6 +446,7 @@ fn fill_security_mmap_file<R: LogRecord>(
         }
     }
     add_prot_flags(record, e.prot, e.flags, reasons);
+    add_fd(record, e.fd, e.file_source);
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
     }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mapwatch_kernel::abi::{RawDoMmap, RawFile, RawHeader, RawSecurityMmapFile, decode, encode};
+use mapwatch_kernel::abi::{
+    FileSource, RawDoMmap, RawFile, RawHeader, RawSecurityMmapFile, decode, encode,
+};
 use mapwatch_model::{WallClock, attributes as attr, fill_log_record};
 use opentelemetry::logs::{AnyValue, Logger, LoggerProvider, Severity};
 use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLogRecord, SdkLoggerProvider};
@@ -199,6 +201,114 @@ fn failed_mmap_has_error_type_and_no_address() {
     );
 }
 
+/// A failed call of the syscall tracepoint backend that asked for a file (a
+/// closed fd): the fd, why no file is named, and no "anonymous" alarm.
+fn failed_file_call(prot: u64) -> RawDoMmap {
+    RawDoMmap {
+        hdr: header(11),
+        len: 4096,
+        prot,
+        mmap_flags: 0x2,
+        error: -9,
+        fd: 977,
+        call_flags: encode::CALL_FD,
+        file_source: FileSource::CallFailed as u16,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn failed_call_of_a_closed_fd_names_the_fd_and_raises_no_alarm() {
+    let record = map(&encode::do_mmap(failed_file_call(0x5), b""));
+    let a = attrs(&record);
+    assert_eq!(record.severity_text(), Some("INFO"));
+    assert!(!a.contains_key(attr::MAPWATCH_SUSPICIOUS_REASONS), "{a:?}");
+    assert_eq!(a[attr::MMAP_FD], AnyValue::Int(977));
+    assert_eq!(a[attr::MAPWATCH_FILE_UNRESOLVED], s("call_failed"));
+    assert_eq!(a[attr::ERROR_TYPE], s("EBADF"));
+    for key in a.keys() {
+        assert!(
+            !key.starts_with("file.") && !key.starts_with("mmap.file."),
+            "{key} on a record that names no file"
+        );
+    }
+    assert_eq!(
+        record.body(),
+        Some(&s("loader failed to map fd 977: EBADF"))
+    );
+
+    // The same as the permission check the syscall tracepoint reports.
+    let raw = failed_file_call(0x5);
+    let sec = RawSecurityMmapFile {
+        hdr: raw.hdr,
+        prot: raw.prot,
+        mmap_flags: raw.mmap_flags,
+        fd: raw.fd,
+        call_flags: raw.call_flags,
+        file_source: raw.file_source,
+        ..Default::default()
+    };
+    let record = map(&encode::security_mmap_file(sec, b""));
+    let a = attrs(&record);
+    assert_eq!(record.severity_text(), Some("INFO"));
+    assert_eq!(a[attr::MMAP_FD], AnyValue::Int(977));
+    assert_eq!(a[attr::MAPWATCH_FILE_UNRESOLVED], s("call_failed"));
+    assert_eq!(
+        record.body(),
+        Some(&s(
+            "loader asks to map fd 977 (file not resolved: call_failed) with PROT_READ|PROT_EXEC"
+        ))
+    );
+}
+
+#[test]
+fn a_failed_call_warns_only_for_what_was_asked() {
+    // W+X asked of a file that cannot be named: write_execute, not anonymous.
+    let record = map(&encode::do_mmap(failed_file_call(0x7), b""));
+    assert_eq!(record.severity_text(), Some("WARN"));
+    assert_eq!(
+        attrs(&record)[attr::MAPWATCH_SUSPICIOUS_REASONS],
+        list(&["write_execute"])
+    );
+    // Executable anonymous memory asked for (and refused): execute_anonymous.
+    let mut raw = failed_file_call(0x5);
+    raw.mmap_flags = 0x22;
+    raw.fd = -1;
+    raw.call_flags = 0;
+    raw.file_source = FileSource::None as u16;
+    let record = map(&encode::do_mmap(raw, b""));
+    assert_eq!(
+        attrs(&record)[attr::MAPWATCH_SUSPICIOUS_REASONS],
+        list(&["execute_anonymous"])
+    );
+}
+
+#[test]
+fn a_mapping_whose_file_could_not_be_read_says_why() {
+    let raw = RawDoMmap {
+        hdr: header(12),
+        addr: 0x7f00_0000_0000,
+        len: 4096,
+        prot: 0x5,
+        mmap_flags: 0x2,
+        fd: 3,
+        call_flags: encode::CALL_FD,
+        file_source: FileSource::VmaBusy as u16,
+        ..Default::default()
+    };
+    let record = map(&encode::do_mmap(raw, b""));
+    let a = attrs(&record);
+    assert_eq!(record.severity_text(), Some("INFO"), "not anonymous memory");
+    assert_eq!(a[attr::MAPWATCH_FILE_UNRESOLVED], s("mmap_lock_busy"));
+    assert_eq!(a[attr::MMAP_FD], AnyValue::Int(3));
+    assert_eq!(
+        record.body(),
+        Some(&s(
+            "loader mapped fd 3 (file not resolved: mmap_lock_busy) at 0x7f0000000000 (4096 bytes, PROT_READ|PROT_EXEC, MAP_PRIVATE)"
+        ))
+    );
+}
+
 #[test]
 fn security_event_with_a_denied_verdict() {
     let raw = RawSecurityMmapFile {
@@ -207,6 +317,9 @@ fn security_event_with_a_denied_verdict() {
         mmap_flags: 0x1,
         verdict: -1,
         has_verdict: 1,
+        fd: -1,
+        file_source: FileSource::Argument as u16,
+        call_flags: 0,
         file: RawFile {
             inode: 5,
             flags: encode::file_flags(true, true, true),
@@ -243,6 +356,17 @@ fn every_emitted_attribute_is_documented() {
         ..Default::default()
     };
     let mut seen = attrs(&map(&encode::do_mmap(raw, b"/a")));
+    let unresolved = RawDoMmap {
+        hdr: header(1),
+        prot: 5,
+        mmap_flags: 2,
+        error: -9,
+        fd: 3,
+        call_flags: encode::CALL_FD,
+        file_source: FileSource::CallFailed as u16,
+        ..Default::default()
+    };
+    seen.extend(attrs(&map(&encode::do_mmap(unresolved, b""))));
     let sec = RawSecurityMmapFile {
         hdr: header(1),
         verdict: -13,

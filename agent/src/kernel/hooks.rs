@@ -149,7 +149,9 @@ pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static
         (Hook::DoMmap, Backend::Kprobe) => &[KPROBE_DO_MMAP, KRETPROBE_DO_MMAP],
         (Hook::DoMmap, Backend::Fexit) => &[FEXIT_DO_MMAP],
         (Hook::DoMmap, Backend::Lsm) => &[],
-        (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => &[TP_SECURITY_MMAP_FILE],
+        (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
+            &[TP_SECURITY_MMAP_FILE, TP_SECURITY_EXIT_MMAP]
+        }
         (Hook::SecurityMmapFile, Backend::Kprobe) => {
             &[KPROBE_SECURITY_MMAP_FILE, KRETPROBE_SECURITY_MMAP_FILE]
         }
@@ -178,7 +180,8 @@ pub(super) fn attach_backend(
         (Hook::DoMmap, Backend::Fexit) => attach_fexit(ebpf, FEXIT_DO_MMAP, "do_mmap", btf),
         (Hook::DoMmap, Backend::Lsm) => Err(ProgramError::UnexpectedProgramType),
         (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
-            attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")
+            attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")?;
+            attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")
         }
         (Hook::SecurityMmapFile, Backend::Kprobe) => {
             attach_kprobe(ebpf, KPROBE_SECURITY_MMAP_FILE, "security_mmap_file")?;

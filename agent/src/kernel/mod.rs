@@ -18,6 +18,7 @@ mod explain;
 pub mod filters;
 mod hooks;
 mod probes;
+pub mod program_stats;
 mod ring_fill;
 
 pub use counters::{KernelCounters, read_counters, share_counters};

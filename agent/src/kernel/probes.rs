@@ -280,6 +280,17 @@ impl Probes {
         self.ebpf = None;
     }
 
+    /// Handles on the attached programs for their self-cost metrics (see
+    /// [`ProgramStats`](super::program_stats::ProgramStats)); `None` once
+    /// detached.
+    pub fn program_stats(
+        &self,
+        run_time: bool,
+    ) -> Option<std::io::Result<super::program_stats::ProgramStats>> {
+        let ebpf = self.ebpf.as_ref()?;
+        Some(super::program_stats::ProgramStats::new(ebpf, run_time))
+    }
+
     /// Reads the kernel-side counters.
     pub fn counters(&self) -> KernelCounters {
         read_counters(&self.counters)

@@ -174,8 +174,28 @@ fn build_meters(
             .ok()
             .map(Arc::new),
         spool: destinations.spool.clone(),
+        programs: program_stats(config, probes),
     };
     Ok(export::meter_provider(config, sources)?)
+}
+
+/// Handles on our BPF programs for their self-cost metrics (run-time
+/// statistics turned on with `otlp.bpf_program_stats`); without them the
+/// metrics leave the programs out and say so once.
+fn program_stats(
+    config: &Config,
+    probes: &Probes,
+) -> Option<Arc<kernel::program_stats::ProgramStats>> {
+    if config.sdk_disabled || !config.otlp.metrics {
+        return None;
+    }
+    match probes.program_stats(config.otlp.bpf_program_stats)? {
+        Ok(stats) => Some(Arc::new(stats)),
+        Err(error) => {
+            tracing::warn!("BPF program costs are not reported: {error}");
+            None
+        }
+    }
 }
 
 fn drop_capabilities() {

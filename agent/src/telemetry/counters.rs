@@ -210,6 +210,20 @@ impl Snapshot {
         if limited > 0 {
             discarded.push_str(&format!(", {limited} over the rate limit"));
         }
+        // Sent, but without their file facts: the kernel could not read the mapping.
+        let unresolved: Vec<(&str, u64)> = Counter::ALL
+            .into_iter()
+            .filter_map(|c| Some((c.unresolved_reason()?, self.kernel.get(c))))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        if !unresolved.is_empty() {
+            let total: u64 = unresolved.iter().map(|&(_, n)| n).sum();
+            let each: Vec<String> = unresolved.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            discarded.push_str(&format!(
+                ", {total} without file facts ({})",
+                each.join(", ")
+            ));
+        }
         discarded
     }
 
@@ -217,7 +231,8 @@ impl Snapshot {
         let mut reasons = format!(
             "ring buffer full {}, argument map full {}, undecodable {}, export failed {}, export queue full {}",
             self.ring_buffer_full(),
-            self.kernel.get(Counter::PendingMapFull),
+            self.kernel.get(Counter::PendingMapFull)
+                + self.kernel.get(Counter::SecurityPendingMapFull),
             self.decode_errors,
             self.export_failed,
             self.queue_dropped,

@@ -12,6 +12,7 @@ use mapwatch_kernel::abi::Counter;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
+use crate::kernel::program_stats::ProgramStats;
 use crate::kernel::{self, RingFill};
 use crate::spool::SpoolHandle;
 use crate::telemetry::{PipelineStats, Snapshot};
@@ -20,6 +21,10 @@ use crate::telemetry::{PipelineStats, Snapshot};
 pub const EVENT: &str = "mapwatch.event";
 /// Attribute naming why records were dropped.
 pub const DROP_REASON: &str = "mapwatch.drop.reason";
+/// Attribute naming why a record was sent without its file facts.
+pub const FILE_UNRESOLVED: &str = "mapwatch.file.unresolved";
+/// Attribute naming one of our BPF programs.
+pub const BPF_PROGRAM: &str = "mapwatch.bpf.program";
 /// Attribute naming why records were not reported on purpose.
 pub const DISCARD_REASON: &str = "mapwatch.discard.reason";
 
@@ -45,6 +50,8 @@ pub struct Sources {
     pub ring: Option<Arc<RingFill>>,
     /// The on-disk spool, if in use.
     pub spool: Option<SpoolHandle>,
+    /// The BPF programs' own cost, if it could be read.
+    pub programs: Option<Arc<ProgramStats>>,
 }
 
 impl Sources {
@@ -96,6 +103,7 @@ fn kernel_drop_reason(counter: Counter) -> (&'static str, Option<&'static str>) 
         Counter::DoMmapRingBufferFull => ("ring_buffer_full", Some("do_mmap")),
         Counter::SecurityMmapFileRingBufferFull => ("ring_buffer_full", Some("security_mmap_file")),
         Counter::PendingMapFull => ("argument_map_full", Some("do_mmap")),
+        Counter::SecurityPendingMapFull => ("argument_map_full", Some("security_mmap_file")),
         other => (other.name(), None),
     }
 }
@@ -140,6 +148,38 @@ fn dropped(s: &Sources) -> Observations {
         out.push((value, vec![KeyValue::new(DROP_REASON, reason)]));
     }
     out
+}
+
+fn file_unresolved(s: &Sources) -> Observations {
+    let snap = s.snapshot();
+    Counter::ALL
+        .into_iter()
+        .filter_map(|counter| {
+            let reason = counter.unresolved_reason()?;
+            Some((
+                snap.kernel.get(counter),
+                vec![KeyValue::new(FILE_UNRESOLVED, reason)],
+            ))
+        })
+        .collect()
+}
+
+/// One value per BPF program, from `pick`.
+fn per_program(s: &Sources, pick: fn(&kernel::program_stats::ProgramCost) -> u64) -> Observations {
+    s.programs
+        .iter()
+        .flat_map(|p| p.read())
+        .map(|cost| {
+            (
+                pick(&cost),
+                vec![KeyValue::new(BPF_PROGRAM, cost.name.clone())],
+            )
+        })
+        .collect()
+}
+
+fn measures_run_time(s: &Sources) -> bool {
+    s.programs.as_ref().is_some_and(|p| p.measures_run_time())
 }
 
 fn discarded(s: &Sources) -> Observations {
@@ -187,6 +227,14 @@ pub const INSTRUMENTS: &[Instrument] = &[
         kind: Kind::Counter,
         present: always,
         observe: dropped,
+    },
+    Instrument {
+        name: "mapwatch.records.file_unresolved",
+        unit: "{record}",
+        description: "Records sent without their file facts because the kernel could not read the mapping, by reason (`mapwatch.file.unresolved`).",
+        kind: Kind::Counter,
+        present: always,
+        observe: file_unresolved,
     },
     Instrument {
         name: "mapwatch.records.discarded",
@@ -256,6 +304,30 @@ pub const INSTRUMENTS: &[Instrument] = &[
         kind: Kind::Gauge,
         present: |s| s.spool.is_some(),
         observe: |s| s.spool.iter().map(|sp| (sp.bytes(), Vec::new())).collect(),
+    },
+    Instrument {
+        name: "mapwatch.bpf.program.missed",
+        unit: "{run}",
+        description: "Runs of a BPF program of ours the kernel skipped because it was already running on that CPU (each a record never made).",
+        kind: Kind::Counter,
+        present: |s| s.programs.is_some(),
+        observe: |s| per_program(s, |c| c.missed),
+    },
+    Instrument {
+        name: "mapwatch.bpf.program.runs",
+        unit: "{run}",
+        description: "Runs of a BPF program of ours (with otlp.bpf_program_stats).",
+        kind: Kind::Counter,
+        present: measures_run_time,
+        observe: |s| per_program(s, |c| c.runs),
+    },
+    Instrument {
+        name: "mapwatch.bpf.program.run_time",
+        unit: "ns",
+        description: "Time spent in a BPF program of ours (with otlp.bpf_program_stats); divided by the runs, the cost per run.",
+        kind: Kind::Counter,
+        present: measures_run_time,
+        observe: |s| per_program(s, |c| c.run_time_ns),
     },
     Instrument {
         name: "mapwatch.ring_buffer.used",

@@ -3,7 +3,9 @@
 //! and `pathcost`: the bytes the kernel sends. Included with `#[path]`.
 #![allow(dead_code)]
 
-use mapwatch_kernel::abi::{RawDoMmap, RawFile, RawHeader, RawSecurityMmapFile, encode};
+use mapwatch_kernel::abi::{
+    FileSource, RawDoMmap, RawFile, RawHeader, RawSecurityMmapFile, encode,
+};
 
 fn header() -> RawHeader {
     RawHeader {
@@ -31,6 +33,7 @@ pub fn anonymous_pair() -> [Vec<u8>; 2] {
         hdr: header(),
         prot: 0x3,
         mmap_flags: 0x22,
+        fd: -1,
         ..Default::default()
     };
     let do_mmap = RawDoMmap {
@@ -39,6 +42,7 @@ pub fn anonymous_pair() -> [Vec<u8>; 2] {
         len: 4096,
         prot: 0x3,
         mmap_flags: 0x22,
+        fd: -1,
         ..Default::default()
     };
     [
@@ -59,10 +63,14 @@ pub fn file_backed_pair() -> [Vec<u8>; 2] {
         ..Default::default()
     };
     let path = b"/usr/lib/x86_64-linux-gnu/libc.so.6";
+    // The syscall tracepoint backend: the fd, and the file read from the VMA.
     let security = RawSecurityMmapFile {
         hdr: header(),
         prot: 0x5,
         mmap_flags: 0x802,
+        fd: 3,
+        call_flags: encode::CALL_FD,
+        file_source: FileSource::Vma as u16,
         file,
         ..Default::default()
     };
@@ -73,6 +81,9 @@ pub fn file_backed_pair() -> [Vec<u8>; 2] {
         prot: 0x5,
         mmap_flags: 0x802,
         pgoff: 40,
+        fd: 3,
+        call_flags: encode::CALL_FD,
+        file_source: FileSource::Vma as u16,
         file,
         ..Default::default()
     };

@@ -104,6 +104,7 @@ static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __
 	hdr->egid = BPF_CORE_READ(task, cred, egid.val);
 	hdr->pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
 	hdr->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	hdr->_pad0 = 0;
 	hdr->cgroup_id = bpf_get_current_cgroup_id();
 	hdr->process_start_ns = BPF_CORE_READ(task, group_leader, start_time);
 	if (bpf_get_current_comm(hdr->comm, sizeof(hdr->comm)))

@@ -6,46 +6,56 @@
 #ifndef MAPWATCH_EMIT_H
 #define MAPWATCH_EMIT_H
 
-#include "file.h"
+#include "vma.h"
 #include "filter.h"
-
-/* The arguments of a mapping call, as kept between entry and return. */
-struct mw_call {
-	__u64 len;
-	__u64 prot;
-	__u64 mmap_flags;
-	__u64 pgoff;
-	__u64 start_ns;
-	struct file *file; /* held by the call until it returns */
-};
+#include "pending.h"
 
 /*
- * A per-thread store of calls in flight, for backends split in entry + return.
- * A plain (preallocated) hash, not an LRU: LRU maps take list-wide locks that
- * are a deadlock risk inside kprobes; a thread that exits mid-call has its
- * entry removed by the process-exit program instead.
+ * The file facts of `call` into `info` / `out`, from where this backend can
+ * read them race-free; returns the MW_FILE_SOURCE_* that says where (or why
+ * there are none):
+ *   - kernel backends: the hooked function's own file argument, which the
+ *     call holds until it returns;
+ *   - syscall_tracepoint: nothing for MAP_ANONYMOUS; for a failed call no
+ *     file at all (nothing was mapped, and the fd's file is not held: the fd
+ *     number goes out instead); for a successful one the VMA it created.
+ * `ret` is the call's result for do_mmap; security_mmap_file on
+ * syscall_tracepoint passes the syscall's result too.
  */
-#define MW_PENDING_MAP(name)                                                                     \
-	struct {                                                                                 \
-		__uint(type, BPF_MAP_TYPE_HASH);                                                 \
-		__uint(max_entries, MW_PENDING_ENTRIES);                                         \
-		__type(key, __u64); /* pid_tgid */                                               \
-		__type(value, struct mw_call);                                                   \
-	} name SEC(".maps")
-
-static __always_inline void mw_stash_call(void *map, __u64 pid_tgid, struct mw_call *call)
+static __always_inline __u16 mw_file_facts(__u16 backend, struct mw_call *call, __u64 ret,
+					   struct mw_file *info, char *buf, char *out)
 {
-	if (bpf_map_update_elem(map, &pid_tgid, call, BPF_ANY))
-		mw_count(MW_COUNTER_PENDING_MAP_FULL);
+	if (backend != MW_BACKEND_SYSCALL_TRACEPOINT) {
+		mw_file_info(call->file, info, buf, out);
+		return call->file ? MW_FILE_SOURCE_ARGUMENT : MW_FILE_SOURCE_NONE;
+	}
+	__builtin_memset(info, 0, sizeof(*info));
+	if (call->mmap_flags & MW_MAP_ANONYMOUS)
+		return MW_FILE_SOURCE_NONE;
+	if (mw_is_err_value(ret))
+		return MW_FILE_SOURCE_CALL_FAILED;
+	return mw_vma_file(ret, call->pgoff, info, buf, out);
 }
 
-static __always_inline struct mw_call *mw_find_call(void *map, __u64 pid_tgid)
+/* Whether the call asked for a file (for the file-only / anonymous-only filters). */
+static __always_inline bool mw_call_file_backed(__u16 backend, struct mw_call *call)
 {
-	struct mw_call *call = bpf_map_lookup_elem(map, &pid_tgid);
+	if (backend == MW_BACKEND_SYSCALL_TRACEPOINT)
+		return !(call->mmap_flags & MW_MAP_ANONYMOUS);
+	return call->file != NULL;
+}
 
-	if (!call)
-		mw_count(MW_COUNTER_PENDING_MISSING);
-	return call;
+/* mmap(2)'s fd, where the backend sees it and the kernel uses it. */
+static __always_inline void mw_call_fd(__u16 backend, struct mw_call *call, __s32 *fd,
+				       __u16 *call_flags)
+{
+	if (backend == MW_BACKEND_SYSCALL_TRACEPOINT && !(call->mmap_flags & MW_MAP_ANONYMOUS)) {
+		*fd = call->fd;
+		*call_flags = MW_CALL_FD;
+	} else {
+		*fd = -1;
+		*call_flags = 0;
+	}
 }
 
 /* do_mmap returned `ret` (an address or a negative errno) for `call`. */
@@ -55,7 +65,7 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	struct mw_scratch *s;
 	struct mw_do_mmap *ev;
 
-	if (!mw_filter_task(pid_tgid, call->prot, call->file != NULL))
+	if (!mw_filter_task(pid_tgid, call->prot, mw_call_file_backed(backend, call)))
 		return;
 	s = mw_scratch();
 	if (!s)
@@ -74,65 +84,45 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	ev->mmap_flags = call->mmap_flags;
 	ev->pgoff = call->pgoff;
 	ev->start_ns = call->start_ns;
+	mw_call_fd(backend, call, &ev->fd, &ev->call_flags);
 	ev->_pad0 = 0;
-	mw_file_info(call->file, &ev->file, s->path_buf, ev->path);
-	if (!mw_filter_path(ev->path, ev->file.path_len, call->file != NULL) ||
+	ev->file_source = mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path);
+	/* A record without file facts cannot be matched by path: the path lists let it pass. */
+	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
 	    !mw_rate_allows(pid_tgid))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_do_mmap, path), ev->file.path_len,
 		  MW_COUNTER_DO_MMAP_SENT, MW_COUNTER_DO_MMAP_RINGBUF_FULL);
 }
 
-/* The permission check for mapping `file` (NULL: anonymous memory). */
-static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, struct file *file,
-					     __u64 prot, __u64 mmap_flags, bool has_verdict,
-					     __s32 verdict)
+/*
+ * The permission check for mapping `call` (its file NULL: anonymous memory).
+ * `ret` is used by syscall_tracepoint only (see mw_file_facts).
+ */
+static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, struct mw_call *call,
+					     __u64 ret, bool has_verdict, __s32 verdict)
 {
 	struct mw_scratch *s;
 	struct mw_security_mmap_file *ev;
 
-	if (!mw_filter_task(pid_tgid, prot, file != NULL))
+	if (!mw_filter_task(pid_tgid, call->prot, mw_call_file_backed(backend, call)))
 		return;
 	s = mw_scratch();
 	if (!s)
 		return;
 	ev = &s->security;
 	mw_fill_header(&ev->hdr, MW_EVENT_SECURITY_MMAP_FILE, backend, pid_tgid);
-	ev->prot = prot;
-	ev->mmap_flags = mmap_flags;
+	ev->prot = call->prot;
+	ev->mmap_flags = call->mmap_flags;
 	ev->verdict = has_verdict ? verdict : 0;
 	ev->has_verdict = has_verdict;
-	mw_file_info(file, &ev->file, s->path_buf, ev->path);
-	if (!mw_filter_path(ev->path, ev->file.path_len, file != NULL) || !mw_rate_allows(pid_tgid))
+	mw_call_fd(backend, call, &ev->fd, &ev->call_flags);
+	ev->file_source = mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path);
+	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
+	    !mw_rate_allows(pid_tgid))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_security_mmap_file, path),
 		  ev->file.path_len, MW_COUNTER_SECURITY_SENT, MW_COUNTER_SECURITY_RINGBUF_FULL);
-}
-
-/* Calls in flight of exiting threads, which will never return. */
-static __always_inline void mw_forget_thread(__u64 pid_tgid);
-
-/*
- * A thread exits: forget its calls in flight. When it is the last one (the
- * group leader), tell the agent, whose cache can forget the process: no
- * record, only a hint, so it is not filtered.
- */
-static __always_inline int mw_process_exit(void)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct mw_header hdr;
-
-	mw_forget_thread(pid_tgid);
-	if ((__u32)pid_tgid != (__u32)(pid_tgid >> 32) || mw_ignored(pid_tgid))
-		return 0;
-	mw_forget_process(pid_tgid >> 32);
-	mw_fill_header(&hdr, MW_EVENT_PROCESS_EXIT, MW_BACKEND_SYSCALL_TRACEPOINT, pid_tgid);
-	hdr.size = sizeof(hdr);
-	if (bpf_ringbuf_output(&mw_events, &hdr, sizeof(hdr), 0))
-		mw_count(MW_COUNTER_EXIT_RINGBUF_FULL);
-	else
-		mw_count(MW_COUNTER_EXIT_SENT);
-	return 0;
 }
 
 #endif /* MAPWATCH_EMIT_H */

@@ -6,7 +6,10 @@
  *
  * Every record starts with struct mw_header; `kind` says what follows and
  * `size` how many bytes were sent (the path is sent only up to its length).
- * Plain fixed-width fields only, so both sides agree without packing rules.
+ * Plain fixed-width fields only, so both sides agree without packing rules,
+ * and no implicit padding: every byte is a named field the kernel side sets
+ * (padding is explicit `_padN`, zeroed), so no stale kernel memory is ever
+ * sent. build.rs checks that each struct's size is the sum of its fields.
  */
 #ifndef MAPWATCH_EVENTS_H
 #define MAPWATCH_EVENTS_H
@@ -37,6 +40,23 @@
 #define MW_FILE_OPEN_FOR_WRITE (1U << 3) /* some process has the file open for writing */
 #define MW_FILE_DIR_WORLD_WRITABLE (1U << 4) /* its directory is writable by anyone (S_IWOTH) */
 
+/*
+ * mw_do_mmap.file_source / mw_security_mmap_file.file_source: where the file
+ * facts of a record come from, or why a record that is not for anonymous
+ * memory has none (then `file` is all zero and `path` empty).
+ */
+#define MW_FILE_SOURCE_NONE 0          /* anonymous memory: no file was asked for */
+#define MW_FILE_SOURCE_ARGUMENT 1      /* the hooked function's file argument, held by the call */
+#define MW_FILE_SOURCE_VMA 2           /* the VMA the call created, read under the mmap lock */
+#define MW_FILE_SOURCE_CALL_FAILED 3   /* none: the call failed, nothing was mapped */
+#define MW_FILE_SOURCE_VMA_BUSY 4      /* none: the mmap lock was taken (bpf_find_vma: -EBUSY) */
+#define MW_FILE_SOURCE_VMA_MISSING 5   /* none: nothing mapped at the returned address any more */
+#define MW_FILE_SOURCE_VMA_MISMATCH 6  /* none: the VMA there is not the one this call made */
+#define MW_FILE_SOURCE_LOOKUP_FAILED 7 /* none: bpf_find_vma failed for another reason */
+
+/* mw_do_mmap.call_flags / mw_security_mmap_file.call_flags */
+#define MW_CALL_FD (1U << 0) /* `fd` holds mmap(2)'s fd argument (syscall_tracepoint, not MAP_ANONYMOUS) */
+
 /* Indexes of the per-CPU counters in the mw_counters map. */
 #define MW_COUNTER_DO_MMAP_SENT 0
 #define MW_COUNTER_DO_MMAP_RINGBUF_FULL 1
@@ -48,7 +68,14 @@
 #define MW_COUNTER_RATE_LIMITED 7     /* not reported: the process exceeded its rate limit */
 #define MW_COUNTER_EXIT_SENT 8        /* process exits sent (not records: cache eviction) */
 #define MW_COUNTER_EXIT_RINGBUF_FULL 9 /* process exits lost: the agent forgets by age instead */
-#define MW_COUNTER_MAX 10
+/* Records sent without file facts because the VMA lookup failed (MW_FILE_SOURCE_VMA_*). */
+#define MW_COUNTER_VMA_BUSY 10
+#define MW_COUNTER_VMA_MISSING 11
+#define MW_COUNTER_VMA_MISMATCH 12
+#define MW_COUNTER_VMA_LOOKUP_FAILED 13
+/* security_mmap_file lost: its entry could not store its arguments */
+#define MW_COUNTER_SECURITY_PENDING_MAP_FULL 14
+#define MW_COUNTER_MAX 15
 
 /*
  * Filters (map mw_filter_settings, one entry; lists in hash maps), updated by
@@ -98,6 +125,7 @@ struct mw_header {
 	__u32 egid;          /* effective group id */
 	__u32 pid_ns;        /* pid namespace inode number */
 	__u32 mnt_ns;        /* mount namespace inode number */
+	__u32 _pad0;         /* zero */
 	__u64 cgroup_id;
 	__u64 process_start_ns; /* the process's start (CLOCK_MONOTONIC): with tgid, a process identity */
 	char comm[MW_COMM_LEN];
@@ -122,8 +150,11 @@ struct mw_do_mmap {
 	__u64 pgoff;         /* file offset in pages */
 	__u64 start_ns;      /* CLOCK_MONOTONIC at entry; hdr.ktime_ns is at return */
 	__s32 error;         /* 0, or the negative errno mmap returned */
-	__u32 _pad0;
-	struct mw_file file;
+	__s32 fd;            /* mmap(2)'s fd argument when call_flags has MW_CALL_FD, else -1 */
+	__u16 file_source;   /* MW_FILE_SOURCE_* */
+	__u16 call_flags;    /* MW_CALL_* */
+	__u32 _pad0;         /* zero */
+	struct mw_file file; /* all zero unless file_source is ARGUMENT or VMA */
 	char path[MW_PATH_MAX];
 };
 
@@ -133,7 +164,10 @@ struct mw_security_mmap_file {
 	__u64 mmap_flags;
 	__s32 verdict;       /* 0 or negative errno; meaningful only if has_verdict */
 	__u32 has_verdict;   /* 1 when the backend sees the hook's result */
-	struct mw_file file;
+	__s32 fd;            /* as in mw_do_mmap */
+	__u16 file_source;   /* MW_FILE_SOURCE_* */
+	__u16 call_flags;    /* MW_CALL_* */
+	struct mw_file file; /* all zero unless file_source is ARGUMENT or VMA */
 	char path[MW_PATH_MAX];
 };
 

@@ -9,22 +9,6 @@
 #define MW_PATH_MAX_STEPS 256
 #define MW_NAME_MASK 255 /* NAME_MAX */
 
-/* The open file behind `fd` in the current task, or NULL. */
-static __always_inline struct file *mw_fd_file(int fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *file = NULL;
-
-	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
-		return NULL;
-	return file;
-}
-
 /* Inode change time in ns since the epoch, for every known inode layout. */
 static __always_inline __u64 mw_inode_ctime_ns(struct inode *inode)
 {

@@ -16,9 +16,6 @@
 
 #include "emit.h"
 
-MW_PENDING_MAP(mw_pending_kprobe_do_mmap);
-MW_PENDING_MAP(mw_pending_kprobe_security);
-
 static __always_inline __u32 mw_do_mmap_pgoff_index(void)
 {
 	return mw_config_do_mmap_nargs >= 9 ? 6 : 5;
@@ -50,16 +47,17 @@ static __always_inline int mw_fexit_do_mmap(__u64 *ctx)
 static __always_inline int mw_fexit_security_mmap_file(__u64 *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 file = 0, prot = 0, flags = 0, ret = 0;
+	struct mw_call call = {};
+	__u64 file = 0, ret = 0;
 
 	if (mw_ignored(pid_tgid))
 		return 0;
 	bpf_get_func_arg(ctx, 0, &file);
-	bpf_get_func_arg(ctx, 1, &prot);
-	bpf_get_func_arg(ctx, 2, &flags);
+	bpf_get_func_arg(ctx, 1, &call.prot);
+	bpf_get_func_arg(ctx, 2, &call.mmap_flags);
 	bpf_get_func_ret(ctx, &ret);
-	mw_emit_security(MW_BACKEND_FEXIT, pid_tgid, (struct file *)file, prot, flags, true,
-			 (__s32)ret);
+	call.file = (struct file *)file;
+	mw_emit_security(MW_BACKEND_FEXIT, pid_tgid, &call, 0, true, (__s32)ret);
 	return 0;
 }
 
@@ -68,6 +66,7 @@ static __always_inline int mw_fexit_security_mmap_file(__u64 *ctx)
 static __always_inline int mw_lsm_mmap_file(__u64 *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct mw_call call = {};
 	__u64 file = 0;
 	int ret = (int)ctx[4];
 
@@ -78,7 +77,10 @@ static __always_inline int mw_lsm_mmap_file(__u64 *ctx)
 	 * NULL test: read the slot as a plain number first.
 	 */
 	bpf_probe_read_kernel(&file, sizeof(file), &ctx[0]);
-	mw_emit_security(MW_BACKEND_LSM, pid_tgid, (struct file *)file, ctx[2], ctx[3], true, ret);
+	call.file = (struct file *)file;
+	call.prot = ctx[2];
+	call.mmap_flags = ctx[3];
+	mw_emit_security(MW_BACKEND_LSM, pid_tgid, &call, 0, true, ret);
 	return ret; /* observe only: never change the decision */
 }
 
@@ -103,7 +105,7 @@ static __always_inline int mw_kprobe_do_mmap(struct pt_regs *regs)
 				      (void *)(MW_REGS_SP(regs) + 8));
 	}
 	call.start_ns = bpf_ktime_get_ns();
-	mw_stash_call(&mw_pending_kprobe_do_mmap, pid_tgid, &call);
+	mw_stash_call(&mw_pending_kprobe_do_mmap, pid_tgid, &call, MW_COUNTER_PENDING_MAP_FULL);
 	return 0;
 }
 
@@ -132,7 +134,8 @@ static __always_inline int mw_kprobe_security_mmap_file(struct pt_regs *regs)
 	call.file = (struct file *)MW_REGS_ARG(regs, 0);
 	call.prot = MW_REGS_ARG(regs, 1);
 	call.mmap_flags = MW_REGS_ARG(regs, 2);
-	mw_stash_call(&mw_pending_kprobe_security, pid_tgid, &call);
+	mw_stash_call(&mw_pending_kprobe_security, pid_tgid, &call,
+		      MW_COUNTER_SECURITY_PENDING_MAP_FULL);
 	return 0;
 }
 
@@ -146,8 +149,7 @@ static __always_inline int mw_kretprobe_security_mmap_file(struct pt_regs *regs)
 	call = mw_find_call(&mw_pending_kprobe_security, pid_tgid);
 	if (!call)
 		return 0;
-	mw_emit_security(MW_BACKEND_KPROBE, pid_tgid, call->file, call->prot, call->mmap_flags,
-			 true, (__s32)MW_REGS_RET(regs));
+	mw_emit_security(MW_BACKEND_KPROBE, pid_tgid, call, 0, true, (__s32)MW_REGS_RET(regs));
 	bpf_map_delete_elem(&mw_pending_kprobe_security, &pid_tgid);
 	return 0;
 }

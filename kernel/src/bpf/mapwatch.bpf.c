@@ -6,6 +6,7 @@
  */
 #include "syscall_tracepoint.h"
 #include "kernel_hooks.h"
+#include "exit.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -15,6 +16,12 @@ SEC("tracepoint/syscalls/sys_enter_mmap")
 int mw_tp_security_mmap_file(struct mw_sys_enter_ctx *ctx)
 {
 	return mw_tp_security_enter(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int mw_tp_security_exit_mmap(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_security_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_mmap")
@@ -27,13 +34,6 @@ SEC("tracepoint/syscalls/sys_exit_mmap")
 int mw_tp_exit_mmap(struct mw_sys_exit_ctx *ctx)
 {
 	return mw_tp_do_mmap_exit(ctx);
-}
-
-static __always_inline void mw_forget_thread(__u64 pid_tgid)
-{
-	bpf_map_delete_elem(&mw_pending_tp_mmap, &pid_tgid);
-	bpf_map_delete_elem(&mw_pending_kprobe_do_mmap, &pid_tgid);
-	bpf_map_delete_elem(&mw_pending_kprobe_security, &pid_tgid);
 }
 
 /* Thread and process exits: calls in flight and cached state are forgotten. */

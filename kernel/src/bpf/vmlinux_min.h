@@ -108,13 +108,12 @@ struct file {
 	unsigned int f_flags;
 };
 
-struct fdtable {
-	unsigned int max_fds;
-	struct file **fd;
-};
-
-struct files_struct {
-	struct fdtable *fdt;
+/* A mapping: [vm_start, vm_end) of vm_file from page vm_pgoff (NULL: anonymous). */
+struct vm_area_struct {
+	unsigned long vm_start;
+	unsigned long vm_end;
+	unsigned long vm_pgoff;
+	struct file *vm_file;
 };
 
 struct fs_struct {
@@ -159,7 +158,6 @@ struct task_struct {
 	int tgid;
 	struct task_struct *real_parent;
 	struct fs_struct *fs;
-	struct files_struct *files;
 	struct nsproxy *nsproxy;
 };
 
