@@ -530,9 +530,10 @@ pub fn rows(kernels: &[KernelReport]) -> Vec<Row<'_>> {
 }
 
 /// Tests skipped because a kernel lacks the backend, on every kernel of the
-/// run: nothing in this run exercised that backend with them (e.g. a
-/// backend that broke on every kernel in a way the agent reads as "not
-/// available"). A test that ran somewhere, passed or failed, is covered.
+/// run: no kernel of this run had that backend for them (e.g. a backend
+/// that broke on every kernel in a way the agent reads as "not available").
+/// A test that ran somewhere, passed or failed, or was skipped there for a
+/// limit of the backend (which that kernel had), is covered.
 pub fn uncovered(kernels: &[KernelReport]) -> Vec<String> {
     let mut out = Vec::new();
     let runs = || kernels.iter().flat_map(|k| &k.vm.runs);
@@ -544,18 +545,19 @@ pub fn uncovered(kernels: &[KernelReport]) -> Vec<String> {
             if SkipKind::of(reason) != SkipKind::KernelLacks {
                 continue;
             }
-            let ran_somewhere = runs()
+            let backend_somewhere = runs()
                 .filter(|r| r.config == run.config && r.suite == run.suite)
                 .flat_map(|r| &r.tests)
                 .any(|t| {
                     t.name == test.name
-                        && matches!(t.outcome, Outcome::Passed | Outcome::Failed(_))
+                        && !matches!(&t.outcome, Outcome::Skipped(r)
+                            if SkipKind::of(r) == SkipKind::KernelLacks)
                 });
             let line = format!(
                 "`{}` / {} / `{}`: skipped on every kernel of this run",
                 run.config, run.suite, test.name
             );
-            if !ran_somewhere && !out.contains(&line) {
+            if !backend_somewhere && !out.contains(&line) {
                 out.push(line);
             }
         }
@@ -991,6 +993,13 @@ MWVM-DONE
         let two = [one[0].clone(), report(&covering, &expected, None)];
         assert!(uncovered(&two).is_empty());
         assert!(all_ok(&two));
+        // So does a skip for a limit of the backend: that kernel had it.
+        let limited = covering.replace(
+            "test b ... ok",
+            "test b ... ok\n---- b stdout ----\nSKIP: x (a documented limit of that backend)",
+        );
+        let two = [one[0].clone(), report(&limited, &expected, None)];
+        assert!(uncovered(&two).is_empty(), "{:?}", uncovered(&two));
         // Failing there covers it too: the failure is what the row reports.
         let failing = covering.replace("test b ... ok", "test b ... FAILED");
         let two = [one[0].clone(), report(&failing, &expected, None)];
