@@ -32,8 +32,9 @@ enum Task {
     /// Boot Debian kernels in qemu and run the agent's BPF-loading test
     /// suites in each, under every backend configuration they exercise.
     /// Exits 1 if a test failed, was skipped for another reason than a
-    /// missing kernel feature, or a VM did not finish; 3 if this machine
-    /// cannot run VMs (no qemu and no apt, no kernel to download).
+    /// missing kernel feature (or for a missing feature on every kernel of
+    /// the run), or a VM did not finish; 3 if this machine cannot run VMs
+    /// (no qemu and no apt, no kernel to download).
     VmTest(VmTest),
 }
 
