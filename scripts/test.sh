@@ -17,8 +17,8 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --locked --workspace
 
-# The same end-to-end tests on Debian kernels in qemu, once per backend
-# (kprobe, fexit, lsm need production kernels). Runs where the machine can:
+# Every BPF-loading test suite on Debian kernels in qemu, under each backend
+# it exercises (kprobe, fexit, lsm need production kernels). Runs where the machine can:
 # an x86_64 host with qemu, or apt to install it; the xtask exits 3 when it
 # cannot get qemu or a kernel (no apt, mirror unreachable). MAPWATCH_VM_TEST=0
 # turns it off.
@@ -42,7 +42,7 @@ if [ -n "$vm_skip" ]; then
     vm_required "$vm_skip"
     echo "== SKIPPED cargo xtask vm-test: $vm_skip" >&2
 else
-    echo "== cargo xtask vm-test (e2e tests on Debian kernels in qemu)" >&2
+    echo "== cargo xtask vm-test (the BPF-loading test suites on Debian kernels in qemu)" >&2
     vm_status=0
     cargo xtask vm-test || vm_status=$?
     if [ "$vm_status" -eq 3 ]; then

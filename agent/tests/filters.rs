@@ -93,7 +93,8 @@ fn file_in_thread(name: &str, path: &std::path::Path) -> Mapping {
         .unwrap()
 }
 
-fn start(receiver: &OtlpReceiver, env: &[(&str, &str)]) -> Agent {
+/// `None` when the forced backend does not exist here (SKIP printed).
+fn start(receiver: &OtlpReceiver, env: &[(&str, &str)]) -> Option<Agent> {
     agent_exporting_to(&receiver.grpc_endpoint(), env)
 }
 
@@ -147,10 +148,12 @@ fn count_before(summary: &str, label: &str) -> u64 {
 fn include_comms_keeps_only_the_named_threads() {
     require_root();
     let receiver = OtlpReceiver::start().unwrap();
-    let agent = start(
+    let Some(agent) = start(
         &receiver,
         &[("MAPWATCH_FILTER__INCLUDE_COMMS", "mw-keep,mw-other")],
-    );
+    ) else {
+        return;
+    };
     let kept = anon_in_thread("mw-keep", libc::PROT_READ, 3);
     let dropped = anon_in_thread("mw-drop", libc::PROT_READ, 3);
     expect(&receiver, &agent, &kept, &dropped);
@@ -171,7 +174,7 @@ fn excluded_path_prefix_and_prot_mask() {
     std::fs::create_dir(root.join("shown")).unwrap();
     let hidden_prefix = format!("{}/hidden/", root.display());
     let receiver = OtlpReceiver::start().unwrap();
-    let agent = start(
+    let Some(agent) = start(
         &receiver,
         &[
             (
@@ -181,7 +184,9 @@ fn excluded_path_prefix_and_prot_mask() {
             ("MAPWATCH_FILTER__PROT_ANY", "PROT_EXEC"),
             ("MAPWATCH_FILTER__INCLUDE_COMMS", "mw-prefix"),
         ],
-    );
+    ) else {
+        return;
+    };
     let hidden = file_in_thread("mw-prefix", &root.join("hidden/a.so"));
     let shown = file_in_thread("mw-prefix", &root.join("shown/a.so"));
     let not_exec = anon_in_thread("mw-prefix", libc::PROT_READ | libc::PROT_WRITE, 2);
@@ -196,13 +201,15 @@ fn mappings_anonymous_drops_files() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let receiver = OtlpReceiver::start().unwrap();
-    let agent = start(
+    let Some(agent) = start(
         &receiver,
         &[
             ("MAPWATCH_FILTER__MAPPINGS", "anonymous"),
             ("MAPWATCH_FILTER__INCLUDE_COMMS", "mw-anon"),
         ],
-    );
+    ) else {
+        return;
+    };
     let file = file_in_thread("mw-anon", &dir.path().join("f"));
     let anon = anon_in_thread("mw-anon", libc::PROT_READ, 2);
     expect(&receiver, &agent, &anon, &[file]);
@@ -212,14 +219,16 @@ fn mappings_anonymous_drops_files() {
 fn rate_limit_caps_a_storming_process_and_counts_the_rest() {
     require_root();
     let receiver = OtlpReceiver::start().unwrap();
-    let agent = start(
+    let Some(agent) = start(
         &receiver,
         &[
             ("MAPWATCH_FILTER__INCLUDE_COMMS", "mw-storm"),
             ("MAPWATCH_RATE_LIMIT__PER_PROCESS", "10"),
             ("MAPWATCH_RATE_LIMIT__BURST", "20"),
         ],
-    );
+    ) else {
+        return;
+    };
     let started = std::time::Instant::now();
     let calls = 300;
     let _ = anon_in_thread("mw-storm", libc::PROT_READ, calls);
@@ -262,7 +271,9 @@ fn sighup_reloads_the_filters_without_a_restart() {
     let config = dir.path().join("mapwatch.toml");
     std::fs::write(&config, "[filter]\ninclude_comms = [\"mw-hup-a\"]\n").unwrap();
     let receiver = OtlpReceiver::start().unwrap();
-    let agent = start(&receiver, &[("MAPWATCH_CONFIG", config.to_str().unwrap())]);
+    let Some(agent) = start(&receiver, &[("MAPWATCH_CONFIG", config.to_str().unwrap())]) else {
+        return;
+    };
 
     let a = anon_in_thread("mw-hup-a", libc::PROT_READ, 1);
     let b_before = anon_in_thread("mw-hup-b", libc::PROT_READ, 1);
@@ -283,7 +294,9 @@ fn a_bad_reload_keeps_the_running_filters() {
     let config = dir.path().join("mapwatch.toml");
     std::fs::write(&config, "[filter]\ninclude_comms = [\"mw-bad-a\"]\n").unwrap();
     let receiver = OtlpReceiver::start().unwrap();
-    let agent = start(&receiver, &[("MAPWATCH_CONFIG", config.to_str().unwrap())]);
+    let Some(agent) = start(&receiver, &[("MAPWATCH_CONFIG", config.to_str().unwrap())]) else {
+        return;
+    };
     std::fs::write(
         &config,
         "[filter]\ninclude_comms = [\"a-name-longer-than-fifteen\"]\n",

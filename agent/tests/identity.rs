@@ -474,7 +474,8 @@ fn failed_call_reports_the_fd_no_file_and_no_false_alarm() {
     if do_mmap_backend != "syscall_tracepoint" && security_backend != "syscall_tracepoint" {
         println!(
             "SKIP: only the syscall tracepoint backend sees calls rejected before do_mmap (EBADF); \
-             here: do_mmap via {do_mmap_backend}, security_mmap_file via {security_backend}"
+             here: do_mmap via {do_mmap_backend}, security_mmap_file via {security_backend} \
+             (a documented limit of the kernel backends)"
         );
         return;
     }

@@ -1,5 +1,6 @@
 //! security_file_mprotect and the W->X detection, with real workloads (see
-//! `mprotect_cases/mod.rs`, also run by the `e2e` binary in the VM matrix).
+//! `mprotect_cases/mod.rs`); the VM matrix runs this suite under every
+//! backend of the event.
 
 mod common;
 mod mprotect_cases;

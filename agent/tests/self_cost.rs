@@ -46,14 +46,17 @@ fn per_program(receiver: &OtlpReceiver, name: &str) -> Vec<(String, i64)> {
 fn each_program_reports_its_runs_run_time_and_misses() {
     require_root();
     let receiver = OtlpReceiver::start().unwrap();
-    let agent = agent_exporting_to(
+    let Some(agent) = agent_exporting_to(
         &receiver.grpc_endpoint(),
         &[
             ("MAPWATCH_OTLP__BPF_PROGRAM_STATS", "true"),
             ("MAPWATCH_OTLP__METRICS_INTERVAL", "300ms"),
         ],
-    );
+    ) else {
+        return;
+    };
     let backend = agent.backend("do_mmap");
+    let security_backend = agent.backend("security_mmap_file");
     let calls = 2000;
     for _ in 0..calls {
         // SAFETY: a fresh anonymous page, unmapped at once.
@@ -107,7 +110,7 @@ fn each_program_reports_its_runs_run_time_and_misses() {
     // Only loaded programs: the backends not chosen are absent.
     assert!(
         runs.iter()
-            .all(|(p, _)| !p.contains("lsm") || backend == "lsm"),
+            .all(|(p, _)| !p.contains("lsm") || security_backend == "lsm"),
         "{runs:?}"
     );
     drop(agent);

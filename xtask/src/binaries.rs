@@ -1,11 +1,13 @@
-//! The agent and its e2e test binary, linked statically so they run in a
-//! VM whose root file system is a busybox initramfs.
+//! The agent and the test binaries of the suites, linked statically so they
+//! run in a VM whose root file system is a busybox initramfs.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
+
+use crate::suites::Suite;
 
 /// Naming the host target explicitly keeps `RUSTFLAGS` away from build
 /// scripts and proc-macros, which must stay dynamic host programs.
@@ -15,19 +17,38 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 pub struct Binaries {
     /// `mapwatch`.
     pub agent: PathBuf,
-    /// `agent/tests/e2e.rs`, compiled.
-    pub e2e: PathBuf,
+    /// `(suite, executable)`: `agent/tests/<suite>.rs`, compiled.
+    pub suites: Vec<(String, PathBuf)>,
 }
 
-/// Builds both binaries into `target_dir` (its own directory: the static
-/// flags would otherwise rebuild the whole normal `target/`).
-pub fn build(workspace: &Path, target_dir: &Path, release: bool) -> Result<Binaries> {
+impl Binaries {
+    /// The executable of `suite`.
+    pub fn suite(&self, suite: &str) -> Option<&Path> {
+        self.suites
+            .iter()
+            .find(|(name, _)| name == suite)
+            .map(|(_, exe)| exe.as_path())
+    }
+}
+
+/// Builds the agent and the test binaries of `suites` into `target_dir` (its
+/// own directory: the static flags would otherwise rebuild the whole normal
+/// `target/`).
+pub fn build(
+    workspace: &Path,
+    target_dir: &Path,
+    release: bool,
+    suites: &[Suite],
+) -> Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let profile = if release { "RELEASE" } else { "DEV" };
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["test", "--package", "mapwatch", "--test", "e2e", "--no-run"])
-        .args(["--message-format", "json-render-diagnostics"])
+        .args(["test", "--package", "mapwatch", "--no-run"]);
+    for suite in suites {
+        cmd.args(["--test", &suite.name]);
+    }
+    cmd.args(["--message-format", "json-render-diagnostics"])
         .args(["--target", TARGET])
         .arg("--target-dir")
         .arg(target_dir)
@@ -44,13 +65,13 @@ pub fn build(workspace: &Path, target_dir: &Path, release: bool) -> Result<Binar
     eprintln!("xtask: {}", crate::host::show(&cmd));
     let mut child = cmd.spawn().context("start cargo")?;
     let mut agent = None;
-    let mut e2e = None;
+    let mut built: Vec<(String, PathBuf)> = Vec::new();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
         if let Some((kind, name, exe)) = artifact(&line) {
-            match (kind.as_str(), name.as_str()) {
-                ("bin", "mapwatch") => agent = Some(exe),
-                ("test", "e2e") => e2e = Some(exe),
+            match kind.as_str() {
+                "bin" if name == "mapwatch" => agent = Some(exe),
+                "test" if suites.iter().any(|s| s.name == name) => built.push((name, exe)),
                 _ => {}
             }
         }
@@ -60,8 +81,19 @@ pub fn build(workspace: &Path, target_dir: &Path, release: bool) -> Result<Binar
         bail!("static build failed: {status}");
     }
     let agent = agent.context("cargo reported no `mapwatch` executable")?;
-    let e2e = e2e.context("cargo reported no `e2e` test executable")?;
-    for exe in [&agent, &e2e] {
+    let mut binaries = Binaries {
+        agent,
+        suites: Vec::new(),
+    };
+    for suite in suites {
+        let exe = built
+            .iter()
+            .find(|(name, _)| *name == suite.name)
+            .map(|(_, exe)| exe.clone())
+            .with_context(|| format!("cargo reported no `{}` test executable", suite.name))?;
+        binaries.suites.push((suite.name.clone(), exe));
+    }
+    for exe in std::iter::once(&binaries.agent).chain(binaries.suites.iter().map(|(_, e)| e)) {
         if !is_static(exe)? {
             bail!(
                 "{} is dynamically linked (it has an ELF interpreter)",
@@ -69,19 +101,33 @@ pub fn build(workspace: &Path, target_dir: &Path, release: bool) -> Result<Binar
             );
         }
     }
-    std::fs::write(
-        target_dir.join(RECORD),
-        format!("agent={}\ne2e={}\n", agent.display(), e2e.display()),
-    )?;
-    Ok(Binaries { agent, e2e })
+    // Suites built earlier but not this time stay in the record.
+    let earlier = std::fs::read_to_string(target_dir.join(RECORD)).unwrap_or_default();
+    let mut record = format!("agent={}\n", binaries.agent.display());
+    for (name, exe) in &binaries.suites {
+        record.push_str(&format!("{SUITE_KEY}{name}={}\n", exe.display()));
+    }
+    for line in earlier.lines() {
+        let key = line.split_once('=').map_or(line, |(k, _)| k);
+        if key.starts_with(SUITE_KEY) && !record.lines().any(|l| l.starts_with(&format!("{key}=")))
+        {
+            record.push_str(line);
+            record.push('\n');
+        }
+    }
+    std::fs::write(target_dir.join(RECORD), record)?;
+    Ok(binaries)
 }
+
+/// The record's key prefix of a suite's executable.
+const SUITE_KEY: &str = "test:";
 
 /// Where [`build`] records what it built, for [`last_built`].
 const RECORD: &str = "vm-binaries.txt";
 
-/// The binaries of the last successful [`build`] into `target_dir`, for
-/// `--no-build` (e.g. while the tree does not compile).
-pub fn last_built(target_dir: &Path) -> Result<Binaries> {
+/// The binaries of the last successful [`build`] into `target_dir` that
+/// `suites` need, for `--no-build` (e.g. while the tree does not compile).
+pub fn last_built(target_dir: &Path, suites: &[Suite]) -> Result<Binaries> {
     let record = target_dir.join(RECORD);
     let text = std::fs::read_to_string(&record)
         .with_context(|| format!("no earlier build recorded in {}", record.display()))?;
@@ -90,12 +136,22 @@ pub fn last_built(target_dir: &Path) -> Result<Binaries> {
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
             .map(PathBuf::from)
             .filter(|p| p.is_file())
-            .with_context(|| format!("{} names no existing {key}", record.display()))
+            .with_context(|| {
+                format!(
+                    "{} names no existing {key} (build without --no-build once)",
+                    record.display()
+                )
+            })
     };
-    Ok(Binaries {
+    let mut binaries = Binaries {
         agent: path("agent")?,
-        e2e: path("e2e")?,
-    })
+        suites: Vec::new(),
+    };
+    for suite in suites {
+        let exe = path(&format!("{SUITE_KEY}{}", suite.name))?;
+        binaries.suites.push((suite.name.clone(), exe));
+    }
+    Ok(binaries)
 }
 
 /// `(kind, name, executable)` of a `compiler-artifact` message with an

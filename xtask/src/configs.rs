@@ -1,14 +1,59 @@
-//! The backend configurations every kernel is tested with: one row each.
+//! The backend configurations every kernel is tested with.
 //!
-//! The e2e tests pass every `MAPWATCH_BACKENDS__*` variable on to the agent,
-//! so a configuration is just a name and the variables it sets.
+//! The tests pass every `MAPWATCH_BACKENDS__*` variable on to the agent, so a
+//! configuration is just a name and the variables it sets.
 
-/// One run of the e2e test binary inside a VM.
+/// The three events; a configuration forces the backend of some of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    DoMmap,
+    SecurityMmapFile,
+    SecurityFileMprotect,
+}
+
+impl Event {
+    pub const ALL: &[Event] = &[
+        Event::DoMmap,
+        Event::SecurityMmapFile,
+        Event::SecurityFileMprotect,
+    ];
+
+    /// The event's name, as the agent spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::DoMmap => "do_mmap",
+            Event::SecurityMmapFile => "security_mmap_file",
+            Event::SecurityFileMprotect => "security_file_mprotect",
+        }
+    }
+
+    /// The variable that forces this event's backend.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Event::DoMmap => DO_MMAP,
+            Event::SecurityMmapFile => SECURITY_MMAP_FILE,
+            Event::SecurityFileMprotect => SECURITY_FILE_MPROTECT,
+        }
+    }
+}
+
+/// The test suites' environment for one row of the matrix.
 pub struct BackendConfig {
     /// Short name used in the serial markers, the report and `--config`.
     pub name: &'static str,
     /// Environment of the test binary (and through it, of the agent).
     pub env: &'static [(&'static str, &'static str)],
+}
+
+impl BackendConfig {
+    /// The events whose backend this configuration forces (none: `auto`).
+    pub fn forced(&self) -> Vec<Event> {
+        Event::ALL
+            .iter()
+            .copied()
+            .filter(|e| self.env.iter().any(|(k, _)| *k == e.variable()))
+            .collect()
+    }
 }
 
 const DO_MMAP: &str = "MAPWATCH_BACKENDS__DO_MMAP";
@@ -91,7 +136,7 @@ mod tests {
             assert!(!c.name.contains(char::is_whitespace), "{}", c.name);
             assert!(CONFIGS[..i].iter().all(|o| o.name != c.name), "{}", c.name);
             for (key, value) in c.env {
-                assert!(key.starts_with("MAPWATCH_BACKENDS__"), "{key}");
+                assert!(Event::ALL.iter().any(|e| e.variable() == *key), "{key}");
                 assert!(!value.contains(['\'', ' ']), "{value}");
             }
         }

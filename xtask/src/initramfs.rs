@@ -1,9 +1,11 @@
 //! The initramfs: a static busybox, the static test binaries, and an
-//! `/init` that prepares the kernel interfaces the agent uses, runs the e2e
-//! tests once per backend configuration between markers, and powers off.
+//! `/init` that prepares the kernel interfaces the agent uses, runs each
+//! suite under each backend configuration it exercises (see `suites.rs`)
+//! between markers, and powers off.
 //!
 //! Serial markers (one line each, parsed by `report.rs`):
-//! `MWVM-KERNEL <uname -r>`, `MWVM-BEGIN <config>`, `MWVM-END <config> rc=<n>`,
+//! `MWVM-KERNEL <uname -r>`, `MWVM-BEGIN <config> <suite>`,
+//! `MWVM-END <config> <suite> rc=<n>`,
 //! `MWVM-WARN <text>`, `MWVM-DMESG-BEGIN` / `MWVM-DMESG-END` around the
 //! kernel's warnings and errors, and `MWVM-DONE` last.
 
@@ -19,18 +21,50 @@ use anyhow::{Context as _, Result, bail};
 use crate::binaries::Binaries;
 use crate::configs::BackendConfig;
 use crate::host::{self, BUSYBOX};
+use crate::suites::Suite;
 
-/// Where the binaries live inside the VM.
+/// Where the binaries live inside the VM: the agent, and the directory of
+/// the suites' test binaries (each named after its suite).
 const AGENT_IN_VM: &str = "/mw/mapwatch";
-const E2E_IN_VM: &str = "/mw/e2e";
+const TESTS_IN_VM: &str = "/mw/tests";
+
+/// Programs copied from the host, with their shared libraries, over
+/// busybox's applets of the same name. The tests expect a program they start
+/// to map its libraries the way every distribution program does (enrichment
+/// and traces wait for a record from `sleep`); busybox is static, and the
+/// syscall tracepoints see nothing of an exec that makes no mmap(2) call.
+const HOST_PROGRAMS: &[&str] = &["sleep"];
+
+/// The variable through which the tests scale their timeouts (read by
+/// `agent/tests/common/mod.rs`).
+pub const TIME_SCALE_VAR: &str = "MAPWATCH_TEST_TIME_SCALE";
 
 /// How the tests run inside the VM.
 pub struct TestPlan<'a> {
     pub configs: &'a [&'a BackendConfig],
-    /// `--test-threads` of the e2e binary.
+    pub suites: &'a [Suite],
+    /// `--test-threads` of each test binary.
     pub test_threads: usize,
-    /// Further arguments for the e2e binary (e.g. a test name filter).
+    /// Factor for the tests' timeouts (TCG runs several times slower than
+    /// the host).
+    pub time_scale: u32,
+    /// Further arguments for every test binary (e.g. a test name filter).
     pub test_args: &'a [String],
+}
+
+impl TestPlan<'_> {
+    /// `(configuration, suite)` in the order `/init` runs them.
+    pub fn runs(&self) -> Vec<(&BackendConfig, &Suite)> {
+        self.configs
+            .iter()
+            .flat_map(|c| {
+                self.suites
+                    .iter()
+                    .filter(|s| s.runs_under(c))
+                    .map(move |s| (*c, s))
+            })
+            .collect()
+    }
 }
 
 /// Builds `<vm_dir>/initramfs.cpio.gz` from a fresh staging tree in
@@ -41,7 +75,7 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
         fs::remove_dir_all(&root).with_context(|| format!("remove {}", root.display()))?;
     }
     for dir in [
-        "bin", "dev", "proc", "sys", "tmp", "root", "mw", "etc", "run",
+        "bin", "dev", "proc", "sys", "tmp", "root", "mw/tests", "etc", "run",
     ] {
         fs::create_dir_all(root.join(dir))?;
     }
@@ -58,6 +92,9 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
             symlink("busybox", root.join("bin").join(applet))?;
         }
     }
+    for program in HOST_PROGRAMS {
+        copy_dynamic(program, &root)?;
+    }
     // The kernel opens /dev/console for init before devtmpfs is mounted.
     for (node, major, minor) in [("console", "5", "1"), ("null", "1", "3")] {
         host::run(
@@ -70,7 +107,13 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
     }
 
     fs::copy(&binaries.agent, root.join(&AGENT_IN_VM[1..])).context("copy mapwatch")?;
-    fs::copy(&binaries.e2e, root.join(&E2E_IN_VM[1..])).context("copy e2e")?;
+    for suite in plan.suites {
+        let exe = binaries
+            .suite(&suite.name)
+            .with_context(|| format!("no test binary for the suite {}", suite.name))?;
+        fs::copy(exe, root.join(&TESTS_IN_VM[1..]).join(&suite.name))
+            .with_context(|| format!("copy the {} tests", suite.name))?;
+    }
     fs::write(root.join("etc/hostname"), "mapwatch-vm\n")?;
     let init = root.join("init");
     fs::write(&init, init_script(plan))?;
@@ -79,6 +122,41 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
     let archive = vm_dir.join("initramfs.cpio.gz");
     pack(&root, &archive)?;
     Ok(archive)
+}
+
+/// Copies the host's `program` into `<root>/bin` (replacing the busybox
+/// applet) and the shared libraries `ldd` names at their paths.
+fn copy_dynamic(program: &str, root: &Path) -> Result<()> {
+    let exe = host::which(program).with_context(|| format!("no {program} on this machine"))?;
+    let target = root.join("bin").join(program);
+    if fs::symlink_metadata(&target).is_ok() {
+        fs::remove_file(&target)?;
+    }
+    fs::copy(&exe, &target).with_context(|| format!("copy {}", exe.display()))?;
+    let ldd = host::stdout_of(Command::new("ldd").arg(&exe))?;
+    for library in ldd_paths(&ldd) {
+        let inside = root.join(library.trim_start_matches('/'));
+        if inside.exists() {
+            continue;
+        }
+        // Through the symlinks of a merged /usr: a real directory inside.
+        fs::create_dir_all(inside.parent().expect("an absolute path has a parent"))?;
+        fs::copy(library, &inside).with_context(|| format!("copy {library}"))?;
+    }
+    Ok(())
+}
+
+/// The absolute paths in `ldd`'s output (the vDSO has none).
+fn ldd_paths(ldd: &str) -> Vec<&str> {
+    ldd.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = l.split_once(" => ").map_or(l, |(_, p)| p);
+            path.split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/'))
+        })
+        .collect()
 }
 
 /// The `/init` shell script (busybox sh).
@@ -105,6 +183,7 @@ echo "MWVM-KERNEL $(uname -r)"
 cd /tmp
 "#,
     );
+    writeln!(s, "export {TIME_SCALE_VAR}={}", plan.time_scale.max(1)).unwrap();
     let mut test_args = format!("--show-output --test-threads={}", plan.test_threads.max(1));
     for a in plan.test_args {
         write!(test_args, " {}", sh_quote(a)).unwrap();
@@ -112,16 +191,17 @@ cd /tmp
     writeln!(
         s,
         r#"run() {{
-    name=$1
-    shift
-    echo "MWVM-BEGIN $name"
-    env "$@" MAPWATCH_BIN={AGENT_IN_VM} {E2E_IN_VM} {test_args} </dev/null 2>&1
-    echo "MWVM-END $name rc=$?"
+    config=$1
+    suite=$2
+    shift 2
+    echo "MWVM-BEGIN $config $suite"
+    env "$@" MAPWATCH_BIN={AGENT_IN_VM} {TESTS_IN_VM}/$suite {test_args} </dev/null 2>&1
+    echo "MWVM-END $config $suite rc=$?"
 }}"#
     )
     .unwrap();
-    for config in plan.configs {
-        write!(s, "run {}", sh_quote(config.name)).unwrap();
+    for (config, suite) in plan.runs() {
+        write!(s, "run {} {}", sh_quote(config.name), sh_quote(&suite.name)).unwrap();
         for (key, value) in config.env {
             write!(s, " {}", sh_quote(&format!("{key}={value}"))).unwrap();
         }
@@ -205,26 +285,52 @@ mod tests {
     use crate::configs::CONFIGS;
 
     #[test]
-    fn init_runs_every_configuration_between_markers() {
+    fn init_runs_every_suite_under_its_configurations_between_markers() {
         let configs: Vec<_> = CONFIGS.iter().collect();
+        let suites = crate::suites::select(&crate::workspace_root(), &[]).unwrap();
         let plan = TestPlan {
             configs: &configs,
+            suites: &suites,
             test_threads: 2,
+            time_scale: 5,
             test_args: &["some filter".into()],
         };
         let script = init_script(&plan);
         assert!(script.starts_with("#!/bin/sh\n"));
-        assert!(script.contains("--test-threads=2 'some filter'"));
+        assert!(script.contains("\nexport MAPWATCH_TEST_TIME_SCALE=5\n"));
+        assert!(script.contains("/mw/tests/$suite --show-output --test-threads=2 'some filter'"));
         assert!(script.contains(
-            "run syscall_tracepoint MAPWATCH_BACKENDS__DO_MMAP=syscall_tracepoint \
+            "run syscall_tracepoint e2e MAPWATCH_BACKENDS__DO_MMAP=syscall_tracepoint \
              MAPWATCH_BACKENDS__SECURITY_MMAP_FILE=syscall_tracepoint \
              MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT=syscall_tracepoint\n"
         ));
-        assert!(script.contains("\nrun auto\n"));
+        assert!(script.contains("\nrun auto e2e\n"));
+        assert!(script.contains("\nrun auto faults\n"));
+        assert!(!script.contains("faults MAPWATCH_BACKENDS"));
+        assert!(script.contains("\nrun do_mmap=kprobe detection "));
+        assert!(!script.contains("\nrun security_mmap_file=lsm detection "));
         let done = script.find("MWVM-DONE").unwrap();
-        assert!(script.find("run security_mmap_file=kprobe").unwrap() < done);
+        assert!(script.find("run security_mmap_file=kprobe traces").unwrap() < done);
         assert!(script.find("run security_file_mprotect=kprobe").unwrap() < done);
         assert!(script.trim_end().ends_with("reboot -f"));
+        // One run per line, in the order of the plan.
+        let runs: Vec<&str> = script.lines().filter(|l| l.starts_with("run ")).collect();
+        assert_eq!(runs.len(), plan.runs().len());
+    }
+
+    #[test]
+    fn library_paths_come_from_ldd() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007f5db366e000)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f5db346f000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f5db3670000)
+";
+        assert_eq!(
+            ldd_paths(ldd),
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
     }
 
     #[test]

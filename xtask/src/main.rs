@@ -1,11 +1,12 @@
 //! Developer tasks for mapwatch, run as `cargo xtask <task>` (an alias in
 //! `.cargo/config.toml`).
 //!
-//! `vm-test`: the agent's end-to-end tests on real production kernels. The
-//! development machine's kernel allows only syscall tracepoints, so this
-//! boots Debian cloud kernels in qemu (TCG) with a busybox initramfs holding
-//! statically linked test binaries, runs the tests once per backend
-//! configuration, and reports the matrix kernel x configuration.
+//! `vm-test`: the agent's BPF-loading test suites on real production
+//! kernels. The development machine's kernel allows only syscall
+//! tracepoints, so this boots Debian cloud kernels in qemu (TCG) with a
+//! busybox initramfs holding statically linked test binaries, runs every
+//! suite under each backend configuration it exercises (`suites.rs`), and
+//! reports the matrix (configuration x kernel) x suite.
 
 mod binaries;
 mod configs;
@@ -14,6 +15,7 @@ mod initramfs;
 mod kernels;
 mod qemu;
 mod report;
+mod suites;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,15 +25,16 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser};
 
 use crate::host::Unavailable;
-use crate::report::KernelReport;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Developer tasks for mapwatch")]
 enum Task {
-    /// Boot Debian kernels in qemu and run the e2e tests in each, once per
-    /// backend configuration. Exits 1 if a test failed or a VM did not
-    /// finish, 3 if this machine cannot run VMs (no qemu and no apt, no
-    /// kernel to download).
+    /// Boot Debian kernels in qemu and run the agent's BPF-loading test
+    /// suites in each, under every backend configuration they exercise.
+    /// Exits 1 if a test failed, was skipped for another reason than a
+    /// missing kernel feature (or for a missing feature on every kernel of
+    /// the run), or a VM did not finish; 3 if this machine cannot run VMs
+    /// (no qemu and no apt, no kernel to download).
     VmTest(VmTest),
 }
 
@@ -45,8 +48,11 @@ struct VmTest {
     /// Only this backend configuration (repeatable; names as in the report).
     #[arg(long = "config", value_name = "NAME")]
     configs: Vec<String>,
+    /// Only this test suite (repeatable; `agent/tests/<NAME>.rs`).
+    #[arg(long = "suite", value_name = "NAME")]
+    suites: Vec<String>,
     /// Seconds one VM may run before qemu is killed.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 1500, value_name = "SECONDS")]
     timeout: u64,
     /// VMs running at once.
     #[arg(long, default_value_t = 2)]
@@ -57,9 +63,14 @@ struct VmTest {
     /// Memory per VM (qemu `-m`).
     #[arg(long, default_value = "2G")]
     memory: String,
-    /// `--test-threads` of the e2e test binary inside the VM.
+    /// `--test-threads` of each test binary inside the VM.
     #[arg(long, default_value_t = 2)]
     test_threads: usize,
+    /// Factor the tests apply to their timeouts inside the VM (TCG runs
+    /// several times slower than the host); passed as
+    /// `MAPWATCH_TEST_TIME_SCALE`.
+    #[arg(long, default_value_t = 4, value_name = "FACTOR")]
+    time_scale: u32,
     /// Build the test binaries with the dev profile instead of release:
     /// quicker to build from scratch, ~6x slower to run under TCG.
     #[arg(long)]
@@ -73,7 +84,7 @@ struct VmTest {
     /// Also write the matrix into docs/backends.md.
     #[arg(long)]
     write_docs: bool,
-    /// Arguments for the e2e test binary (e.g. a test name filter).
+    /// Arguments for every test binary (e.g. a test name filter).
     #[arg(last = true)]
     test_args: Vec<String>,
 }
@@ -108,6 +119,7 @@ fn vm_test(args: &VmTest) -> Result<bool> {
     let root = workspace_root();
     let vm_dir = root.join("target/vm");
     let configs = configs::select(&args.configs)?;
+    let suites = suites::select(&root, &args.suites)?;
     let mut timings = Vec::new();
     let mut apt = host::Apt::default();
 
@@ -123,9 +135,9 @@ fn vm_test(args: &VmTest) -> Result<bool> {
 
     let step = Instant::now();
     let binaries = if args.no_build {
-        binaries::last_built(&vm_dir.join("build"))?
+        binaries::last_built(&vm_dir.join("build"), &suites)?
     } else {
-        binaries::build(&root, &vm_dir.join("build"), !args.debug)?
+        binaries::build(&root, &vm_dir.join("build"), !args.debug, &suites)?
     };
     let how = match (args.no_build, args.debug) {
         (true, _) => "reused",
@@ -137,9 +149,16 @@ fn vm_test(args: &VmTest) -> Result<bool> {
     let step = Instant::now();
     let plan = initramfs::TestPlan {
         configs: &configs,
+        suites: &suites,
         test_threads: args.test_threads,
+        time_scale: args.time_scale,
         test_args: &args.test_args,
     };
+    let expected: Vec<(&str, &str)> = plan
+        .runs()
+        .into_iter()
+        .map(|(c, s)| (c.name, s.name.as_str()))
+        .collect();
     let initrd = initramfs::build(&vm_dir, &binaries, &plan)?;
     let size = std::fs::metadata(&initrd)?.len();
     timings.push(("initramfs".to_owned(), step.elapsed()));
@@ -156,13 +175,12 @@ fn vm_test(args: &VmTest) -> Result<bool> {
         timeout: Duration::from_secs(args.timeout),
         verbose: args.verbose,
     };
-    let names: Vec<&str> = configs.iter().map(|c| c.name).collect();
     let reports = run_vms(
         &kernels,
         &initrd,
         &vm_dir.join("logs"),
         &opts,
-        &names,
+        &expected,
         args.jobs,
     )?;
     timings.push((
@@ -182,8 +200,11 @@ fn vm_test(args: &VmTest) -> Result<bool> {
         timing_text.push_str(&format!("- {what}: {:.1} s\n", took.as_secs_f64()));
     }
     let results = vm_dir.join("results.md");
-    std::fs::write(&results, report::results_markdown(&reports, &timing_text))
-        .with_context(|| format!("write {}", results.display()))?;
+    std::fs::write(
+        &results,
+        report::results_markdown(&reports, &suites, &timing_text),
+    )
+    .with_context(|| format!("write {}", results.display()))?;
     println!("\n{}", report::matrix(&reports, 120));
     print!("{timing_text}");
     println!(
@@ -193,10 +214,10 @@ fn vm_test(args: &VmTest) -> Result<bool> {
     );
     if args.write_docs {
         let docs = root.join("docs/backends.md");
-        report::write_docs(&docs, &report::docs_section(&reports))?;
+        report::write_docs(&docs, &report::docs_section(&reports, &suites))?;
         println!("wrote the matrix into {}", docs.display());
     }
-    Ok(reports.iter().all(KernelReport::ok))
+    Ok(report::all_ok(&reports))
 }
 
 /// Boots every kernel, `jobs` at a time, and reads the results.
@@ -205,9 +226,9 @@ fn run_vms(
     initrd: &Path,
     logs: &Path,
     opts: &qemu::BootOptions,
-    configs: &[&str],
+    expected: &[(&str, &str)],
     jobs: usize,
-) -> Result<Vec<KernelReport>> {
+) -> Result<Vec<report::KernelReport>> {
     let queue = Mutex::new(kernels.iter().enumerate());
     let results = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -220,7 +241,7 @@ fn run_vms(
                     let log = logs.join(format!("{}.log", kernel.release));
                     eprintln!("xtask: booting {} (log {})", kernel.release, log.display());
                     let report = qemu::boot(&kernel.release, &kernel.vmlinuz, initrd, &log, opts)
-                        .map(|boot| kernel_report(kernel, boot, configs, opts.timeout));
+                        .map(|boot| kernel_report(kernel, boot, expected, opts.timeout));
                     results.lock().unwrap().push((i, report));
                 }
             });
@@ -234,10 +255,10 @@ fn run_vms(
 fn kernel_report(
     kernel: &kernels::Kernel,
     boot: qemu::Boot,
-    configs: &[&str],
+    expected: &[(&str, &str)],
     timeout: Duration,
-) -> KernelReport {
-    let vm = report::parse(&boot.lines, configs);
+) -> report::KernelReport {
+    let vm = report::parse(&boot.lines, expected);
     let problem = if boot.timed_out {
         Some(format!("timed out after {} s", timeout.as_secs()))
     } else if let Some(panic) = &vm.panic {
@@ -254,7 +275,7 @@ fn kernel_report(
     } else {
         None
     };
-    KernelReport {
+    report::KernelReport {
         release: kernel.release.clone(),
         package: kernel.package.clone(),
         vm,

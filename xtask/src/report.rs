@@ -1,5 +1,5 @@
 //! From serial output to results: the markers written by `/init`, libtest's
-//! output between them, and the matrix kernel x configuration.
+//! output between them, and the matrix (configuration x kernel) x suite.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,15 +9,48 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::qemu::TimedLine;
+use crate::suites::Suite;
 
 /// What became of one test.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Passed,
-    /// Passed, but said `SKIP: <reason>`: the backend is not available.
+    /// Passed, but said `SKIP: <reason>`.
     Skipped(String),
     Failed(String),
     Ignored,
+}
+
+/// Skip reasons that are no fault of mapwatch: `(text in the reason, what
+/// it means)`. Any other skip marks its cell bad: a test that should have
+/// run there did not.
+pub const ACCEPTED_SKIPS: &[(&str, SkipKind)] = &[
+    // The agent's message when the forced backend does not exist on this
+    // kernel (`start_or_skip` skips on nothing else; a program the verifier
+    // refused is a failure).
+    ("no way to report", SkipKind::KernelLacks),
+    // A backend's documented blind spot (the tracepoints do not see execve).
+    ("a documented limit of", SkipKind::BackendLimit),
+];
+
+/// Why a test was skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipKind {
+    /// The kernel lacks the forced backend; another kernel must cover it.
+    KernelLacks,
+    /// The backend cannot see what the test checks, by design.
+    BackendLimit,
+    /// Anything else: the test should have run.
+    Unexpected,
+}
+
+impl SkipKind {
+    pub fn of(reason: &str) -> SkipKind {
+        ACCEPTED_SKIPS
+            .iter()
+            .find(|(text, _)| reason.contains(text))
+            .map_or(SkipKind::Unexpected, |(_, kind)| *kind)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -26,10 +59,11 @@ pub struct TestResult {
     pub outcome: Outcome,
 }
 
-/// One configuration's run of the test binary in one VM.
+/// One suite's run under one configuration in one VM.
 #[derive(Clone, Debug, Default)]
-pub struct ConfigRun {
-    pub name: String,
+pub struct SuiteRun {
+    pub config: String,
+    pub suite: String,
     pub began: bool,
     /// Exit status of the test binary; `None` without an `MWVM-END`.
     pub rc: Option<i32>,
@@ -42,7 +76,8 @@ pub struct ConfigRun {
 pub struct VmRun {
     /// `uname -r` inside the VM.
     pub uname: Option<String>,
-    pub configs: Vec<ConfigRun>,
+    /// In the order `/init` runs them.
+    pub runs: Vec<SuiteRun>,
     /// `MWVM-DONE` seen: init ran to its end.
     pub done: bool,
     /// When `MWVM-KERNEL` arrived: boot time.
@@ -53,15 +88,17 @@ pub struct VmRun {
     pub panic: Option<String>,
 }
 
-/// Reads the serial lines of one VM; `expected` are the configurations its
-/// init was meant to run, so those that never began are reported too.
-pub fn parse(lines: &[TimedLine], expected: &[&str]) -> VmRun {
+/// Reads the serial lines of one VM; `expected` are the `(configuration,
+/// suite)` runs its init was meant to make, so those that never began are
+/// reported too.
+pub fn parse(lines: &[TimedLine], expected: &[(&str, &str)]) -> VmRun {
     let mut vm = VmRun {
-        configs: expected
+        runs: expected
             .iter()
-            .map(|n| ConfigRun {
-                name: (*n).to_owned(),
-                ..ConfigRun::default()
+            .map(|(config, suite)| SuiteRun {
+                config: (*config).to_owned(),
+                suite: (*suite).to_owned(),
+                ..SuiteRun::default()
             })
             .collect(),
         ..VmRun::default()
@@ -89,23 +126,29 @@ pub fn parse(lines: &[TimedLine], expected: &[&str]) -> VmRun {
                 vm.booted_at = Some(line.at);
             }
             "BEGIN" => {
-                let name = rest.trim();
-                let index = match vm.configs.iter().position(|c| c.name == name) {
+                let mut words = rest.split_whitespace();
+                let (config, suite) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let index = match vm
+                    .runs
+                    .iter()
+                    .position(|r| r.config == config && r.suite == suite)
+                {
                     Some(i) => i,
                     None => {
-                        vm.configs.push(ConfigRun {
-                            name: name.to_owned(),
-                            ..ConfigRun::default()
+                        vm.runs.push(SuiteRun {
+                            config: config.to_owned(),
+                            suite: suite.to_owned(),
+                            ..SuiteRun::default()
                         });
-                        vm.configs.len() - 1
+                        vm.runs.len() - 1
                     }
                 };
-                vm.configs[index].began = true;
+                vm.runs[index].began = true;
                 section = Some((index, line.at, Vec::new()));
             }
             "END" => {
                 if let Some((index, began_at, body)) = section.take() {
-                    let run = &mut vm.configs[index];
+                    let run = &mut vm.runs[index];
                     run.rc = rest
                         .rsplit_once("rc=")
                         .and_then(|(_, rc)| rc.trim().parse().ok());
@@ -122,7 +165,7 @@ pub fn parse(lines: &[TimedLine], expected: &[&str]) -> VmRun {
     }
     // A section cut off by a hang or a panic: keep what its tests printed.
     if let Some((index, began_at, body)) = section {
-        let run = &mut vm.configs[index];
+        let run = &mut vm.runs[index];
         run.tests = parse_libtest(&body);
         run.duration = lines.last().map(|l| l.at.saturating_sub(began_at));
     }
@@ -241,45 +284,71 @@ fn panic_message(output: &[&str]) -> Option<String> {
 
 const PANIC_LINES: usize = 6;
 
-/// Summary of one cell of the matrix.
-pub struct Cell {
+/// Test counts of one suite run, or of a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counts {
     pub passed: usize,
-    pub skipped: usize,
     pub failed: usize,
+    pub skipped: usize,
     pub ignored: usize,
-    pub reason: Option<String>,
-    /// The configuration as a whole did not succeed (failed test, crash,
-    /// unfinished run).
+}
+
+impl Counts {
+    fn of(tests: &[TestResult]) -> Counts {
+        let count = |f: fn(&Outcome) -> bool| tests.iter().filter(|t| f(&t.outcome)).count();
+        Counts {
+            passed: count(|o| *o == Outcome::Passed),
+            failed: count(|o| matches!(o, Outcome::Failed(_))),
+            skipped: count(|o| matches!(o, Outcome::Skipped(_))),
+            ignored: count(|o| *o == Outcome::Ignored),
+        }
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.ignored += other.ignored;
+    }
+
+    /// `4 passed`, `1 failed, 3 passed, 1 skipped`, `no tests`.
+    pub fn text(&self) -> String {
+        let parts: Vec<String> = [
+            (self.failed, "failed"),
+            (self.passed, "passed"),
+            (self.skipped, "skipped"),
+            (self.ignored, "ignored"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, word)| format!("{n} {word}"))
+        .collect();
+        if parts.is_empty() {
+            "no tests".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// One suite run as the matrix shows it.
+#[derive(Clone, Debug)]
+pub struct SuiteCell {
+    pub counts: Counts,
+    /// Why the run went wrong as a whole (not begun, unfinished, a non-zero
+    /// exit without a failed test).
+    pub problem: Option<String>,
+    /// A test failed, a test was skipped for an unexpected reason, or the
+    /// run went wrong.
     pub bad: bool,
 }
 
-impl Cell {
-    pub fn of(run: &ConfigRun, vm: &VmRun, vm_problem: Option<&str>) -> Cell {
-        let count = |f: fn(&Outcome) -> bool| run.tests.iter().filter(|t| f(&t.outcome)).count();
-        let first = |f: fn(&Outcome) -> Option<&String>| {
-            run.tests
-                .iter()
-                .find_map(|t| f(&t.outcome).map(|r| format!("{}: {r}", t.name)))
-        };
-        let failed = count(|o| matches!(o, Outcome::Failed(_)));
-        let mut cell = Cell {
-            passed: count(|o| *o == Outcome::Passed),
-            skipped: count(|o| matches!(o, Outcome::Skipped(_))),
-            failed,
-            ignored: count(|o| *o == Outcome::Ignored),
-            reason: first(|o| match o {
-                Outcome::Failed(r) => Some(r),
-                _ => None,
-            })
-            .or_else(|| {
-                first(|o| match o {
-                    Outcome::Skipped(r) => Some(r),
-                    _ => None,
-                })
-                .map(|r| r.split_once(": ").map_or(r.clone(), |(_, r)| r.to_owned()))
-            }),
-            bad: failed > 0,
-        };
+impl SuiteCell {
+    pub fn of(run: &SuiteRun, vm: &VmRun, vm_problem: Option<&str>) -> SuiteCell {
+        let counts = Counts::of(&run.tests);
+        let unexpected_skip = run.tests.iter().any(|t| {
+            matches!(&t.outcome, Outcome::Skipped(r) if SkipKind::of(r) == SkipKind::Unexpected)
+        });
         let problem = match run.rc {
             _ if !run.began => Some(format!(
                 "not run: {}",
@@ -291,55 +360,127 @@ impl Cell {
                     .or(vm.panic.as_deref())
                     .unwrap_or("no end marker")
             )),
-            Some(rc) if rc != 0 && failed == 0 => {
+            Some(rc) if rc != 0 && counts.failed == 0 => {
                 Some(format!("test binary exited with status {rc}"))
             }
             _ => None,
         };
-        if let Some(p) = problem {
-            cell.bad = true;
-            cell.reason = Some(match cell.reason {
-                Some(r) if failed > 0 => format!("{p}; {r}"),
-                _ => p,
-            });
+        SuiteCell {
+            bad: counts.failed > 0 || unexpected_skip || problem.is_some(),
+            counts,
+            problem,
         }
-        cell
     }
 
-    /// `4 passed`, `1 failed, 3 passed: <reason>`, `4 skipped: <reason>`.
-    pub fn text(&self, max_reason: usize) -> String {
-        let mut parts = Vec::new();
-        for (n, word) in [
-            (self.failed, "failed"),
-            (self.passed, "passed"),
-            (self.skipped, "skipped"),
-            (self.ignored, "ignored"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {word}"));
-            }
-        }
-        let mut s = if parts.is_empty() {
-            "no tests".to_owned()
-        } else {
-            parts.join(", ")
-        };
-        if self.bad {
-            s = format!("**FAILED** {s}");
-        }
-        if let Some(r) = &self.reason {
-            let r = if r.chars().count() > max_reason {
-                format!("{}...", r.chars().take(max_reason).collect::<String>())
+    /// The cell's text: the counts and what went wrong, bold when bad.
+    pub fn text(&self) -> String {
+        let mut text = self.counts.text();
+        if let Some(p) = &self.problem {
+            let short = p.split(':').next().unwrap_or(p);
+            text = if self.counts == Counts::default() {
+                short.to_owned()
             } else {
-                r.clone()
+                format!("{text}; {short}")
             };
-            write!(s, ": {r}").unwrap();
         }
-        s.replace('|', "\\|").replace('\n', " ")
+        if self.bad {
+            format!("**{text}**")
+        } else {
+            text
+        }
+    }
+}
+
+/// One row of the matrix: a configuration on a kernel, a cell per suite
+/// (`None`: the suite does not run under this configuration), the total,
+/// and notes that explain every failure and skip.
+pub struct Row<'a> {
+    pub config: &'a str,
+    pub kernel: &'a KernelReport,
+    pub cells: Vec<(&'a str, Option<SuiteCell>)>,
+    pub total: Counts,
+    pub bad: bool,
+    pub notes: Vec<String>,
+}
+
+impl<'a> Row<'a> {
+    fn of(config: &'a str, kernel: &'a KernelReport, suites: &[&'a str]) -> Row<'a> {
+        let mut row = Row {
+            config,
+            kernel,
+            cells: Vec::new(),
+            total: Counts::default(),
+            bad: false,
+            notes: Vec::new(),
+        };
+        // Accepted skips, grouped by reason: (reason, kind, suites, count).
+        let mut skips: Vec<(String, SkipKind, Vec<&str>, usize)> = Vec::new();
+        for &suite in suites {
+            let Some(run) = kernel
+                .vm
+                .runs
+                .iter()
+                .find(|r| r.config == config && r.suite == suite)
+            else {
+                row.cells.push((suite, None));
+                continue;
+            };
+            let cell = SuiteCell::of(run, &kernel.vm, kernel.problem.as_deref());
+            row.total.add(cell.counts);
+            row.bad |= cell.bad;
+            if let Some(p) = &cell.problem {
+                row.notes.push(format!("{suite}: {p}"));
+            }
+            for t in &run.tests {
+                match &t.outcome {
+                    Outcome::Failed(r) => {
+                        row.notes.push(format!("{suite} `{}` failed: {r}", t.name));
+                    }
+                    Outcome::Skipped(r) => match SkipKind::of(r) {
+                        SkipKind::Unexpected => row.notes.push(format!(
+                            "{suite} `{}` skipped, but should have run: {r}",
+                            t.name
+                        )),
+                        kind => match skips.iter_mut().find(|s| s.0 == *r) {
+                            Some(s) => {
+                                s.3 += 1;
+                                if !s.2.contains(&suite) {
+                                    s.2.push(suite);
+                                }
+                            }
+                            None => skips.push((r.clone(), kind, vec![suite], 1)),
+                        },
+                    },
+                    _ => {}
+                }
+            }
+            row.cells.push((suite, Some(cell)));
+        }
+        for (reason, kind, in_suites, n) in skips {
+            let why = match kind {
+                SkipKind::KernelLacks => "the kernel lacks it",
+                _ => "a limit of the backend",
+            };
+            row.notes.push(format!(
+                "{n} skipped ({why}; {}): {reason}",
+                in_suites.join(", ")
+            ));
+        }
+        row
+    }
+
+    /// The total cell: the counts, `**FAILED**` in front when bad.
+    pub fn total_text(&self) -> String {
+        if self.bad {
+            format!("**FAILED** {}", self.total.text())
+        } else {
+            self.total.text()
+        }
     }
 }
 
 /// One VM's results, with what the report needs to name it.
+#[derive(Clone)]
 pub struct KernelReport {
     pub release: String,
     pub package: Option<String>,
@@ -350,59 +491,146 @@ pub struct KernelReport {
 }
 
 impl KernelReport {
-    pub fn cells(&self) -> Vec<(&str, Cell)> {
-        self.vm
-            .configs
-            .iter()
-            .map(|c| {
-                (
-                    c.name.as_str(),
-                    Cell::of(c, &self.vm, self.problem.as_deref()),
-                )
-            })
-            .collect()
+    /// The name of the kernel as it called itself.
+    pub fn name(&self) -> &str {
+        self.vm.uname.as_deref().unwrap_or(&self.release)
     }
 
     pub fn ok(&self) -> bool {
-        self.problem.is_none() && self.cells().iter().all(|(_, c)| !c.bad)
+        self.problem.is_none()
+            && self
+                .vm
+                .runs
+                .iter()
+                .all(|r| !SuiteCell::of(r, &self.vm, None).bad)
     }
 }
 
-/// The matrix as a markdown table: a row per configuration, a column per
-/// kernel.
+/// Configurations and suites in the order of first appearance.
+fn axes(kernels: &[KernelReport]) -> (Vec<&str>, Vec<&str>) {
+    let (mut configs, mut suites): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for run in kernels.iter().flat_map(|k| &k.vm.runs) {
+        if !configs.contains(&run.config.as_str()) {
+            configs.push(&run.config);
+        }
+        if !suites.contains(&run.suite.as_str()) {
+            suites.push(&run.suite);
+        }
+    }
+    (configs, suites)
+}
+
+/// Every row: configurations in order, each on every kernel.
+pub fn rows(kernels: &[KernelReport]) -> Vec<Row<'_>> {
+    let (configs, suites) = axes(kernels);
+    configs
+        .iter()
+        .flat_map(|c| kernels.iter().map(|k| Row::of(c, k, &suites)))
+        .collect()
+}
+
+/// Tests skipped because a kernel lacks the backend, on every kernel of the
+/// run: no kernel of this run had that backend for them (e.g. a backend
+/// that broke on every kernel in a way the agent reads as "not available").
+/// A test that ran somewhere, passed or failed, or was skipped there for a
+/// limit of the backend (which that kernel had), is covered.
+pub fn uncovered(kernels: &[KernelReport]) -> Vec<String> {
+    let mut out = Vec::new();
+    let runs = || kernels.iter().flat_map(|k| &k.vm.runs);
+    for run in runs() {
+        for test in &run.tests {
+            let Outcome::Skipped(reason) = &test.outcome else {
+                continue;
+            };
+            if SkipKind::of(reason) != SkipKind::KernelLacks {
+                continue;
+            }
+            let backend_somewhere = runs()
+                .filter(|r| r.config == run.config && r.suite == run.suite)
+                .flat_map(|r| &r.tests)
+                .any(|t| {
+                    t.name == test.name
+                        && !matches!(&t.outcome, Outcome::Skipped(r)
+                            if SkipKind::of(r) == SkipKind::KernelLacks)
+                });
+            let line = format!(
+                "`{}` / {} / `{}`: skipped on every kernel of this run",
+                run.config, run.suite, test.name
+            );
+            if !backend_somewhere && !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the whole run succeeded: every VM finished, no cell is bad, and
+/// every backend a kernel lacked was covered by another kernel.
+pub fn all_ok(kernels: &[KernelReport]) -> bool {
+    kernels.iter().all(KernelReport::ok) && uncovered(kernels).is_empty()
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        format!("{}...", text.chars().take(max).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}
+
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The matrix as a markdown table: a row per configuration and kernel, a
+/// column per suite with its counts, the total, and notes naming every
+/// failure and skip reason (each cut to `max_reason` characters).
 pub fn matrix(kernels: &[KernelReport], max_reason: usize) -> String {
-    let mut s = String::from("| configuration |");
-    for k in kernels {
-        write!(s, " {} |", k.vm.uname.as_deref().unwrap_or(&k.release)).unwrap();
+    let (_, suites) = axes(kernels);
+    let mut s = String::from("| configuration | kernel |");
+    for suite in &suites {
+        write!(s, " {suite} |").unwrap();
     }
-    s.push_str("\n| --- |");
-    s.push_str(&" --- |".repeat(kernels.len()));
+    s.push_str(" total | notes |\n| --- | --- |");
+    s.push_str(&" --- |".repeat(suites.len() + 2));
     s.push('\n');
-    let cells: Vec<_> = kernels.iter().map(KernelReport::cells).collect();
-    let mut names: Vec<&str> = Vec::new();
-    for (name, _) in cells.iter().flatten() {
-        if !names.contains(name) {
-            names.push(name);
+    for row in rows(kernels) {
+        write!(s, "| `{}` | {} |", row.config, row.kernel.name()).unwrap();
+        for (_, cell) in &row.cells {
+            let text = cell.as_ref().map_or("-".to_owned(), SuiteCell::text);
+            write!(s, " {} |", md_cell(&text)).unwrap();
         }
+        let notes: Vec<String> = row.notes.iter().map(|n| cut(n, max_reason)).collect();
+        writeln!(
+            s,
+            " {} | {} |",
+            md_cell(&row.total_text()),
+            md_cell(&notes.join("; "))
+        )
+        .unwrap();
     }
-    for name in names {
-        write!(s, "| `{name}` |").unwrap();
-        for kernel_cells in &cells {
-            let text = kernel_cells
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or("-".to_owned(), |(_, c)| c.text(max_reason));
-            write!(s, " {text} |").unwrap();
-        }
-        s.push('\n');
-    }
-    for k in kernels.iter() {
+    for k in kernels {
         if let Some(p) = &k.problem {
             writeln!(s, "\n{}: **the VM did not finish**: {p}", k.release).unwrap();
         }
     }
+    let uncovered = uncovered(kernels);
+    if !uncovered.is_empty() {
+        s.push_str("\n**Not covered by any kernel of this run** (a failure):\n\n");
+        for u in uncovered {
+            writeln!(s, "- {u}").unwrap();
+        }
+    }
     s
 }
+
+/// How to read the matrix.
+pub const LEGEND: &str = "Each suite column counts that suite's tests on that kernel under that \
+configuration; `-`: the suite does not run under the configuration (see below). A skipped test \
+printed `SKIP:` with a reason: accepted when the kernel lacks the forced backend (another kernel \
+must cover it) or the backend cannot see what the test checks by design; any other skip, a \
+failed test, or a suite that did not finish makes the row **FAILED**.\n";
 
 /// Kernel warnings worth a look in the report (all are in the serial log).
 fn notable_kernel_line(line: &str) -> bool {
@@ -412,26 +640,37 @@ fn notable_kernel_line(line: &str) -> bool {
         .any(|w| lower.contains(w))
 }
 
-/// `target/vm/results.md`: the matrix with full reasons, kernels, timings,
-/// and every test that did not pass.
-pub fn results_markdown(kernels: &[KernelReport], timings: &str) -> String {
+/// `target/vm/results.md`: the matrix with full reasons, what runs where,
+/// kernels, timings, and every test that did not pass.
+pub fn results_markdown(kernels: &[KernelReport], suites: &[Suite], timings: &str) -> String {
     let mut s = String::from("# mapwatch VM test results\n\n");
     s.push_str(&matrix(kernels, 400));
+    s.push('\n');
+    s.push_str(LEGEND);
+    s.push_str("\n## What runs where\n\n");
+    s.push_str(&crate::suites::what_runs_where(suites));
     s.push_str("\n## Kernels\n\n");
     for k in kernels {
         writeln!(
             s,
             "- `{}`: package `{}`, booted to init in {}, VM ran {:.1} s",
-            k.vm.uname.as_deref().unwrap_or(&k.release),
+            k.name(),
             k.package.as_deref().unwrap_or("(local file)"),
             k.vm.booted_at
                 .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
             k.elapsed.as_secs_f64()
         )
         .unwrap();
-        for c in &k.vm.configs {
-            if let Some(d) = c.duration {
-                writeln!(s, "  - `{}`: {:.1} s", c.name, d.as_secs_f64()).unwrap();
+        for r in &k.vm.runs {
+            if let Some(d) = r.duration {
+                writeln!(
+                    s,
+                    "  - `{}` {}: {:.1} s",
+                    r.config,
+                    r.suite,
+                    d.as_secs_f64()
+                )
+                .unwrap();
             }
         }
         for w in &k.vm.warnings {
@@ -445,17 +684,21 @@ pub fn results_markdown(kernels: &[KernelReport], timings: &str) -> String {
     s.push_str(timings);
     let mut details = String::new();
     for k in kernels {
-        for c in &k.vm.configs {
-            for t in &c.tests {
+        for r in &k.vm.runs {
+            for t in &r.tests {
                 let (word, reason) = match &t.outcome {
                     Outcome::Failed(r) => ("failed", r),
-                    Outcome::Skipped(r) => ("skipped", r),
+                    Outcome::Skipped(r) => match SkipKind::of(r) {
+                        SkipKind::KernelLacks => ("skipped (the kernel lacks it)", r),
+                        SkipKind::BackendLimit => ("skipped (a limit of the backend)", r),
+                        SkipKind::Unexpected => ("skipped (should have run)", r),
+                    },
                     _ => continue,
                 };
                 writeln!(
                     details,
-                    "- {} / `{}` / `{}` {word}: {reason}",
-                    k.release, c.name, t.name
+                    "- {} / `{}` / {} / `{}` {word}: {reason}",
+                    k.release, r.config, r.suite, t.name
                 )
                 .unwrap();
             }
@@ -469,8 +712,12 @@ pub fn results_markdown(kernels: &[KernelReport], timings: &str) -> String {
 }
 
 /// What `--write-docs` puts between the markers of docs/backends.md.
-pub fn docs_section(kernels: &[KernelReport]) -> String {
+pub fn docs_section(kernels: &[KernelReport], suites: &[Suite]) -> String {
     let mut s = matrix(kernels, 400);
+    s.push('\n');
+    s.push_str(LEGEND);
+    s.push('\n');
+    s.push_str(&crate::suites::what_runs_where(suites));
     let packages: Vec<String> = kernels
         .iter()
         .map(|k| format!("`{}`", k.package.as_deref().unwrap_or(&k.release)))
@@ -497,10 +744,9 @@ allows; `backends.do_mmap` / `backends.security_mmap_file` in the configuration 
 
 ## Tested kernels
 
-`cargo xtask vm-test` boots Debian cloud kernels in qemu and runs the agent's end-to-end
-tests inside, once per backend configuration; `cargo xtask vm-test --write-docs` refreshes
-the table below. A skipped test means the agent reported at startup that the forced backend
-is not available there.
+`cargo xtask vm-test` boots Debian cloud kernels in qemu and runs the agent's BPF-loading
+test suites inside, under every backend configuration they exercise; `cargo xtask vm-test
+--write-docs` refreshes the table below.
 
 ";
 
@@ -541,7 +787,7 @@ mod tests {
     const SERIAL: &str = "\
 [    0.000000] Linux version 6.1.0-56-cloud-amd64
 MWVM-KERNEL 6.1.0-56-cloud-amd64
-MWVM-BEGIN auto
+MWVM-BEGIN auto e2e
 
 running 3 tests
 test failed_mmap_reports_its_errno ... ok
@@ -575,22 +821,33 @@ failures:
 
 test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 3.10s
 
-MWVM-END auto rc=101
-MWVM-BEGIN syscall_tracepoint
+MWVM-END auto e2e rc=101
+MWVM-BEGIN auto faults
+running 1 test
+test spool_works ... ok
+
+test result: ok. 1 passed; 0 failed
+MWVM-END auto faults rc=0
+MWVM-BEGIN syscall_tracepoint e2e
 running 1 test
 test failed_mmap_reports_its_errno ... [   12.5] random kernel line
 ok
 ";
 
+    const EXPECTED: &[(&str, &str)] = &[
+        ("auto", "e2e"),
+        ("auto", "faults"),
+        ("syscall_tracepoint", "e2e"),
+        ("do_mmap=kprobe", "e2e"),
+    ];
+
     #[test]
     fn markers_and_libtest_output_give_per_test_outcomes() {
-        let vm = parse(
-            &timed(SERIAL),
-            &["auto", "syscall_tracepoint", "do_mmap=kprobe"],
-        );
+        let vm = parse(&timed(SERIAL), EXPECTED);
         assert_eq!(vm.uname.as_deref(), Some("6.1.0-56-cloud-amd64"));
         assert!(!vm.done);
-        let auto = &vm.configs[0];
+        let auto = &vm.runs[0];
+        assert_eq!((auto.config.as_str(), auto.suite.as_str()), ("auto", "e2e"));
         assert_eq!(auto.rc, Some(101));
         let outcomes: Vec<_> = auto.tests.iter().map(|t| t.outcome.clone()).collect();
         assert_eq!(
@@ -605,65 +862,162 @@ ok
                 Outcome::Skipped("lsm/mmap_file: BPF LSM is not enabled".into()),
             ]
         );
+        assert_eq!(vm.runs[1].suite, "faults");
+        assert_eq!(vm.runs[1].rc, Some(0));
+        assert_eq!(vm.runs[1].tests.len(), 1);
         // Cut off mid-run, with a garbled status line: unknown, not passed.
-        let cut = &vm.configs[1];
+        let cut = &vm.runs[2];
         assert!(cut.began);
         assert_eq!(cut.rc, None);
         assert!(matches!(cut.tests[0].outcome, Outcome::Failed(_)));
-        assert!(!vm.configs[2].began);
+        assert!(!vm.runs[3].began);
+    }
+
+    fn report(serial: &str, expected: &[(&str, &str)], problem: Option<&str>) -> KernelReport {
+        KernelReport {
+            release: "6.1.0-56-cloud-amd64".into(),
+            package: None,
+            vm: parse(&timed(serial), expected),
+            elapsed: Duration::ZERO,
+            problem: problem.map(str::to_owned),
+        }
     }
 
     #[test]
-    fn cells_count_and_explain() {
-        let vm = parse(
-            &timed(SERIAL),
-            &["auto", "syscall_tracepoint", "do_mmap=kprobe"],
+    fn cells_count_per_suite_and_rows_total_and_explain() {
+        let k = [report(SERIAL, EXPECTED, Some("timed out after 600 s"))];
+        let rows = rows(&k);
+        assert_eq!(rows.len(), 3);
+        let auto = &rows[0];
+        assert_eq!(auto.config, "auto");
+        let e2e = auto.cells[0].1.as_ref().unwrap();
+        assert_eq!(
+            (e2e.counts.passed, e2e.counts.failed, e2e.counts.skipped),
+            (1, 1, 1)
         );
-        let auto = Cell::of(&vm.configs[0], &vm, None);
-        assert_eq!((auto.passed, auto.failed, auto.skipped), (1, 1, 1));
-        assert!(auto.bad);
-        assert!(auto.text(30).starts_with(
-            "**FAILED** 1 failed, 1 passed, 1 skipped: grpc_export_carries_the_true_v..."
-        ));
-        let unfinished = Cell::of(&vm.configs[1], &vm, Some("timed out after 600 s"));
+        assert!(e2e.bad);
+        // An unknown skip reason is not an accepted one: the cell is bad anyway.
         assert!(
-            unfinished
-                .text(200)
-                .contains("did not finish: timed out after 600 s")
+            auto.notes
+                .iter()
+                .any(|n| n.contains("skipped, but should have run"))
         );
-        let never = Cell::of(&vm.configs[2], &vm, Some("timed out after 600 s"));
-        assert!(never.text(200).contains("not run: timed out"));
+        assert!(
+            auto.notes
+                .iter()
+                .any(|n| n
+                    .starts_with("e2e `grpc_export_carries_the_true_values` failed: assertion"))
+        );
+        assert_eq!(auto.total.passed, 2);
+        assert!(
+            auto.total_text()
+                .starts_with("**FAILED** 1 failed, 2 passed, 1 skipped")
+        );
+        let unfinished = rows[1].cells[0].1.as_ref().unwrap();
+        assert_eq!(unfinished.text(), "**1 failed; did not finish**");
+        // faults does not run under syscall_tracepoint: no cell, not bad.
+        assert!(rows[1].cells[1].1.is_none());
+        let never = &rows[2];
+        assert!(never.bad);
+        assert!(never.notes[0].contains("not run: timed out"));
+        let table = matrix(&k, 30);
+        assert!(table.starts_with("| configuration | kernel | e2e | faults | total | notes |\n"));
+        assert!(table.contains(
+            "| `syscall_tracepoint` | 6.1.0-56-cloud-amd64 | **1 failed; did not finish** | - |"
+        ));
     }
 
-    #[test]
-    fn all_skipped_cell_names_the_reason_once() {
-        let out = "\
+    const SKIPS: &str = "\
+MWVM-KERNEL 6.1.0-56-cloud-amd64
+MWVM-BEGIN do_mmap=fexit e2e
 test a ... ok
 test b ... ok
 
 successes:
 
 ---- a stdout ----
-SKIP: kprobe do_mmap: not supported
+SKIP: mapwatch: no way to report do_mmap on this kernel: fexit (ENOTSUPP)
 ---- b stdout ----
-SKIP: kprobe do_mmap: not supported
+SKIP: mapwatch: no way to report do_mmap on this kernel: fexit (ENOTSUPP)
 
 successes:
     a
     b
 
 test result: ok. 2 passed; 0 failed
+MWVM-END do_mmap=fexit e2e rc=0
+MWVM-BEGIN syscall_tracepoint e2e
+test a ... ok
+test c ... ok
+
+successes:
+
+---- c stdout ----
+SKIP: syscall_tracepoint sees mmap(2) calls only (a documented limit of that backend)
+
+test result: ok. 2 passed; 0 failed
+MWVM-END syscall_tracepoint e2e rc=0
+MWVM-DONE
 ";
-        let run = ConfigRun {
-            name: "do_mmap=kprobe".into(),
-            began: true,
-            rc: Some(0),
-            tests: parse_libtest(&out.lines().collect::<Vec<_>>()),
-            duration: None,
-        };
-        let cell = Cell::of(&run, &VmRun::default(), None);
-        assert_eq!(cell.text(200), "2 skipped: kprobe do_mmap: not supported");
-        assert!(!cell.bad);
+
+    #[test]
+    fn accepted_skips_are_grouped_by_reason_and_need_another_kernel() {
+        let expected = [("do_mmap=fexit", "e2e"), ("syscall_tracepoint", "e2e")];
+        let one = [report(SKIPS, &expected, None)];
+        let rows = rows(&one);
+        assert!(!rows[0].bad);
+        assert_eq!(
+            rows[0].notes,
+            [
+                "2 skipped (the kernel lacks it; e2e): mapwatch: no way to report do_mmap on this \
+              kernel: fexit (ENOTSUPP)"
+            ]
+        );
+        assert_eq!(rows[0].cells[0].1.as_ref().unwrap().text(), "2 skipped");
+        assert!(!rows[1].bad);
+        assert!(rows[1].notes[0].starts_with("1 skipped (a limit of the backend; e2e)"));
+        assert!(one[0].ok());
+        // Skipped for lack of the backend on the only kernel: nothing covers it.
+        assert_eq!(
+            uncovered(&one),
+            [
+                "`do_mmap=fexit` / e2e / `a`: skipped on every kernel of this run",
+                "`do_mmap=fexit` / e2e / `b`: skipped on every kernel of this run"
+            ]
+        );
+        assert!(!all_ok(&one));
+        // Another kernel where the backend works covers it.
+        let covering = SKIPS
+            .replace("6.1.0-56", "6.12.117")
+            .replace("SKIP: mapwatch: no way", "no way");
+        let two = [one[0].clone(), report(&covering, &expected, None)];
+        assert!(uncovered(&two).is_empty());
+        assert!(all_ok(&two));
+        // So does a skip for a limit of the backend: that kernel had it.
+        let limited = covering.replace(
+            "test b ... ok",
+            "test b ... ok\n---- b stdout ----\nSKIP: x (a documented limit of that backend)",
+        );
+        let two = [one[0].clone(), report(&limited, &expected, None)];
+        assert!(uncovered(&two).is_empty(), "{:?}", uncovered(&two));
+        // Failing there covers it too: the failure is what the row reports.
+        let failing = covering.replace("test b ... ok", "test b ... FAILED");
+        let two = [one[0].clone(), report(&failing, &expected, None)];
+        assert!(uncovered(&two).is_empty());
+        assert!(!all_ok(&two));
+    }
+
+    #[test]
+    fn skip_reasons_are_classified() {
+        assert_eq!(
+            SkipKind::of("mapwatch: no way to report do_mmap on this kernel: kprobe (no kprobes)"),
+            SkipKind::KernelLacks
+        );
+        assert_eq!(
+            SkipKind::of("the kernel's verifier refused mapwatch's fexit program"),
+            SkipKind::Unexpected
+        );
+        assert_eq!(SkipKind::of("no reason given"), SkipKind::Unexpected);
     }
 
     #[test]

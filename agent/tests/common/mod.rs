@@ -19,16 +19,35 @@ pub fn require_root() {
     );
 }
 
+/// How many times slower than an ordinary host this machine runs the
+/// tests: `MAPWATCH_TEST_TIME_SCALE` (the VM matrix sets it: qemu without
+/// KVM runs several times slower), else 1.
+pub fn time_scale() -> u32 {
+    std::env::var("MAPWATCH_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// `d` times [`time_scale`]: for timeouts that bound a wait, so that a slow
+/// machine gets more time and a hang still fails.
+pub fn scaled(d: Duration) -> Duration {
+    d * time_scale()
+}
+
 /// The agent exporting over gRPC to `endpoint` with a short batch delay,
-/// plus `env`, started and attached.
-pub fn agent_exporting_to(endpoint: &str, env: &[(&str, &str)]) -> Agent {
+/// plus `env`, started and attached. `None` after printing `SKIP: <reason>`
+/// when a backend forced through `MAPWATCH_BACKENDS__*` does not exist on
+/// this kernel (see [`Agent::start_or_skip`]): the caller returns at once.
+pub fn agent_exporting_to(endpoint: &str, env: &[(&str, &str)]) -> Option<Agent> {
     let mut cmd = agent_command();
     cmd.env("MAPWATCH_OTLP__ENDPOINT", endpoint)
         .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms");
     for (key, value) in env {
         cmd.env(key, value);
     }
-    Agent::start(cmd)
+    Agent::start_or_skip(cmd)
 }
 
 /// A running `mapwatch` with its stderr captured.
@@ -95,7 +114,8 @@ impl Agent {
             }
         });
         let mut agent = Agent { child, stderr };
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let limit = scaled(Duration::from_secs(30));
+        if ready_rx.recv_timeout(limit).is_err() {
             let _ = agent.child.kill();
             let _ = agent.child.wait();
             std::thread::sleep(Duration::from_millis(100));
@@ -108,7 +128,7 @@ impl Agent {
                 println!("SKIP: {line}");
                 return None;
             }
-            panic!("mapwatch did not attach within 30 s; stderr:\n{stderr}");
+            panic!("mapwatch did not attach within {limit:?}; stderr:\n{stderr}");
         }
         Some(agent)
     }
@@ -155,8 +175,10 @@ impl Agent {
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
     }
 
-    /// Waits until the agent's stderr contains `text`.
+    /// Waits until the agent's stderr contains `text`, at most `limit`
+    /// ([`scaled`]).
     pub fn wait_for_stderr(&self, text: &str, limit: Duration) {
+        let limit = scaled(limit);
         let started = Instant::now();
         while !self.stderr().contains(text) {
             assert!(
@@ -168,12 +190,13 @@ impl Agent {
         }
     }
 
-    /// Sends `signal` and waits for the exit, at most `limit`.
+    /// Sends `signal` and waits for the exit, at most `limit` ([`scaled`]).
     pub fn stop_with(
         mut self,
         signal: libc::c_int,
         limit: Duration,
     ) -> (ExitStatus, Duration, String) {
+        let limit = scaled(limit);
         let started = Instant::now();
         // SAFETY: kill with a valid signal on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
