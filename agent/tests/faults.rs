@@ -238,6 +238,11 @@ fn stop_and_account(agent: Agent, receiver: &OtlpReceiver, made: Option<u64>) ->
 /// recorded its delivery), never more.
 const ONE_BATCH: u64 = 512;
 
+/// Every batch that can be in flight at once (`batch.max_concurrent_exports`
+/// = 4 of [`ONE_BATCH`]): when a collector stops answering or answers after
+/// the export timeout, each may have been stored and is sent again.
+const IN_FLIGHT: u64 = 4 * ONE_BATCH;
+
 /// Like [`stop_and_account`], but the receiver may hold up to `duplicates`
 /// records more than the agent exported: a collector killed after it stored
 /// a batch and before it answered gets that batch again (at least once).
@@ -296,11 +301,15 @@ fn stop_and_account_with_duplicates(
         s.produced + s.taken_over,
         "delivered + lost + left in the spool != produced + taken over from the spool:\n{stderr}"
     );
+    // Records counted as unsent at exit may still have arrived: an export
+    // in flight at the shutdown deadline is counted lost before its answer
+    // comes (loss over-reported, never under-reported; docs/reliability.md).
     let held = receiver.counters().log_records;
     assert!(
-        held >= s.exported && held - s.exported <= duplicates,
-        "the receiver holds {held} records, the agent says it exported {} ({duplicates} duplicates allowed):\n{stderr}",
-        s.exported
+        held >= s.exported && held - s.exported <= duplicates + s.unsent,
+        "the receiver holds {held} records, the agent says it exported {} ({duplicates} duplicates allowed, {} unsent at exit):\n{stderr}",
+        s.exported,
+        s.unsent
     );
     assert!(
         hwm < MEMORY_BOUND_KIB,
@@ -359,7 +368,7 @@ fn collector_stopped_mid_run_then_restarted() {
     receiver.restart().unwrap();
     mmap_anonymous(300);
     wait_for_ours(&receiver, 2600, &agent);
-    let s = stop_and_account_with_duplicates(agent, &receiver, Some(2600), ONE_BATCH);
+    let s = stop_and_account_with_duplicates(agent, &receiver, Some(2600), IN_FLIGHT);
     assert_eq!((s.lost, s.export_failed, s.unsent), (0, 0, 0), "{s:?}");
 }
 
@@ -400,7 +409,9 @@ fn collector_answering_slowly_then_recovering() {
     mmap_paced(1000, Duration::from_secs(3));
     receiver.set_response_delay(Duration::ZERO);
     wait_for_ours(&receiver, 1200, &agent);
-    let s = stop_and_account(agent, &receiver, Some(1200));
+    // On a slow machine (a VM under TCG) a 1.5 s answer can pass the export
+    // timeout: the batch is stored and sent again (at least once).
+    let s = stop_and_account_with_duplicates(agent, &receiver, Some(1200), IN_FLIGHT);
     assert_eq!((s.lost, s.export_failed, s.unsent), (0, 0, 0), "{s:?}");
 }
 
