@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Agent, agent_command, require_root, scaled};
+use common::{Agent, agent_command, mmap_anonymous_pages, require_root, scaled};
 use mapwatch_testkit::OtlpReceiver;
 
 /// Peak resident memory allowed to the agent in these tests (VmHWM). The
@@ -138,25 +138,7 @@ fn workload<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 /// `n` anonymous one-page mappings, each unmapped at once: `n` do_mmap
 /// records, made on the workload thread.
 fn mmap_anonymous(n: u64) {
-    workload(move || mmap_now(n));
-}
-
-fn mmap_now(n: u64) {
-    for _ in 0..n {
-        // SAFETY: a fresh anonymous page, unmapped at once.
-        unsafe {
-            let addr = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(addr, libc::MAP_FAILED);
-            libc::munmap(addr, 4096);
-        }
-    }
+    workload(move || mmap_anonymous_pages(n));
 }
 
 /// Like [`mmap_anonymous`], spread over `over`.
@@ -164,7 +146,7 @@ fn mmap_paced(n: u64, over: Duration) {
     workload(move || {
         let started = Instant::now();
         for i in 0..n {
-            mmap_now(1);
+            mmap_anonymous_pages(1);
             let due = over.mul_f64((i + 1) as f64 / n as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
@@ -1151,7 +1133,7 @@ fn steady_load(per_second: u64, stop: std::sync::Arc<std::sync::atomic::AtomicBo
         let started = Instant::now();
         let mut made = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            mmap_now(1);
+            mmap_anonymous_pages(1);
             made += 1;
             let due = Duration::from_secs_f64(made as f64 / per_second as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {

@@ -58,21 +58,7 @@ fn each_program_reports_its_runs_run_time_and_misses() {
     let backend = agent.backend("do_mmap");
     let security_backend = agent.backend("security_mmap_file");
     let calls = 2000;
-    for _ in 0..calls {
-        // SAFETY: a fresh anonymous page, unmapped at once.
-        unsafe {
-            let addr = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(addr, libc::MAP_FAILED);
-            libc::munmap(addr, 4096);
-        }
-    }
+    mmap_anonymous_pages(calls);
     // The do_mmap program that runs once per call (the whole host's calls,
     // so at least ours): its runs and time must cover this workload.
     let exit_program = match backend.as_str() {

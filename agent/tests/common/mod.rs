@@ -224,3 +224,23 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// `n` anonymous one-page mappings on the calling thread, each unmapped at
+/// once: `n` do_mmap records of 4096 bytes.
+pub fn mmap_anonymous_pages(n: u64) {
+    for _ in 0..n {
+        // SAFETY: a fresh anonymous page, unmapped at once.
+        unsafe {
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(addr, libc::MAP_FAILED);
+            libc::munmap(addr, 4096);
+        }
+    }
+}
