@@ -307,6 +307,22 @@ pub enum Problem {
     /// `MAPWATCH_*` variables.
     #[error("`service.name` is set with the service.name key, not as a resource attribute")]
     ServiceNameAttribute,
+    /// Enforcement on, with a permission-check event switched off.
+    #[error(
+        "enforcement (a `deny` in enforce.actions) needs this event: it is where mappings are refused; \
+         set it to true, or every enforce.actions entry to \"report\""
+    )]
+    EnforceNeedsEvent,
+    /// Enforcement on, with a permission-check event forced to a backend
+    /// that cannot refuse.
+    #[error(
+        "enforcement (a `deny` in enforce.actions) needs the lsm backend, the only one that can refuse \
+         a call; set it to \"lsm\" or \"auto\" (which then picks lsm)"
+    )]
+    EnforceNeedsLsm,
+    /// An exempt executable given as a relative path.
+    #[error("must be an absolute path to an executable file, e.g. \"/usr/bin/node\"")]
+    RelativeExecutable,
     /// Every probe disabled.
     #[error(
         "at least one of events.do_mmap, events.security_mmap_file, events.security_file_mprotect must be true"

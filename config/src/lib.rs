@@ -72,9 +72,10 @@ mod validate;
 pub use cli::{CliArgs, EventArg};
 pub use error::{ConfigError, ListError, ListErrorKind, Origin, Problem};
 pub use model::{
-    BackendsConfig, BatchConfig, Compression, Config, ConsoleMode, DoMmapBackend, EventsConfig,
-    FilterConfig, MappingKinds, OtlpConfig, ProcessConfig, Prot, Protocol, RateLimitConfig,
-    RingBufferConfig, SecurityFileMprotectBackend, SecurityMmapFileBackend, ServiceConfig,
-    SpoolConfig, TelemetrySignal, TelemetrySignals, WhenFull,
+    BackendsConfig, BatchConfig, Compression, Config, ConsoleMode, DoMmapBackend, EnforceAction,
+    EnforceActions, EnforceConfig, EventsConfig, FilterConfig, MappingKinds, OtlpConfig,
+    ProcessConfig, Prot, Protocol, RateLimitConfig, RingBufferConfig, SecurityFileMprotectBackend,
+    SecurityMmapFileBackend, ServiceConfig, SpoolConfig, TelemetrySignal, TelemetrySignals,
+    WhenFull,
 };
 pub use sources::{CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, ENV_PREFIX, LOG_FILTER_ENV};

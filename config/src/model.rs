@@ -28,6 +28,9 @@ pub struct Config {
     pub process: ProcessConfig,
     /// Per-process limit on reported records, enforced in the kernel.
     pub rate_limit: RateLimitConfig,
+    /// Opt-in enforcement: refuse mappings and protection changes for
+    /// chosen suspicious reasons (BPF LSM). Off unless a reason is `deny`.
+    pub enforce: EnforceConfig,
     /// Where and how log records are exported.
     pub otlp: OtlpConfig,
     /// Batching of log records before export.
@@ -252,6 +255,121 @@ impl DoMmapBackend {
             DoMmapBackend::SyscallTracepoint => "syscall_tracepoint",
         }
     }
+}
+
+/// Opt-in enforcement with BPF LSM: the `lsm/mmap_file` and
+/// `lsm/file_mprotect` programs return `EPERM` for a mapping or protection
+/// change with a reason whose action is `deny`. Needs both permission-check
+/// events on the `lsm` backend (`lsm=...,bpf` on the kernel command line).
+/// Nothing stays enforced after the agent exits.
+///
+/// ```toml
+/// [enforce]
+/// dry_run = true                       # report `would_deny`, refuse nothing
+/// cgroups = ["/kubepods.slice"]        # only below these cgroups
+/// exempt_executables = ["/usr/bin/node"]
+/// [enforce.actions]
+/// write_execute = "deny"
+/// write_then_execute = "deny"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnforceConfig {
+    /// What to do per suspicious reason. Default `report` for every one.
+    pub actions: EnforceActions,
+    /// Refuse nothing: records say `would_deny` where a call would have been
+    /// refused. Default `false`.
+    pub dry_run: bool,
+    /// Enforce only on processes in these cgroup v2 directories or below
+    /// them (paths as in `/proc/PID/cgroup`, e.g. `/system.slice/app.service`);
+    /// empty = everywhere. At most 1024.
+    pub cgroups: Vec<String>,
+    /// Executables never refused (absolute paths, resolved to their file
+    /// identity at startup, so a renamed copy or a changed `comm` is not
+    /// spared). Records of their calls say `exempt`. At most 1024.
+    pub exempt_executables: Vec<PathBuf>,
+    /// Also refuse PID 1 (init). Default `false`: an init that cannot map
+    /// takes the host down with it.
+    pub include_init: bool,
+}
+
+/// The action per suspicious reason (see `mapwatch.suspicious.reasons`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnforceActions {
+    /// Writable and executable at once (mmap or mprotect).
+    pub write_execute: EnforceAction,
+    /// Executable anonymous memory (mmap, or mprotect adding exec).
+    pub execute_anonymous: EnforceAction,
+    /// Executable memfd (fileless code).
+    pub execute_memfd: EnforceAction,
+    /// Executable file that was deleted.
+    pub execute_deleted_file: EnforceAction,
+    /// Executable file in a directory anyone can write (e.g. `/tmp`).
+    pub execute_from_world_writable_dir: EnforceAction,
+    /// Executable file that is open for writing somewhere.
+    pub execute_file_open_for_write: EnforceAction,
+    /// mprotect: memory that is or was writable made executable.
+    pub write_then_execute: EnforceAction,
+    /// mprotect: executable memory made writable and executable.
+    pub execute_then_write: EnforceAction,
+}
+
+impl EnforceActions {
+    /// Every reason with its action, in the order of the reason bits.
+    pub fn each(&self) -> [(&'static str, EnforceAction); 8] {
+        [
+            ("write_execute", self.write_execute),
+            ("execute_anonymous", self.execute_anonymous),
+            ("execute_memfd", self.execute_memfd),
+            ("execute_deleted_file", self.execute_deleted_file),
+            (
+                "execute_from_world_writable_dir",
+                self.execute_from_world_writable_dir,
+            ),
+            (
+                "execute_file_open_for_write",
+                self.execute_file_open_for_write,
+            ),
+            ("write_then_execute", self.write_then_execute),
+            ("execute_then_write", self.execute_then_write),
+        ]
+    }
+
+    /// The reasons whose action is `deny`.
+    ///
+    /// ```
+    /// use mapwatch_config::{EnforceAction, EnforceActions};
+    /// let actions = EnforceActions {
+    ///     write_execute: EnforceAction::Deny,
+    ///     ..Default::default()
+    /// };
+    /// assert_eq!(actions.denied().collect::<Vec<_>>(), ["write_execute"]);
+    /// ```
+    pub fn denied(&self) -> impl Iterator<Item = &'static str> {
+        self.each()
+            .into_iter()
+            .filter(|(_, action)| *action == EnforceAction::Deny)
+            .map(|(name, _)| name)
+    }
+}
+
+impl EnforceConfig {
+    /// Whether any reason is denied (enforcement is on, dry run or not).
+    pub fn active(&self) -> bool {
+        self.actions.denied().next().is_some()
+    }
+}
+
+/// What enforcement does about a reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforceAction {
+    /// Report it (the record is a WARN); never refuse.
+    #[default]
+    Report,
+    /// Refuse the call with `EPERM` (or, with `dry_run`, report `would_deny`).
+    Deny,
 }
 
 /// Attach points that can report `security_mmap_file`, best first.

@@ -3,6 +3,7 @@
 //! and `console` have no module: every value their types accept is valid.
 
 mod batch;
+mod enforce;
 mod events;
 mod filter;
 mod otlp;
@@ -28,5 +29,6 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
     signals::check(&c.signals, ctx)?;
     process::check(&c.process, ctx)?;
     rate_limit::check(&c.rate_limit, ctx)?;
+    enforce::check(c, ctx)?;
     service::check(&c.service, ctx)
 }

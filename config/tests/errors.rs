@@ -889,3 +889,102 @@ fn spool_settings_are_checked_with_their_key_and_origin() {
         &["`batch.when_full`", "disk", "drop_newest, block, spool"],
     );
 }
+
+// ---- enforce --------------------------------------------------------------
+
+#[test]
+fn enforcement_needs_both_checks_on_a_backend_that_can_refuse() {
+    // A deny with the mmap check forced to fexit: named, with the remedy.
+    let (_dir, path) = toml_file(
+        "[enforce.actions]\nwrite_execute = \"deny\"\n[backends]\nsecurity_mmap_file = \"fexit\"\n",
+    );
+    let (err, msg) = load_err(&with_file(&path), &[]);
+    assert!(matches!(err.problem(), Some(Problem::EnforceNeedsLsm)));
+    assert_mentions(
+        &msg,
+        &[
+            "`backends.security_mmap_file`",
+            path.to_str().unwrap(),
+            "\"fexit\"",
+            "lsm backend",
+        ],
+    );
+
+    // The same through the environment, for the mprotect check.
+    let (err, msg) = load_err(
+        &CliArgs::default(),
+        &[
+            ("MAPWATCH_ENFORCE__ACTIONS__WRITE_THEN_EXECUTE", "deny"),
+            (
+                "MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT",
+                "syscall_tracepoint",
+            ),
+        ],
+    );
+    assert!(matches!(err.problem(), Some(Problem::EnforceNeedsLsm)));
+    assert_mentions(
+        &msg,
+        &[
+            "MAPWATCH_BACKENDS__SECURITY_FILE_MPROTECT",
+            "\"syscall_tracepoint\"",
+        ],
+    );
+
+    // A deny with the mprotect event off: the event is named.
+    let (err, msg) = load_err(
+        &CliArgs::default(),
+        &[
+            ("MAPWATCH_ENFORCE__ACTIONS__EXECUTE_ANONYMOUS", "deny"),
+            ("MAPWATCH_EVENTS__SECURITY_FILE_MPROTECT", "false"),
+        ],
+    );
+    assert!(matches!(err.problem(), Some(Problem::EnforceNeedsEvent)));
+    assert_mentions(&msg, &["MAPWATCH_EVENTS__SECURITY_FILE_MPROTECT", "false"]);
+
+    // Reporting only: any backend will do.
+    assert!(
+        load_env(&[
+            ("MAPWATCH_ENFORCE__ACTIONS__WRITE_EXECUTE", "report"),
+            ("MAPWATCH_BACKENDS__SECURITY_MMAP_FILE", "kprobe"),
+        ])
+        .is_ok()
+    );
+    // Deny with auto: accepted (the agent then requires lsm).
+    let config = load_env(&[("MAPWATCH_ENFORCE__ACTIONS__WRITE_EXECUTE", "deny")]).unwrap();
+    assert!(config.enforce.active());
+    assert_eq!(
+        config.enforce.actions.denied().collect::<Vec<_>>(),
+        ["write_execute"]
+    );
+}
+
+#[test]
+fn enforcement_actions_and_lists_are_checked() {
+    // An action that does not exist lists the ones that do.
+    let (_, msg) = load_err(
+        &CliArgs::default(),
+        &[("MAPWATCH_ENFORCE__ACTIONS__WRITE_EXECUTE", "block")],
+    );
+    assert_mentions(
+        &msg,
+        &["MAPWATCH_ENFORCE__ACTIONS__WRITE_EXECUTE", "report", "deny"],
+    );
+    // A reason that does not exist lists the ones that do.
+    let (_dir, path) = toml_file("[enforce.actions]\nwrite_and_execute = \"deny\"\n");
+    let (_, msg) = load_err(&with_file(&path), &[]);
+    assert_mentions(
+        &msg,
+        &["write_and_execute", "write_execute", "execute_memfd"],
+    );
+    // Scope and exemptions are absolute paths.
+    let (_dir, path) = toml_file("[enforce]\nexempt_executables = [\"node\"]\n");
+    let (err, msg) = load_err(&with_file(&path), &[]);
+    assert!(matches!(err.problem(), Some(Problem::RelativeExecutable)));
+    assert_mentions(
+        &msg,
+        &["`enforce.exempt_executables`", "\"node\"", "absolute"],
+    );
+    let (_dir, path) = toml_file("[enforce]\ncgroups = [\"kubepods.slice\"]\n");
+    let (err, _) = load_err(&with_file(&path), &[]);
+    assert!(matches!(err.problem(), Some(Problem::BadCgroupPath)));
+}

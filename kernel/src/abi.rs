@@ -151,6 +151,12 @@ pub struct RawSecurityMmapFile {
     pub file_source: u16,
     /// Bit 0: `fd` is set.
     pub call_flags: u16,
+    /// Reasons enforcement acted on (`enforce::REASON_*` bits), 0 without an action.
+    pub enforced: u32,
+    /// What enforcement did (`enforce::ACTION_*`).
+    pub action: u16,
+    /// Padding; zero.
+    pub _pad0: u16,
     /// File being mapped, if any.
     pub file: RawFile,
 }
@@ -185,6 +191,12 @@ pub struct RawSecurityFileMprotect {
     pub file_source: u16,
     /// `MW_MPROT_*` bits.
     pub call_flags: u16,
+    /// Reasons enforcement acted on (`enforce::REASON_*` bits), 0 without an action.
+    pub enforced: u32,
+    /// What enforcement did (`enforce::ACTION_*`).
+    pub action: u16,
+    /// Padding; zero.
+    pub _pad0: u16,
     /// The VMA's file, if any.
     pub file: RawFile,
 }
@@ -228,7 +240,8 @@ assert_no_padding!(RawDoMmap, c::MW_DO_MMAP_PATH, c::FIELDS_OF_MW_DO_MMAP - PATH
     _pad0, file);
 assert_no_padding!(RawSecurityMmapFile, c::MW_SECURITY_MMAP_FILE_PATH,
     c::FIELDS_OF_MW_SECURITY_MMAP_FILE - PATH_MAX =>
-    hdr, prot, mmap_flags, verdict, has_verdict, fd, file_source, call_flags, file);
+    hdr, prot, mmap_flags, verdict, has_verdict, fd, file_source, call_flags, enforced, action,
+    _pad0, file);
 const _: () = {
     assert!(c::SIZEOF_MW_SECURITY_MMAP_FILE == c::FIELDS_OF_MW_SECURITY_MMAP_FILE);
     assert!(c::SIZEOF_MW_DO_MMAP == c::FIELDS_OF_MW_DO_MMAP);
@@ -261,12 +274,15 @@ assert_layout!(RawSecurityMmapFile, c::MW_SECURITY_MMAP_FILE_PATH,
     fd => c::MW_SECURITY_MMAP_FILE_FD,
     file_source => c::MW_SECURITY_MMAP_FILE_FILE_SOURCE,
     call_flags => c::MW_SECURITY_MMAP_FILE_CALL_FLAGS,
+    enforced => c::MW_SECURITY_MMAP_FILE_ENFORCED,
+    action => c::MW_SECURITY_MMAP_FILE_ACTION,
+    _pad0 => c::MW_SECURITY_MMAP_FILE__PAD0,
     file => c::MW_SECURITY_MMAP_FILE_FILE);
 
 assert_no_padding!(RawSecurityFileMprotect, c::MW_SECURITY_FILE_MPROTECT_PATH,
     c::FIELDS_OF_MW_SECURITY_FILE_MPROTECT - PATH_MAX =>
     hdr, start, len, reqprot, prot, vma_start, vma_end, prev_prot, pkey, result, has_result,
-    file_source, call_flags, file);
+    file_source, call_flags, enforced, action, _pad0, file);
 assert_layout!(RawSecurityFileMprotect, c::MW_SECURITY_FILE_MPROTECT_PATH,
     hdr => c::MW_SECURITY_FILE_MPROTECT_HDR, start => c::MW_SECURITY_FILE_MPROTECT_START,
     len => c::MW_SECURITY_FILE_MPROTECT_LEN, reqprot => c::MW_SECURITY_FILE_MPROTECT_REQPROT,
@@ -278,6 +294,9 @@ assert_layout!(RawSecurityFileMprotect, c::MW_SECURITY_FILE_MPROTECT_PATH,
     has_result => c::MW_SECURITY_FILE_MPROTECT_HAS_RESULT,
     file_source => c::MW_SECURITY_FILE_MPROTECT_FILE_SOURCE,
     call_flags => c::MW_SECURITY_FILE_MPROTECT_CALL_FLAGS,
+    enforced => c::MW_SECURITY_FILE_MPROTECT_ENFORCED,
+    action => c::MW_SECURITY_FILE_MPROTECT_ACTION,
+    _pad0 => c::MW_SECURITY_FILE_MPROTECT__PAD0,
     file => c::MW_SECURITY_FILE_MPROTECT_FILE);
 const _: () = {
     assert!(c::SIZEOF_MW_SECURITY_FILE_MPROTECT == c::FIELDS_OF_MW_SECURITY_FILE_MPROTECT);
@@ -584,6 +603,191 @@ assert_no_padding!(filter::Settings, c::SIZEOF_MW_FILTER_SETTINGS,
 assert_no_padding!(filter::PathPrefix, c::SIZEOF_MW_PATH_PREFIX, c::FIELDS_OF_MW_PATH_PREFIX =>
     len, list, bytes);
 
+/// Enforcement (`enforce.h`): the settings map's layout, the exempt
+/// executables' key, the reason bits and the actions, mirrored from `events.h`.
+pub mod enforce {
+    /// Writable and executable at once.
+    pub const REASON_WRITE_EXECUTE: u32 = 1 << 0;
+    /// Executable anonymous memory.
+    pub const REASON_EXECUTE_ANONYMOUS: u32 = 1 << 1;
+    /// Executable memfd.
+    pub const REASON_EXECUTE_MEMFD: u32 = 1 << 2;
+    /// Executable mapping of a deleted file.
+    pub const REASON_EXECUTE_DELETED_FILE: u32 = 1 << 3;
+    /// Executable mapping of a file in a world-writable directory.
+    pub const REASON_EXECUTE_FROM_WORLD_WRITABLE_DIR: u32 = 1 << 4;
+    /// Executable mapping of a file open for writing.
+    pub const REASON_EXECUTE_FILE_OPEN_FOR_WRITE: u32 = 1 << 5;
+    /// Executable (not writable) on memory that is or was writable.
+    pub const REASON_WRITE_THEN_EXECUTE: u32 = 1 << 6;
+    /// Writable and executable on memory that was executable only.
+    pub const REASON_EXECUTE_THEN_WRITE: u32 = 1 << 7;
+    /// Number of reason bits.
+    pub const REASON_COUNT: usize = 8;
+    /// `action`: none.
+    pub const ACTION_NONE: u16 = 0;
+    /// `action`: refused with `EPERM`.
+    pub const ACTION_DENIED: u16 = 1;
+    /// `action`: dry run, allowed.
+    pub const ACTION_WOULD_DENY: u16 = 2;
+    /// `action`: an exempt executable, allowed.
+    pub const ACTION_EXEMPT: u16 = 3;
+    /// Number of action codes (the counters' stride).
+    pub const ACTION_COUNT: usize = 4;
+    /// `Settings::flags`: report what would be denied, deny nothing.
+    pub const DRY_RUN: u32 = 1 << 0;
+    /// `Settings::flags`: only tasks in (or below) a cgroup of the scope map.
+    pub const SCOPE_CGROUPS: u32 = 1 << 1;
+    /// `Settings::flags`: PID 1 may be denied too.
+    pub const INCLUDE_INIT: u32 = 1 << 2;
+
+    /// `struct mw_enforce_settings`: the single entry of the settings map.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Settings {
+        /// `REASON_*` bits refused.
+        pub deny: u32,
+        /// `DRY_RUN`, `SCOPE_CGROUPS`, `INCLUDE_INIT`.
+        pub flags: u32,
+    }
+
+    /// `struct mw_exe_key`: an exempt executable file by identity.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ExeKey {
+        /// Inode number.
+        pub inode: u64,
+        /// Device in the kernel's encoding (`major << 20 | minor`).
+        pub dev: u32,
+        /// Padding; zero.
+        pub _pad0: u32,
+    }
+
+    impl ExeKey {
+        /// The key of a file whose `stat` gave `st_dev` and `st_ino` (user
+        /// space's device encoding, converted to the kernel's).
+        ///
+        /// ```
+        /// use mapwatch_kernel::abi::enforce::ExeKey;
+        /// // /dev/vda1: major 254, minor 1.
+        /// let key = ExeKey::from_stat(libc_makedev(254, 1), 42);
+        /// assert_eq!(key.dev, 254 << 20 | 1);
+        /// # fn libc_makedev(major: u64, minor: u64) -> u64 {
+        /// #     (major & 0xfff) << 8 | (major & !0xfff) << 32 | (minor & 0xff) | (minor & !0xff) << 12
+        /// # }
+        /// ```
+        pub fn from_stat(st_dev: u64, st_ino: u64) -> ExeKey {
+            let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+            let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+            ExeKey {
+                inode: st_ino,
+                dev: ((major << 20) | (minor & 0xf_ffff)) as u32,
+                _pad0: 0,
+            }
+        }
+    }
+
+    #[cfg(feature = "aya")]
+    // SAFETY: #[repr(C)] structs of integers with explicit padding: every bit
+    // pattern is valid and there are no implicit padding bytes.
+    unsafe impl aya::Pod for Settings {}
+    #[cfg(feature = "aya")]
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ExeKey {}
+}
+
+assert_layout!(enforce::Settings, c::SIZEOF_MW_ENFORCE_SETTINGS,
+    deny => c::MW_ENFORCE_SETTINGS_DENY, flags => c::MW_ENFORCE_SETTINGS_FLAGS);
+assert_no_padding!(enforce::Settings, c::SIZEOF_MW_ENFORCE_SETTINGS,
+    c::FIELDS_OF_MW_ENFORCE_SETTINGS => deny, flags);
+assert_layout!(enforce::ExeKey, c::SIZEOF_MW_EXE_KEY,
+    inode => c::MW_EXE_KEY_INODE, dev => c::MW_EXE_KEY_DEV, _pad0 => c::MW_EXE_KEY__PAD0);
+assert_no_padding!(enforce::ExeKey, c::SIZEOF_MW_EXE_KEY, c::FIELDS_OF_MW_EXE_KEY =>
+    inode, dev, _pad0);
+const _: () = {
+    assert!(c::MW_REASON_WRITE_EXECUTE == enforce::REASON_WRITE_EXECUTE as u64);
+    assert!(c::MW_REASON_EXECUTE_ANONYMOUS == enforce::REASON_EXECUTE_ANONYMOUS as u64);
+    assert!(c::MW_REASON_EXECUTE_MEMFD == enforce::REASON_EXECUTE_MEMFD as u64);
+    assert!(c::MW_REASON_EXECUTE_DELETED_FILE == enforce::REASON_EXECUTE_DELETED_FILE as u64);
+    assert!(
+        c::MW_REASON_EXECUTE_FROM_WORLD_WRITABLE_DIR
+            == enforce::REASON_EXECUTE_FROM_WORLD_WRITABLE_DIR as u64
+    );
+    assert!(
+        c::MW_REASON_EXECUTE_FILE_OPEN_FOR_WRITE
+            == enforce::REASON_EXECUTE_FILE_OPEN_FOR_WRITE as u64
+    );
+    assert!(c::MW_REASON_WRITE_THEN_EXECUTE == enforce::REASON_WRITE_THEN_EXECUTE as u64);
+    assert!(c::MW_REASON_EXECUTE_THEN_WRITE == enforce::REASON_EXECUTE_THEN_WRITE as u64);
+    assert!(c::MW_REASON_COUNT == enforce::REASON_COUNT as u64);
+    assert!(c::MW_ACTION_NONE == enforce::ACTION_NONE as u64);
+    assert!(c::MW_ACTION_DENIED == enforce::ACTION_DENIED as u64);
+    assert!(c::MW_ACTION_WOULD_DENY == enforce::ACTION_WOULD_DENY as u64);
+    assert!(c::MW_ACTION_EXEMPT == enforce::ACTION_EXEMPT as u64);
+    assert!(c::MW_ACTION_COUNT == enforce::ACTION_COUNT as u64);
+    assert!(c::MW_ENFORCE_DRY_RUN == enforce::DRY_RUN as u64);
+    assert!(c::MW_ENFORCE_SCOPE_CGROUPS == enforce::SCOPE_CGROUPS as u64);
+    assert!(c::MW_ENFORCE_INCLUDE_INIT == enforce::INCLUDE_INIT as u64);
+};
+
+/// What enforcement did about a permission check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Refused with `EPERM`.
+    Denied,
+    /// Dry run: allowed, reported as if denied.
+    WouldDeny,
+    /// A denied reason, allowed: the process runs an exempt executable.
+    Exempt,
+}
+
+impl Action {
+    /// Every action, in code order (1, 2, 3).
+    pub const ALL: [Action; 3] = [Action::Denied, Action::WouldDeny, Action::Exempt];
+
+    /// Value of the `mapwatch.enforcement.action` attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Denied => "denied",
+            Action::WouldDeny => "would_deny",
+            Action::Exempt => "exempt",
+        }
+    }
+
+    /// The code the kernel sends (`enforce::ACTION_*`).
+    pub fn code(self) -> u16 {
+        match self {
+            Action::Denied => enforce::ACTION_DENIED,
+            Action::WouldDeny => enforce::ACTION_WOULD_DENY,
+            Action::Exempt => enforce::ACTION_EXEMPT,
+        }
+    }
+}
+
+/// Enforcement's decision on one permission check (lsm backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enforcement {
+    /// What it did.
+    pub action: Action,
+    /// The reasons it acted on (`enforce::REASON_*` bits, the model's
+    /// `Reasons` bits).
+    pub reasons: u8,
+}
+
+fn enforcement(action: u16, reasons: u32) -> Result<Option<Enforcement>, DecodeError> {
+    if action == enforce::ACTION_NONE {
+        return Ok(None);
+    }
+    let action = Action::ALL
+        .into_iter()
+        .find(|a| a.code() == action)
+        .ok_or(DecodeError::UnknownAction(action))?;
+    Ok(Some(Enforcement {
+        action,
+        reasons: reasons as u8,
+    }))
+}
+
 /// The attach point a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -821,6 +1025,8 @@ pub struct SecurityMmapFile<'a> {
     /// File being mapped; `None` for anonymous memory, or when `file_source`
     /// says why it is unknown.
     pub file: Option<File<'a>>,
+    /// What enforcement did (lsm backend, enforcement on, a denied reason).
+    pub enforcement: Option<Enforcement>,
 }
 
 /// A change of protection (mprotect(2), pkey_mprotect(2)), as the
@@ -852,6 +1058,8 @@ pub struct SecurityFileMprotect<'a> {
     pub file_source: FileSource,
     /// The VMA's file; `None` for anonymous memory or when unknown.
     pub file: Option<File<'a>>,
+    /// What enforcement did (lsm backend, enforcement on, a denied reason).
+    pub enforcement: Option<Enforcement>,
 }
 
 /// One decoded record.
@@ -903,6 +1111,9 @@ pub enum DecodeError {
     /// The record names a file source this agent does not know.
     #[error("unknown file source {0}")]
     UnknownFileSource(u16),
+    /// The record names an enforcement action this agent does not know.
+    #[error("unknown enforcement action {0}")]
+    UnknownAction(u16),
     /// The header's size or the path length disagree with the bytes present.
     #[error("record declares {declared} bytes but {got} arrived")]
     SizeMismatch {
@@ -1021,6 +1232,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
                 file_source: FileSource::from_raw(raw.file_source)?,
                 file: file(&raw.file, path),
+                enforcement: enforcement(raw.action, raw.enforced)?,
             }))
         }
         EVENT_SECURITY_FILE_MPROTECT => {
@@ -1048,6 +1260,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 was_writable: flags & MPROT_WAS_WRITABLE != 0,
                 file_source: FileSource::from_raw(raw.file_source)?,
                 file: file(&raw.file, path),
+                enforcement: enforcement(raw.action, raw.enforced)?,
             }))
         }
         EVENT_PROCESS_EXIT | EVENT_PROCESS_EXEC => {

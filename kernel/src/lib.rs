@@ -116,4 +116,13 @@ pub mod maps {
     /// `u32` array of one: the events the 32-bit (compat) programs serve,
     /// bit 0 do_mmap, bit 1 security_mmap_file.
     pub const COMPAT_CONFIG: &str = "mw_compat_config";
+    /// Array of one [`crate::abi::enforce::Settings`]: what enforcement refuses.
+    pub const ENFORCE_SETTINGS: &str = "mw_enforce_settings_map";
+    /// Hash of cgroup v2 ids (`u64` -> `u8`): the enforcement's scope.
+    pub const ENFORCE_CGROUPS: &str = "mw_enforce_cgroups";
+    /// Hash of [`crate::abi::enforce::ExeKey`] -> `u8`: executables never denied.
+    pub const ENFORCE_EXEMPT: &str = "mw_enforce_exempt";
+    /// Per-CPU `u64` counters of enforcement decisions, index
+    /// `reason_bit * ACTION_COUNT + action`.
+    pub const ENFORCE_COUNTS: &str = "mw_enforce_counts";
 }

@@ -184,6 +184,12 @@ attributes! {
     /// Why a mapping is suspicious.
     MAPWATCH_SUSPICIOUS_REASONS = "mapwatch.suspicious.reasons", StringArray, Conditional,
         "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing), `write_then_execute` (mprotect: memory that is or was writable made executable), `execute_then_write` (mprotect: executable memory made writable and executable).", "[\"write_execute\", \"execute_anonymous\"]";
+    /// What enforcement did.
+    MAPWATCH_ENFORCEMENT_ACTION = "mapwatch.enforcement.action", String, Conditional,
+        "Enforcement's decision on a permission check (lsm backend, `[enforce]` configured, a denied reason present): `denied` (refused with EPERM), `would_deny` (dry run: allowed), `exempt` (allowed: the process runs an exempt executable).", "denied";
+    /// The reasons enforcement acted on.
+    MAPWATCH_ENFORCEMENT_REASONS = "mapwatch.enforcement.reasons", StringArray, Conditional,
+        "The reasons of `mapwatch.suspicious.reasons` that `[enforce]` denies and the kernel found in this call (judged before the call took effect).", "[\"write_then_execute\"]";
     /// Severity on spans.
     MAPWATCH_SEVERITY = "mapwatch.severity", String, Conditional,
         "Spans only: `WARN` or `INFO`, the severity of the matching log record (spans have none), so a Jaeger search can find the suspicious ones.", "WARN";

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mapwatch_kernel::abi::{
-    COMM_LEN, Context, DoMmap, Event, File, FileSource, SecurityFileMprotect, SecurityMmapFile,
+    Action, COMM_LEN, Context, DoMmap, Enforcement, Event, File, FileSource, SecurityFileMprotect,
+    SecurityMmapFile,
 };
 use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, StringValue};
@@ -354,7 +355,7 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
     let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
     let reasons = classify(e.prot, target);
-    set_severity(record, reasons);
+    set_severity(record, reasons, None);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
         let comm = s.comm(&e.context);
@@ -467,7 +468,7 @@ fn fill_security_mmap_file<R: LogRecord>(
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
     let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
     let reasons = classify(e.prot, target);
-    set_severity(record, reasons);
+    set_severity(record, reasons, e.enforcement);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
         let comm = s.comm(&e.context);
@@ -495,11 +496,13 @@ fn fill_security_mmap_file<R: LogRecord>(
             }
             None => {}
         }
+        write_enforcement(body, e.enforcement);
         (comm, file, s.take_value())
     });
     record.set_body(body);
 
     add_context(record, &e.context, comm);
+    add_enforcement(record, e.enforcement);
     if let Some(verdict) = e.verdict {
         record.add_attribute(attr::MMAP_LSM_VERDICT, i64::from(verdict));
         if verdict != 0 {
@@ -532,7 +535,7 @@ fn fill_security_file_mprotect<R: LogRecord>(
     let previous = e.vma.map(|(_, _, prot)| prot & 0x7);
     let succeeded = e.result.is_none_or(|r| r == 0);
     let reasons = classify_mprotect(e.reqprot, previous, e.was_writable, target, succeeded);
-    set_severity(record, reasons);
+    set_severity(record, reasons, e.enforcement);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
         let comm = s.comm(&e.context);
@@ -578,11 +581,13 @@ fn fill_security_file_mprotect<R: LogRecord>(
             }
             None => {}
         }
+        write_enforcement(body, e.enforcement);
         (comm, file, s.take_value())
     });
     record.set_body(body);
 
     add_context(record, &e.context, comm);
+    add_enforcement(record, e.enforcement);
     if let Some((start, len)) = e.range {
         record.add_attribute(attr::MPROTECT_ADDR, start as i64);
         record.add_attribute(attr::MPROTECT_LEN, len as i64);
@@ -640,8 +645,46 @@ fn fill_security_file_mprotect<R: LogRecord>(
     }
 }
 
-fn set_severity<R: LogRecord>(record: &mut R, reasons: Reasons) {
-    if reasons.is_empty() {
+/// Appends what enforcement did, e.g. " (denied by mapwatch: write_then_execute)".
+fn write_enforcement(body: &mut String, enforcement: Option<Enforcement>) {
+    let Some(en) = enforcement else {
+        return;
+    };
+    body.push_str(match en.action {
+        Action::Denied => " (denied by mapwatch: ",
+        Action::WouldDeny => " (mapwatch would deny, dry run: ",
+        Action::Exempt => " (exempt from mapwatch's denial: ",
+    });
+    let mut first = true;
+    for name in Reasons::from_bits(en.reasons).names() {
+        if !first {
+            body.push_str(", ");
+        }
+        first = false;
+        body.push_str(name);
+    }
+    body.push(')');
+}
+
+fn add_enforcement<R: LogRecord>(record: &mut R, enforcement: Option<Enforcement>) {
+    let Some(en) = enforcement else {
+        return;
+    };
+    record.add_attribute(attr::MAPWATCH_ENFORCEMENT_ACTION, en.action.name());
+    let list = Reasons::from_bits(en.reasons)
+        .names()
+        .map(|n| AnyValue::String(StringValue::from(n)))
+        .collect();
+    record.add_attribute(
+        attr::MAPWATCH_ENFORCEMENT_REASONS,
+        AnyValue::ListAny(Box::new(list)),
+    );
+}
+
+/// WARN for a record with a reason, or one enforcement acted on (a denied
+/// mprotect changed nothing, so it has fewer reasons of its own).
+fn set_severity<R: LogRecord>(record: &mut R, reasons: Reasons, enforcement: Option<Enforcement>) {
+    if reasons.is_empty() && enforcement.is_none() {
         record.set_severity_number(Severity::Info);
         record.set_severity_text("INFO");
     } else {

@@ -51,6 +51,18 @@ impl Reasons {
         (Reasons::EXECUTE_THEN_WRITE, "execute_then_write"),
     ];
 
+    /// The reasons of raw bits (the kernel's `MW_REASON_*`, which enforcement
+    /// sends); unknown bits are kept and named by no one.
+    ///
+    /// ```
+    /// use mapwatch_model::Reasons;
+    /// let r = Reasons::from_bits(0b11);
+    /// assert_eq!(r.names().collect::<Vec<_>>(), ["write_execute", "execute_anonymous"]);
+    /// ```
+    pub const fn from_bits(bits: u8) -> Reasons {
+        Reasons(bits)
+    }
+
     /// No reason.
     pub const fn empty() -> Reasons {
         Reasons(0)

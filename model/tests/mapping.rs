@@ -326,6 +326,7 @@ fn security_event_with_a_denied_verdict() {
             flags: encode::file_flags(true, true, true),
             ..Default::default()
         },
+        ..Default::default()
     };
     let record = map(&encode::security_mmap_file(raw, b"/x/y"));
     assert_eq!(record.event_name(), Some("mapwatch.security_mmap_file"));
@@ -532,4 +533,57 @@ proptest! {
         prop_assert!(record.body().is_some());
         let _ = SystemTime::now();
     }
+}
+
+#[test]
+fn enforcement_decisions_are_named_with_their_reasons() {
+    use mapwatch_kernel::abi::enforce;
+
+    // RW -> RX refused: the call failed, so the model's own reasons are
+    // gone, but the record is a WARN that names the denial and its reason.
+    let mut raw = mprotect(5, 3, -1, 0);
+    raw.action = enforce::ACTION_DENIED;
+    raw.enforced = enforce::REASON_WRITE_THEN_EXECUTE | enforce::REASON_EXECUTE_ANONYMOUS;
+    let record = map(&encode::security_file_mprotect(raw, b""));
+    assert_eq!(record.severity_number(), Some(Severity::Warn));
+    let a = attrs(&record);
+    assert_eq!(a["mapwatch.enforcement.action"], s("denied"));
+    assert_eq!(
+        a["mapwatch.enforcement.reasons"],
+        list(&["execute_anonymous", "write_then_execute"])
+    );
+    assert_eq!(a[attr::ERROR_TYPE], s("EPERM"));
+    let body = format!("{:?}", record.body());
+    assert!(
+        body.contains("(denied by mapwatch: execute_anonymous, write_then_execute)"),
+        "{body}"
+    );
+
+    // A dry run allows the mapping and says what it would have done.
+    let raw = RawSecurityMmapFile {
+        hdr: header(9),
+        prot: 0x7,
+        mmap_flags: 0x22,
+        verdict: 0,
+        has_verdict: 1,
+        fd: -1,
+        enforced: enforce::REASON_WRITE_EXECUTE,
+        action: enforce::ACTION_WOULD_DENY,
+        ..Default::default()
+    };
+    let record = map(&encode::security_mmap_file(raw, b""));
+    let a = attrs(&record);
+    assert_eq!(a["mapwatch.enforcement.action"], s("would_deny"));
+    assert_eq!(a["mapwatch.enforcement.reasons"], list(&["write_execute"]));
+    assert!(!a.contains_key(attr::ERROR_TYPE));
+
+    // No action: no attribute.
+    let record = map(&encode::security_file_mprotect(mprotect(1, 3, 0, 0), b""));
+    assert!(!attrs(&record).contains_key("mapwatch.enforcement.action"));
+
+    // An action code this agent does not know is a decode error, not a guess.
+    let mut raw = mprotect(5, 3, 0, 0);
+    raw.action = 9;
+    let bytes = encode::security_file_mprotect(raw, b"");
+    assert!(mapwatch_kernel::abi::decode(&bytes).is_err());
 }

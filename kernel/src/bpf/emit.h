@@ -117,6 +117,9 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	ev->verdict = has_verdict ? verdict : 0;
 	ev->has_verdict = has_verdict;
 	mw_call_fd(backend, call, &ev->fd, &ev->call_flags);
+	ev->enforced = call->enforced;
+	ev->action = call->action;
+	ev->_pad0 = 0;
 	ev->file_source = mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path);
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
 	    !mw_rate_allows(pid_tgid))

@@ -92,6 +92,47 @@
 #define MW_COUNTER_MAX 23
 
 /*
+ * Suspicious reasons, bit for bit the model's `Reasons`: enforcement
+ * (enforce.h) decides on them in the kernel, from the facts the records carry.
+ */
+#define MW_REASON_WRITE_EXECUTE (1U << 0)
+#define MW_REASON_EXECUTE_ANONYMOUS (1U << 1)
+#define MW_REASON_EXECUTE_MEMFD (1U << 2)
+#define MW_REASON_EXECUTE_DELETED_FILE (1U << 3)
+#define MW_REASON_EXECUTE_FROM_WORLD_WRITABLE_DIR (1U << 4)
+#define MW_REASON_EXECUTE_FILE_OPEN_FOR_WRITE (1U << 5)
+#define MW_REASON_WRITE_THEN_EXECUTE (1U << 6)
+#define MW_REASON_EXECUTE_THEN_WRITE (1U << 7)
+#define MW_REASON_COUNT 8
+
+/* What enforcement did about a permission check (mw_security_*.action). */
+#define MW_ACTION_NONE 0
+#define MW_ACTION_DENIED 1     /* the hook returned -EPERM */
+#define MW_ACTION_WOULD_DENY 2 /* dry run: allowed, reported as if denied */
+#define MW_ACTION_EXEMPT 3     /* a denied reason, spared: an exempt executable (counted only) */
+#define MW_ACTION_COUNT 4
+
+/* mw_enforce_settings.flags */
+#define MW_ENFORCE_DRY_RUN (1U << 0)
+#define MW_ENFORCE_SCOPE_CGROUPS (1U << 1) /* only tasks in (or below) a cgroup of mw_enforce_cgroups */
+#define MW_ENFORCE_INCLUDE_INIT (1U << 2)  /* PID 1 may be denied too */
+/* How many cgroup levels up a task's cgroup is matched against the scope. */
+#define MW_ENFORCE_CGROUP_DEPTH 16
+
+/* The single entry of mw_enforce_settings_map; all zero: nothing is enforced. */
+struct mw_enforce_settings {
+	__u32 deny;  /* MW_REASON_* whose mappings and protection changes are refused */
+	__u32 flags; /* MW_ENFORCE_* */
+};
+
+/* An executable file spared by enforcement (mw_enforce_exempt), by identity. */
+struct mw_exe_key {
+	__u64 inode;
+	__u32 dev; /* the kernel's encoding (major << 20 | minor) */
+	__u32 _pad0;
+};
+
+/*
  * Filters (map mw_filter_settings, one entry; lists in hash maps), updated by
  * the agent at any time (config reload). A list marked "include" in `flags`
  * reports only its members; exclusions always apply.
@@ -181,6 +222,9 @@ struct mw_security_mmap_file {
 	__s32 fd;            /* as in mw_do_mmap */
 	__u16 file_source;   /* MW_FILE_SOURCE_* */
 	__u16 call_flags;    /* MW_CALL_* */
+	__u32 enforced;      /* MW_REASON_* enforcement acted on (0 with MW_ACTION_NONE) */
+	__u16 action;        /* MW_ACTION_* (lsm backend only) */
+	__u16 _pad0;
 	struct mw_file file; /* all zero unless file_source is ARGUMENT or VMA */
 	char path[MW_PATH_MAX];
 };
@@ -210,6 +254,9 @@ struct mw_security_file_mprotect {
 	__u32 has_result;    /* 1 always today; kept explicit like security_mmap_file */
 	__u16 file_source;   /* MW_FILE_SOURCE_* (VMA: the VMA's file, read under the mmap lock) */
 	__u16 call_flags;    /* MW_MPROT_* */
+	__u32 enforced;      /* MW_REASON_* enforcement acted on (0 with MW_ACTION_NONE) */
+	__u16 action;        /* MW_ACTION_* (lsm backend only) */
+	__u16 _pad0;
 	struct mw_file file; /* the VMA's file; all zero unless file_source is ARGUMENT or VMA */
 	char path[MW_PATH_MAX];
 };

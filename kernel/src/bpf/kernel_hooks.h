@@ -15,6 +15,7 @@
 #define MAPWATCH_KERNEL_HOOKS_H
 
 #include "emit.h"
+#include "enforce.h"
 
 static __always_inline __u32 mw_do_mmap_pgoff_index(void)
 {
@@ -80,8 +81,11 @@ static __always_inline int mw_lsm_mmap_file(__u64 *ctx)
 	call.file = (struct file *)file;
 	call.prot = ctx[2];
 	call.mmap_flags = ctx[3];
+	call.action = mw_enforce_decide(pid_tgid, mw_reasons_mmap(call.file, call.prot),
+					&call.enforced);
+	ret = mw_enforce_verdict(ret, call.action);
 	mw_emit_security(MW_BACKEND_LSM, pid_tgid, &call, 0, true, ret);
-	return ret; /* observe only: never change the decision */
+	return ret; /* observed, or refused by enforcement */
 }
 
 /* ---- kprobe + kretprobe: arguments kept per thread until the return ---- */

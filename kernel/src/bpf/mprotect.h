@@ -41,6 +41,7 @@
 #define MAPWATCH_MPROTECT_H
 
 #include "emit.h"
+#include "enforce.h"
 
 #define MW_VM_PROT_BITS 0xfULL /* VM_READ | VM_WRITE | VM_EXEC | VM_SHARED == PROT_* values */
 #define MW_PROT_WRITE 0x2ULL
@@ -67,6 +68,10 @@ struct mw_mprot_call {
 	__s32 pkey;
 	__u16 flags; /* MW_MPROT_* */
 	__u16 file_source;
+	/* lsm backend: what enforcement did (enforce.h); zero elsewhere. */
+	__u32 enforced; /* MW_REASON_* acted on */
+	__u16 action;   /* MW_ACTION_* */
+	__u16 _pad0;
 };
 
 struct {
@@ -380,6 +385,9 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 	ev->result = result;
 	ev->has_result = 1;
 	ev->call_flags = c->flags;
+	ev->enforced = c->enforced;
+	ev->action = c->action;
+	ev->_pad0 = 0;
 	if (vma) {
 		mw_file_info(file, &ev->file, s->path_buf, ev->path);
 		ev->file_source = file ? MW_FILE_SOURCE_ARGUMENT : MW_FILE_SOURCE_NONE;
@@ -479,17 +487,29 @@ static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct mw_mprot_call c = {};
-	__u64 vma = 0;
+	struct vm_area_struct *vma;
+	__u64 vma_addr = 0, start, end;
+	bool was_writable = false;
+	__u32 reasons;
 	int ret = (int)ctx[3];
 
 	if (mw_ignored(pid_tgid))
 		return ret;
-	bpf_probe_read_kernel(&vma, sizeof(vma), &ctx[0]);
-	if (!vma)
+	bpf_probe_read_kernel(&vma_addr, sizeof(vma_addr), &ctx[0]);
+	if (!vma_addr)
 		return ret;
-	mw_mprot_hook_call(&c, (struct vm_area_struct *)vma, ctx[1], ctx[2]);
-	mw_emit_mprotect(MW_BACKEND_LSM, pid_tgid, &c, ret, (struct vm_area_struct *)vma);
-	return ret; /* observe only */
+	vma = (struct vm_area_struct *)vma_addr;
+	mw_mprot_hook_call(&c, vma, ctx[1], ctx[2]);
+	/* Judged before it takes effect, as if it succeeds (enforce.h). */
+	mw_mprot_range(&c, &start, &end);
+	if (end > start)
+		was_writable = mw_wx_was_writable(pid_tgid >> 32, mw_current_mm(), start, end);
+	reasons = mw_reasons_mprotect(BPF_CORE_READ(vma, vm_file), c.reqprot, c.prev_prot,
+				      was_writable);
+	c.action = mw_enforce_decide(pid_tgid, reasons, &c.enforced);
+	ret = mw_enforce_verdict(ret, c.action);
+	mw_emit_mprotect(MW_BACKEND_LSM, pid_tgid, &c, ret, vma);
+	return ret; /* observed, or refused by enforcement */
 }
 
 static __always_inline int mw_fexit_security_file_mprotect(__u64 *ctx)

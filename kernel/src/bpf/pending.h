@@ -30,6 +30,10 @@ struct mw_call {
 	 * entry only waits for its own exit program to remove it.
 	 */
 	__u32 reported;
+	/* lsm backend: what enforcement did (enforce.h); zero elsewhere. */
+	__u32 enforced; /* MW_REASON_* acted on */
+	__u16 action;   /* MW_ACTION_* */
+	__u16 _pad0;
 };
 
 /*
