@@ -36,6 +36,11 @@ impl Hook {
         }
     }
 
+    /// Whether enforcement refuses calls at this event (a permission check).
+    pub fn can_enforce(self) -> bool {
+        matches!(self, Hook::SecurityMmapFile | Hook::SecurityFileMprotect)
+    }
+
     /// Backends that can report this event, best first.
     pub fn candidates(self) -> &'static [Backend] {
         match self {

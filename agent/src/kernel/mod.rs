@@ -8,12 +8,16 @@
 //! * filters are written before any program attaches, so no record escapes
 //!   them;
 //! * dropping [`Probes`] detaches every program; the ring buffer and the
-//!   counters stay readable for the final drain.
+//!   counters stay readable for the final drain;
+//! * with `[enforce]` on, the permission checks run on the lsm backend or
+//!   the agent does not start (only lsm programs can refuse a call), and the
+//!   plan is in the maps before they attach (see [`enforce`]).
 //!
 //! Nothing here knows about OpenTelemetry: records leave this stage as bytes
 //! (see `crate::pipeline`).
 
 mod counters;
+pub mod enforce;
 mod explain;
 pub mod filters;
 mod hooks;

@@ -14,6 +14,7 @@ use mapwatch_kernel::abi::Backend;
 use mapwatch_kernel::{maps, programs};
 
 use super::counters::{KernelCounters, read_counters};
+use super::enforce::{EnforceCounts, EnforceError, EnforcePlan};
 use super::explain::Host;
 use super::filters::{FilterError, Filters};
 use super::hooks::{Choice, Hook, attach_backend, attach_tracepoint_in, unload};
@@ -37,6 +38,9 @@ pub struct ProbeSettings {
     pub filter: mapwatch_config::FilterConfig,
     /// Per-process rate limit, applied with the filters.
     pub rate_limit: mapwatch_config::RateLimitConfig,
+    /// Enforcement, if a reason is denied: both permission checks then run
+    /// on the lsm backend.
+    pub enforce: Option<EnforcePlan>,
 }
 
 /// Why a backend cannot serve a hook here, in words a user can act on.
@@ -74,6 +78,22 @@ pub enum ProbeError {
     /// The filters could not be written into the kernel.
     #[error(transparent)]
     Filter(#[from] FilterError),
+    /// The enforcement plan could not be written into the kernel.
+    #[error(transparent)]
+    Enforce(#[from] EnforceError),
+    /// Enforcement is configured, and the lsm backend of a permission check
+    /// does not work here.
+    #[error(
+        "enforce: refusing to start, {event} cannot run on the lsm backend here ({reason}); \
+         only BPF LSM programs can refuse a call. Boot with `bpf` in the kernel's lsm= list \
+         (see /sys/kernel/security/lsm), or set every enforce.actions entry to \"report\""
+    )]
+    EnforceNeedsLsm {
+        /// The event.
+        event: &'static str,
+        /// Why lsm failed.
+        reason: String,
+    },
     /// No backend of an event works on this kernel.
     #[error("no way to report {event} on this kernel: {}", .tried.iter().map(|u| format!("{} ({})", u.backend.name(), u.reason)).collect::<Vec<_>>().join("; "))]
     NoBackend {
@@ -124,6 +144,8 @@ pub struct Probes {
     pub security_file_mprotect: Option<Backend>,
     /// Better backends that were tried and failed, with why.
     pub passed_over: Vec<Unavailable>,
+    /// Counts of enforcement decisions, when enforcing (shared with the metrics).
+    pub enforcement: Option<std::sync::Arc<EnforceCounts>>,
 }
 
 /// What [`Probes::attach`] hands over: the probes, the ring buffer they write
@@ -218,6 +240,14 @@ impl Probes {
         // Filters first: no record escapes them between attach and configuration.
         let mut filters = Filters::take(&mut loaded.ebpf)?;
         filters.apply(&settings.filter, &settings.rate_limit)?;
+        // The plan before the lsm programs: they never run without it.
+        let enforcement = match &settings.enforce {
+            Some(plan) => {
+                plan.write(&mut loaded.ebpf)?;
+                Some(std::sync::Arc::new(EnforceCounts::take(&mut loaded.ebpf)?))
+            }
+            None => None,
+        };
         let mut passed_over = Vec::new();
         let mut chosen = [None, None, None];
         for (slot, (event, choice)) in [
@@ -229,15 +259,31 @@ impl Probes {
         .enumerate()
         {
             let forced;
+            let enforced = settings.enforce.is_some() && event.can_enforce();
             let candidates = match choice {
                 Choice::Off => continue,
+                // Only lsm can refuse (config validation rejects other forced backends).
+                _ if enforced => &[Backend::Lsm][..],
                 Choice::Auto => event.candidates(),
                 Choice::Forced(backend) => {
                     forced = [backend];
                     &forced[..]
                 }
             };
-            chosen[slot] = Some(select(&mut loaded, event, candidates, &mut passed_over)?);
+            let selected = select(&mut loaded, event, candidates, &mut passed_over);
+            chosen[slot] = Some(match selected {
+                Err(ProbeError::NoBackend { event, tried }) if enforced => {
+                    return Err(ProbeError::EnforceNeedsLsm {
+                        event,
+                        reason: tried
+                            .iter()
+                            .map(|u| u.reason.clone())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    });
+                }
+                other => other?,
+            });
         }
 
         // Process exits let the agent's cache forget processes; without them it
@@ -282,6 +328,7 @@ impl Probes {
             security_mmap_file: chosen[1],
             security_file_mprotect: chosen[2],
             passed_over,
+            enforcement,
         };
         Ok(Attached {
             probes,
@@ -335,6 +382,7 @@ pub fn probe_all(ignore_pid: u32) -> Result<Vec<ProbeRow>, ProbeError> {
         ignore_pid,
         filter: Default::default(),
         rate_limit: Default::default(),
+        enforce: None,
     };
     let mut rows = Vec::new();
     for event in Hook::ALL {

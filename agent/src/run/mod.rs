@@ -52,6 +52,9 @@ struct Outputs {
 pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     preflight::check()?;
     warn_if_writable_by_others(Config::file_in_use(cli).as_deref());
+    // Resolved first: a missing exempt executable or cgroup stops us before
+    // anything is built.
+    let settings = probe_settings(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mapwatch-rt")
@@ -63,9 +66,12 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         mut probes,
         events: ring,
         filters,
-    } = Probes::attach(&probe_settings(config))?;
+    } = Probes::attach(&settings)?;
     for unavailable in &probes.passed_over {
         tracing::info!("not using {unavailable}");
+    }
+    if let Some(plan) = &settings.enforce {
+        eprintln!("mapwatch: enforcing with BPF LSM: {}", plan.describe());
     }
     let meters = build_meters(
         &runtime,
@@ -143,8 +149,8 @@ fn build_outputs(
     })
 }
 
-fn probe_settings(config: &Config) -> ProbeSettings {
-    ProbeSettings {
+fn probe_settings(config: &Config) -> anyhow::Result<ProbeSettings> {
+    Ok(ProbeSettings {
         do_mmap: Choice::do_mmap(config.events.do_mmap, config.backends.do_mmap),
         security_mmap_file: Choice::security_mmap_file(
             config.events.security_mmap_file,
@@ -162,7 +168,8 @@ fn probe_settings(config: &Config) -> ProbeSettings {
         },
         filter: config.filter.clone(),
         rate_limit: config.rate_limit.clone(),
-    }
+        enforce: kernel::enforce::EnforcePlan::resolve(&config.enforce)?,
+    })
 }
 
 /// The agent's own counters as OTLP metrics (docs/reliability.md).
@@ -188,6 +195,7 @@ fn build_meters(
             .map(Arc::new),
         spool: destinations.spool.clone(),
         programs: program_stats(config, probes),
+        enforcement: probes.enforcement.clone(),
     };
     Ok(export::meter_provider(config, sources)?)
 }
@@ -364,6 +372,36 @@ fn shutdown(parts: ShutdownParts<'_>) {
         started.elapsed(),
         snapshot.final_summary()
     );
+    if let Some(counts) = &probes.enforcement {
+        eprintln!(
+            "mapwatch: enforcement (now off): {}",
+            enforcement_summary(&counts.read())
+        );
+    }
+}
+
+/// "denied 3 (write_execute 2, write_then_execute 1), would_deny 0, exempt 1 (...)".
+fn enforcement_summary(decisions: &[kernel::enforce::Decision]) -> String {
+    mapwatch_kernel::abi::Action::ALL
+        .into_iter()
+        .map(|action| {
+            let of_action: Vec<_> = decisions
+                .iter()
+                .filter(|d| d.action == action && d.count > 0)
+                .collect();
+            let total: u64 = of_action.iter().map(|d| d.count).sum();
+            let mut part = format!("{} {total}", action.name());
+            if !of_action.is_empty() {
+                let each: Vec<String> = of_action
+                    .iter()
+                    .map(|d| format!("{} {}", d.reason, d.count))
+                    .collect();
+                part.push_str(&format!(" ({})", each.join(", ")));
+            }
+            part
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Adds the measured figures to `snapshot`: the export queue's depth, the

@@ -12,6 +12,7 @@ use mapwatch_kernel::abi::Counter;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
+use crate::kernel::enforce::EnforceCounts;
 use crate::kernel::program_stats::ProgramStats;
 use crate::kernel::{self, RingFill};
 use crate::spool::SpoolHandle;
@@ -27,6 +28,10 @@ pub const FILE_UNRESOLVED: &str = "mapwatch.file.unresolved";
 pub const BPF_PROGRAM: &str = "mapwatch.bpf.program";
 /// Attribute naming why records were not reported on purpose.
 pub const DISCARD_REASON: &str = "mapwatch.discard.reason";
+/// Attribute naming what enforcement did.
+pub const ENFORCEMENT_ACTION: &str = "mapwatch.enforcement.action";
+/// Attribute naming the reason enforcement acted on.
+pub const ENFORCEMENT_REASON: &str = "mapwatch.enforcement.reason";
 
 /// A queue whose fill the metrics report (the export queue); a trait, so
 /// this stage reads the export stage without depending on it.
@@ -52,6 +57,8 @@ pub struct Sources {
     pub spool: Option<SpoolHandle>,
     /// The BPF programs' own cost, if it could be read.
     pub programs: Option<Arc<ProgramStats>>,
+    /// Enforcement's decisions, when enforcing.
+    pub enforcement: Option<Arc<EnforceCounts>>,
 }
 
 impl Sources {
@@ -216,8 +223,32 @@ fn discarded(s: &Sources) -> Observations {
     .collect()
 }
 
+fn enforcement_decisions(s: &Sources) -> Observations {
+    s.enforcement
+        .iter()
+        .flat_map(|counts| counts.read())
+        .map(|d| {
+            (
+                d.count,
+                vec![
+                    KeyValue::new(ENFORCEMENT_ACTION, d.action.name()),
+                    KeyValue::new(ENFORCEMENT_REASON, d.reason),
+                ],
+            )
+        })
+        .collect()
+}
+
 /// Every instrument the agent exports.
 pub const INSTRUMENTS: &[Instrument] = &[
+    Instrument {
+        name: "mapwatch.enforcement.decisions",
+        unit: "{call}",
+        description: "Calls enforcement acted on, by action (denied, would_deny, exempt) and reason; a call with two denied reasons counts for both.",
+        kind: Kind::Counter,
+        present: |s| s.enforcement.is_some(),
+        observe: enforcement_decisions,
+    },
     Instrument {
         name: "mapwatch.records.received",
         unit: "{record}",
