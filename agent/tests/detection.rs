@@ -135,6 +135,13 @@ fn executable_memfd_is_flagged() {
         !reasons(&log).contains(&"execute_deleted_file".to_owned()),
         "a memfd is reported as a memfd"
     );
+    // A memfd has no directory (its dentry is its own parent, mode 0777):
+    // no world-writable one.
+    assert!(
+        !reasons(&log).contains(&"execute_from_world_writable_dir".to_owned()),
+        "{:?}",
+        reasons(&log)
+    );
 }
 
 #[test]

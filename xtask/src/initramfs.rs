@@ -176,6 +176,7 @@ fs tracefs tracefs /sys/kernel/tracing
 fs debugfs debugfs /sys/kernel/debug
 fs bpf bpffs /sys/fs/bpf
 fs cgroup2 cgroup2 /sys/fs/cgroup
+fs securityfs securityfs /sys/kernel/security
 fs tmpfs tmpfs /tmp
 ip link set lo up || echo "MWVM-WARN cannot bring lo up"
 hostname mapwatch-vm

@@ -65,6 +65,12 @@ pub const NARROWER: &[(&str, Under, &str)] = &[
         "checks security_file_mprotect records and the W->X history only",
     ),
     (
+        "enforce",
+        Under::Forcing(&[]),
+        "enforcement picks the lsm backend of both permission checks itself (a forced other \
+         backend is a configuration error), so only `auto` runs it, on every kernel",
+    ),
+    (
         "identity",
         Under::Named(&["syscall_tracepoint"]),
         "races an fd swap against 20 000 mmap calls, 1.5 to 2.5 minutes per run under TCG; the \

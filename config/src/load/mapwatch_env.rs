@@ -33,6 +33,7 @@ pub(super) fn push(layers: &mut Layers, env: &BTreeMap<String, String>) -> Resul
             {
                 nest(&path, comma_list(value))
             }
+            ["enforce", "cgroups" | "exempt_executables"] => nest(&path, comma_list(value)),
             _ => nest(&path, Value::from(value.as_str())),
         };
         layers.push_env(var, value, data);

@@ -70,21 +70,23 @@ static __always_inline __u32 mw_reasons_exec_file(struct file *file)
 {
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	struct inode *dir = BPF_CORE_READ(dentry, d_parent, d_inode);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	struct inode *dir = BPF_CORE_READ(parent, d_inode);
+	bool pseudo = parent == dentry; /* memfd and other files without a directory */
 	__u32 r = 0;
 
 	if (inode && BPF_CORE_READ(inode, i_nlink) == 0) {
 		char name[6] = {};
 
-		/* memfd_create's files are pseudo dentries (their own parent) named "memfd:". */
+		/* memfd_create's files are pseudo dentries named "memfd:". */
 		bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
-		if (BPF_CORE_READ(dentry, d_parent) == dentry && name[0] == 'm' && name[1] == 'e' &&
+		if (pseudo && name[0] == 'm' && name[1] == 'e' &&
 		    name[2] == 'm' && name[3] == 'f' && name[4] == 'd' && name[5] == ':')
 			r |= MW_REASON_EXECUTE_MEMFD;
 		else
 			r |= MW_REASON_EXECUTE_DELETED_FILE;
 	}
-	if (dir && (BPF_CORE_READ(dir, i_mode) & 0002))
+	if (!pseudo && dir && (BPF_CORE_READ(dir, i_mode) & 0002))
 		r |= MW_REASON_EXECUTE_FROM_WORLD_WRITABLE_DIR;
 	if (inode && BPF_CORE_READ(inode, i_writecount.counter) > 0)
 		r |= MW_REASON_EXECUTE_FILE_OPEN_FOR_WRITE;

@@ -182,9 +182,11 @@ static __always_inline void mw_file_info(struct file *file, struct mw_file *info
 	}
 	{
 		struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-		struct inode *dir = BPF_CORE_READ(dentry, d_parent, d_inode);
+		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+		struct inode *dir = BPF_CORE_READ(parent, d_inode);
 
-		if (dir && (BPF_CORE_READ(dir, i_mode) & 0002))
+		/* A pseudo file (memfd, its own parent) has no directory: its own mode is 0777. */
+		if (parent != dentry && dir && (BPF_CORE_READ(dir, i_mode) & 0002))
 			info->flags |= MW_FILE_DIR_WORLD_WRITABLE;
 	}
 	info->path_len = mw_file_path(file, buf, out, &info->flags);
