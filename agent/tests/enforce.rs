@@ -35,7 +35,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn bpf_lsm_missing() -> Option<String> {
     match std::fs::read_to_string("/sys/kernel/security/lsm") {
         Ok(list) if list.split(',').any(|l| l.trim() == "bpf") => None,
-        Ok(list) => Some(format!("the kernel's LSM list is {:?}, without bpf", list.trim())),
+        Ok(list) => Some(format!(
+            "the kernel's LSM list is {:?}, without bpf",
+            list.trim()
+        )),
         Err(e) => Some(format!("/sys/kernel/security/lsm cannot be read ({e})")),
     }
 }
@@ -87,7 +90,13 @@ struct Outcome {
 /// returns its pid and what each step got.
 fn run_workload(exe: &Path, steps: &str) -> (u32, Vec<Outcome>) {
     let out = Command::new(exe)
-        .args(["--exact", "workload", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "workload",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(STEPS_VAR, steps)
         .output()
         .expect("run the workload");
@@ -135,7 +144,8 @@ fn workload() {
     let Ok(steps) = std::env::var(STEPS_VAR) else {
         return;
     };
-    println!("pid {}", std::process::id());
+    // On a line of its own: the harness's "test workload ... " has no newline.
+    println!("\npid {}", std::process::id());
     for step in steps.split(',') {
         let (name, arg) = step.split_once(':').unwrap_or((step, ""));
         let errno = match name {
@@ -285,7 +295,7 @@ fn enforcement_of(log: &ReceivedLog) -> (Option<&str>, Vec<&str>) {
 }
 
 /// `None` (SKIP printed) where BPF LSM is missing; the refusal is checked
-/// by `without_bpf_lsm_the_agent_refuses_to_enforce`.
+/// by `enforcement_starts_only_where_bpf_lsm_can_refuse`.
 fn lsm_or_skip() -> Option<std::sync::MutexGuard<'static, ()>> {
     require_root();
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -299,18 +309,18 @@ fn lsm_or_skip() -> Option<std::sync::MutexGuard<'static, ()>> {
 }
 
 #[test]
-fn without_bpf_lsm_the_agent_refuses_to_enforce() {
+fn enforcement_starts_only_where_bpf_lsm_can_refuse() {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let receiver = OtlpReceiver::start().unwrap();
-    let mut cmd = agent_command();
-    cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
-        .env("MAPWATCH_ENFORCE__ACTIONS__WRITE_EXECUTE", "deny");
-    let output = cmd.output().expect("run mapwatch");
-    let stderr = String::from_utf8_lossy(&output.stderr);
     match bpf_lsm_missing() {
         Some(why) => {
             println!("BPF LSM missing ({why}): the agent must refuse");
+            let mut cmd = agent_command();
+            cmd.env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
+                .env("MAPWATCH_ENFORCE__ACTIONS__WRITE_EXECUTE", "deny");
+            let output = cmd.output().expect("run mapwatch");
+            let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(!output.status.success(), "{stderr}");
             for part in [
                 "enforce: refusing to start",
@@ -322,9 +332,7 @@ fn without_bpf_lsm_the_agent_refuses_to_enforce() {
             }
         }
         None => {
-            // Here it must start and say what it enforces: the same command,
-            // stopped once it announced itself.
-            drop(output);
+            // Here it must start and say what it enforces.
             let agent = enforcing_agent(&receiver, &deny(&["write_execute"]));
             assert_eq!(agent.backend("security_mmap_file"), "lsm");
             assert_eq!(agent.backend("security_file_mprotect"), "lsm");
@@ -388,8 +396,17 @@ fn denied_reasons_fail_with_eperm_and_are_reported() {
     let reasons_for = |prefix: &str| {
         files
             .iter()
-            .find(|l| l.str_attr("file.path").is_some_and(|p| p.starts_with(prefix)))
-            .map(|l| enforcement_of(l).1.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .find(|l| {
+                l.str_attr("file.path")
+                    .is_some_and(|p| p.starts_with(prefix))
+            })
+            .map(|l| {
+                enforcement_of(l)
+                    .1
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_else(|| panic!("no denied mapping of {prefix}...: {files:#?}"))
     };
     // A memfd has no directory, so none is world-writable (and, a pseudo
@@ -440,7 +457,10 @@ fn benign_programs_keep_working_when_every_reason_is_denied() {
         .lines()
         .find(|l| l.contains("enforcement (now off)"))
         .unwrap_or_else(|| panic!("no enforcement line:\n{stderr}"));
-    assert!(line.starts_with("mapwatch: enforcement (now off): denied 0,"), "{line}");
+    assert!(
+        line.starts_with("mapwatch: enforcement (now off): denied 0,"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -469,7 +489,10 @@ fn report_and_dry_run_allow_what_deny_refuses() {
     assert_eq!(errno_of(&got, "rwx"), 0, "{got:?}");
     assert_eq!(errno_of(&got, "rw_rx"), 0, "{got:?}");
     let log = record_of(&receiver, pid, "mapwatch.security_mmap_file", 7);
-    assert_eq!(enforcement_of(&log), (Some("would_deny"), vec!["write_execute"]));
+    assert_eq!(
+        enforcement_of(&log),
+        (Some("would_deny"), vec!["write_execute"])
+    );
     let log = record_of(&receiver, pid, "mapwatch.security_file_mprotect", 5);
     assert_eq!(
         enforcement_of(&log),
@@ -507,9 +530,16 @@ fn exemptions_are_by_file_identity_and_scope_by_cgroup() {
     ));
     let agent = enforcing_agent(&receiver, &env);
     let (pid, got) = run_workload(&exe, "rwx");
-    assert_eq!(errno_of(&got, "rwx"), 0, "the exempt executable was refused");
+    assert_eq!(
+        errno_of(&got, "rwx"),
+        0,
+        "the exempt executable was refused"
+    );
     let log = record_of(&receiver, pid, "mapwatch.security_mmap_file", 7);
-    assert_eq!(enforcement_of(&log), (Some("exempt"), vec!["write_execute"]));
+    assert_eq!(
+        enforcement_of(&log),
+        (Some("exempt"), vec!["write_execute"])
+    );
     let (_, got) = run_workload(&copy, "rwx");
     assert_eq!(
         errno_of(&got, "rwx"),
@@ -533,7 +563,11 @@ fn exemptions_are_by_file_identity_and_scope_by_cgroup() {
     let _ = std::fs::remove_dir(&inner);
     let _ = std::fs::remove_dir(&scope);
     assert_eq!(errno_of(&outside, "rwx"), 0, "refused outside the scope");
-    assert_eq!(errno_of(&below, "rwx"), EPERM, "allowed below the scope's cgroup");
+    assert_eq!(
+        errno_of(&below, "rwx"),
+        EPERM,
+        "allowed below the scope's cgroup"
+    );
 }
 
 fn cgroup2_root() -> PathBuf {

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 use mapwatch_config::EnforceConfig;
-use mapwatch_kernel::abi::enforce::{self, ExeKey, Settings};
 use mapwatch_kernel::abi::Action;
+use mapwatch_kernel::abi::enforce::{self, ExeKey, Settings};
 use mapwatch_kernel::maps;
 
 use super::filters::cgroup_id;
@@ -96,7 +96,12 @@ impl EnforcePlan {
         let cgroups = config
             .cgroups
             .iter()
-            .map(|p| Ok((p.clone(), cgroup_id("cgroups", p).map_err(EnforceError::Cgroup)?)))
+            .map(|p| {
+                Ok((
+                    p.clone(),
+                    cgroup_id("cgroups", p).map_err(EnforceError::Cgroup)?,
+                ))
+            })
             .collect::<Result<_, EnforceError>>()?;
         let exempt = config
             .exempt_executables
@@ -147,23 +152,28 @@ impl EnforcePlan {
     }
 
     /// Writes the plan into the object's maps (before any program attaches).
+    /// The maps stay in the object: its programs load later and refer to them.
     pub fn write(&self, ebpf: &mut Ebpf) -> Result<(), EnforceError> {
-        let mut cgroups: HashMap<_, u64, u8> = take(ebpf, maps::ENFORCE_CGROUPS)?;
+        let mut cgroups: HashMap<_, u64, u8> = borrow(ebpf, maps::ENFORCE_CGROUPS)?;
         for (_, id) in &self.cgroups {
-            cgroups.insert(id, &1, 0).map_err(|source| EnforceError::Map {
-                map: maps::ENFORCE_CGROUPS,
-                source,
-            })?;
+            cgroups
+                .insert(id, &1, 0)
+                .map_err(|source| EnforceError::Map {
+                    map: maps::ENFORCE_CGROUPS,
+                    source,
+                })?;
         }
-        let mut exempt: HashMap<_, ExeKey, u8> = take(ebpf, maps::ENFORCE_EXEMPT)?;
+        let mut exempt: HashMap<_, ExeKey, u8> = borrow(ebpf, maps::ENFORCE_EXEMPT)?;
         for (_, key) in &self.exempt {
-            exempt.insert(key, &1, 0).map_err(|source| EnforceError::Map {
-                map: maps::ENFORCE_EXEMPT,
-                source,
-            })?;
+            exempt
+                .insert(key, &1, 0)
+                .map_err(|source| EnforceError::Map {
+                    map: maps::ENFORCE_EXEMPT,
+                    source,
+                })?;
         }
         // Settings last: the scope and the exemptions hold before anything is denied.
-        let mut settings: Array<_, Settings> = take(ebpf, maps::ENFORCE_SETTINGS)?;
+        let mut settings: Array<_, Settings> = borrow(ebpf, maps::ENFORCE_SETTINGS)?;
         settings
             .set(0, &self.settings, 0)
             .map_err(|source| EnforceError::Map {
@@ -171,6 +181,14 @@ impl EnforcePlan {
                 source,
             })
     }
+}
+
+fn borrow<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, EnforceError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.map_mut(name).ok_or(EnforceError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| EnforceError::Map { map: name, source })
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, EnforceError>
