@@ -266,6 +266,8 @@ fn private_dir(parent: &Path) -> PathBuf {
 }
 
 const WAIT: Duration = Duration::from_secs(20);
+/// The Go control program of the VM image (xtask/src/initramfs.rs).
+const GO_WORKLOAD: &str = "/bin/mw-go-workload";
 
 /// The permission-check record of `pid` for `event` with protection `prot`.
 fn record_of(receiver: &OtlpReceiver, pid: u32, event: &str, prot: i64) -> ReceivedLog {
@@ -452,6 +454,35 @@ fn benign_programs_keep_working_when_every_reason_is_denied() {
     let (_, got) = run_workload(&exe, &format!("dir_x:{}", private.display()));
     assert_eq!(errno_of(&got, "dir_x"), 0, "{got:?}");
     assert_eq!(map_anon(libc::PROT_READ | libc::PROT_WRITE), 0);
+    // An interpreter without a JIT, started isolated (the VM image carries
+    // Debian's python3 with the stdlib files such a start reads).
+    let python = Command::new("python3")
+        .args(["-I", "-S", "-c", "print(sum(range(10)))"])
+        .output()
+        .expect("run python3");
+    assert_eq!(
+        String::from_utf8_lossy(&python.stdout).trim(),
+        "45",
+        "python3 under deny: {python:?}"
+    );
+    // A Go program (the runtime's own memory management, goroutines): the
+    // VM image has one; elsewhere it is not built.
+    if Path::new(GO_WORKLOAD).exists() {
+        let go = Command::new(GO_WORKLOAD)
+            .output()
+            .expect("run the Go program");
+        assert_eq!(
+            String::from_utf8_lossy(&go.stdout).trim(),
+            "go ok 8",
+            "Go under deny: {go:?}"
+        );
+    } else {
+        assert!(
+            std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_none(),
+            "the VM image lacks {GO_WORKLOAD}"
+        );
+        println!("note: no {GO_WORKLOAD} outside the VM image; the Go control runs there");
+    }
     let (_, _, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(10));
     let line = stderr
         .lines()

@@ -95,6 +95,7 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
     for program in HOST_PROGRAMS {
         copy_dynamic(program, &root)?;
     }
+    benign_controls(vm_dir, &root)?;
     // The kernel opens /dev/console for init before devtmpfs is mounted.
     for (node, major, minor) in [("console", "5", "1"), ("null", "1", "3")] {
         host::run(
@@ -124,11 +125,89 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
     Ok(archive)
 }
 
+/// Debian's CPython, with the few stdlib files an isolated start (`-I -S`)
+/// reads.
+const PYTHON: &str = "/usr/bin/python3.11";
+const PYTHON_LIB: &str = "/usr/lib/python3.11";
+/// Where the Go control program goes in the VM.
+pub const GO_WORKLOAD_IN_VM: &str = "/bin/mw-go-workload";
+
+/// Programs the enforcement tests run as benign controls under `deny` for
+/// every reason (a JIT-free interpreter and a Go binary must keep working):
+/// Debian's python3 and a small Go program built here. Both are on this
+/// kind of machine; missing either is an error, not a quiet skip.
+fn benign_controls(vm_dir: &Path, root: &Path) -> Result<()> {
+    copy_dynamic_from(Path::new(PYTHON), "python3", root)
+        .with_context(|| format!("{PYTHON} (apt-get install python3.11-minimal)"))?;
+    let lib = root.join(&PYTHON_LIB[1..]);
+    fs::create_dir_all(lib.join("encodings"))?;
+    // os.py is the landmark CPython finds its prefix by.
+    fs::copy(Path::new(PYTHON_LIB).join("os.py"), lib.join("os.py"))?;
+    for entry in fs::read_dir(Path::new(PYTHON_LIB).join("encodings"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "py") {
+            fs::copy(&path, lib.join("encodings").join(path.file_name().unwrap()))?;
+        }
+    }
+
+    let src = vm_dir.join("go-workload");
+    fs::create_dir_all(&src)?;
+    fs::write(
+        src.join("go.mod"),
+        "module mapwatch.test/goworkload\n\ngo 1.21\n",
+    )?;
+    fs::write(src.join("main.go"), GO_WORKLOAD)?;
+    let go = host::which("go")
+        .or_else(|| Some(PathBuf::from("/usr/local/go/bin/go")).filter(|p| p.exists()))
+        .context("no go: the Go control program of the enforcement tests cannot be built")?;
+    host::run(
+        Command::new(go)
+            .args(["build", "-o"])
+            .arg(root.join(&GO_WORKLOAD_IN_VM[1..]))
+            .arg(".")
+            .current_dir(&src)
+            .env("CGO_ENABLED", "0"),
+    )
+    .context("build the Go control program")
+}
+
+/// Goroutines, channels, a growing heap and a map: the Go runtime's own
+/// memory management (no cgo, no JIT).
+const GO_WORKLOAD: &str = r#"package main
+
+import "fmt"
+
+func main() {
+	results := make(chan int)
+	for i := 0; i < 8; i++ {
+		go func(n int) {
+			buf := make([]byte, 1<<20)
+			for j := range buf {
+				buf[j] = byte(n + j)
+			}
+			results <- int(buf[n])
+		}(i)
+	}
+	seen := map[int]bool{}
+	for i := 0; i < 8; i++ {
+		seen[<-results] = true
+	}
+	fmt.Printf("go ok %d
+", len(seen))
+}
+"#;
+
 /// Copies the host's `program` into `<root>/bin` (replacing the busybox
 /// applet) and the shared libraries `ldd` names at their paths.
 fn copy_dynamic(program: &str, root: &Path) -> Result<()> {
     let exe = host::which(program).with_context(|| format!("no {program} on this machine"))?;
-    let target = root.join("bin").join(program);
+    copy_dynamic_from(&exe, program, root)
+}
+
+/// Copies `exe` into `<root>/bin/<name>` with its shared libraries.
+fn copy_dynamic_from(exe: &Path, name: &str, root: &Path) -> Result<()> {
+    let exe = exe.to_path_buf();
+    let target = root.join("bin").join(name);
     if fs::symlink_metadata(&target).is_ok() {
         fs::remove_file(&target)?;
     }
