@@ -135,6 +135,12 @@ fn errno_of(outcomes: &[Outcome], step: &str) -> i32 {
 /// prints `step NAME ERRNO` (0 = allowed).
 /// - `rwx`: anonymous memory mapped read+write+exec;
 /// - `rw_rx`: anonymous read+write memory made read+exec with mprotect;
+/// - `rw_r_rx`: the same through read-only first (the W->X history);
+/// - `r_rx`: read-only memory, never writable, made read+exec (benign);
+/// - `pkey_rx`: `rw_rx` through pkey_mprotect(2);
+/// - `int80_rwx`: `rwx` through the 32-bit mmap2 (`int $0x80`);
+/// - `dual_map:PATH`: a file in directory PATH mapped shared read+write and,
+///   after its fd is closed, again read+exec (the JIT dual-mapping trick);
 /// - `memfd_x`: a memfd mapped executable;
 /// - `dir_x:PATH`: a new file in directory PATH mapped executable;
 /// - `cgroup:PATH`: moves this process into cgroup v2 directory PATH first.
@@ -151,6 +157,11 @@ fn workload() {
         let errno = match name {
             "rwx" => map_anon(libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC),
             "rw_rx" => rw_then_rx(),
+            "rw_r_rx" => rw_r_rx(),
+            "r_rx" => r_then_rx(),
+            "pkey_rx" => pkey_rw_then_rx(),
+            "int80_rwx" => int80_rwx(),
+            "dual_map" => dual_map(Path::new(arg)),
             "memfd_x" => memfd_exec(),
             "dir_x" => file_exec(Path::new(arg)),
             "cgroup" => {
@@ -206,6 +217,97 @@ fn rw_then_rx() -> i32 {
             last_errno()
         }
     }
+}
+
+/// A fresh anonymous page with `prot`, written when writable; panics if mmap fails.
+fn anon_page(prot: i32) -> *mut libc::c_void {
+    // SAFETY: a fresh anonymous mapping, written only when writable.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED, "mmap: {}", last_errno());
+        if prot & libc::PROT_WRITE != 0 {
+            *(addr as *mut u8) = 0xc3;
+        }
+        addr
+    }
+}
+
+fn mprotect_errno(addr: *mut libc::c_void, prot: i32) -> i32 {
+    // SAFETY: addr is a page this process mapped.
+    if unsafe { libc::mprotect(addr, PAGE, prot) } == 0 {
+        0
+    } else {
+        last_errno()
+    }
+}
+
+fn rw_r_rx() -> i32 {
+    let addr = anon_page(libc::PROT_READ | libc::PROT_WRITE);
+    assert_eq!(mprotect_errno(addr, libc::PROT_READ), 0, "RW -> R");
+    mprotect_errno(addr, libc::PROT_READ | libc::PROT_EXEC)
+}
+
+fn r_then_rx() -> i32 {
+    let addr = anon_page(libc::PROT_READ);
+    mprotect_errno(addr, libc::PROT_READ | libc::PROT_EXEC)
+}
+
+fn pkey_rw_then_rx() -> i32 {
+    let addr = anon_page(libc::PROT_READ | libc::PROT_WRITE);
+    // SAFETY: pkey_mprotect on our page; pkey -1 is "no key" (no pkeys needed).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pkey_mprotect,
+            addr,
+            PAGE,
+            libc::PROT_READ | libc::PROT_EXEC,
+            -1,
+        )
+    };
+    if rc == 0 { 0 } else { last_errno() }
+}
+
+fn int80_rwx() -> i32 {
+    let ret = common::int80_mmap2(PAGE as u32, 7, 0x22, -1);
+    if ret < 0 { -ret as i32 } else { 0 }
+}
+
+fn dual_map(dir: &Path) -> i32 {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(format!("jit-{}", std::process::id()));
+    let rw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    rw.set_len(PAGE as u64).unwrap();
+    // SAFETY: a shared writable mapping of our own file of one page.
+    let writable = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            rw.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(writable, libc::MAP_FAILED, "shared RW: {}", last_errno());
+    // The writable fd is closed: only the mapping keeps the file writable.
+    drop(rw);
+    let ro = std::fs::File::open(&path).unwrap();
+    let errno = map_fd_exec(ro.as_raw_fd());
+    let _ = std::fs::remove_file(&path);
+    errno
 }
 
 fn map_fd_exec(fd: i32) -> i32 {
@@ -359,9 +461,26 @@ fn denied_reasons_fail_with_eperm_and_are_reported() {
     let receiver = OtlpReceiver::start().unwrap();
     let agent = enforcing_agent(&receiver, &deny(EVERY_REASON));
     let exe = std::env::current_exe().unwrap();
-    let steps = format!("rwx,rw_rx,memfd_x,dir_x:{}", drop_dir.display());
+    let private = private_dir(dir.path());
+    let steps = format!(
+        "rwx,rw_rx,memfd_x,dir_x:{},rw_r_rx,pkey_rx,int80_rwx,dual_map:{}",
+        drop_dir.display(),
+        private.display()
+    );
     let (pid, got) = run_workload(&exe, &steps);
-    for step in ["rwx", "rw_rx", "memfd_x", "dir_x"] {
+    // Each way to the same effect is refused: mmap and mprotect, through
+    // read-only first, pkey_mprotect, the 32-bit mmap2, a second mapping of
+    // a file still writable through the first.
+    for step in [
+        "rwx",
+        "rw_rx",
+        "memfd_x",
+        "dir_x",
+        "rw_r_rx",
+        "pkey_rx",
+        "int80_rwx",
+        "dual_map",
+    ] {
         assert_eq!(errno_of(&got, step), EPERM, "{step}: {got:?}");
     }
 
@@ -530,6 +649,15 @@ fn report_and_dry_run_allow_what_deny_refuses() {
         (Some("would_deny"), vec!["write_then_execute"])
     );
     assert_eq!(log.int_attr("mprotect.result"), Some(0));
+    drop(agent);
+
+    // The W->X rule refuses memory that was writable, not any RX: read-only
+    // memory that never was writable is made executable (execute_anonymous
+    // is reported, not denied here).
+    let agent = enforcing_agent(&receiver, &deny(&["write_then_execute"]));
+    let (_, got) = run_workload(&exe, "r_rx,rw_r_rx");
+    assert_eq!(errno_of(&got, "r_rx"), 0, "{got:?}");
+    assert_eq!(errno_of(&got, "rw_r_rx"), EPERM, "{got:?}");
     drop(agent);
 
     // After the agent exits nothing stays enforced.

@@ -192,8 +192,7 @@ func main() {
 	for i := 0; i < 8; i++ {
 		seen[<-results] = true
 	}
-	fmt.Printf("go ok %d
-", len(seen))
+	fmt.Println("go ok", len(seen))
 }
 "#;
 

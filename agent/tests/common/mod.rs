@@ -244,3 +244,33 @@ pub fn mmap_anonymous_pages(n: u64) {
         }
     }
 }
+
+/// i386 mmap2 (192) through `int $0x80` from this 64-bit process: a
+/// 32-bit (compat) call, which x86 syscall tracepoints do not see.
+#[cfg(target_arch = "x86_64")]
+pub fn int80_mmap2(len: u32, prot: u32, flags: u32, fd: i32) -> i64 {
+    let ret: u32;
+    // SAFETY: a syscall with scalar arguments only; rbx and rbp are restored.
+    unsafe {
+        std::arch::asm!(
+            "xchg {addr:r}, rbx",
+            "push rbp",
+            "xor ebp, ebp",
+            "int 0x80",
+            "pop rbp",
+            "xchg {addr:r}, rbx",
+            addr = inout(reg) 0u64 => _,
+            inlateout("eax") 192u32 => ret,
+            in("ecx") len,
+            in("edx") prot,
+            in("esi") flags,
+            in("edi") fd,
+        );
+    }
+    // A 32-bit result: an address below 4 GiB or -errno.
+    if ret > 0xffff_f000 {
+        i64::from(ret as i32)
+    } else {
+        i64::from(ret)
+    }
+}

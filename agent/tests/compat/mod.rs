@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+#[cfg(target_arch = "x86_64")]
+use crate::common::int80_mmap2;
 use crate::common::{Agent, agent_command, require_root};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
@@ -246,35 +248,6 @@ fn compat_calls_of_a_32_bit_static_program_are_reported() {
     };
     // Single-threaded: nothing else takes its mmap lock while it maps.
     assert_eq!(check(&receiver, &agent, pid, &seen), Checked::Matched);
-}
-
-/// i386 mmap2 (192) through `int $0x80` from this 64-bit process.
-#[cfg(target_arch = "x86_64")]
-fn int80_mmap2(len: u32, prot: u32, flags: u32, fd: i32) -> i64 {
-    let ret: u32;
-    // SAFETY: a syscall with scalar arguments only; rbx and rbp are restored.
-    unsafe {
-        std::arch::asm!(
-            "xchg {addr:r}, rbx",
-            "push rbp",
-            "xor ebp, ebp",
-            "int 0x80",
-            "pop rbp",
-            "xchg {addr:r}, rbx",
-            addr = inout(reg) 0u64 => _,
-            inlateout("eax") 192u32 => ret,
-            in("ecx") len,
-            in("edx") prot,
-            in("esi") flags,
-            in("edi") fd,
-        );
-    }
-    // A 32-bit result: an address below 4 GiB or -errno.
-    if ret > 0xffff_f000 {
-        i64::from(ret as i32)
-    } else {
-        i64::from(ret)
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
