@@ -538,8 +538,15 @@ fn denied_reasons_fail_with_eperm_and_are_reported() {
         ["execute_from_world_writable_dir"]
     );
 
-    // The exit line counts each reason where it was refused.
+    // The exit line counts each reason where it was refused, and so does the
+    // metric (exported once more at exit): write_execute twice (mmap and the
+    // 32-bit mmap2).
     let (_, _, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(10));
+    assert_eq!(
+        decisions(&receiver, "denied", "write_execute"),
+        Some(2),
+        "{stderr}"
+    );
     let line = stderr
         .lines()
         .find(|l| l.contains("enforcement (now off)"))
@@ -727,6 +734,41 @@ fn exemptions_are_by_file_identity_and_scope_by_cgroup() {
         EPERM,
         "allowed below the scope's cgroup"
     );
+}
+
+/// The last exported value of `mapwatch.enforcement.decisions` for
+/// (`action`, `reason`).
+fn decisions(receiver: &OtlpReceiver, action: &str, reason: &str) -> Option<i64> {
+    use mapwatch_testkit::proto::tonic::common::v1::any_value::Value as Any;
+    use mapwatch_testkit::proto::tonic::metrics::v1::metric::Data;
+    use mapwatch_testkit::proto::tonic::metrics::v1::number_data_point::Value;
+    let metrics = receiver.metrics();
+    let metric = metrics
+        .iter()
+        .rev()
+        .find(|m| m.name == "mapwatch.enforcement.decisions")?;
+    let Some(Data::Sum(sum)) = &metric.raw.data else {
+        return None;
+    };
+    let attr = |p: &mapwatch_testkit::proto::tonic::metrics::v1::NumberDataPoint, key: &str| {
+        p.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
+                Any::StringValue(s) => Some(s.clone()),
+                _ => None,
+            }
+        })
+    };
+    sum.data_points
+        .iter()
+        .find(|p| {
+            attr(p, "mapwatch.enforcement.action").as_deref() == Some(action)
+                && attr(p, "mapwatch.enforcement.reason").as_deref() == Some(reason)
+        })
+        .and_then(|p| match p.value {
+            Some(Value::AsInt(v)) => Some(v),
+            Some(Value::AsDouble(v)) => Some(v as i64),
+            None => None,
+        })
 }
 
 fn cgroup2_root() -> PathBuf {
