@@ -502,40 +502,39 @@ fn denied_reasons_fail_with_eperm_and_are_reported() {
         "{rx:#?}"
     );
     assert_eq!(rx.int_attr("mprotect.result"), Some(-1));
-    // The two file mappings asked for PROT_READ|PROT_EXEC; which is which
-    // by path.
-    let files: Vec<ReceivedLog> = receiver
-        .logs()
-        .into_iter()
-        .filter(|l| {
+    // The file mappings asked for PROT_READ|PROT_EXEC; which is which by
+    // path. Each is waited for: they may come in different batches.
+    let denied_file = |prefix: &str| -> Vec<String> {
+        let of = |l: &ReceivedLog| {
             l.event_name == "mapwatch.security_mmap_file"
                 && l.int_attr("process.pid") == Some(i64::from(pid))
                 && l.int_attr("mmap.prot") == Some(5)
                 && l.str_attr("mapwatch.enforcement.action") == Some("denied")
-        })
-        .collect();
-    let reasons_for = |prefix: &str| {
-        files
-            .iter()
-            .find(|l| {
-                l.str_attr("file.path")
+                && l.str_attr("file.path")
                     .is_some_and(|p| p.starts_with(prefix))
-            })
-            .map(|l| {
-                enforcement_of(l)
-                    .1
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_else(|| panic!("no denied mapping of {prefix}...: {files:#?}"))
+        };
+        let logs = receiver
+            .wait_for_logs(|logs| logs.iter().any(of), scaled(WAIT))
+            .unwrap_or_else(|e| panic!("no denied mapping of {prefix}...: {e}"));
+        let log = logs.into_iter().find(of).unwrap();
+        enforcement_of(&log)
+            .1
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     // A memfd has no directory, so none is world-writable (and, a pseudo
     // file, it does not count as open for writing).
-    assert_eq!(reasons_for("/memfd:payload"), ["execute_memfd"]);
+    assert_eq!(denied_file("/memfd:payload"), ["execute_memfd"]);
     assert_eq!(
-        reasons_for(&drop_dir.display().to_string()),
+        denied_file(&drop_dir.display().to_string()),
         ["execute_from_world_writable_dir"]
+    );
+    // Its writable fd was closed, but the shared writable mapping keeps the
+    // file open for writing.
+    assert_eq!(
+        denied_file(&private.join("jit-").display().to_string()),
+        ["execute_file_open_for_write"]
     );
 
     // The exit line counts each reason where it was refused, and so does the

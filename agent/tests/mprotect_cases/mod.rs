@@ -540,6 +540,11 @@ fn find_program(names: &[&str]) -> Option<std::path::PathBuf> {
 
 /// A Go hello-world built here (`go` on the machine), or `None`.
 fn go_binary(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    // The VM image carries one built by the xtask (no toolchain inside).
+    let prebuilt = std::path::Path::new("/bin/mw-go-workload");
+    if prebuilt.exists() {
+        return Some(prebuilt.to_path_buf());
+    }
     let go = find_program(&["go", "/usr/local/go/bin/go"])?;
     std::fs::write(
         dir.join("main.go"),
@@ -645,9 +650,10 @@ pub fn benign_programs_are_quiet() {
     });
     // The controls are other processes: reported by name (a busy host maps
     // too much for an unfiltered agent in a test).
-    let Some(h) =
-        Harness::start_with(&[("MAPWATCH_FILTER__INCLUDE_COMMS", "true,sleep,python3,hello")])
-    else {
+    let Some(h) = Harness::start_with(&[(
+        "MAPWATCH_FILTER__INCLUDE_COMMS",
+        "true,sleep,python3,hello,mw-go-workload",
+    )]) else {
         return;
     };
     // A dynamically linked one has an interpreter (the loader). The VMs
