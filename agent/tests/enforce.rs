@@ -136,6 +136,7 @@ fn errno_of(outcomes: &[Outcome], step: &str) -> i32 {
 /// - `rwx`: anonymous memory mapped read+write+exec;
 /// - `rw_rx`: anonymous read+write memory made read+exec with mprotect;
 /// - `rw_r_rx`: the same through read-only first (the W->X history);
+/// - `rw_r_mremap_rx`: the same, moved by mremap(2) before it is made executable;
 /// - `r_rx`: read-only memory, never writable, made read+exec (benign);
 /// - `pkey_rx`: `rw_rx` through pkey_mprotect(2);
 /// - `int80_rwx`: `rwx` through the 32-bit mmap2 (`int $0x80`);
@@ -158,6 +159,7 @@ fn workload() {
             "rwx" => map_anon(libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC),
             "rw_rx" => rw_then_rx(),
             "rw_r_rx" => rw_r_rx(),
+            "rw_r_mremap_rx" => rw_r_mremap_rx(),
             "r_rx" => r_then_rx(),
             "pkey_rx" => pkey_rw_then_rx(),
             "int80_rwx" => int80_rwx(),
@@ -252,6 +254,24 @@ fn rw_r_rx() -> i32 {
     let addr = anon_page(libc::PROT_READ | libc::PROT_WRITE);
     assert_eq!(mprotect_errno(addr, libc::PROT_READ), 0, "RW -> R");
     mprotect_errno(addr, libc::PROT_READ | libc::PROT_EXEC)
+}
+
+fn rw_r_mremap_rx() -> i32 {
+    let addr = anon_page(libc::PROT_READ | libc::PROT_WRITE);
+    assert_eq!(mprotect_errno(addr, libc::PROT_READ), 0, "RW -> R");
+    let target = anon_page(libc::PROT_NONE);
+    // SAFETY: moves our own page onto our own reservation.
+    let moved = unsafe {
+        libc::mremap(
+            addr,
+            PAGE,
+            PAGE,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            target,
+        )
+    };
+    assert_eq!(moved, target, "mremap: {}", last_errno());
+    mprotect_errno(target, libc::PROT_READ | libc::PROT_EXEC)
 }
 
 fn r_then_rx() -> i32 {
@@ -661,9 +681,10 @@ fn report_and_dry_run_allow_what_deny_refuses() {
     // memory that never was writable is made executable (execute_anonymous
     // is reported, not denied here).
     let agent = enforcing_agent(&receiver, &deny(&["write_then_execute"]));
-    let (_, got) = run_workload(&exe, "r_rx,rw_r_rx");
+    let (_, got) = run_workload(&exe, "r_rx,rw_r_rx,rw_r_mremap_rx");
     assert_eq!(errno_of(&got, "r_rx"), 0, "{got:?}");
     assert_eq!(errno_of(&got, "rw_r_rx"), EPERM, "{got:?}");
+    assert_eq!(errno_of(&got, "rw_r_mremap_rx"), EPERM, "{got:?}");
     drop(agent);
 
     // After the agent exits nothing stays enforced.

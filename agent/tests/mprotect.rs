@@ -43,6 +43,11 @@ fn unmap_and_remap_in_between_is_seen() {
 }
 
 #[test]
+fn mremap_in_between_is_seen() {
+    cases::mremap_in_between_is_seen();
+}
+
+#[test]
 fn rx_to_rwx_warns() {
     cases::rx_to_rwx_warns();
 }

@@ -80,6 +80,10 @@ pub mod programs {
     pub const TP_EXIT_PKEY_MPROTECT: &str = "mw_tp_exit_pkey_mprotect";
     /// `lsm/file_mprotect`: emits security_file_mprotect with the verdict so far.
     pub const LSM_FILE_MPROTECT: &str = "mw_lsm_file_mprotect_prog";
+    /// `tracepoint/syscalls/sys_enter_mremap`: keeps a moved range's W->X history.
+    pub const TP_ENTER_MREMAP: &str = "mw_tp_enter_mremap";
+    /// `tracepoint/syscalls/sys_exit_mremap`.
+    pub const TP_EXIT_MREMAP: &str = "mw_tp_exit_mremap";
     /// `fexit/security_file_mprotect`: emits security_file_mprotect with its result.
     pub const FEXIT_SECURITY_FILE_MPROTECT: &str = "mw_fexit_security_file_mprotect_prog";
     /// `kprobe/security_file_mprotect`: keeps the arguments.

@@ -306,6 +306,20 @@ impl Probes {
         ) {
             tracing::warn!(%error, "cannot watch execs; records after an exec may name the previous executable");
         }
+        // The W->X history follows ranges moved by mremap; without it a moved
+        // range loses its history (a blind spot, said once).
+        if chosen[2].is_some() {
+            for (program, tracepoint) in [
+                (programs::TP_ENTER_MREMAP, "sys_enter_mremap"),
+                (programs::TP_EXIT_MREMAP, "sys_exit_mremap"),
+            ] {
+                if let Err(error) =
+                    attach_tracepoint_in(&mut loaded.ebpf, program, "syscalls", tracepoint)
+                {
+                    tracing::warn!(%error, "cannot watch mremap; a formerly writable range moved by mremap is not write_then_execute when made executable");
+                }
+            }
+        }
         let mut ebpf = loaded.ebpf;
         let events = ebpf
             .take_map(maps::EVENTS)

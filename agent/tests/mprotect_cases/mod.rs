@@ -510,6 +510,49 @@ pub fn unmap_and_remap_in_between_is_seen() {
     assert_warns(&log, "write_execute");
 }
 
+/// Evasion: the formerly writable range moved with mremap(2) before it is
+/// made executable; the history follows it to its new address.
+pub fn mremap_in_between_is_seen() {
+    let _serial = serial();
+    let Some(h) = Harness::start() else { return };
+    let tid = gettid();
+    let addr = map_anon(2, RW, None);
+    write_code(addr);
+    assert_eq!(mprotect(addr, 2 * PAGE, R), 0);
+    // A place reserved for the move, so it must move (MREMAP_FIXED).
+    let target = map_anon(2, libc::PROT_NONE, None);
+    // SAFETY: moves our own two pages onto our own reservation.
+    let moved = unsafe {
+        libc::mremap(
+            addr as *mut libc::c_void,
+            2 * PAGE,
+            2 * PAGE,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            target as *mut libc::c_void,
+        )
+    };
+    assert_eq!(moved as u64, target, "mremap: {}", errno());
+    let (s, e, _) = maps_entry(target);
+    assert_eq!(mprotect(target, PAGE, RX), 0);
+    run_code(target);
+    let log = h.record(tid, target, RX);
+    assert_call(&log, target, PAGE, RX, R, (s, e));
+    assert!(bool_attr(&log, "mprotect.was_writable"), "{log:#?}");
+    assert_warns(&log, "write_then_execute");
+
+    // The old address is not writable history any more: a fresh read-only
+    // mapping there made executable is not W->X.
+    let again = map_anon(1, R, Some(addr));
+    assert_eq!(again, addr, "the old address");
+    assert_eq!(mprotect(addr, PAGE, RX), 0);
+    let log = h.record(tid, addr, RX);
+    assert!(!bool_attr(&log, "mprotect.was_writable"), "{log:#?}");
+    assert!(
+        !reasons(&log).contains(&"write_then_execute".to_owned()),
+        "{log:#?}"
+    );
+}
+
 /// Executable memory made writable+executable (code patched in place).
 pub fn rx_to_rwx_warns() {
     let _serial = serial();

@@ -163,6 +163,20 @@ int mw_tp_exit_pkey_mprotect(struct mw_sys_exit_ctx *ctx)
 	return mw_tp_mprotect_exit(ctx);
 }
 
+/* The W->X history follows ranges moved by mremap (any backend of the event). */
+
+SEC("tracepoint/syscalls/sys_enter_mremap")
+int mw_tp_enter_mremap(struct mw_sys_enter_ctx *ctx)
+{
+	return mw_tp_mremap_enter(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mremap")
+int mw_tp_exit_mremap(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_mremap_exit(ctx);
+}
+
 SEC("lsm/file_mprotect")
 int mw_lsm_file_mprotect_prog(__u64 *ctx)
 {

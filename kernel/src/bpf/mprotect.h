@@ -35,7 +35,9 @@
  * MW_WX_RANGES ranges per process (round robin, overwrites counted
  * MW_COUNTER_WX_HISTORY_EVICTED), MW_WX_PROCESSES processes (a process that
  * does not fit is counted MW_COUNTER_WX_HISTORY_FULL); forgotten at process
- * exit, and ignored after an exec (the entry remembers its mm).
+ * exit, and ignored after an exec (the entry remembers its mm). A range
+ * moved by mremap(2) moves with it (sys_{enter,exit}_mremap, attached with
+ * any backend of the event; 64-bit calls only: a 32-bit mremap is not seen).
  */
 #ifndef MAPWATCH_MPROTECT_H
 #define MAPWATCH_MPROTECT_H
@@ -87,6 +89,23 @@ struct {
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct mw_mprot_call);
 } mw_pending_kprobe_mprotect SEC(".maps");
+
+/* mremap(2) calls in flight (the history follows a moved range). */
+#define MW_MREMAP_DONTUNMAP 4
+
+struct mw_mremap_call {
+	__u64 old_addr;
+	__u64 old_len;
+	__u64 new_len;
+	__u64 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_PENDING_ENTRIES);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct mw_mremap_call);
+} mw_pending_mremap SEC(".maps");
 
 struct mw_wx_history {
 	__u64 mm; /* the address space these ranges belong to (an exec starts a new one) */
@@ -230,6 +249,7 @@ static __always_inline void mw_mprotect_forget_thread(__u64 pid_tgid)
 {
 	bpf_map_delete_elem(&mw_pending_tp_mprotect, &pid_tgid);
 	bpf_map_delete_elem(&mw_pending_kprobe_mprotect, &pid_tgid);
+	bpf_map_delete_elem(&mw_pending_mremap, &pid_tgid);
 }
 
 /* For sched_process_exit (next to mw_process_exit). */
@@ -240,6 +260,79 @@ static __always_inline void mw_mprotect_exit(void)
 	mw_mprotect_forget_thread(pid_tgid);
 	if ((__u32)pid_tgid == (__u32)(pid_tgid >> 32))
 		mw_mprotect_forget_process(pid_tgid >> 32);
+}
+
+/* ---- mremap: the history follows a moved range ---- */
+
+static __always_inline int mw_tp_mremap_enter(struct mw_sys_enter_ctx *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct mw_mremap_call c = {};
+
+	/* Only processes with a history have anything to move. */
+	if (mw_ignored(pid_tgid) || !bpf_map_lookup_elem(&mw_wx_history_map, &tgid))
+		return 0;
+	c.old_addr = ctx->args[0] & MW_PAGE_MASK;
+	c.old_len = ctx->args[1];
+	c.new_len = ctx->args[2];
+	c.flags = ctx->args[3];
+	if (bpf_map_update_elem(&mw_pending_mremap, &pid_tgid, &c, BPF_ANY))
+		mw_count(MW_COUNTER_MPROTECT_PENDING_MAP_FULL);
+	return 0;
+}
+
+/*
+ * The remembered parts of [old, old + old_len) now live at new_addr (copied
+ * when MREMAP_DONTUNMAP left the old range mapped, moved otherwise).
+ */
+static __always_inline int mw_tp_mremap_exit(struct mw_sys_exit_ctx *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct mw_mremap_call *c = bpf_map_lookup_elem(&mw_pending_mremap, &pid_tgid);
+	struct mw_wx_history *h;
+	__u64 moved_start[MW_WX_RANGES] = {}, moved_end[MW_WX_RANGES] = {};
+	__u64 old, old_end, new_addr, new_end, mm;
+	bool unmapped;
+
+	if (!c)
+		return 0;
+	old = c->old_addr;
+	old_end = old + c->old_len;
+	new_addr = (__u64)ctx->ret;
+	new_end = new_addr + c->new_len;
+	unmapped = !(c->flags & MW_MREMAP_DONTUNMAP);
+	bpf_map_delete_elem(&mw_pending_mremap, &pid_tgid);
+	if (mw_is_err_value(new_addr) || new_addr == old)
+		return 0; /* failed, or resized in place: nothing moved */
+	mm = mw_current_mm();
+	h = bpf_map_lookup_elem(&mw_wx_history_map, &tgid);
+	if (!h || h->mm != mm)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < MW_WX_RANGES; i++) {
+		__u64 s = h->start[i], e = h->end[i];
+
+		if (!e || e <= old || old_end <= s)
+			continue;
+		if (s < old)
+			s = old;
+		if (e > old_end)
+			e = old_end;
+		moved_start[i] = new_addr + (s - old);
+		moved_end[i] = new_addr + (e - old);
+		if (moved_end[i] > new_end)
+			moved_end[i] = new_end;
+		if (unmapped && h->start[i] >= old && h->end[i] <= old_end)
+			h->end[i] = 0; /* wholly moved: forgotten at the old address */
+	}
+#pragma unroll
+	for (int i = 0; i < MW_WX_RANGES; i++) {
+		if (moved_end[i] > moved_start[i])
+			mw_wx_remember(tgid, mm, moved_start[i], moved_end[i]);
+	}
+	return 0;
 }
 
 /* ---- syscall_tracepoint: the VMA at `start`, under the mmap lock ---- */
