@@ -9,6 +9,8 @@
 //! (`otlp.bpf_program_stats`) and ends when the agent does.
 
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aya::Ebpf;
 use aya_obj::generated::{bpf_cmd, bpf_prog_info};
@@ -34,7 +36,13 @@ pub struct ProgramStats {
     programs: Vec<(String, OwnedFd)>,
     /// Keeps the kernel's run-time statistics on while held.
     run_time: Option<OwnedFd>,
+    /// The last reading: the instruments of one collection (runs, run time,
+    /// missed) share it instead of reading every program three times.
+    last: Mutex<Option<(Instant, Arc<Vec<ProgramCost>>)>>,
 }
+
+/// Readings younger than this are reused (one metrics collection).
+const REUSE_WITHIN: Duration = Duration::from_secs(1);
 
 impl ProgramStats {
     /// Handles on every loaded program of `ebpf`; with `run_time`, turns
@@ -53,7 +61,11 @@ impl ProgramStats {
         } else {
             None
         };
-        Ok(ProgramStats { programs, run_time })
+        Ok(ProgramStats {
+            programs,
+            run_time,
+            last: Mutex::new(None),
+        })
     }
 
     /// Whether run counts and run times are being measured.
@@ -61,8 +73,21 @@ impl ProgramStats {
         self.run_time.is_some()
     }
 
-    /// Every program's cost now; a program whose info cannot be read is left out.
-    pub fn read(&self) -> Vec<ProgramCost> {
+    /// Every program's cost now (or as read less than a second ago, by the
+    /// same collection); a program whose info cannot be read is left out.
+    pub fn read(&self) -> Arc<Vec<ProgramCost>> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, costs)) = last.as_ref()
+            && at.elapsed() < REUSE_WITHIN
+        {
+            return costs.clone();
+        }
+        let costs = Arc::new(self.read_now());
+        *last = Some((Instant::now(), costs.clone()));
+        costs
+    }
+
+    fn read_now(&self) -> Vec<ProgramCost> {
         self.programs
             .iter()
             .filter_map(|(name, fd)| {

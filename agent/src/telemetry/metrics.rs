@@ -195,12 +195,15 @@ fn file_unresolved(s: &Sources) -> Observations {
 
 /// One value per BPF program, from `pick`.
 fn per_program(s: &Sources, pick: fn(&kernel::program_stats::ProgramCost) -> u64) -> Observations {
-    s.programs
+    let Some(programs) = &s.programs else {
+        return Vec::new();
+    };
+    programs
+        .read()
         .iter()
-        .flat_map(|p| p.read())
         .map(|cost| {
             (
-                pick(&cost),
+                pick(cost),
                 vec![KeyValue::new(BPF_PROGRAM, cost.name.clone())],
             )
         })
