@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Builds the real OpenTelemetry backend programs that the end-to-end tests
+# (agent/tests/collector.rs) run mapwatch against, and the tools the
+# deployment tests use, from their Go modules, once, into a cache directory:
+#   otelcol-mapwatch  the OpenTelemetry Collector, made by the official builder
+#                     with the components mapwatch's collector configs use
+#   jaeger            Jaeger v2 (in-memory storage, OTLP in, HTTP query API)
+#   victoria-logs     VictoriaLogs, a log store with OTLP/HTTP ingestion
+#   helm              Helm, to lint and render deploy/helm/mapwatch
+#
+#   scripts/otel-stack.sh            build what is missing, print versions
+#   scripts/otel-stack.sh --paths    the same, then NAME=PATH lines on stdout
+#
+# A program present in the cache is not built again. Its directory name
+# carries its version, so a version change below builds the new one.
+# MAPWATCH_STACK_CACHE picks the cache (default ~/.cache/mapwatch/otel-stack);
+# Go's module and build caches live inside it, so deleting it starts from
+# scratch (the module cache is read-only: `chmod -R u+w` it first).
+# Exit status 3: Go is missing, nothing was built.
+set -euo pipefail
+
+# All collector modules at one release (core modules 1.x go with 0.x).
+otelcol_version=0.161.0
+otelcol_stable_version=1.67.0
+jaeger_version=v1.76.0
+victorialogs_version=v1.52.1
+helm_version=v3.22.0
+
+cache="${MAPWATCH_STACK_CACHE:-$HOME/.cache/mapwatch/otel-stack}"
+print_paths=0
+[ "${1:-}" = --paths ] && print_paths=1
+
+say() { echo "otel-stack: $*" >&2; }
+
+if ! command -v go >/dev/null; then
+    if [ -x /usr/local/go/bin/go ]; then
+        export PATH="/usr/local/go/bin:$PATH"
+    else
+        say "no Go toolchain (go on PATH or /usr/local/go/bin/go): cannot build the collector, Jaeger, VictoriaLogs or Helm"
+        exit 3
+    fi
+fi
+
+mkdir -p "$cache"
+# One build at a time: tests may call this script in parallel.
+exec 9>"$cache/.lock"
+flock 9
+
+export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" GOPATH="$cache/go/path"
+export GOFLAGS="-buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
+
+otelcol_dir="$cache/otelcol-$otelcol_version"
+jaeger_dir="$cache/jaeger-$jaeger_version"
+victorialogs_dir="$cache/victoria-logs-$victorialogs_version"
+helm_dir="$cache/helm-$helm_version"
+
+timed() {
+    local what=$1 started=$SECONDS
+    shift
+    say "building $what"
+    "$@"
+    say "built $what in $((SECONDS - started)) s"
+}
+
+build_otelcol() {
+    local work="$otelcol_dir.tmp"
+    rm -rf "$work"
+    mkdir -p "$work"
+    GOBIN="$work" go install "go.opentelemetry.io/collector/cmd/builder@v$otelcol_version"
+    local core=go.opentelemetry.io/collector contrib=github.com/open-telemetry/opentelemetry-collector-contrib
+    cat >"$work/builder.yaml" <<EOF
+dist:
+  name: otelcol-mapwatch
+  description: OpenTelemetry Collector for mapwatch's tests and configs
+  version: $otelcol_version
+  output_path: $work/src
+receivers:
+  - gomod: $core/receiver/otlpreceiver v$otelcol_version
+processors:
+  - gomod: $core/processor/batchprocessor v$otelcol_version
+  - gomod: $core/processor/memorylimiterprocessor v$otelcol_version
+  - gomod: $contrib/processor/transformprocessor v$otelcol_version
+  - gomod: $contrib/processor/attributesprocessor v$otelcol_version
+  - gomod: $contrib/processor/resourceprocessor v$otelcol_version
+exporters:
+  - gomod: $core/exporter/otlpexporter v$otelcol_version
+  - gomod: $core/exporter/otlphttpexporter v$otelcol_version
+  - gomod: $core/exporter/debugexporter v$otelcol_version
+  - gomod: $contrib/exporter/fileexporter v$otelcol_version
+providers:
+  - gomod: $core/confmap/provider/envprovider v$otelcol_stable_version
+  - gomod: $core/confmap/provider/fileprovider v$otelcol_stable_version
+  - gomod: $core/confmap/provider/yamlprovider v$otelcol_stable_version
+EOF
+    "$work/builder" --config "$work/builder.yaml"
+    mkdir -p "$otelcol_dir"
+    mv "$work/src/otelcol-mapwatch" "$work/builder.yaml" "$otelcol_dir/"
+    rm -rf "$work"
+}
+
+# A program of another module, built as a tool of a scratch module
+# (`go get -tool`), so that its go.mod's versions are the ones used.
+build_tool() {
+    local dir=$1 package=$2 version=$3 name=$4
+    local work="$dir.tmp"
+    rm -rf "$work"
+    mkdir -p "$work"
+    (
+        cd "$work"
+        go mod init "mapwatch.invalid/stack-$name" >/dev/null 2>&1
+        go get -tool "$package@$version"
+        GOBIN="$work/bin" go install tool
+    )
+    mkdir -p "$dir"
+    mv "$work/bin/$name" "$dir/$name"
+    rm -rf "$work"
+}
+
+[ -x "$otelcol_dir/otelcol-mapwatch" ] || timed "the collector $otelcol_version" build_otelcol
+[ -x "$jaeger_dir/jaeger" ] \
+    || timed "Jaeger $jaeger_version" build_tool "$jaeger_dir" \
+        github.com/jaegertracing/jaeger/cmd/jaeger "$jaeger_version" jaeger
+[ -x "$victorialogs_dir/victoria-logs" ] \
+    || timed "VictoriaLogs $victorialogs_version" build_tool "$victorialogs_dir" \
+        github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs "$victorialogs_version" victoria-logs
+[ -x "$helm_dir/helm" ] \
+    || timed "Helm $helm_version" build_tool "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_version" helm
+
+# The version of MODULE that BINARY was built from, read from the binary.
+built_from() {
+    go version -m "$1" | awk -v m="$2" '($1 == "dep" || $1 == "mod") && $2 == m { print $3; exit }'
+}
+say "otelcol-mapwatch: $("$otelcol_dir/otelcol-mapwatch" --version) (receiver/otlpreceiver $(built_from "$otelcol_dir/otelcol-mapwatch" go.opentelemetry.io/collector/receiver/otlpreceiver))"
+say "jaeger: github.com/jaegertracing/jaeger $(built_from "$jaeger_dir/jaeger" github.com/jaegertracing/jaeger)"
+say "victoria-logs: github.com/VictoriaMetrics/VictoriaLogs $(built_from "$victorialogs_dir/victoria-logs" github.com/VictoriaMetrics/VictoriaLogs)"
+say "helm: helm.sh/helm/v3 $(built_from "$helm_dir/helm" helm.sh/helm/v3)"
+say "$(go version)"
+say "cache $cache ($(du -sh "$cache" | cut -f1))"
+
+if [ "$print_paths" = 1 ]; then
+    echo "otelcol=$otelcol_dir/otelcol-mapwatch"
+    echo "jaeger=$jaeger_dir/jaeger"
+    echo "victoria-logs=$victorialogs_dir/victoria-logs"
+    echo "helm=$helm_dir/helm"
+fi
