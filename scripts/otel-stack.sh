@@ -10,6 +10,9 @@
 #
 #   scripts/otel-stack.sh            build what is missing, print versions
 #   scripts/otel-stack.sh --paths    the same, then NAME=PATH lines on stdout
+#   scripts/otel-stack.sh --run      the same, then runs the collector with
+#                                    otel-collector/config.yaml, Jaeger and
+#                                    VictoriaLogs on loopback until Ctrl-C
 #
 # A program present in the cache is not built again. Its directory name
 # carries its version, so a version change below builds the new one.
@@ -27,8 +30,13 @@ victorialogs_version=v1.52.1
 helm_version=v3.22.0
 
 cache="${MAPWATCH_STACK_CACHE:-$HOME/.cache/mapwatch/otel-stack}"
-print_paths=0
-[ "${1:-}" = --paths ] && print_paths=1
+print_paths=0 run=0
+case "${1:-}" in
+    --paths) print_paths=1 ;;
+    --run) run=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--paths | --run]" >&2; exit 2 ;;
+esac
 
 say() { echo "otel-stack: $*" >&2; }
 
@@ -143,3 +151,39 @@ if [ "$print_paths" = 1 ]; then
     echo "victoria-logs=$victorialogs_dir/victoria-logs"
     echo "helm=$helm_dir/helm"
 fi
+[ "$run" = 1 ] || exit 0
+
+# The pipeline of otel-collector/config.yaml on this machine, without
+# containers: the file as it is, its listen and backend addresses changed
+# on the command line (--set); VictoriaLogs stands where compose has Loki.
+flock -u 9
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+state="$cache/run"
+mkdir -p "$state"
+pids=()
+stop() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+"$jaeger_dir/jaeger" --config="$root/otel-collector/local/jaeger.yaml" >"$state/jaeger.log" 2>&1 &
+pids+=($!)
+"$victorialogs_dir/victoria-logs" -httpListenAddr=127.0.0.1:9428 \
+    -storageDataPath="$state/victoria-logs" >"$state/victoria-logs.log" 2>&1 &
+pids+=($!)
+"$otelcol_dir/otelcol-mapwatch" --config="$root/otel-collector/config.yaml" \
+    --set=receivers::otlp::protocols::grpc::endpoint=127.0.0.1:4317 \
+    --set=receivers::otlp::protocols::http::endpoint=127.0.0.1:4318 \
+    --set=exporters::otlp_grpc/jaeger::endpoint=127.0.0.1:14317 \
+    --set=exporters::otlp_http/loki::endpoint=http://127.0.0.1:9428/insert/opentelemetry \
+    --set=service::telemetry::metrics::level=none \
+    >"$state/collector.log" 2>&1 &
+pids+=($!)
+say "running (logs in $state), Ctrl-C stops:"
+say "  collector     OTLP 127.0.0.1:4317 (gRPC), 127.0.0.1:4318 (HTTP)"
+say "  Jaeger        query API http://127.0.0.1:16686/api/services"
+say "  VictoriaLogs  web UI http://127.0.0.1:9428/select/vmui, LogsQL at /select/logsql/query"
+say "then: sudo MAPWATCH_SIGNALS=logs,traces scripts/run.sh --otlp-endpoint http://127.0.0.1:4317"
+wait -n "${pids[@]}" || true
+say "a program stopped; its log is in $state"

@@ -519,54 +519,22 @@ fn collector_over_grpc_with_tls_stores_the_true_records_and_counts_them() {
     collector_stores_what_mapwatch_exported("grpc", true);
 }
 
-/// Jaeger v2 as the compose file runs it (in-memory storage, OTLP in, the
-/// query API), on ports of this test's choosing.
+/// Jaeger v2 with `otel-collector/local/jaeger.yaml` (in-memory storage,
+/// OTLP in, the query API) on ports of this test's choosing: its OTLP/gRPC
+/// and query ports.
 fn start_jaeger(stack: &Stack, dir: &Path) -> (Service, u16, u16) {
     let (otlp, query, query_grpc) = (free_port(), free_port(), free_port());
-    let config = dir.join("jaeger.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-extensions:
-  jaeger_query:
-    storage:
-      traces: memory_store
-    http:
-      endpoint: 127.0.0.1:{query}
-    grpc:
-      endpoint: 127.0.0.1:{query_grpc}
-  jaeger_storage:
-    backends:
-      memory_store:
-        memory:
-          max_traces: 10000
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{otlp}
-processors:
-  batch:
-    timeout: 100ms
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memory_store
-"#
-        ),
-    )
-    .unwrap();
     let mut cmd = Command::new(&stack.jaeger);
-    cmd.arg(format!("--config={}", config.display()));
+    cmd.arg(format!(
+        "--config={}",
+        repo().join("otel-collector/local/jaeger.yaml").display()
+    ))
+    .env("JAEGER_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{otlp}"))
+    .env("JAEGER_QUERY_ENDPOINT", format!("127.0.0.1:{query}"))
+    .env(
+        "JAEGER_QUERY_GRPC_ENDPOINT",
+        format!("127.0.0.1:{query_grpc}"),
+    );
     let mut jaeger = Service::start("jaeger", cmd, dir);
     jaeger.wait_collector_ready();
     (jaeger, otlp, query)
@@ -790,7 +758,8 @@ fn repo_collector_config_feeds_jaeger_and_a_log_store() {
 /// `receivers:` and `service:` at the top, standalone, and every YAML block
 /// of the docs that configures the collector, merged over
 /// `otel-collector/config.yaml` as the docs say to use them. `otelcol
-/// validate` builds each pipeline without starting it.
+/// validate` builds each pipeline without starting it; Jaeger's
+/// configurations (Jaeger v2 is a collector too) go to `jaeger validate`.
 #[test]
 fn every_collector_config_in_the_repo_validates() {
     let Some(stack) = stack() else {
@@ -798,7 +767,14 @@ fn every_collector_config_in_the_repo_validates() {
     };
     let root = repo();
     let validate = |configs: &[PathBuf]| {
-        let mut cmd = Command::new(&stack.otelcol);
+        let jaeger = configs.iter().any(|c| {
+            std::fs::read_to_string(c).is_ok_and(|t| t.contains("jaeger_storage_exporter"))
+        });
+        let mut cmd = Command::new(if jaeger {
+            &stack.jaeger
+        } else {
+            &stack.otelcol
+        });
         cmd.arg("validate");
         for config in configs {
             cmd.arg(format!("--config={}", config.display()));
@@ -843,12 +819,22 @@ fn every_collector_config_in_the_repo_validates() {
         }
     }
     let main = root.join("otel-collector/config.yaml");
-    assert!(files.contains(&main), "{files:?}");
+    for expected in [
+        "otel-collector/config.yaml",
+        "otel-collector/gateway/gateway.yaml",
+        "otel-collector/local/jaeger.yaml",
+    ] {
+        assert!(
+            files.contains(&root.join(expected)),
+            "{expected}: {files:?}"
+        );
+    }
     // The Jaeger and the Loki getting-started guides at least.
     assert!(snippets.len() >= 2, "{snippets:?}");
     for file in &files {
         let (ok, out) = validate(std::slice::from_ref(file));
         assert!(ok, "{} does not validate:\n{out}", file.display());
+        println!("validated {}", file.display());
     }
     let scratch = tempfile::tempdir().unwrap();
     for (i, (doc, block)) in snippets.iter().enumerate() {
