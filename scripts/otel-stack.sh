@@ -15,10 +15,13 @@
 #                                    VictoriaLogs on loopback until Ctrl-C
 #
 # A program present in the cache is not built again. Its directory name
-# carries its version, so a version change below builds the new one.
+# carries its version (and the collector's a hash of its component list),
+# so a change below builds the new one.
 # MAPWATCH_STACK_CACHE picks the cache (default ~/.cache/mapwatch/otel-stack);
-# Go's module and build caches live inside it, so deleting it starts from
-# scratch (the module cache is read-only: `chmod -R u+w` it first).
+# Go's module and build caches live inside it while building, and are
+# removed after a build unless MAPWATCH_STACK_KEEP_GO_CACHES=1. Deleting the
+# cache starts from scratch (a kept module cache is read-only: `chmod -R
+# u+w` it first).
 # Exit status 3: Go is missing, nothing was built.
 set -euo pipefail
 
@@ -29,6 +32,8 @@ jaeger_version=v1.76.0
 victorialogs_version=v1.52.1
 helm_version=v3.22.0
 
+# CI may run without HOME; Go wants one too.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 cache="${MAPWATCH_STACK_CACHE:-$HOME/.cache/mapwatch/otel-stack}"
 print_paths=0 run=0
 case "${1:-}" in
@@ -57,37 +62,35 @@ flock 9
 export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" GOPATH="$cache/go/path"
 export GOFLAGS="-buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
 
-otelcol_dir="$cache/otelcol-$otelcol_version"
 jaeger_dir="$cache/jaeger-$jaeger_version"
 victorialogs_dir="$cache/victoria-logs-$victorialogs_version"
 helm_dir="$cache/helm-$helm_version"
 
+built=0
 timed() {
     local what=$1 started=$SECONDS
+    built=1
     shift
     say "building $what"
     "$@"
     say "built $what in $((SECONDS - started)) s"
 }
 
-build_otelcol() {
-    local work="$otelcol_dir.tmp"
-    rm -rf "$work"
-    mkdir -p "$work"
-    GOBIN="$work" go install "go.opentelemetry.io/collector/cmd/builder@v$otelcol_version"
-    local core=go.opentelemetry.io/collector contrib=github.com/open-telemetry/opentelemetry-collector-contrib
-    cat >"$work/builder.yaml" <<EOF
-dist:
+# The collector's builder manifest (@OUT@: the build directory).
+core=go.opentelemetry.io/collector
+contrib=github.com/open-telemetry/opentelemetry-collector-contrib
+otelcol_manifest="dist:
   name: otelcol-mapwatch
   description: OpenTelemetry Collector for mapwatch's tests and configs
   version: $otelcol_version
-  output_path: $work/src
+  output_path: @OUT@
 receivers:
   - gomod: $core/receiver/otlpreceiver v$otelcol_version
 processors:
   - gomod: $core/processor/batchprocessor v$otelcol_version
   - gomod: $core/processor/memorylimiterprocessor v$otelcol_version
   - gomod: $contrib/processor/transformprocessor v$otelcol_version
+  - gomod: $contrib/processor/filterprocessor v$otelcol_version
   - gomod: $contrib/processor/attributesprocessor v$otelcol_version
   - gomod: $contrib/processor/resourceprocessor v$otelcol_version
 exporters:
@@ -99,7 +102,16 @@ providers:
   - gomod: $core/confmap/provider/envprovider v$otelcol_stable_version
   - gomod: $core/confmap/provider/fileprovider v$otelcol_stable_version
   - gomod: $core/confmap/provider/yamlprovider v$otelcol_stable_version
-EOF
+"
+# A changed component list is a new directory, so it gets built.
+otelcol_dir="$cache/otelcol-$otelcol_version-$(printf %s "$otelcol_manifest" | sha256sum | cut -c1-12)"
+
+build_otelcol() {
+    local work="$otelcol_dir.tmp"
+    rm -rf "$work"
+    mkdir -p "$work"
+    GOBIN="$work" go install "$core/cmd/builder@v$otelcol_version"
+    printf '%s' "${otelcol_manifest//@OUT@/$work/src}" >"$work/builder.yaml"
     "$work/builder" --config "$work/builder.yaml"
     mkdir -p "$otelcol_dir"
     mv "$work/src/otelcol-mapwatch" "$work/builder.yaml" "$otelcol_dir/"
@@ -133,6 +145,12 @@ build_tool() {
         github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs "$victorialogs_version" victoria-logs
 [ -x "$helm_dir/helm" ] \
     || timed "Helm $helm_version" build_tool "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_version" helm
+
+# Go's caches hold about 5.5 GB after a full build, the programs 270 MB:
+# drop the caches unless asked to keep them for faster rebuilds.
+if [ "$built" = 1 ] && [ "${MAPWATCH_STACK_KEEP_GO_CACHES:-0}" != 1 ]; then
+    go clean -cache -modcache
+fi
 
 # The version of MODULE that BINARY was built from, read from the binary.
 built_from() {

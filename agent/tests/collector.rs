@@ -756,7 +756,7 @@ fn repo_collector_config_feeds_jaeger_and_a_log_store() {
 
 /// The collector configurations of the repository: every YAML file with
 /// `receivers:` and `service:` at the top, standalone, and every YAML block
-/// of the docs that configures the collector, merged over
+/// of the docs and collector snippet of the example jobs, merged over
 /// `otel-collector/config.yaml` as the docs say to use them. `otelcol
 /// validate` builds each pipeline without starting it; Jaeger's
 /// configurations (Jaeger v2 is a collector too) go to `jaeger validate`.
@@ -808,6 +808,21 @@ fn every_collector_config_in_the_repo_validates() {
                 if top_level(&text, "receivers:") && top_level(&text, "service:") {
                     files.push(path);
                 }
+            } else if name.ends_with(".toml") {
+                // A job's collector snippet, commented out between markers.
+                if let Some(start) = text.find("# BEGIN collector snippet\n") {
+                    let body = &text[start..];
+                    let end = body.find("# END collector snippet").expect("snippet END");
+                    let block: String = body[..end]
+                        .lines()
+                        .skip(1)
+                        .map(|l| {
+                            let l = l.strip_prefix('#').unwrap_or(l);
+                            format!("{}\n", l.strip_prefix(' ').unwrap_or(l))
+                        })
+                        .collect();
+                    snippets.push((path.clone(), block));
+                }
             } else if name.ends_with(".md") {
                 for block in text.split("```yaml\n").skip(1) {
                     let block = block.split("```").next().unwrap();
@@ -829,8 +844,8 @@ fn every_collector_config_in_the_repo_validates() {
             "{expected}: {files:?}"
         );
     }
-    // The Jaeger and the Loki getting-started guides at least.
-    assert!(snippets.len() >= 2, "{snippets:?}");
+    // The Jaeger and Loki guides and three example jobs at least.
+    assert!(snippets.len() >= 5, "{snippets:?}");
     for file in &files {
         let (ok, out) = validate(std::slice::from_ref(file));
         assert!(ok, "{} does not validate:\n{out}", file.display());
@@ -846,6 +861,7 @@ fn every_collector_config_in_the_repo_validates() {
             "the collector configuration in {} does not validate:\n{block}\n{out}",
             doc.display()
         );
+        println!("validated a snippet of {}", doc.display());
     }
     // And validate refuses what the collector would refuse.
     let broken = scratch.path().join("broken.yaml");
