@@ -146,6 +146,14 @@ build_tool() {
 [ -x "$helm_dir/helm" ] \
     || timed "Helm $helm_version" build_tool "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_version" helm
 
+# Programs of other versions (or another component list) are not used again.
+for dir in "$cache"/otelcol-* "$cache"/jaeger-* "$cache"/victoria-logs-* "$cache"/helm-*; do
+    case "$dir" in
+        "$otelcol_dir" | "$jaeger_dir" | "$victorialogs_dir" | "$helm_dir") ;;
+        *) rm -rf "$dir" ;;
+    esac
+done
+
 # Go's caches hold about 5.5 GB after a full build, the programs 270 MB:
 # drop the caches unless asked to keep them for faster rebuilds.
 if [ "$built" = 1 ] && [ "${MAPWATCH_STACK_KEEP_GO_CACHES:-0}" != 1 ]; then
