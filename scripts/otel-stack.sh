@@ -76,7 +76,9 @@ timed() {
     say "built $what in $((SECONDS - started)) s"
 }
 
-# The collector's builder manifest (@OUT@: the build directory).
+# The collector's builder manifest (@OUT@: the build directory). Not in it:
+# k8sattributes and loadbalancing, whose modules at this release (or an AWS
+# SDK module that loadbalancing needs) the Go module proxy here refuses.
 core=go.opentelemetry.io/collector
 contrib=github.com/open-telemetry/opentelemetry-collector-contrib
 otelcol_manifest="dist:
