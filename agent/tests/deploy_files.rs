@@ -13,11 +13,15 @@
 //! - every example TOML loads with the agent's real loader, and its
 //!   collector snippet is well formed;
 //! - the Kubernetes DaemonSet's environment and config file load, and point
-//!   at a port the collector listens on;
+//!   at a port the collector listens on; the Helm chart passes `helm lint`
+//!   and renders a DaemonSet that passes the same checks, with its values
+//!   in place (Helm built by scripts/otel-stack.sh);
 //! - the systemd unit, the Debian package metadata, the Dockerfile and the
 //!   packaging script agree on paths.
 //!
 //! Nothing here starts a container: no engine runs where these tests do.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -228,6 +232,7 @@ const DATASOURCES: &str = "otel-collector/grafana/provisioning/datasources/datas
 const DASHBOARD_PROVIDERS: &str = "otel-collector/grafana/provisioning/dashboards/dashboards.yaml";
 const DASHBOARDS_DIR: &str = "otel-collector/grafana/dashboards";
 const DAEMONSET: &str = "examples/kubernetes/daemonset.yaml";
+const HELM_CHART: &str = "deploy/helm/mapwatch";
 const UNIT: &str = "examples/systemd/mapwatch.service";
 
 /// Component types of opentelemetry-collector-contrib these files may use
@@ -1230,7 +1235,7 @@ fn daemonset_docs() -> Vec<Yaml> {
 fn find_kind<'a>(docs: &'a [Yaml], kind: &str, name: &str) -> &'a Yaml {
     docs.iter()
         .find(|d| str_of(d, "kind") == kind && str_of(d, "metadata.name") == name)
-        .unwrap_or_else(|| panic!("{DAEMONSET}: no {kind} {name}"))
+        .unwrap_or_else(|| panic!("no {kind} {name} among {} documents", docs.len()))
 }
 
 fn daemonset_container(docs: &[Yaml]) -> &Yaml {
@@ -1272,13 +1277,20 @@ fn daemonset_env(docs: &[Yaml]) -> BTreeMap<String, String> {
 
 #[test]
 fn the_daemonset_config_loads_and_points_at_the_collector() {
-    let docs = daemonset_docs();
+    check_daemonset(&daemonset_docs());
+}
+
+/// The DaemonSet in `docs` (with the ConfigMaps it uses): one namespace, the
+/// minimal privileges, BTF and tracefs mounted, tolerations and memory
+/// resources, and a config file and environment that load with the agent's
+/// loader and point at the collector's port.
+fn check_daemonset(docs: &[Yaml]) {
     let ds = docs
         .iter()
         .find(|d| str_of(d, "kind") == "DaemonSet")
         .expect("a DaemonSet");
     let namespace = str_of(ds, "metadata.namespace");
-    for doc in &docs {
+    for doc in docs {
         if str_of(doc, "kind") != "Namespace" {
             assert_eq!(str_of(doc, "metadata.namespace"), namespace);
         }
@@ -1294,7 +1306,7 @@ fn the_daemonset_config_loads_and_points_at_the_collector() {
         "hostPID: the agent's pid must be the host's"
     );
     assert!(!get(pod, "tolerations").as_sequence().unwrap().is_empty());
-    let container = daemonset_container(&docs);
+    let container = daemonset_container(docs);
 
     // Minimal privileges: not privileged, BPF + PERFMON, everything else dropped.
     let sc = get(container, "securityContext");
@@ -1351,7 +1363,7 @@ fn the_daemonset_config_loads_and_points_at_the_collector() {
     let volume = mounts
         .get(dir)
         .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
-    let config_map = find_kind(&docs, "ConfigMap", str_of(volume, "configMap.name"));
+    let config_map = find_kind(docs, "ConfigMap", str_of(volume, "configMap.name"));
     let data = string_map(get(config_map, "data"));
     let toml_text = data
         .get(file)
@@ -1359,7 +1371,7 @@ fn the_daemonset_config_loads_and_points_at_the_collector() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(file);
     std::fs::write(&path, toml_text).unwrap();
-    let env = daemonset_env(&docs);
+    let env = daemonset_env(docs);
     let config = load_config(Some(path), &env);
     let url = config
         .otlp
@@ -1384,6 +1396,170 @@ fn the_daemonset_config_loads_and_points_at_the_collector() {
             .map(String::as_str),
         Some("<spec.nodeName>"),
         "host.name is the node's name"
+    );
+}
+
+/// `helm ARGS` with its caches in a scratch directory: standard output, or
+/// the error output when it fails.
+fn helm(helm: &Path, args: &[&str]) -> Result<String, String> {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(helm)
+        .args(args)
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .output()
+        .expect("run helm");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr))
+    }
+}
+
+/// The documents `helm template` renders from the chart with `sets`.
+fn helm_template(helm_bin: &Path, sets: &[&str]) -> Vec<Yaml> {
+    let chart = root().join(HELM_CHART);
+    // Helm built from source assumes Kubernetes 1.20; the chart needs >= 1.25.
+    let mut args = vec![
+        "template",
+        "mapwatch",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "mapwatch",
+        "--kube-version",
+        "1.31.0",
+    ];
+    args.extend_from_slice(sets);
+    let rendered = helm(helm_bin, &args).unwrap_or_else(|e| panic!("helm {args:?}:\n{e}"));
+    parse_yaml_docs("helm template", &rendered)
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+#[test]
+fn the_helm_chart_lints_and_renders_the_daemonset_with_its_values() {
+    let Some(stack) = common::stack::stack() else {
+        return;
+    };
+    let chart = root().join(HELM_CHART);
+    let lint = helm(&stack.helm, &["lint", "--strict", chart.to_str().unwrap()]);
+    assert!(lint.is_ok(), "helm lint --strict:\n{lint:?}");
+
+    // The defaults: the example's pod, checked the same way.
+    let docs = helm_template(&stack.helm, &[]);
+    check_daemonset(&docs);
+    let example = daemonset_docs();
+    let config_of = |docs: &[Yaml]| {
+        let ds = docs
+            .iter()
+            .find(|d| str_of(d, "kind") == "DaemonSet")
+            .unwrap();
+        let volume = get(ds, "spec.template.spec.volumes")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| str_of(v, "name") == "config")
+            .unwrap();
+        let map = find_kind(docs, "ConfigMap", str_of(volume, "configMap.name"));
+        let text = get(map, "data")
+            .get("mapwatch.toml")
+            .and_then(Yaml::as_str)
+            .expect("mapwatch.toml in the ConfigMap");
+        toml::from_str::<toml::Table>(text).expect("the ConfigMap's mapwatch.toml parses")
+    };
+    assert_eq!(
+        config_of(&docs),
+        config_of(&example),
+        "the chart's default config file says other than the example DaemonSet's"
+    );
+    assert_eq!(
+        get(daemonset_container(&docs), "securityContext"),
+        get(daemonset_container(&example), "securityContext"),
+        "the chart's privileges differ from the example's"
+    );
+
+    // Values reach the manifests.
+    let docs = helm_template(
+        &stack.helm,
+        &[
+            "--set",
+            "collector.endpoint=https://gateway.example:4317",
+            "--set",
+            "signals={logs,traces}",
+            "--set",
+            "collector.caSecretName=collector-ca",
+            "--set",
+            "resources.limits.memory=1Gi",
+            "--set-json",
+            r#"tolerations=[{"key":"dedicated","operator":"Equal","value":"security","effect":"NoSchedule"}]"#,
+        ],
+    );
+    let env = daemonset_env(&docs);
+    let mut config = load_config(None, &env);
+    assert_eq!(
+        config.otlp.logs_url().as_deref(),
+        Some("https://gateway.example:4317"),
+        "{env:?}"
+    );
+    assert!(
+        config
+            .signals
+            .contains(mapwatch_config::TelemetrySignal::Traces),
+        "{env:?}"
+    );
+    let ca = config.otlp.certificate.take().expect("a CA file for https");
+    let container = daemonset_container(&docs);
+    let ds = docs
+        .iter()
+        .find(|d| str_of(d, "kind") == "DaemonSet")
+        .unwrap();
+    let tls_mount = get(container, "volumeMounts")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| str_of(m, "name") == "tls")
+        .expect("the CA Secret is mounted");
+    assert_eq!(
+        ca.parent(),
+        Some(Path::new(str_of(tls_mount, "mountPath"))),
+        "the CA file is where the Secret is mounted"
+    );
+    assert!(
+        get(ds, "spec.template.spec.volumes")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| str_of(v, "name") == "tls" && str_of(v, "secret.secretName") == "collector-ca")
+    );
+    assert_eq!(str_of(container, "resources.limits.memory"), "1Gi");
+    let tolerations = get(ds, "spec.template.spec.tolerations")
+        .as_sequence()
+        .unwrap();
+    assert_eq!(tolerations.len(), 1);
+    assert_eq!(str_of(&tolerations[0], "key"), "dedicated");
+
+    // No endpoint, no manifest.
+    let chart = chart.to_str().unwrap();
+    let refused = helm(
+        &stack.helm,
+        &[
+            "template",
+            "mapwatch",
+            chart,
+            "--kube-version",
+            "1.31.0",
+            "--set",
+            "collector.endpoint=",
+        ],
+    );
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("collector.endpoint is required")),
+        "{refused:?}"
     );
 }
 

@@ -20,12 +20,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod file_export;
 mod received;
 mod receiver;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod value;
 
+pub use file_export::logs_from_file_export;
 pub use received::{
     Protocol, ReceivedLog, ReceivedMetric, ReceivedSpan, ReceivedSpanEvent, RequestInfo, Signal,
 };

@@ -18,11 +18,18 @@ use crate::configs::{BackendConfig, Event};
 /// Where the agent's integration tests live, relative to the workspace.
 pub const TESTS_DIR: &str = "agent/tests";
 
-/// Test binaries that load no BPF program: nothing to learn from a kernel.
+/// Test binaries that load no BPF program (nothing to learn from a kernel), or
+/// that need programs the VMs lack.
 pub const NOT_IN_VM: &[(&str, &str)] = &[
     (
         "cli",
         "command-line and host checks that end before anything is loaded",
+    ),
+    (
+        "collector",
+        "runs the agent against the OpenTelemetry Collector, Jaeger and VictoriaLogs built from \
+         Go modules by scripts/otel-stack.sh, which the VMs do not have; the host run of \
+         `cargo test` is its run",
     ),
     (
         "deploy_files",
@@ -163,8 +170,8 @@ pub fn select(workspace: &Path, wanted: &[String]) -> Result<Vec<Suite>> {
 pub fn what_runs_where(suites: &[Suite]) -> String {
     let names: Vec<String> = suites.iter().map(|s| format!("`{}`", s.name)).collect();
     let mut s = format!(
-        "- Suites run in the VMs: {} (every `{TESTS_DIR}/*.rs` except those below that load \
-         no BPF). Each runs under every configuration on every kernel, except:\n",
+        "- Suites run in the VMs: {} (every `{TESTS_DIR}/*.rs` except those listed \
+         below). Each runs under every configuration on every kernel, except:\n",
         names.join(", ")
     );
     for suite in suites {
@@ -190,7 +197,7 @@ pub fn what_runs_where(suites: &[Suite]) -> String {
         .map(|(name, why)| format!("`{name}` ({why})"))
         .collect();
     s.push_str(&format!(
-        "- Not run in the VMs (no BPF; `cargo test` runs them on the host): {}.\n",
+        "- Not run in the VMs (no BPF, or programs the VMs lack; `cargo test` runs them on the host): {}.\n",
         others.join(", ")
     ));
     s

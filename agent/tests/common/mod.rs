@@ -2,6 +2,8 @@
 //! and a real OTLP receiver.
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
