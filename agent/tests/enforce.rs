@@ -123,6 +123,32 @@ fn run_workload(exe: &Path, steps: &str) -> (u32, Vec<Outcome>) {
     (pid, outcomes)
 }
 
+/// This test binary copied into a memfd and executed from it (fileless
+/// execution: `/proc/self/fd/N`), running the workload with `steps`.
+fn exec_from_memfd(steps: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    // SAFETY: memfd_create with a valid name; no CLOEXEC, so the child can
+    // open it through /proc/self/fd.
+    let fd = unsafe { libc::memfd_create(c"fileless".as_ptr(), 0) };
+    assert!(fd >= 0, "memfd_create: {}", last_errno());
+    // SAFETY: a fresh descriptor we own.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(&bytes).unwrap();
+    Command::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .args([
+            "--exact",
+            "workload",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(STEPS_VAR, steps)
+        .output()
+        .expect("spawn from the memfd")
+}
+
 fn errno_of(outcomes: &[Outcome], step: &str) -> i32 {
     outcomes
         .iter()
@@ -557,6 +583,16 @@ fn denied_reasons_fail_with_eperm_and_are_reported() {
         ["execute_file_open_for_write"]
     );
 
+    // Fileless execution: the ELF loader's mapping of a memfd is refused too,
+    // so the program never runs (execve fails, or the process is killed
+    // past its point of no return).
+    let fileless = exec_from_memfd("r_rx");
+    assert!(
+        !fileless.status.success()
+            && !String::from_utf8_lossy(&fileless.stdout).contains("step r_rx"),
+        "a program ran from a memfd: {fileless:?}"
+    );
+
     // The exit line counts each reason where it was refused, and so does the
     // metric (exported once more at exit): write_execute twice (mmap and the
     // 32-bit mmap2).
@@ -655,6 +691,13 @@ fn report_and_dry_run_allow_what_deny_refuses() {
     let log = record_of(&receiver, pid, "mapwatch.security_mmap_file", 7);
     assert_eq!(log.severity_text, "WARN");
     assert_eq!(enforcement_of(&log), (None, vec![]));
+    // The control of the fileless case: from a memfd it runs when reported only.
+    let fileless = exec_from_memfd("r_rx");
+    assert!(
+        fileless.status.success()
+            && String::from_utf8_lossy(&fileless.stdout).contains("step r_rx 0"),
+        "{fileless:?}"
+    );
     drop(agent);
 
     // dry run: allowed, and the records say what would have been refused.
