@@ -10,24 +10,33 @@ if [ "$(id -u)" -ne 0 ]; then
     exec sudo --preserve-env "PATH=$PATH" "$0" "$@"
 fi
 
+# The real OpenTelemetry Collector, Jaeger and VictoriaLogs for
+# agent/tests/collector.rs, built from their Go modules once into a cache.
+# Without Go (exit 3) those tests skip, except in CI, where they must run.
+# Built in the background while fmt and clippy run: its module downloads
+# overlap the Rust build.
+echo "== scripts/otel-stack.sh (the collector stack for agent/tests/collector.rs), in the background" >&2
+stack_started=$SECONDS
+stack_log=$(mktemp)
+bash scripts/otel-stack.sh >"$stack_log" 2>&1 &
+stack_pid=$!
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
-# The real OpenTelemetry Collector, Jaeger and VictoriaLogs for
-# agent/tests/collector.rs, built from their Go modules once into a cache.
-# Without Go (exit 3) those tests skip, except in CI, where they must run.
-echo "== scripts/otel-stack.sh (the collector stack for agent/tests/collector.rs)" >&2
-stack_started=$SECONDS
+
 stack_status=0
-bash scripts/otel-stack.sh || stack_status=$?
+wait "$stack_pid" || stack_status=$?
+cat "$stack_log" >&2
+rm -f "$stack_log"
 if [ "$stack_status" -eq 3 ] && [ "${CI:-}" != true ]; then
     echo "== SKIPPED building the collector stack (reason above): agent/tests/collector.rs skips" >&2
 elif [ "$stack_status" -ne 0 ]; then
     echo "== FAILED: scripts/otel-stack.sh exited $stack_status" >&2
     exit "$stack_status"
 else
-    echo "== the collector stack is ready ($((SECONDS - stack_started)) s)" >&2
+    echo "== the collector stack is ready ($((SECONDS - stack_started)) s after it started)" >&2
 fi
 echo "== cargo test" >&2
 cargo test --locked --workspace
