@@ -307,6 +307,25 @@ pub enum Problem {
     /// `MAPWATCH_*` variables.
     #[error("`service.name` is set with the service.name key, not as a resource attribute")]
     ServiceNameAttribute,
+    /// Two exceptions with one name.
+    #[error("another exception has this name; names must be unique")]
+    DuplicateName,
+    /// An exception that selects no process.
+    #[error(
+        "exception {name:?} selects nothing: give at least one of executable_paths, comms, cgroups, container_ids"
+    )]
+    NoSelector {
+        /// The exception's name.
+        name: String,
+    },
+    /// An executable path that is not absolute.
+    #[error(
+        "executable paths are absolute, as process.executable.path shows them (e.g. \"/usr/bin/node\")"
+    )]
+    RelativeExecutable,
+    /// A container id that is not 12 to 64 lowercase hex digits.
+    #[error("a container id (or a prefix of it) is 12 to 64 lowercase hex digits")]
+    ContainerId,
     /// Every probe disabled.
     #[error(
         "at least one of events.do_mmap, events.security_mmap_file, events.security_file_mprotect must be true"

@@ -4,7 +4,9 @@
 
 mod batch;
 mod events;
+mod exceptions;
 mod filter;
+mod libraries;
 mod otlp;
 mod process;
 mod rate_limit;
@@ -12,6 +14,7 @@ mod ring_buffer;
 mod service;
 mod signals;
 mod spool;
+mod volume;
 
 use crate::ctx::Ctx;
 use crate::error::ConfigError;
@@ -28,5 +31,8 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
     signals::check(&c.signals, ctx)?;
     process::check(&c.process, ctx)?;
     rate_limit::check(&c.rate_limit, ctx)?;
-    service::check(&c.service, ctx)
+    service::check(&c.service, ctx)?;
+    libraries::check(&c.libraries, ctx)?;
+    volume::check(&c.volume, ctx)?;
+    exceptions::check(&c.exceptions, ctx)
 }

@@ -27,6 +27,7 @@ use crate::kernel::{self, Attached, Choice, ProbeSettings, Probes};
 use crate::pipeline::Reader;
 use crate::pipeline::admission::Admission;
 use crate::pipeline::replay::Replay;
+use crate::pipeline::shaping::Shaper;
 use crate::telemetry::{PipelineStats, metrics};
 
 mod probe_table;
@@ -271,10 +272,12 @@ fn announce(config: &Config, probes: &Probes, outputs: &Outputs) {
 /// the span pipeline as configured.
 fn build_reader(config: &Config, stats: &Arc<PipelineStats>, outputs: &mut Outputs) -> Reader {
     let logger = opentelemetry::logs::LoggerProvider::logger(&outputs.provider, "mapwatch");
-    let mut reader = Reader::new(logger, stats.clone()).with_process_cache(ProcessCache::new(
-        config.process.cache_entries,
-        config.process.command_line,
-    ));
+    let mut reader = Reader::new(logger, stats.clone())
+        .with_process_cache(ProcessCache::new(
+            config.process.cache_entries,
+            config.process.command_line,
+        ))
+        .with_shaper(Shaper::new(config, stats.clone()));
     let destinations = &mut outputs.destinations;
     if logs_exported(config, destinations)
         && let Some(queue) = &destinations.queue
