@@ -315,3 +315,102 @@ struct Loaded {
     per_process: usize,
     reader: ObjectReader,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapwatch_kernel::abi::{RawDoMmap, decode, encode};
+
+    /// A do_mmap of `inode` (0: anonymous) with `prot`, by process `pid`.
+    fn mapping(pid: u32, inode: u64, prot: u64) -> Vec<u8> {
+        let mut raw = RawDoMmap::default();
+        raw.hdr.backend = encode::BACKEND_SYSCALL_TRACEPOINT;
+        raw.hdr.tgid = pid;
+        raw.hdr.process_start_ns = 1000 + u64::from(pid);
+        (raw.prot, raw.len, raw.addr) = (prot, 4096, 0x10000);
+        if inode == 0 {
+            raw.mmap_flags = 0x22;
+            return encode::do_mmap(raw, b"");
+        }
+        raw.mmap_flags = 0x2;
+        raw.file.inode = inode;
+        raw.file.dev = 8 << 20;
+        raw.file.flags = encode::file_flags(true, false, false);
+        encode::do_mmap(raw, b"/data")
+    }
+
+    fn shaper(edit: impl FnOnce(&mut Config)) -> (Shaper, Arc<PipelineStats>) {
+        let mut config = Config::default();
+        config.volume.do_mmap = VolumeMode::First;
+        edit(&mut config);
+        let stats = Arc::new(PipelineStats::default());
+        (Shaper::new(&config, stats.clone()), stats)
+    }
+
+    fn keep(s: &mut Shaper, bytes: &[u8]) -> bool {
+        let event = decode(bytes).unwrap();
+        let reasons = mapwatch_model::event_reasons(&event);
+        s.keep(&event, reasons)
+    }
+
+    #[test]
+    fn first_keeps_one_per_key_and_counts_the_rest() {
+        let (mut s, stats) = shaper(|_| {});
+        assert!(keep(&mut s, &mapping(1, 7, 1)));
+        assert!(!keep(&mut s, &mapping(1, 7, 1)));
+        assert!(!keep(&mut s, &mapping(1, 7, 1)));
+        assert!(keep(&mut s, &mapping(1, 7, 5)), "another protection");
+        assert!(keep(&mut s, &mapping(1, 8, 1)), "another file");
+        assert!(keep(&mut s, &mapping(2, 7, 1)), "another process");
+        assert!(keep(&mut s, &mapping(1, 0, 3)), "anonymous memory");
+        assert!(!keep(&mut s, &mapping(1, 0, 3)));
+        assert_eq!(stats.volume_repeat.load(Ordering::Relaxed), 3);
+        let bytes = mapping(1, 7, 1);
+        let event = decode(&bytes).unwrap();
+        let mut repeats = s.process_gone(event.context());
+        repeats.sort_by_key(|r| r.count);
+        let counts: Vec<u64> = repeats.iter().map(|r| r.count).collect();
+        assert_eq!(counts, [1, 2], "only keys that repeated are reported");
+        assert!(
+            keep(&mut s, &mapping(1, 7, 1)),
+            "a new lifetime starts over"
+        );
+    }
+
+    #[test]
+    fn first_state_is_bounded_and_every_overflow_counted() {
+        let (mut s, stats) = shaper(|c| {
+            c.volume.first_processes = 2;
+            c.volume.first_keys_per_process = 2;
+        });
+        assert!(keep(&mut s, &mapping(1, 7, 1)));
+        assert!(!keep(&mut s, &mapping(1, 7, 1)));
+        assert!(keep(&mut s, &mapping(1, 8, 1)));
+        // The table of process 1 is full: a third key passes, every time.
+        assert!(keep(&mut s, &mapping(1, 9, 1)));
+        assert!(keep(&mut s, &mapping(1, 9, 1)));
+        assert_eq!(stats.first_untracked.load(Ordering::Relaxed), 2);
+        // A third process evicts the least recently seen, whose repeats
+        // are handed out at once.
+        assert!(keep(&mut s, &mapping(2, 7, 1)));
+        assert!(keep(&mut s, &mapping(3, 7, 1)));
+        assert_eq!(stats.first_processes_evicted.load(Ordering::Relaxed), 1);
+        let evicted = s.take_evicted();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!((evicted[0].pid, evicted[0].count), (1, 1));
+    }
+
+    #[test]
+    fn suspicious_keeps_only_records_with_a_reason() {
+        let (mut s, stats) = shaper(|c| c.volume.do_mmap = VolumeMode::Suspicious);
+        assert!(!keep(&mut s, &mapping(1, 7, 1)));
+        assert!(keep(&mut s, &mapping(1, 0, 7)), "RWX anonymous");
+        assert_eq!(stats.volume_not_suspicious.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn defaults_leave_the_shaper_out() {
+        let stats = Arc::new(PipelineStats::default());
+        assert!(!Shaper::new(&Config::default(), stats).is_active());
+    }
+}
