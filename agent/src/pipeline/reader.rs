@@ -314,10 +314,13 @@ impl Reader {
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let info = self.processes.as_mut().map(|c| c.get(event.context()));
+        // Shaping needs the process now; otherwise it is looked up only for
+        // a record that is built (a full queue's drops read no /proc).
+        let mut info = None;
         let mut spooled = false;
         let mut excused = None;
         if self.shaper.is_some() {
+            info = self.processes.as_mut().map(|c| c.get(event.context()));
             match self.shape(event, info.as_deref()) {
                 Shaped::Keep {
                     excused: e,
@@ -406,6 +409,7 @@ impl Reader {
         // Per record (a vDSO read): a drain can run while the kernel keeps
         // writing, so one timestamp per drain could precede later events.
         fill_log_record(event, &self.clock, SystemTime::now(), &mut record);
+        let info = info.or_else(|| self.processes.as_mut().map(|c| c.get(event.context())));
         if let Some(info) = &info {
             add_process_info(&mut record, info);
         }
