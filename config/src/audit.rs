@@ -157,3 +157,33 @@ pub struct ExceptionConfig {
     /// Container ids, or prefixes of at least 12 hex digits.
     pub container_ids: Vec<String>,
 }
+
+/// `[hot_spots]`: OTel metrics of the mappings themselves, exported with the
+/// agent's own metrics (`otlp.metrics`): mappings and bytes per executable
+/// name, event, kind and protection, and failed mappings per errno.
+///
+/// ```
+/// let h = mapwatch_config::HotSpotsConfig::default();
+/// assert!(!h.enabled);
+/// assert_eq!(h.max_executables, 100);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotSpotsConfig {
+    /// Count every event read into the metrics (`mapwatch.mappings`,
+    /// `mapwatch.mappings.bytes`, `mapwatch.mappings.failed`). Default `false`.
+    pub enabled: bool,
+    /// Distinct `process.executable.name` values with series of their own:
+    /// the first this many names seen; every later one is counted as
+    /// `other`. 1 to 10000. Default 100.
+    pub max_executables: usize,
+}
+
+impl Default for HotSpotsConfig {
+    fn default() -> Self {
+        HotSpotsConfig {
+            enabled: false,
+            max_executables: 100,
+        }
+    }
+}

@@ -307,6 +307,9 @@ pub enum Problem {
     /// `MAPWATCH_*` variables.
     #[error("`service.name` is set with the service.name key, not as a resource attribute")]
     ServiceNameAttribute,
+    /// A cardinality cap out of range.
+    #[error("must be from 1 to 10000 (each name is up to 8 x 8 series per metric)")]
+    HotSpotCap,
     /// Two exceptions with one name.
     #[error("another exception has this name; names must be unique")]
     DuplicateName,

@@ -70,7 +70,9 @@ mod model;
 mod sources;
 mod validate;
 
-pub use audit::{ExceptionConfig, LibrariesConfig, SUSPICIOUS_REASONS, VolumeConfig, VolumeMode};
+pub use audit::{
+    ExceptionConfig, HotSpotsConfig, LibrariesConfig, SUSPICIOUS_REASONS, VolumeConfig, VolumeMode,
+};
 pub use cli::{CliArgs, EventArg};
 pub use error::{ConfigError, ListError, ListErrorKind, Origin, Problem};
 pub use model::{

@@ -44,6 +44,8 @@ pub struct Config {
     pub libraries: crate::audit::LibrariesConfig,
     /// Records per event kind: all, suspicious only, or the first per key.
     pub volume: crate::audit::VolumeConfig,
+    /// Metrics of the mappings: per executable name, event, kind, protection.
+    pub hot_spots: crate::audit::HotSpotsConfig,
     /// Exceptions to the suspicious reasons, by executable, comm, cgroup or
     /// container (`[[exceptions]]`).
     pub exceptions: Vec<crate::audit::ExceptionConfig>,

@@ -6,6 +6,7 @@ mod batch;
 mod events;
 mod exceptions;
 mod filter;
+mod hot_spots;
 mod libraries;
 mod otlp;
 mod process;
@@ -34,5 +35,6 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
     service::check(&c.service, ctx)?;
     libraries::check(&c.libraries, ctx)?;
     volume::check(&c.volume, ctx)?;
+    hot_spots::check(&c.hot_spots, ctx)?;
     exceptions::check(&c.exceptions, ctx)
 }

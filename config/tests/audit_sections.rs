@@ -188,3 +188,14 @@ fn an_unknown_key_in_an_exception_is_named() {
     assert!(matches!(err, ConfigError::UnknownKey { .. }), "{msg}");
     assert_mentions(&msg, &["executable", "executable_paths"]);
 }
+
+#[test]
+fn the_hot_spot_cap_is_bounded() {
+    let (err, msg) = load_err(
+        &CliArgs::default(),
+        &[("MAPWATCH_HOT_SPOTS__MAX_EXECUTABLES", "0")],
+    );
+    assert_eq!(err.key(), Some("hot_spots.max_executables"));
+    assert!(matches!(err.problem(), Some(Problem::HotSpotCap)), "{msg}");
+    assert_mentions(&msg, &["MAPWATCH_HOT_SPOTS__MAX_EXECUTABLES", "10000"]);
+}

@@ -29,6 +29,7 @@ use crate::export::traces::Traces;
 use crate::host::clock;
 use crate::host::processes::ProcessCache;
 use crate::spool::SpoolError;
+use crate::telemetry::hotspots::HotSpots;
 use crate::telemetry::{PipelineStats, Snapshot};
 
 /// How often loss is checked and reported while running.
@@ -66,6 +67,8 @@ pub struct Reader {
     traces: Option<Traces>,
     /// Derived records, volume control, exceptions; `None` when off.
     shaper: Option<Shaper>,
+    /// Metrics of the mappings (`[hot_spots]`); `None` when off.
+    hot_spots: Option<Arc<HotSpots>>,
     /// `block`: the queue was full, records wait in the ring buffer.
     blocked: bool,
     /// Shutting down: no more records are taken back from the spool.
@@ -88,6 +91,7 @@ impl Reader {
             processes: None,
             traces: None,
             shaper: None,
+            hot_spots: None,
             blocked: false,
             stopping: false,
             decode_warning: Throttle::default(),
@@ -117,6 +121,12 @@ impl Reader {
     /// left out, so the default path stays as it was.
     pub fn with_shaper(mut self, shaper: Shaper) -> Reader {
         self.shaper = shaper.is_active().then_some(shaper);
+        self
+    }
+
+    /// Counts every event read into `hot_spots` (before any record decision).
+    pub fn with_hot_spots(mut self, hot_spots: Arc<HotSpots>) -> Reader {
+        self.hot_spots = Some(hot_spots);
         self
     }
 
@@ -212,6 +222,9 @@ impl Reader {
                     }
                 }
                 Ok(event) => {
+                    if let Some(hot_spots) = &self.hot_spots {
+                        hot_spots.observe(&event);
+                    }
                     spooled |= self.handle(&event);
                     if let Some(evicted) = self.shaper.as_mut().map(Shaper::take_evicted)
                         && !evicted.is_empty()

@@ -28,6 +28,7 @@ use crate::pipeline::Reader;
 use crate::pipeline::admission::Admission;
 use crate::pipeline::replay::Replay;
 use crate::pipeline::shaping::Shaper;
+use crate::telemetry::hotspots::HotSpots;
 use crate::telemetry::{PipelineStats, metrics};
 
 mod probe_table;
@@ -68,6 +69,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     for unavailable in &probes.passed_over {
         tracing::info!("not using {unavailable}");
     }
+    let hot_spots = hot_spots(config);
     let meters = build_meters(
         &runtime,
         config,
@@ -75,6 +77,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         &probes,
         &ring,
         &outputs.destinations,
+        hot_spots.clone(),
     )?;
     // Everything privileged is done: the probes are attached and every map
     // fd is held.
@@ -85,6 +88,9 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     };
     announce(config, &probes, &outputs);
     let mut reader = build_reader(config, &stats, &mut outputs);
+    if let Some(hot_spots) = hot_spots {
+        reader = reader.with_hot_spots(hot_spots);
+    }
     let reload = runtime.spawn(reload_on_hangup(
         signals.hangup,
         cli.clone(),
@@ -174,6 +180,7 @@ fn build_meters(
     probes: &Probes,
     ring: &aya::maps::RingBuf<aya::maps::MapData>,
     destinations: &Destinations,
+    hot_spots: Option<Arc<HotSpots>>,
 ) -> anyhow::Result<Option<SdkMeterProvider>> {
     let _entered = runtime.enter();
     let sources = metrics::Sources {
@@ -189,6 +196,7 @@ fn build_meters(
             .map(Arc::new),
         spool: destinations.spool.clone(),
         programs: program_stats(config, probes),
+        hot_spots,
     };
     Ok(export::meter_provider(config, sources)?)
 }
@@ -266,6 +274,19 @@ fn announce(config: &Config, probes: &Probes, outputs: &Outputs) {
         events.join(", "),
         sinks.join(" and ")
     );
+}
+
+/// The hot-spot counters, when `[hot_spots]` asks for them and metrics are
+/// exported (they are metrics only).
+fn hot_spots(config: &Config) -> Option<Arc<HotSpots>> {
+    if !config.hot_spots.enabled {
+        return None;
+    }
+    if !config.otlp.metrics {
+        tracing::warn!("hot_spots.enabled has no effect with otlp.metrics = false");
+        return None;
+    }
+    Some(Arc::new(HotSpots::new(config.hot_spots.max_executables)))
 }
 
 /// The reader, wired to the export queue, the spool, the process cache and

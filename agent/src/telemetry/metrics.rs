@@ -52,6 +52,8 @@ pub struct Sources {
     pub spool: Option<SpoolHandle>,
     /// The BPF programs' own cost, if it could be read.
     pub programs: Option<Arc<ProgramStats>>,
+    /// Metrics of the mappings (`[hot_spots]`), when enabled.
+    pub hot_spots: Option<Arc<super::hotspots::HotSpots>>,
 }
 
 impl Sources {
@@ -380,6 +382,40 @@ pub const INSTRUMENTS: &[Instrument] = &[
         kind: Kind::Counter,
         present: always,
         observe: |s| one(load(&s.stats.objects.hashed_bytes)),
+    },
+    Instrument {
+        name: "mapwatch.mappings",
+        unit: "{mapping}",
+        description: "Events read (`[hot_spots]`), per `process.executable.name` (the first `hot_spots.max_executables` names, then `other`), `mapwatch.event`, `mapwatch.mapping.kind` (file, anonymous, shared) and `mapwatch.prot.class`; failed do_mmap calls are in mapwatch.mappings.failed.",
+        kind: Kind::Counter,
+        present: |s| s.hot_spots.is_some(),
+        observe: |s| {
+            s.hot_spots
+                .as_ref()
+                .map(|h| h.mappings().0)
+                .unwrap_or_default()
+        },
+    },
+    Instrument {
+        name: "mapwatch.mappings.bytes",
+        unit: "By",
+        description: "Bytes mapped (do_mmap) or whose protection was changed (mprotect), with the attributes of mapwatch.mappings (security_mmap_file has no length: 0).",
+        kind: Kind::Counter,
+        present: |s| s.hot_spots.is_some(),
+        observe: |s| {
+            s.hot_spots
+                .as_ref()
+                .map(|h| h.mappings().1)
+                .unwrap_or_default()
+        },
+    },
+    Instrument {
+        name: "mapwatch.mappings.failed",
+        unit: "{mapping}",
+        description: "Failed do_mmap calls, per `process.executable.name` and `error.type` (`[hot_spots]`).",
+        kind: Kind::Counter,
+        present: |s| s.hot_spots.is_some(),
+        observe: |s| s.hot_spots.as_ref().map(|h| h.failed()).unwrap_or_default(),
     },
     Instrument {
         name: "mapwatch.export.retries",
