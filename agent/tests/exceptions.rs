@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, Cgroup, agent_command, require_root, scaled};
+use common::{Agent, Cgroup, agent_command, have, require_root, scaled};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 fn reasons(log: &ReceivedLog) -> Vec<String> {
@@ -96,6 +96,9 @@ fn example() -> std::path::PathBuf {
 
 #[test]
 fn the_shipped_runtime_exceptions_excuse_node_and_java_and_a_control_still_warns() {
+    if !(have("/usr/bin/node") && have("java") && have("/usr/bin/python3")) {
+        return;
+    }
     let cgroup = Cgroup::create(&format!("/mw-exceptions-{}.scope", std::process::id()));
     let (receiver, agent) = start(
         &example(),

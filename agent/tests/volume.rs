@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, Cgroup, agent_exporting_to, require_root, scaled};
+use common::{Agent, Cgroup, agent_exporting_to, have, require_root, scaled};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 struct Run {
@@ -93,6 +93,9 @@ fn map_n_times(path: &std::path::Path, n: usize) -> Command {
 
 #[test]
 fn first_sends_one_record_per_key_and_the_repeat_count_at_exit() {
+    if !have("/usr/bin/python3") {
+        return;
+    }
     let run = start("first", "first");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
@@ -124,6 +127,9 @@ fn first_sends_one_record_per_key_and_the_repeat_count_at_exit() {
 
 #[test]
 fn suspicious_sends_only_records_with_a_reason() {
+    if !have("/usr/bin/python3") {
+        return;
+    }
     let run = start("suspicious", "suspicious");
     let mut cmd = Command::new("/usr/bin/python3");
     // Benign mappings (the interpreter's own start), then one RWX page.
@@ -149,6 +155,9 @@ fn suspicious_sends_only_records_with_a_reason() {
 
 #[test]
 fn record_volume_of_runtime_starts_under_each_mode() {
+    if !(have("/usr/bin/python3") && have("/usr/bin/node")) {
+        return;
+    }
     let mut table = Vec::new();
     for mode in ["all", "first", "suspicious"] {
         let run = start(mode, mode);

@@ -319,3 +319,27 @@ impl Drop for Cgroup {
         }
     }
 }
+
+/// Whether `program` (a path, or a name looked up in `PATH`) is here; if
+/// not, prints `SKIP: no <program> here` and returns false. Inside the VM
+/// matrix (which sets the tests' time scale) a program the busybox
+/// initramfs lacks is an environment limit: the host run of the suite (CI
+/// runs it first) has it, and the note says so.
+pub fn have(program: &str) -> bool {
+    let found = if program.contains('/') {
+        std::path::Path::new(program).exists()
+    } else {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).exists())
+        })
+    };
+    if !found {
+        let note = if std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_some() {
+            " (not in the VM: the host run covers it)"
+        } else {
+            ""
+        };
+        println!("SKIP: no {program} here{note}");
+    }
+    found
+}
