@@ -597,3 +597,47 @@ fn records_held_back_and_made_by_the_shaper_are_accounted() {
     assert_eq!(p.received(), [0, -1], "the first mapping, then the repeats");
     assert_eq!(p.snapshot().unaccounted(), 0);
 }
+
+/// The reader's cost per record with and without shaping and hot spots
+/// (`cargo test --release -p mapwatch --lib shaping_cost -- --ignored --nocapture`;
+/// figures in docs/performance.md). Records of one process and one key, so
+/// `first` holds back all but one and `suspicious` all.
+#[test]
+#[ignore = "a measurement, run by hand in release mode"]
+fn shaping_cost_per_record() {
+    use mapwatch_config::{Config, VolumeMode};
+    const N: u64 = 200_000;
+    // The default twice, first and last: the first run also pays for warming
+    // the allocator and the caches.
+    let runs: [(&str, fn(&mut Config)); 5] = [
+        ("default (no shaping)", |_| {}),
+        ("volume first", |c| c.volume.do_mmap = VolumeMode::First),
+        ("volume suspicious", |c| {
+            c.volume.do_mmap = VolumeMode::Suspicious
+        }),
+        ("hot_spots only", |c| c.hot_spots.enabled = true),
+        ("default again", |_| {}),
+    ];
+    for (name, edit) in runs {
+        let mut p = Pipeline::new(N as usize + 1, WhenFull::DropNewest);
+        let mut config = Config::default();
+        edit(&mut config);
+        let shaper = super::shaping::Shaper::new(&config, p.stats.clone());
+        let placeholder = Reader::new(p._provider.logger("test"), p.stats.clone());
+        let mut reader = std::mem::replace(&mut p.reader, placeholder).with_shaper(shaper);
+        if config.hot_spots.enabled {
+            reader =
+                reader.with_hot_spots(Arc::new(crate::telemetry::hotspots::HotSpots::new(100)));
+        }
+        p.reader = reader;
+        p.feed(N);
+        let start = std::time::Instant::now();
+        p.drain();
+        let per = start.elapsed().as_nanos() as f64 / N as f64;
+        let s = p.snapshot();
+        println!(
+            "{name:22} {per:7.0} ns/record  (emitted {}, held back {})",
+            s.emitted, s.held_back
+        );
+    }
+}
