@@ -609,7 +609,8 @@ fn shaping_cost_per_record() {
     const N: u64 = 200_000;
     // The default twice, first and last: the first run also pays for warming
     // the allocator and the caches.
-    let runs: [(&str, fn(&mut Config)); 5] = [
+    type Edit = fn(&mut Config);
+    let runs: [(&str, Edit); 5] = [
         ("default (no shaping)", |_| {}),
         ("volume first", |c| c.volume.do_mmap = VolumeMode::First),
         ("volume suspicious", |c| {
