@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mapwatch_kernel::abi::{COMM_LEN, Event};
+use mapwatch_kernel::abi::{COMM_LEN, Event, FileSource};
 use opentelemetry::KeyValue;
 
 use super::metrics::Observations;
@@ -93,11 +93,11 @@ impl HotSpots {
     pub fn observe(&self, event: &Event<'_>) {
         let (context, slot, kind, prot, bytes, error) = match event {
             Event::DoMmap(e) => {
-                let kind = kind_of(e.flags, e.file.is_some() || e.fd.is_some());
+                let kind = kind_of(e.flags, e.file.is_some() || asked_for_a_file(e.file_source));
                 (&e.context, 0, kind, e.prot, e.len, e.error)
             }
             Event::SecurityMmapFile(e) => {
-                let kind = kind_of(e.flags, e.file.is_some() || e.fd.is_some());
+                let kind = kind_of(e.flags, e.file.is_some() || asked_for_a_file(e.file_source));
                 (&e.context, 1, kind, e.prot, 0, None)
             }
             Event::SecurityFileMprotect(e) => {
@@ -188,6 +188,12 @@ impl HotSpots {
             })
             .collect()
     }
+}
+
+/// Whether a call whose file is not named asked for one (as the model's
+/// `Target::of` decides): a failed call, or a mapping the kernel could not read.
+fn asked_for_a_file(source: FileSource) -> bool {
+    source.unresolved_reason().is_some()
 }
 
 /// 0 file, 1 anonymous, 2 shared (`MAP_SHARED`, file or not).
