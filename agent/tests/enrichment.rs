@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::ffi::CString;
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Agent, agent_exporting_to, require_root};
+use common::{Agent, Cgroup, agent_exporting_to, require_root};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -19,83 +17,11 @@ fn start(receiver: &OtlpReceiver, env: &[(&str, &str)]) -> Option<Agent> {
     agent_exporting_to(&receiver.grpc_endpoint(), env)
 }
 
-fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .expect("cgroup2 is mounted")
-}
-
-/// A cgroup that removes itself (after its processes are gone).
-struct Cgroup {
-    dirs: Vec<PathBuf>,
-    relative: String,
-}
-
-impl Cgroup {
-    fn create(relative: &str) -> Cgroup {
-        let root = cgroup2_root();
-        let mut dirs = Vec::new();
-        let mut path = root.clone();
-        for part in relative.trim_start_matches('/').split('/') {
-            path.push(part);
-            std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-            dirs.push(path.clone());
-        }
-        Cgroup {
-            dirs,
-            relative: relative.to_owned(),
-        }
-    }
-
-    fn procs(&self) -> CString {
-        CString::new(
-            self.dirs
-                .last()
-                .unwrap()
-                .join("cgroup.procs")
-                .to_str()
-                .unwrap(),
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for dir in self.dirs.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
 /// Runs `sleep 2` inside `cgroup` (it maps libc through ld.so on its way).
 fn sleep_in(cgroup: &Cgroup) -> std::process::Child {
-    let procs = cgroup.procs();
     let mut cmd = std::process::Command::new("sleep");
     cmd.arg("2");
-    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // "0" moves the writing process itself.
-            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-            libc::close(fd);
-            if ok {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    cmd.spawn().expect("spawn sleep in the cgroup")
+    cgroup.spawn(&mut cmd)
 }
 
 fn from_pid(logs: &[ReceivedLog], pid: u32) -> Option<ReceivedLog> {

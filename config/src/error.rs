@@ -320,9 +320,29 @@ pub enum Problem {
          a call; set it to \"lsm\" or \"auto\" (which then picks lsm)"
     )]
     EnforceNeedsLsm,
-    /// An exempt executable given as a relative path.
-    #[error("must be an absolute path to an executable file, e.g. \"/usr/bin/node\"")]
+
+    /// A cardinality cap out of range.
+    #[error("must be from 1 to 10000 (each name is up to 8 x 8 series per metric)")]
+    HotSpotCap,
+    /// Two exceptions with one name.
+    #[error("another exception has this name; names must be unique")]
+    DuplicateName,
+    /// An exception that selects no process.
+    #[error(
+        "exception {name:?} selects nothing: give at least one of executable_paths, comms, cgroups, container_ids"
+    )]
+    NoSelector {
+        /// The exception's name.
+        name: String,
+    },
+    /// An executable path that is not absolute.
+    #[error(
+        "executable paths are absolute, as process.executable.path shows them (e.g. \"/usr/bin/node\")"
+    )]
     RelativeExecutable,
+    /// A container id that is not 12 to 64 lowercase hex digits.
+    #[error("a container id (or a prefix of it) is 12 to 64 lowercase hex digits")]
+    ContainerId,
     /// Every probe disabled.
     #[error(
         "at least one of events.do_mmap, events.security_mmap_file, events.security_file_mprotect must be true"

@@ -57,6 +57,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod audit;
 mod cli;
 mod ctx;
 mod duration;
@@ -69,6 +70,9 @@ mod model;
 mod sources;
 mod validate;
 
+pub use audit::{
+    ExceptionConfig, HotSpotsConfig, LibrariesConfig, SUSPICIOUS_REASONS, VolumeConfig, VolumeMode,
+};
 pub use cli::{CliArgs, EventArg};
 pub use error::{ConfigError, ListError, ListErrorKind, Origin, Problem};
 pub use model::{

@@ -43,6 +43,15 @@ pub struct Config {
     pub console: ConsoleMode,
     /// Identity of this agent in the exported telemetry.
     pub service: ServiceConfig,
+    /// The `mapwatch.shared_object_loaded` record (library audit).
+    pub libraries: crate::audit::LibrariesConfig,
+    /// Records per event kind: all, suspicious only, or the first per key.
+    pub volume: crate::audit::VolumeConfig,
+    /// Metrics of the mappings: per executable name, event, kind, protection.
+    pub hot_spots: crate::audit::HotSpotsConfig,
+    /// Exceptions to the suspicious reasons, by executable, comm, cgroup or
+    /// container (`[[exceptions]]`).
+    pub exceptions: Vec<crate::audit::ExceptionConfig>,
     /// Disables OpenTelemetry export entirely (`OTEL_SDK_DISABLED`).
     /// Default `false`.
     pub sdk_disabled: bool,

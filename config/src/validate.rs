@@ -5,7 +5,10 @@
 mod batch;
 mod enforce;
 mod events;
+mod exceptions;
 mod filter;
+mod hot_spots;
+mod libraries;
 mod otlp;
 mod process;
 mod rate_limit;
@@ -13,6 +16,7 @@ mod ring_buffer;
 mod service;
 mod signals;
 mod spool;
+mod volume;
 
 use crate::ctx::Ctx;
 use crate::error::ConfigError;
@@ -30,5 +34,9 @@ pub(crate) fn validate(c: &Config, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
     process::check(&c.process, ctx)?;
     rate_limit::check(&c.rate_limit, ctx)?;
     enforce::check(c, ctx)?;
-    service::check(&c.service, ctx)
+    service::check(&c.service, ctx)?;
+    libraries::check(&c.libraries, ctx)?;
+    volume::check(&c.volume, ctx)?;
+    hot_spots::check(&c.hot_spots, ctx)?;
+    exceptions::check(&c.exceptions, ctx)
 }

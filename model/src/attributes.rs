@@ -190,6 +190,33 @@ attributes! {
     /// The reasons enforcement acted on.
     MAPWATCH_ENFORCEMENT_REASONS = "mapwatch.enforcement.reasons", StringArray, Conditional,
         "The reasons of `mapwatch.suspicious.reasons` that `[enforce]` denies and the kernel found in this call (judged before the call took effect).", "[\"write_then_execute\"]";
+    /// Exceptions that matched the reasons.
+    MAPWATCH_EXCEPTIONS = "mapwatch.exceptions", StringArray, Conditional,
+        "Names of the `[[exceptions]]` entries that matched this record's reasons (its process and reason); when they cover every reason the record is `INFO`, not `WARN`, and keeps `mapwatch.suspicious.reasons`.", "[\"node-jit\"]";
+    /// GNU build id of the process's executable.
+    PROCESS_EXECUTABLE_BUILD_ID_GNU = "process.executable.build_id.gnu", String, Conditional,
+        "`mapwatch.shared_object_loaded` of the process's own executable (same device and inode as `/proc/PID/exe`): its GNU build id (`NT_GNU_BUILD_ID`, lowercase hex, as `readelf -n` prints it).", "c2f1e5d1b1a6f0e0d1c2b3a4958677665544332211";
+    /// GNU build id of the mapped file.
+    MAPWATCH_FILE_BUILD_ID_GNU = "mapwatch.file.build_id.gnu", String, Conditional,
+        "`mapwatch.shared_object_loaded`: the GNU build id of the mapped file (executable or library), lowercase hex; semconv has no file build id, so the name mirrors `process.executable.build_id.gnu`.", "0d1a5e6b9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e";
+    /// Why the build id is missing.
+    MAPWATCH_FILE_BUILD_ID_MISSING = "mapwatch.file.build_id.missing", String, Conditional,
+        "`mapwatch.shared_object_loaded` without a build id: `no_build_id` (an ELF file without the note), `not_elf`, `identity_changed` (the file the agent could open was not the one mapped: other device, inode or ctime), `unreadable` (gone, or no access).", "no_build_id";
+    /// SHA-256 of the mapped file.
+    MAPWATCH_FILE_HASH_SHA256 = "mapwatch.file.hash.sha256", String, Conditional,
+        "`mapwatch.shared_object_loaded` with `libraries.sha256`: SHA-256 of the file's contents, lowercase hex, as `sha256sum` prints it.", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    /// Why the file was not hashed.
+    MAPWATCH_FILE_HASH_SKIPPED = "mapwatch.file.hash.skipped", String, Conditional,
+        "`mapwatch.shared_object_loaded` with `libraries.sha256` and no hash: `too_large` (over `libraries.sha256_max_file_bytes`), `rate_limited` (over `libraries.sha256_bytes_per_second`; tried again at the next load), `identity_changed`, `unreadable`.", "too_large";
+    /// Size of the file.
+    FILE_SIZE = "file.size", Int, Conditional,
+        "`mapwatch.shared_object_loaded`: file size in bytes (`st_size` of the file the agent verified).", "2125328";
+    /// Repeats of a key under `first`.
+    MAPWATCH_REPEAT_COUNT = "mapwatch.repeat.count", Int, Conditional,
+        "`mapwatch.mapping_repeated`: records of this key (process, event, file identity, protection) held back by `volume.* = \"first\"` after the first one.", "41";
+    /// The event whose repeats are counted.
+    MAPWATCH_REPEAT_EVENT = "mapwatch.repeat.event", String, Conditional,
+        "`mapwatch.mapping_repeated`: the EventName of the records counted.", "mapwatch.do_mmap";
     /// Severity on spans.
     MAPWATCH_SEVERITY = "mapwatch.severity", String, Conditional,
         "Spans only: `WARN` or `INFO`, the severity of the matching log record (spans have none), so a Jaeger search can find the suspicious ones.", "WARN";

@@ -16,16 +16,22 @@
 #![deny(missing_docs)]
 
 pub mod attributes;
+mod derived;
 pub mod names;
 mod process;
 mod record;
 mod span;
 mod suspicious;
 
+pub use derived::{
+    EVENT_MAPPING_REPEATED, EVENT_SHARED_OBJECT_LOADED, Exception, Exceptions, Excused,
+    ObjectFacts, Repeats, apply_exceptions, comm_of, executable_file_mapping, file_strings,
+    fill_mapping_repeated, fill_shared_object_loaded,
+};
 pub use process::{ProcessInfo, add_process_info, cgroup_v2_path, container_id, pod_uid};
 pub use record::{
     EVENT_DO_MMAP, EVENT_SECURITY_FILE_MPROTECT, EVENT_SECURITY_MMAP_FILE, Target, WallClock,
-    classify, classify_mprotect, fill_log_record, iso8601,
+    classify, classify_mprotect, event_enforcement, event_reasons, fill_log_record, iso8601,
 };
 pub use span::{SpanAttributes, event_span_id, process_trace_id};
 pub use suspicious::Reasons;

@@ -233,9 +233,9 @@ pub fn classify_mprotect(
 /// caches of the strings that repeat from record to record. Strings become
 /// `Arc<str>` attribute values: one allocation each, and copying a record (the
 /// SDK's batch processor does, once per record) only bumps their counts.
-struct Scratch {
+pub(crate) struct Scratch {
     /// Where bodies and formatted values are written before they become values.
-    text: String,
+    pub(crate) text: String,
     /// Thread names by their raw `comm` bytes, direct-mapped.
     comms: Vec<Option<([u8; COMM_LEN], Arc<str>)>>,
     /// Strings derived from a file, direct-mapped by device and inode.
@@ -246,7 +246,7 @@ const COMM_SLOTS: usize = 64;
 const FILE_SLOTS: usize = 256;
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+    pub(crate) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
         text: String::with_capacity(512),
         comms: vec![None; COMM_SLOTS],
         files: vec![None; FILE_SLOTS],
@@ -255,17 +255,17 @@ thread_local! {
 
 /// The attribute values that depend only on a file's identity and path.
 #[derive(Clone)]
-struct FileStrings {
+pub(crate) struct FileStrings {
     dev: u32,
     inode: u64,
     ctime_ns: u64,
     mode: u16,
-    path: Arc<str>,
+    pub(crate) path: Arc<str>,
     name: Option<Arc<str>>,
     directory: Option<Arc<str>>,
-    inode_text: Arc<str>,
+    pub(crate) inode_text: Arc<str>,
     changed: Arc<str>,
-    dev_text: Arc<str>,
+    pub(crate) dev_text: Arc<str>,
     mode_text: Arc<str>,
 }
 
@@ -310,7 +310,7 @@ impl FileStrings {
 }
 
 impl Scratch {
-    fn comm(&mut self, context: &Context) -> Arc<str> {
+    pub(crate) fn comm(&mut self, context: &Context) -> Arc<str> {
         let raw = context.comm;
         let key = u128::from_ne_bytes(raw);
         let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -325,7 +325,7 @@ impl Scratch {
         }
     }
 
-    fn file(&mut self, file: &File<'_>) -> FileStrings {
+    pub(crate) fn file(&mut self, file: &File<'_>) -> FileStrings {
         let mixed = (file.inode ^ (u64::from(file.dev) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let slot = (mixed >> 56) as usize % FILE_SLOTS;
         match &self.files[slot] {
@@ -339,7 +339,7 @@ impl Scratch {
     }
 
     /// The text written so far, as a value; clears the buffer.
-    fn take_value(&mut self) -> AnyValue {
+    pub(crate) fn take_value(&mut self) -> AnyValue {
         let value = text_value(&self.text);
         self.text.clear();
         value
@@ -354,7 +354,7 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     record.set_event_name(EVENT_DO_MMAP);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
     let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
-    let reasons = classify(e.prot, target);
+    let reasons = do_mmap_reasons(e);
     set_severity(record, reasons, None);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
@@ -467,7 +467,7 @@ fn fill_security_mmap_file<R: LogRecord>(
     record.set_event_name(EVENT_SECURITY_MMAP_FILE);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
     let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
-    let reasons = classify(e.prot, target);
+    let reasons = security_mmap_file_reasons(e);
     set_severity(record, reasons, e.enforcement);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
@@ -526,15 +526,9 @@ fn fill_security_file_mprotect<R: LogRecord>(
 ) {
     record.set_event_name(EVENT_SECURITY_FILE_MPROTECT);
     record.set_timestamp(clock.wall_time(e.context.ktime_ns));
-    let target = match (&e.file, e.vma) {
-        (Some(file), _) => Target::File(file),
-        (None, _) if e.file_source.unresolved_reason().is_some() => Target::UnknownFile,
-        (None, Some(_)) => Target::Anonymous,
-        (None, None) => Target::UnknownFile,
-    };
+    let target = mprotect_target(e);
     let previous = e.vma.map(|(_, _, prot)| prot & 0x7);
-    let succeeded = e.result.is_none_or(|r| r == 0);
-    let reasons = classify_mprotect(e.reqprot, previous, e.was_writable, target, succeeded);
+    let reasons = mprotect_reasons(e);
     set_severity(record, reasons, e.enforcement);
 
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
@@ -681,9 +675,76 @@ fn add_enforcement<R: LogRecord>(record: &mut R, enforcement: Option<Enforcement
     );
 }
 
+fn mprotect_target<'r, 'a>(e: &'r SecurityFileMprotect<'a>) -> Target<'r, 'a> {
+    match (&e.file, e.vma) {
+        (Some(file), _) => Target::File(file),
+        (None, _) if e.file_source.unresolved_reason().is_some() => Target::UnknownFile,
+        (None, Some(_)) => Target::Anonymous,
+        (None, None) => Target::UnknownFile,
+    }
+}
+
+fn do_mmap_reasons(e: &DoMmap<'_>) -> Reasons {
+    classify(e.prot, Target::of(e.flags, e.file.as_ref(), e.file_source))
+}
+
+fn security_mmap_file_reasons(e: &SecurityMmapFile<'_>) -> Reasons {
+    classify(e.prot, Target::of(e.flags, e.file.as_ref(), e.file_source))
+}
+
+fn mprotect_reasons(e: &SecurityFileMprotect<'_>) -> Reasons {
+    let previous = e.vma.map(|(_, _, prot)| prot & 0x7);
+    let succeeded = e.result.is_none_or(|r| r == 0);
+    classify_mprotect(
+        e.reqprot,
+        previous,
+        e.was_writable,
+        mprotect_target(e),
+        succeeded,
+    )
+}
+
+/// The suspicious reasons [`fill_log_record`] gives `event` (empty for a
+/// process exit or exec): what the agent's volume control and exceptions
+/// decide on, without building the record.
+///
+/// ```
+/// use mapwatch_kernel::abi::{decode, encode, RawDoMmap};
+/// use mapwatch_model::{event_reasons, Reasons};
+/// let mut raw = RawDoMmap::default();
+/// raw.hdr.backend = encode::BACKEND_SYSCALL_TRACEPOINT;
+/// (raw.prot, raw.mmap_flags, raw.len) = (0x7, 0x22, 4096);
+/// let bytes = encode::do_mmap(raw, b"");
+/// assert!(event_reasons(&decode(&bytes).unwrap()).contains(Reasons::WRITE_EXECUTE));
+/// ```
+pub fn event_reasons(event: &Event<'_>) -> Reasons {
+    match event {
+        Event::DoMmap(e) => do_mmap_reasons(e),
+        Event::SecurityMmapFile(e) => security_mmap_file_reasons(e),
+        Event::SecurityFileMprotect(e) => mprotect_reasons(e),
+        Event::ProcessExit(_) | Event::ProcessExec(_) => Reasons::empty(),
+    }
+}
+
+/// What enforcement did about `event` (lsm backend with `[enforce]`), if
+/// anything. Such a record is always sent (volume control never holds it
+/// back) and never excused to INFO: a refusal, a dry run's `would_deny` and
+/// an exemption are what the user asked to see.
+pub fn event_enforcement(event: &Event<'_>) -> Option<Enforcement> {
+    match event {
+        Event::SecurityMmapFile(e) => e.enforcement,
+        Event::SecurityFileMprotect(e) => e.enforcement,
+        _ => None,
+    }
+}
+
 /// WARN for a record with a reason, or one enforcement acted on (a denied
 /// mprotect changed nothing, so it has fewer reasons of its own).
-fn set_severity<R: LogRecord>(record: &mut R, reasons: Reasons, enforcement: Option<Enforcement>) {
+pub(crate) fn set_severity<R: LogRecord>(
+    record: &mut R,
+    reasons: Reasons,
+    enforcement: Option<Enforcement>,
+) {
     if reasons.is_empty() && enforcement.is_none() {
         record.set_severity_number(Severity::Info);
         record.set_severity_text("INFO");
@@ -694,7 +755,7 @@ fn set_severity<R: LogRecord>(record: &mut R, reasons: Reasons, enforcement: Opt
 }
 
 /// Writes the names `each` hands out for `value`, joined by `|`.
-fn join_into(out: &mut String, each: impl FnOnce(&mut dyn FnMut(Cow<'static, str>))) {
+pub(crate) fn join_into(out: &mut String, each: impl FnOnce(&mut dyn FnMut(Cow<'static, str>))) {
     let mut first = true;
     each(&mut |name| {
         if !first {
@@ -714,13 +775,16 @@ fn cow_value(value: Cow<'static, str>) -> AnyValue {
 
 /// The names `each` hands out for `value`, as a `string[]` value: one
 /// allocation for the list (plus the SDK's box), none for the names.
-fn names_value(bits: u32, each: impl FnOnce(&mut dyn FnMut(Cow<'static, str>))) -> AnyValue {
+pub(crate) fn names_value(
+    bits: u32,
+    each: impl FnOnce(&mut dyn FnMut(Cow<'static, str>)),
+) -> AnyValue {
     let mut list = Vec::with_capacity(bits as usize + 1);
     each(&mut |name| list.push(cow_value(name)));
     AnyValue::ListAny(Box::new(list))
 }
 
-fn add_context<R: LogRecord>(record: &mut R, c: &Context, comm: Arc<str>) {
+pub(crate) fn add_context<R: LogRecord>(record: &mut R, c: &Context, comm: Arc<str>) {
     let comm = StringValue::from(comm);
     record.add_attribute(attr::PROCESS_PID, i64::from(c.pid));
     record.add_attribute(attr::PROCESS_PARENT_PID, i64::from(c.ppid));
@@ -770,7 +834,7 @@ pub fn iso8601(ns_since_epoch: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ns_since_epoch)).to_string()
 }
 
-fn add_file<R: LogRecord>(record: &mut R, file: &File<'_>, strings: FileStrings) {
+pub(crate) fn add_file<R: LogRecord>(record: &mut R, file: &File<'_>, strings: FileStrings) {
     let string = |s: Arc<str>| AnyValue::String(StringValue::from(s));
     if let Some(name) = strings.name {
         record.add_attribute(attr::FILE_NAME, string(name));

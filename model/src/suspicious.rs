@@ -83,6 +83,30 @@ impl Reasons {
         self.0 |= other.0;
     }
 
+    /// The reason named `name` (as in `mapwatch.suspicious.reasons`).
+    ///
+    /// ```
+    /// use mapwatch_model::Reasons;
+    /// assert_eq!(Reasons::from_name("write_execute"), Some(Reasons::WRITE_EXECUTE));
+    /// assert_eq!(Reasons::from_name("jit"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Reasons> {
+        Reasons::NAMES
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .map(|(r, _)| r)
+    }
+
+    /// Every reason's name, in a fixed order.
+    pub fn all_names() -> impl Iterator<Item = &'static str> {
+        Reasons::NAMES.into_iter().map(|(_, n)| n)
+    }
+
+    /// The reasons of `self` that are not in `other`.
+    pub fn without(self, other: Reasons) -> Reasons {
+        Reasons(self.0 & !other.0)
+    }
+
     /// The names of the reasons, in a fixed order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         Reasons::NAMES

@@ -109,6 +109,18 @@ impl Admission {
         }
     }
 
+    /// The verdict for a record the agent makes itself (derived from one it
+    /// read, `super::shaping`): no slot was reserved for it, so under
+    /// `block` it takes one now or is dropped (counted as export queue
+    /// full) rather than stall the record it came with.
+    pub fn admit_extra(&self) -> Verdict {
+        match &self.policy {
+            Policy::Block if self.queue.try_admit() => Verdict::Emit,
+            Policy::Block => Verdict::Drop,
+            _ => self.admit(),
+        }
+    }
+
     /// The verdict for a decoded record; an `Emit` holds a slot.
     pub fn admit(&self) -> Verdict {
         match &self.policy {

@@ -15,15 +15,19 @@
 //!   BPF or root.
 //! * [`admission`]: the one place that decides emit / spool / drop / wait.
 //! * [`replay`]: spooled records going back, and probing a failed collector.
+//! * [`shaping`]: records the agent derives (shared_object_loaded,
+//!   mapping_repeated), volume control, exceptions to the reasons.
 //! * [`reader`]: the loop that ties them together.
 //!
-//! Invariant: every record read ends in exactly one counter of
-//! `crate::telemetry::PipelineStats` (emitted, spooled, dropped, discarded,
-//! undecodable); a process-exit notice is not a record.
+//! Invariant: every record read or made by the agent ends in exactly one
+//! counter of `crate::telemetry::PipelineStats` (emitted, spooled, dropped,
+//! discarded, undecodable, held back by `[volume]`); a process-exit notice is
+//! not a record.
 
 pub mod admission;
 pub mod reader;
 pub mod replay;
+pub mod shaping;
 pub mod source;
 mod throttle;
 

@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use mapwatch_kernel::abi;
-use mapwatch_model::{WallClock, add_process_info, fill_log_record};
+use mapwatch_model::{
+    ProcessInfo, Repeats, WallClock, add_process_info, apply_exceptions, event_enforcement,
+    event_reasons, fill_log_record, fill_mapping_repeated, fill_shared_object_loaded,
+};
 use opentelemetry::logs::LogRecord as _;
 use opentelemetry::logs::Logger as _;
 use opentelemetry::trace::TraceFlags;
@@ -19,12 +22,14 @@ use tokio::io::unix::AsyncFd;
 
 use super::admission::{Admission, Verdict};
 use super::replay::{Backlog, Replay};
+use super::shaping::Shaper;
 use super::source::EventSource;
 use super::throttle::Throttle;
 use crate::export::traces::Traces;
 use crate::host::clock;
 use crate::host::processes::ProcessCache;
 use crate::spool::SpoolError;
+use crate::telemetry::hotspots::HotSpots;
 use crate::telemetry::{PipelineStats, Snapshot};
 
 /// How often loss is checked and reported while running.
@@ -60,6 +65,10 @@ pub struct Reader {
     processes: Option<ProcessCache>,
     /// Spans for each event, when traces are exported.
     traces: Option<Traces>,
+    /// Derived records, volume control, exceptions; `None` when off.
+    shaper: Option<Shaper>,
+    /// Metrics of the mappings (`[hot_spots]`); `None` when off.
+    hot_spots: Option<Arc<HotSpots>>,
     /// `block`: the queue was full, records wait in the ring buffer.
     blocked: bool,
     /// Shutting down: no more records are taken back from the spool.
@@ -81,6 +90,8 @@ impl Reader {
             replay: None,
             processes: None,
             traces: None,
+            shaper: None,
+            hot_spots: None,
             blocked: false,
             stopping: false,
             decode_warning: Throttle::default(),
@@ -103,6 +114,19 @@ impl Reader {
     /// Makes a span of each event too (see [`Traces`]).
     pub fn with_traces(mut self, traces: Traces) -> Reader {
         self.traces = Some(traces);
+        self
+    }
+
+    /// Shapes records with `shaper` (see [`Shaper`]); an inactive one is
+    /// left out, so the default path stays as it was.
+    pub fn with_shaper(mut self, shaper: Shaper) -> Reader {
+        self.shaper = shaper.is_active().then_some(shaper);
+        self
+    }
+
+    /// Counts every event read into `hot_spots` (before any record decision).
+    pub fn with_hot_spots(mut self, hot_spots: Arc<HotSpots>) -> Reader {
+        self.hot_spots = Some(hot_spots);
         self
     }
 
@@ -192,8 +216,22 @@ impl Reader {
                     if let Some(cache) = &mut self.processes {
                         cache.forget(&context);
                     }
+                    if let Some(shaper) = &mut self.shaper {
+                        let repeats = shaper.process_gone(&context);
+                        spooled |= self.emit_repeats(&repeats);
+                    }
                 }
-                Ok(event) => spooled |= self.handle(&event),
+                Ok(event) => {
+                    if let Some(hot_spots) = &self.hot_spots {
+                        hot_spots.observe(&event);
+                    }
+                    spooled |= self.handle(&event);
+                    if let Some(evicted) = self.shaper.as_mut().map(Shaper::take_evicted)
+                        && !evicted.is_empty()
+                    {
+                        spooled |= self.emit_repeats(&evicted);
+                    }
+                }
                 Err(error) => {
                     self.unreserve();
                     self.undecodable(&error);
@@ -219,7 +257,56 @@ impl Reader {
             std::thread::sleep(Duration::from_millis(2));
             n += self.drain(source);
         }
+        // The repeats of processes still running are reported now.
+        if let Some(repeats) = self.shaper.as_mut().map(Shaper::drain_all)
+            && !repeats.is_empty()
+            && self.emit_repeats(&repeats)
+        {
+            self.flush_spool();
+        }
         n
+    }
+
+    /// Emits one `mapwatch.mapping_repeated` record per entry; returns
+    /// whether any was spooled.
+    fn emit_repeats(&mut self, repeats: &[Repeats]) -> bool {
+        let mut spooled = false;
+        for r in repeats {
+            self.stats.derived_repeated.fetch_add(1, Ordering::Relaxed);
+            let clock = self.clock;
+            spooled |= self.emit_derived(|record| {
+                fill_mapping_repeated(r, &clock, SystemTime::now(), record);
+            });
+        }
+        spooled
+    }
+
+    /// Emits a record the agent made (already counted as made) through the
+    /// admission decision; returns whether it was spooled.
+    fn emit_derived(&mut self, fill: impl FnOnce(&mut SdkLogRecord)) -> bool {
+        let Some(admission) = &self.admission else {
+            self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        match admission.admit_extra() {
+            Verdict::Drop => {
+                self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Verdict::Emit => {
+                let mut record = self.logger.create_log_record();
+                fill(&mut record);
+                self.logger.emit(record);
+                self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Verdict::Spool => {
+                let mut record = self.logger.create_log_record();
+                fill(&mut record);
+                self.spool_record(&record);
+                true
+            }
+        }
     }
 
     fn unreserve(&self) {
@@ -231,7 +318,7 @@ impl Reader {
     /// Admits one decoded event and emits, spools or drops it; returns
     /// whether it was spooled.
     fn handle(&mut self, event: &abi::Event<'_>) -> bool {
-        let Some(admission) = &self.admission else {
+        if self.admission.is_none() {
             // Logs off (or nowhere to send them): spans may still be wanted.
             if let Some(traces) = &mut self.traces {
                 let info = self.processes.as_mut().map(|c| c.get(event.context()));
@@ -239,35 +326,115 @@ impl Reader {
             }
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
             return false;
+        }
+        // Shaping needs the process now; otherwise it is looked up only for
+        // a record that is built (a full queue's drops read no /proc).
+        let mut info = None;
+        let mut spooled = false;
+        let mut excused = None;
+        if self.shaper.is_some() {
+            info = self.processes.as_mut().map(|c| c.get(event.context()));
+            match self.shape(event, info.as_deref()) {
+                Shaped::Keep {
+                    excused: e,
+                    spooled: s,
+                } => (excused, spooled) = (e, s),
+                Shaped::HeldBack { spooled } => {
+                    // Under `block` its slot was reserved before reading.
+                    self.unreserve();
+                    return spooled;
+                }
+            }
+        }
+        let Some(admission) = &self.admission else {
+            return spooled;
         };
         match admission.admit() {
             Verdict::Drop => {
                 self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                false
+                spooled
             }
             Verdict::Emit => {
-                let record = self.build_record(event);
+                let record = self.build_record(event, info, excused.as_ref());
                 self.logger.emit(record);
                 self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-                false
+                spooled
             }
             Verdict::Spool => {
-                let record = self.build_record(event);
+                let record = self.build_record(event, info, excused.as_ref());
                 self.spool_record(&record);
                 true
             }
         }
     }
 
-    /// The log record of `event`, with process attributes and span ids.
-    fn build_record(&mut self, event: &abi::Event<'_>) -> SdkLogRecord {
+    /// What the shaper makes of `event`: a `shared_object_loaded` first (it
+    /// is emitted here), then the volume decision and the exceptions.
+    fn shape(&mut self, event: &abi::Event<'_>, info: Option<&ProcessInfo>) -> Shaped {
+        let Some(shaper) = &mut self.shaper else {
+            return Shaped::Keep {
+                excused: None,
+                spooled: false,
+            };
+        };
+        let mut spooled = false;
+        if let Some(object) = shaper.shared_object(event) {
+            self.stats
+                .derived_shared_object
+                .fetch_add(1, Ordering::Relaxed);
+            let clock = self.clock;
+            spooled = self.emit_derived(|record| {
+                fill_shared_object_loaded(
+                    event,
+                    &object.facts,
+                    object.is_executable,
+                    &clock,
+                    SystemTime::now(),
+                    record,
+                );
+                if let Some(info) = info {
+                    add_process_info(record, info);
+                }
+            });
+        }
+        let Some(shaper) = &mut self.shaper else {
+            unreachable!("checked above");
+        };
+        let reasons = event_reasons(event);
+        // What enforcement acted on is always sent, at WARN (see event_enforcement).
+        if event_enforcement(event).is_some() {
+            return Shaped::Keep {
+                excused: None,
+                spooled,
+            };
+        }
+        if !shaper.keep(event, reasons) {
+            return Shaped::HeldBack { spooled };
+        }
+        Shaped::Keep {
+            excused: shaper.excuse(reasons, event.context(), info),
+            spooled,
+        }
+    }
+
+    /// The log record of `event`, with process attributes, the exceptions
+    /// that matched and span ids.
+    fn build_record(
+        &mut self,
+        event: &abi::Event<'_>,
+        info: Option<Arc<ProcessInfo>>,
+        excused: Option<&mapwatch_model::Excused>,
+    ) -> SdkLogRecord {
         let mut record = self.logger.create_log_record();
         // Per record (a vDSO read): a drain can run while the kernel keeps
         // writing, so one timestamp per drain could precede later events.
         fill_log_record(event, &self.clock, SystemTime::now(), &mut record);
-        let info = self.processes.as_mut().map(|c| c.get(event.context()));
+        let info = info.or_else(|| self.processes.as_mut().map(|c| c.get(event.context())));
         if let Some(info) = &info {
             add_process_info(&mut record, info);
+        }
+        if let Some(excused) = excused {
+            apply_exceptions(&mut record, excused);
         }
         if let Some((trace, span)) = self
             .traces
@@ -405,4 +572,19 @@ impl Reader {
         }
         (fd.into_inner(), failure)
     }
+}
+
+/// What shaping decided for a record.
+enum Shaped {
+    /// Sent, with the exceptions that matched.
+    Keep {
+        excused: Option<mapwatch_model::Excused>,
+        /// A derived record was spooled.
+        spooled: bool,
+    },
+    /// Held back by `[volume]` (counted).
+    HeldBack {
+        /// A derived record was spooled.
+        spooled: bool,
+    },
 }

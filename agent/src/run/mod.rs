@@ -27,6 +27,8 @@ use crate::kernel::{self, Attached, Choice, ProbeSettings, Probes};
 use crate::pipeline::Reader;
 use crate::pipeline::admission::Admission;
 use crate::pipeline::replay::Replay;
+use crate::pipeline::shaping::Shaper;
+use crate::telemetry::hotspots::HotSpots;
 use crate::telemetry::{PipelineStats, metrics};
 
 mod probe_table;
@@ -73,6 +75,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     if let Some(plan) = &settings.enforce {
         eprintln!("mapwatch: enforcing with BPF LSM: {}", plan.describe());
     }
+    let hot_spots = hot_spots(config);
     let meters = build_meters(
         &runtime,
         config,
@@ -80,6 +83,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         &probes,
         &ring,
         &outputs.destinations,
+        hot_spots.clone(),
     )?;
     // Everything privileged is done: the probes are attached and every map
     // fd is held.
@@ -90,6 +94,9 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     };
     announce(config, &probes, &outputs);
     let mut reader = build_reader(config, &stats, &mut outputs);
+    if let Some(hot_spots) = hot_spots {
+        reader = reader.with_hot_spots(hot_spots);
+    }
     let reload = runtime.spawn(reload_on_hangup(
         signals.hangup,
         cli.clone(),
@@ -180,6 +187,7 @@ fn build_meters(
     probes: &Probes,
     ring: &aya::maps::RingBuf<aya::maps::MapData>,
     destinations: &Destinations,
+    hot_spots: Option<Arc<HotSpots>>,
 ) -> anyhow::Result<Option<SdkMeterProvider>> {
     let _entered = runtime.enter();
     let sources = metrics::Sources {
@@ -196,6 +204,7 @@ fn build_meters(
         spool: destinations.spool.clone(),
         programs: program_stats(config, probes),
         enforcement: probes.enforcement.clone(),
+        hot_spots,
     };
     Ok(export::meter_provider(config, sources)?)
 }
@@ -275,14 +284,29 @@ fn announce(config: &Config, probes: &Probes, outputs: &Outputs) {
     );
 }
 
+/// The hot-spot counters, when `[hot_spots]` asks for them and metrics are
+/// exported (they are metrics only).
+fn hot_spots(config: &Config) -> Option<Arc<HotSpots>> {
+    if !config.hot_spots.enabled {
+        return None;
+    }
+    if !config.otlp.metrics {
+        tracing::warn!("hot_spots.enabled has no effect with otlp.metrics = false");
+        return None;
+    }
+    Some(Arc::new(HotSpots::new(config.hot_spots.max_executables)))
+}
+
 /// The reader, wired to the export queue, the spool, the process cache and
 /// the span pipeline as configured.
 fn build_reader(config: &Config, stats: &Arc<PipelineStats>, outputs: &mut Outputs) -> Reader {
     let logger = opentelemetry::logs::LoggerProvider::logger(&outputs.provider, "mapwatch");
-    let mut reader = Reader::new(logger, stats.clone()).with_process_cache(ProcessCache::new(
-        config.process.cache_entries,
-        config.process.command_line,
-    ));
+    let mut reader = Reader::new(logger, stats.clone())
+        .with_process_cache(ProcessCache::new(
+            config.process.cache_entries,
+            config.process.command_line,
+        ))
+        .with_shaper(Shaper::new(config, stats.clone()));
     let destinations = &mut outputs.destinations;
     if logs_exported(config, destinations)
         && let Some(queue) = &destinations.queue

@@ -7,6 +7,8 @@
 //! sent      = read + unread (still in the ring buffer)
 //! read      = emitted from the ring buffer + undecodable + discarded
 //!             + dropped (export queue full) + spooled + dropped (spool full)
+//!             + held back ([volume]) - made by the agent (derived records,
+//!             which are then emitted, spooled or dropped like the others)
 //! emitted   = exported + export failed + spooled by the exporter + queued
 //! spool     = taken over from an earlier run + spooled + spooled by the exporter
 //!             - replayed (emitted again) - damaged
@@ -71,6 +73,31 @@ pub struct PipelineStats {
     /// Spooled records given up because writing them failed (a full
     /// filesystem, an I/O error): reported with `spool full or unwritable`.
     pub spool_write_failed: AtomicU64,
+    /// Records the agent made itself: `mapwatch.shared_object_loaded`
+    /// (`[libraries]`). Each then is emitted, spooled or dropped like a
+    /// record read.
+    pub derived_shared_object: AtomicU64,
+    /// Records the agent made itself: `mapwatch.mapping_repeated`
+    /// (`volume.* = "first"`).
+    pub derived_repeated: AtomicU64,
+    /// Records held back by `volume.* = "suspicious"`: no reason.
+    pub volume_not_suspicious: AtomicU64,
+    /// Records held back by `volume.* = "first"`: a repeat of a key already
+    /// sent (reported in `mapwatch.mapping_repeated`).
+    pub volume_repeat: AtomicU64,
+    /// `first`: processes whose keys were forgotten to make room (their
+    /// repeats reported early; later records of theirs start over).
+    pub first_processes_evicted: AtomicU64,
+    /// `first`: records sent because their process's key table was full.
+    pub first_untracked: AtomicU64,
+    /// `[libraries]`: processes whose loaded files were forgotten to make
+    /// room (a file may then be reported again for them).
+    pub loaded_processes_evicted: AtomicU64,
+    /// `[libraries]`: loads not remembered because their process's table was
+    /// full (reported again at the next load).
+    pub loaded_untracked: AtomicU64,
+    /// `[libraries]`: what reading mapped files cost and could not do.
+    pub objects: std::sync::Arc<crate::host::objects::ObjectStats>,
     /// Whether spans are made (`signals` includes traces).
     pub traces_enabled: std::sync::atomic::AtomicBool,
     /// Spans made (each took a span-queue slot).
@@ -134,6 +161,10 @@ pub struct Snapshot {
     /// Records in the on-disk spool, as the spool itself counts them
     /// (`None`: not measured, [`Snapshot::in_spool`] derives it).
     pub spool_records: Option<u64>,
+    /// Records made by the agent (`derived_shared_object` + `derived_repeated`).
+    pub derived: u64,
+    /// Records held back by `[volume]` (`volume_not_suspicious` + `volume_repeat`).
+    pub held_back: u64,
     /// See [`PipelineStats::traces_enabled`].
     pub traces_enabled: bool,
     /// See [`PipelineStats::spans_emitted`].
@@ -188,6 +219,10 @@ impl PipelineStats {
             spool_write_failed: self.spool_write_failed.load(Ordering::Relaxed),
             queued: 0,
             spool_records: None,
+            derived: self.derived_shared_object.load(Ordering::Relaxed)
+                + self.derived_repeated.load(Ordering::Relaxed),
+            held_back: self.volume_not_suspicious.load(Ordering::Relaxed)
+                + self.volume_repeat.load(Ordering::Relaxed),
             traces_enabled: self.traces_enabled.load(Ordering::Relaxed),
             spans_emitted: self.spans_emitted.load(Ordering::Relaxed),
             spans_exported: self.spans_exported.load(Ordering::Relaxed),
@@ -266,8 +301,9 @@ impl Snapshot {
     /// How far the counters disagree with each other and with what is
     /// measured, summed over the stages (each should be 0):
     ///
-    /// * reading: `read + replayed` against `emitted + undecodable +
-    ///   discarded + queue full + spooled + spool full`;
+    /// * reading: `read + replayed + made by the agent` against `emitted +
+    ///   undecodable + discarded + queue full + spooled + spool full + held
+    ///   back by [volume]`;
     /// * after emit: `emitted` against `exported + failed + spooled by the
     ///   exporter + panicked + not started + queued (measured)`;
     /// * the spool: counted in and out against its own record count.
@@ -276,13 +312,14 @@ impl Snapshot {
     /// twice). Only meaningful once the agent has stopped: while running,
     /// records move between reading the counters.
     pub fn unaccounted(&self) -> u64 {
-        let reading = (self.read + self.replayed).abs_diff(
+        let reading = (self.read + self.replayed + self.derived).abs_diff(
             self.emitted
                 + self.decode_errors
                 + self.discarded
                 + self.queue_dropped
                 + self.spooled
-                + self.spool_dropped,
+                + self.spool_dropped
+                + self.held_back,
         );
         let after_emit = self.emitted.abs_diff(
             self.exported
@@ -363,6 +400,15 @@ impl Snapshot {
         let filtered = self.kernel.get(Counter::Filtered);
         if filtered > 0 {
             discarded.push_str(&format!(", {filtered} filtered out"));
+        }
+        if self.held_back > 0 {
+            discarded.push_str(&format!(", {} held back by [volume]", self.held_back));
+        }
+        if self.derived > 0 {
+            discarded.push_str(&format!(
+                ", {} made by the agent (shared_object_loaded, mapping_repeated)",
+                self.derived
+            ));
         }
         let limited = self.kernel.get(Counter::RateLimited);
         if limited > 0 {

@@ -59,6 +59,8 @@ pub struct Sources {
     pub programs: Option<Arc<ProgramStats>>,
     /// Enforcement's decisions, when enforcing.
     pub enforcement: Option<Arc<EnforceCounts>>,
+    /// Metrics of the mappings (`[hot_spots]`), when enabled.
+    pub hot_spots: Option<Arc<super::hotspots::HotSpots>>,
 }
 
 impl Sources {
@@ -220,6 +222,14 @@ fn discarded(s: &Sources) -> Observations {
         ("filtered", snap.kernel.get(Counter::Filtered)),
         ("rate_limited", snap.kernel.get(Counter::RateLimited)),
         ("no_destination", snap.discarded),
+        (
+            "volume_not_suspicious",
+            s.stats.volume_not_suspicious.load(Ordering::Relaxed),
+        ),
+        (
+            "volume_repeat",
+            s.stats.volume_repeat.load(Ordering::Relaxed),
+        ),
     ]
     .into_iter()
     .map(|(reason, value)| (value, vec![KeyValue::new(DISCARD_REASON, reason)]))
@@ -240,6 +250,73 @@ fn enforcement_decisions(s: &Sources) -> Observations {
             )
         })
         .collect()
+}
+
+/// Attribute naming a bounded table of per-process state.
+pub const STATE: &str = "mapwatch.state";
+/// Attribute naming what happened to a lookup or a file read.
+pub const RESULT: &str = "mapwatch.result";
+
+fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn labelled(pairs: &[(&'static str, &'static str, u64)]) -> Observations {
+    pairs
+        .iter()
+        .map(|&(key, value, n)| (n, vec![KeyValue::new(key, value)]))
+        .collect()
+}
+
+fn derived(s: &Sources) -> Observations {
+    labelled(&[
+        (
+            EVENT,
+            "mapwatch.shared_object_loaded",
+            load(&s.stats.derived_shared_object),
+        ),
+        (
+            EVENT,
+            "mapwatch.mapping_repeated",
+            load(&s.stats.derived_repeated),
+        ),
+    ])
+}
+
+fn state_evicted(s: &Sources) -> Observations {
+    labelled(&[
+        (
+            STATE,
+            "volume_first",
+            load(&s.stats.first_processes_evicted),
+        ),
+        (STATE, "libraries", load(&s.stats.loaded_processes_evicted)),
+        (
+            STATE,
+            "libraries_file_cache",
+            load(&s.stats.objects.cache_evictions),
+        ),
+    ])
+}
+
+fn state_untracked(s: &Sources) -> Observations {
+    labelled(&[
+        (STATE, "volume_first", load(&s.stats.first_untracked)),
+        (STATE, "libraries", load(&s.stats.loaded_untracked)),
+    ])
+}
+
+fn library_reads(s: &Sources) -> Observations {
+    let o = &s.stats.objects;
+    labelled(&[
+        (RESULT, "cache_hit", load(&o.cache_hits)),
+        (RESULT, "map_files", load(&o.opened_map_files)),
+        (RESULT, "root_path", load(&o.opened_root_path)),
+        (RESULT, "identity_changed", load(&o.identity_changed)),
+        (RESULT, "unreadable", load(&o.unreadable)),
+        (RESULT, "hash_too_large", load(&o.hash_too_large)),
+        (RESULT, "hash_rate_limited", load(&o.hash_rate_limited)),
+    ])
 }
 
 /// Every instrument the agent exports.
@@ -299,6 +376,80 @@ pub const INSTRUMENTS: &[Instrument] = &[
         kind: Kind::Counter,
         present: always,
         observe: discarded,
+    },
+    Instrument {
+        name: "mapwatch.records.derived",
+        unit: "{record}",
+        description: "Records the agent made itself (`mapwatch.shared_object_loaded`, `mapwatch.mapping_repeated`), by event.",
+        kind: Kind::Counter,
+        present: always,
+        observe: derived,
+    },
+    Instrument {
+        name: "mapwatch.state.evicted",
+        unit: "{entry}",
+        description: "Entries of bounded per-process or per-file state forgotten to make room (`mapwatch.state`): `volume_first`, `libraries` (processes), `libraries_file_cache` (file identities).",
+        kind: Kind::Counter,
+        present: always,
+        observe: state_evicted,
+    },
+    Instrument {
+        name: "mapwatch.state.untracked",
+        unit: "{record}",
+        description: "Records not remembered because their process's table was full (`mapwatch.state`): under `first` they are all sent; a library is reported again at its next load.",
+        kind: Kind::Counter,
+        present: always,
+        observe: state_untracked,
+    },
+    Instrument {
+        name: "mapwatch.libraries.reads",
+        unit: "{file}",
+        description: "Build id lookups of mapped files by result (`mapwatch.result`): cache hit, opened through map_files or the root path, identity changed, unreadable, hash skipped (too large, rate limited).",
+        kind: Kind::Counter,
+        present: always,
+        observe: library_reads,
+    },
+    Instrument {
+        name: "mapwatch.libraries.hashed",
+        unit: "By",
+        description: "Bytes of mapped files hashed (SHA-256, `libraries.sha256`).",
+        kind: Kind::Counter,
+        present: always,
+        observe: |s| one(load(&s.stats.objects.hashed_bytes)),
+    },
+    Instrument {
+        name: "mapwatch.mappings",
+        unit: "{mapping}",
+        description: "Events read (`[hot_spots]`), per `process.executable.name` (the first `hot_spots.max_executables` names, then `other`), `mapwatch.event`, `mapwatch.mapping.kind` (file, anonymous, shared) and `mapwatch.prot.class`; failed do_mmap calls are in mapwatch.mappings.failed.",
+        kind: Kind::Counter,
+        present: |s| s.hot_spots.is_some(),
+        observe: |s| {
+            s.hot_spots
+                .as_ref()
+                .map(|h| h.mappings().0)
+                .unwrap_or_default()
+        },
+    },
+    Instrument {
+        name: "mapwatch.mappings.bytes",
+        unit: "By",
+        description: "Bytes mapped (do_mmap) or whose protection was changed (mprotect), with the attributes of mapwatch.mappings (security_mmap_file has no length: 0).",
+        kind: Kind::Counter,
+        present: |s| s.hot_spots.is_some(),
+        observe: |s| {
+            s.hot_spots
+                .as_ref()
+                .map(|h| h.mappings().1)
+                .unwrap_or_default()
+        },
+    },
+    Instrument {
+        name: "mapwatch.mappings.failed",
+        unit: "{mapping}",
+        description: "Failed do_mmap calls, per `process.executable.name` and `error.type` (`[hot_spots]`).",
+        kind: Kind::Counter,
+        present: |s| s.hot_spots.is_some(),
+        observe: |s| s.hot_spots.as_ref().map(|h| h.failed()).unwrap_or_default(),
     },
     Instrument {
         name: "mapwatch.export.retries",

@@ -6,6 +6,7 @@
 //! them as OTLP metrics from one table. This stage only reads the others.
 
 mod counters;
+pub mod hotspots;
 pub mod metrics;
 
 pub use counters::{PipelineStats, Snapshot};

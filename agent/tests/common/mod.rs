@@ -276,3 +276,101 @@ pub fn int80_mmap2(len: u32, prot: u32, flags: u32, fd: i32) -> i64 {
         i64::from(ret)
     }
 }
+/// Where cgroup v2 is mounted.
+pub fn cgroup2_root() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+        })
+        .expect("cgroup2 is mounted")
+}
+
+/// A cgroup v2 directory (and its parents) that removes itself, after its
+/// processes are gone.
+pub struct Cgroup {
+    dirs: Vec<std::path::PathBuf>,
+    /// Its path below the cgroup2 mount, as `/proc/PID/cgroup` shows it.
+    pub relative: String,
+}
+
+impl Cgroup {
+    /// Creates `relative` (e.g. `/mw-e2e.slice/x.scope`) below the mount.
+    pub fn create(relative: &str) -> Cgroup {
+        let mut dirs = Vec::new();
+        let mut path = cgroup2_root();
+        for part in relative.trim_start_matches('/').split('/') {
+            path.push(part);
+            std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+            dirs.push(path.clone());
+        }
+        Cgroup {
+            dirs,
+            relative: relative.to_owned(),
+        }
+    }
+
+    /// Its `cgroup.procs` file.
+    pub fn procs(&self) -> std::ffi::CString {
+        let procs = self.dirs.last().unwrap().join("cgroup.procs");
+        std::ffi::CString::new(procs.to_str().unwrap()).unwrap()
+    }
+
+    /// Spawns `cmd` inside this cgroup (it moves itself in before exec).
+    pub fn spawn(&self, cmd: &mut Command) -> Child {
+        use std::os::unix::process::CommandExt as _;
+        let procs = self.procs();
+        // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" moves the writing process itself.
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::close(fd);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        cmd.spawn().expect("spawn in the cgroup")
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Whether `program` (a path, or a name looked up in `PATH`) is here; if
+/// not, prints `SKIP: no <program> here` and returns false. Inside the VM
+/// matrix (which sets the tests' time scale) a program the busybox
+/// initramfs lacks is an environment limit: the host run of the suite (CI
+/// runs it first) has it, and the note says so.
+pub fn have(program: &str) -> bool {
+    let found = if program.contains('/') {
+        std::path::Path::new(program).exists()
+    } else {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).exists())
+        })
+    };
+    if !found {
+        let note = if std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_some() {
+            " (not in the VM: the host run covers it)"
+        } else {
+            ""
+        };
+        println!("SKIP: no {program} here{note}");
+    }
+    found
+}

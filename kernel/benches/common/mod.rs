@@ -7,7 +7,8 @@ use mapwatch_kernel::abi::{
     FileSource, RawDoMmap, RawFile, RawHeader, RawSecurityMmapFile, encode,
 };
 
-fn header() -> RawHeader {
+/// The header every fixture record carries (process 4242).
+pub fn header() -> RawHeader {
     RawHeader {
         backend: encode::BACKEND_SYSCALL_TRACEPOINT,
         ktime_ns: 1_234_567_890,

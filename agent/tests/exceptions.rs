@@ -1,0 +1,234 @@
+//! Exceptions to the suspicious reasons with real runtimes: the shipped
+//! examples/exceptions-runtimes.toml makes node's and java's code generation
+//! INFO with the exception named, while a control (the same node binary
+//! under another path) stays WARN, and python3 needs none. And the attacker's
+//! view: a thread renamed to `node` is not excused by an exception by
+//! executable path; an exception by comm is (spoofable, as documented).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Agent, Cgroup, agent_command, have, require_root, scaled};
+use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
+
+fn reasons(log: &ReceivedLog) -> Vec<String> {
+    log.attr("mapwatch.suspicious.reasons")
+        .and_then(|v| v.as_str_array())
+        .map(|r| r.into_iter().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn exceptions(log: &ReceivedLog) -> Vec<String> {
+    log.attr("mapwatch.exceptions")
+        .and_then(|v| v.as_str_array())
+        .map(|r| r.into_iter().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn start(config: &Path, env: &[(&str, &str)]) -> (OtlpReceiver, Agent) {
+    require_root();
+    let receiver = OtlpReceiver::start().unwrap();
+    let mut cmd = agent_command();
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.env("MAPWATCH_CONFIG", config)
+        .env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
+        .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms")
+        .env("MAPWATCH_CONSOLE", "never");
+    (receiver, Agent::start(cmd))
+}
+
+/// Runs `cmd` to its end in `cgroup` (the agent reports only that cgroup:
+/// the builds sharing this machine stay out of the receiver); the records of
+/// its process with a reason, once they stopped arriving.
+fn suspicious_records_of(
+    receiver: &OtlpReceiver,
+    cgroup: &Cgroup,
+    cmd: &mut Command,
+) -> Vec<ReceivedLog> {
+    let child = cgroup.spawn(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let pid = i64::from(child.id());
+    let status = child.wait_with_output().unwrap().status;
+    assert!(status.success(), "{cmd:?}: {status}");
+    let of_pid = |logs: &[ReceivedLog]| {
+        logs.iter()
+            .filter(|l| l.int_attr("process.pid") == Some(pid) && !reasons(l).is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // Records of the process keep coming until the agent has drained them.
+    let mut last = 0;
+    for _ in 0..20 {
+        std::thread::sleep(scaled(Duration::from_millis(500)));
+        let n = of_pid(&receiver.logs()).len();
+        if n == last && n > 0 {
+            break;
+        }
+        last = n;
+    }
+    of_pid(&receiver.logs())
+}
+
+/// "N records (event: reasons, ...)" for the test's output.
+fn summary(logs: &[ReceivedLog]) -> String {
+    let mut kinds = std::collections::BTreeSet::new();
+    for l in logs {
+        kinds.insert(format!(
+            "{} {:?} {}",
+            l.event_name,
+            reasons(l),
+            l.severity_text
+        ));
+    }
+    format!("{} records: {kinds:?}", logs.len())
+}
+
+fn example() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/exceptions-runtimes.toml")
+}
+
+#[test]
+fn the_shipped_runtime_exceptions_excuse_node_and_java_and_a_control_still_warns() {
+    if !(have("/usr/bin/node") && have("java") && have("/usr/bin/python3")) {
+        return;
+    }
+    let cgroup = Cgroup::create(&format!("/mw-exceptions-{}.scope", std::process::id()));
+    let (receiver, agent) = start(
+        &example(),
+        &[("MAPWATCH_FILTER__INCLUDE_CGROUPS", cgroup.relative.as_str())],
+    );
+
+    let node = suspicious_records_of(
+        &receiver,
+        &cgroup,
+        Command::new("/usr/bin/node").args(["-e", "0"]),
+    );
+    assert!(
+        !node.is_empty(),
+        "node made no suspicious mapping: nothing to excuse; stderr:\n{}",
+        agent.stderr()
+    );
+    for log in &node {
+        assert_eq!(log.severity_text, "INFO", "{log:#?}");
+        assert_eq!(exceptions(log), ["node-jit"], "{log:#?}");
+    }
+    println!("node -e 0: {}", summary(&node));
+
+    // Control: the same binary (a hard link: same inode) under another path.
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let copy = dir.path().join("node");
+    if std::fs::hard_link("/usr/bin/node", &copy).is_err() {
+        std::fs::copy("/usr/bin/node", &copy).unwrap();
+    }
+    let control = suspicious_records_of(&receiver, &cgroup, Command::new(&copy).args(["-e", "0"]));
+    assert!(
+        !control.is_empty(),
+        "the control made no suspicious mapping"
+    );
+    for log in &control {
+        assert_eq!(log.severity_text, "WARN", "{log:#?}");
+        assert!(exceptions(log).is_empty(), "{log:#?}");
+    }
+
+    println!("control: {}", summary(&control));
+    let java = suspicious_records_of(&receiver, &cgroup, Command::new("java").arg("-version"));
+    assert!(!java.is_empty(), "java made no suspicious mapping");
+    for log in &java {
+        assert_eq!(log.severity_text, "INFO", "{log:#?}");
+        assert_eq!(exceptions(log), ["java-jit"], "{log:#?}");
+    }
+
+    println!("java -version: {}", summary(&java));
+    // The benign control needs no exception: nothing suspicious at all.
+    let python = suspicious_records_of(
+        &receiver,
+        &cgroup,
+        Command::new("/usr/bin/python3").args(["-c", "pass"]),
+    );
+    assert!(python.is_empty(), "python3 -c pass: {python:#?}");
+}
+
+/// Maps anonymous memory writable and executable from this thread, named
+/// `comm` for the call; returns the address. The page stays mapped, so the
+/// next call gets another address (records are matched by address).
+fn rwx_as(comm: &str) -> u64 {
+    let name = std::ffi::CString::new(comm).unwrap();
+    let mut old = [0u8; 16];
+    // SAFETY: PR_GET_NAME/PR_SET_NAME with 16-byte buffers (NUL-terminated),
+    // an anonymous page that nothing uses.
+    unsafe {
+        libc::prctl(libc::PR_GET_NAME, old.as_mut_ptr());
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+        let a = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        libc::prctl(libc::PR_SET_NAME, old.as_ptr());
+        assert_ne!(a, libc::MAP_FAILED);
+        a as u64
+    }
+}
+
+#[test]
+fn a_renamed_thread_does_not_fool_an_exception_by_path_but_does_one_by_comm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mapwatch.toml");
+    std::fs::write(
+        &config,
+        r#"
+[events]
+security_mmap_file = false
+
+[[exceptions]]
+name = "node-by-path"
+reasons = ["write_execute", "execute_anonymous"]
+executable_paths = ["/usr/bin/node"]
+
+[[exceptions]]
+name = "trusted-by-comm"
+reasons = ["write_execute", "execute_anonymous"]
+comms = ["mw-trusted"]
+"#,
+    )
+    .unwrap();
+    let (receiver, agent) = start(&config, &[]);
+    // SAFETY: gettid has no preconditions.
+    let tid = i64::from(unsafe { libc::gettid() });
+    let record = |addr: u64| {
+        let ours = |l: &ReceivedLog| {
+            l.event_name == "mapwatch.do_mmap"
+                && l.int_attr("mmap.addr") == Some(addr as i64)
+                && l.int_attr("thread.id") == Some(tid)
+        };
+        receiver
+            .wait_for_logs(
+                |logs| logs.iter().any(ours),
+                scaled(Duration::from_secs(20)),
+            )
+            .unwrap_or_else(|e| panic!("no record: {e}; stderr:\n{}", agent.stderr()))
+            .into_iter()
+            .find(|l| ours(l))
+            .unwrap()
+    };
+
+    let spoofed = record(rwx_as("node"));
+    assert_eq!(spoofed.str_attr("process.executable.name"), Some("node"));
+    assert_eq!(spoofed.severity_text, "WARN", "{spoofed:#?}");
+    assert!(exceptions(&spoofed).is_empty(), "{spoofed:#?}");
+
+    let by_comm = record(rwx_as("mw-trusted"));
+    assert_eq!(by_comm.severity_text, "INFO", "{by_comm:#?}");
+    assert_eq!(exceptions(&by_comm), ["trusted-by-comm"]);
+    assert!(reasons(&by_comm).contains(&"write_execute".to_owned()));
+}
