@@ -28,7 +28,9 @@ fn exceptions(log: &ReceivedLog) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn start(config: &Path, env: &[(&str, &str)]) -> (OtlpReceiver, Agent) {
+/// The agent, or `None` (SKIP printed) where a backend the VM matrix forces
+/// does not exist on this kernel.
+fn start(config: &Path, env: &[(&str, &str)]) -> Option<(OtlpReceiver, Agent)> {
     require_root();
     let receiver = OtlpReceiver::start().unwrap();
     let mut cmd = agent_command();
@@ -39,7 +41,7 @@ fn start(config: &Path, env: &[(&str, &str)]) -> (OtlpReceiver, Agent) {
         .env("MAPWATCH_OTLP__ENDPOINT", receiver.grpc_endpoint())
         .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms")
         .env("MAPWATCH_CONSOLE", "never");
-    (receiver, Agent::start(cmd))
+    Some((receiver, Agent::start_or_skip(cmd)?))
 }
 
 /// Runs `cmd` to its end in `cgroup` (the agent reports only that cgroup:
@@ -100,10 +102,12 @@ fn the_shipped_runtime_exceptions_excuse_node_and_java_and_a_control_still_warns
         return;
     }
     let cgroup = Cgroup::create(&format!("/mw-exceptions-{}.scope", std::process::id()));
-    let (receiver, agent) = start(
+    let Some((receiver, agent)) = start(
         &example(),
         &[("MAPWATCH_FILTER__INCLUDE_CGROUPS", cgroup.relative.as_str())],
-    );
+    ) else {
+        return;
+    };
 
     let node = suspicious_records_of(
         &receiver,
@@ -202,7 +206,9 @@ comms = ["mw-trusted"]
 "#,
     )
     .unwrap();
-    let (receiver, agent) = start(&config, &[]);
+    let Some((receiver, agent)) = start(&config, &[]) else {
+        return;
+    };
     // SAFETY: gettid has no preconditions.
     let tid = i64::from(unsafe { libc::gettid() });
     let record = |addr: u64| {

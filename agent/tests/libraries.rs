@@ -80,7 +80,9 @@ fn sha256sum(path: &str) -> String {
         .to_owned()
 }
 
-fn start() -> (OtlpReceiver, Agent) {
+/// The agent, or `None` (SKIP printed) where a backend the VM matrix forces
+/// does not exist on this kernel.
+fn start() -> Option<(OtlpReceiver, Agent)> {
     require_root();
     let receiver = OtlpReceiver::start().unwrap();
     let agent = agent_exporting_to(
@@ -90,9 +92,8 @@ fn start() -> (OtlpReceiver, Agent) {
             ("MAPWATCH_LIBRARIES__SHARED_OBJECT_LOADED", "true"),
             ("MAPWATCH_LIBRARIES__SHA256", "true"),
         ],
-    )
-    .expect("the default backends attach");
-    (receiver, agent)
+    )?;
+    Some((receiver, agent))
 }
 
 fn wait(
@@ -135,7 +136,9 @@ fn first_executable_mapping_of_a_library_carries_its_build_id_and_hash_once() {
     if !have_tools() {
         return;
     }
-    let (receiver, agent) = start();
+    let Some((receiver, agent)) = start() else {
+        return;
+    };
     let file = std::fs::File::open(&path).unwrap();
     let tid = gettid();
     // The first mapping whose file the kernel resolved is the first load
@@ -207,7 +210,9 @@ fn a_new_process_reports_its_executable_and_libraries() {
     if !have_tools() || !have(sleep) {
         return;
     }
-    let (receiver, agent) = start();
+    let Some((receiver, agent)) = start() else {
+        return;
+    };
     let mut children = Vec::new();
     for _ in 0..2 {
         children.push(Command::new(sleep).arg("30").spawn().unwrap());

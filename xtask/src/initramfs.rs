@@ -75,7 +75,7 @@ pub fn build(vm_dir: &Path, binaries: &Binaries, plan: &TestPlan) -> Result<Path
         fs::remove_dir_all(&root).with_context(|| format!("remove {}", root.display()))?;
     }
     for dir in [
-        "bin", "dev", "proc", "sys", "tmp", "root", "mw/tests", "etc", "run",
+        "bin", "dev", "proc", "sys", "tmp", "var/tmp", "root", "mw/tests", "etc", "run",
     ] {
         fs::create_dir_all(root.join(dir))?;
     }

@@ -351,6 +351,28 @@ impl Drop for Cgroup {
     }
 }
 
+/// Whether `/usr/bin/python3` is here with its `mmap` module (an extension
+/// the VM image's minimal python3 lacks); if not, prints the SKIP as
+/// [`have`] does.
+pub fn have_python_mmap() -> bool {
+    if !have("/usr/bin/python3") {
+        return false;
+    }
+    let works = Command::new("/usr/bin/python3")
+        .args(["-c", "import mmap"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !works {
+        let note = if std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_some() {
+            " (not in the VM: the host run covers it)"
+        } else {
+            ""
+        };
+        println!("SKIP: /usr/bin/python3 here has no mmap module{note}");
+    }
+    works
+}
+
 /// Whether `program` (a path, or a name looked up in `PATH`) is here; if
 /// not, prints `SKIP: no <program> here` and returns false. Inside the VM
 /// matrix (which sets the tests' time scale) a program the busybox

@@ -145,7 +145,7 @@ static __always_inline __u32 mw_compat_events(void)
 static __always_inline int mw_compat_enter(struct pt_regs *regs, long nr)
 {
 	__u64 pid_tgid;
-	struct mw_call call;
+	struct mw_call call = {};
 	__u32 events;
 
 	if (!mw_compat_nr_is_mmap(nr)) {

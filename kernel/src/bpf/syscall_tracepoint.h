@@ -48,7 +48,7 @@ static __always_inline int mw_tp_enter(struct mw_sys_enter_ctx *ctx, void *pendi
 				       __u32 full_counter)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct mw_call call;
+	struct mw_call call = {};
 
 	if (mw_ignored(pid_tgid))
 		return 0;
