@@ -72,6 +72,27 @@ pub const NARROWER: &[(&str, Under, &str)] = &[
         "checks security_file_mprotect records and the W->X history only",
     ),
     (
+        "exceptions",
+        Under::Forcing(&[]),
+        "user-space shaping of the records `auto`'s backends produce (which exceptions match a \
+         record); a forced backend changes only where the records come from",
+    ),
+    (
+        "hot_spots",
+        Under::Forcing(&[]),
+        "user-space metrics of the records `auto`'s backends produce",
+    ),
+    (
+        "libraries",
+        Under::Forcing(&[]),
+        "user-space reading of the mapped files named by `auto`'s records",
+    ),
+    (
+        "volume",
+        Under::Forcing(&[]),
+        "user-space volume control of the records `auto`'s backends produce",
+    ),
+    (
         "enforce",
         Under::Forcing(&[]),
         "enforcement picks the lsm backend of both permission checks itself (a forced other \
