@@ -21,7 +21,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{Agent, agent_command, require_root, scaled};
+use common::{Agent, agent_command, cgroup2_root, require_root, scaled};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const STEPS_VAR: &str = "MAPWATCH_TEST_ENFORCE_STEPS";
@@ -86,18 +86,25 @@ struct Outcome {
     errno: i32,
 }
 
+/// `program` (this test binary, a copy, or its memfd) running only the
+/// workload, with `steps`.
+fn workload_command(program: impl AsRef<std::ffi::OsStr>, steps: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args([
+        "--exact",
+        "workload",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(STEPS_VAR, steps);
+    cmd
+}
+
 /// Runs `exe` (this test binary or a copy) as the workload with `steps`;
 /// returns its pid and what each step got.
 fn run_workload(exe: &Path, steps: &str) -> (u32, Vec<Outcome>) {
-    let out = Command::new(exe)
-        .args([
-            "--exact",
-            "workload",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(STEPS_VAR, steps)
+    let out = workload_command(exe, steps)
         .output()
         .expect("run the workload");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -136,15 +143,7 @@ fn exec_from_memfd(steps: &str) -> std::process::Output {
     // SAFETY: a fresh descriptor we own.
     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     file.write_all(&bytes).unwrap();
-    Command::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .args([
-            "--exact",
-            "workload",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(STEPS_VAR, steps)
+    workload_command(format!("/proc/self/fd/{}", file.as_raw_fd()), steps)
         .output()
         .expect("spawn from the memfd")
 }
@@ -832,15 +831,4 @@ fn decisions(receiver: &OtlpReceiver, action: &str, reason: &str) -> Option<i64>
             Some(Value::AsDouble(v)) => Some(v as i64),
             None => None,
         })
-}
-
-fn cgroup2_root() -> PathBuf {
-    std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .expect("cgroup2 is mounted")
 }
