@@ -622,14 +622,7 @@ fn fill_security_file_mprotect<R: LogRecord>(
         record.add_attribute(attr::MPROTECT_WAS_WRITABLE, true);
     }
     if !reasons.is_empty() {
-        let list = reasons
-            .names()
-            .map(|n| AnyValue::String(StringValue::from(n)))
-            .collect();
-        record.add_attribute(
-            attr::MAPWATCH_SUSPICIOUS_REASONS,
-            AnyValue::ListAny(Box::new(list)),
-        );
+        record.add_attribute(attr::MAPWATCH_SUSPICIOUS_REASONS, reasons_value(reasons));
     }
     if let Some(reason) = e.file_source.unresolved_reason() {
         record.add_attribute(attr::MAPWATCH_FILE_UNRESOLVED, reason);
@@ -665,14 +658,19 @@ fn add_enforcement<R: LogRecord>(record: &mut R, enforcement: Option<Enforcement
         return;
     };
     record.add_attribute(attr::MAPWATCH_ENFORCEMENT_ACTION, en.action.name());
-    let list = Reasons::from_bits(en.reasons)
+    record.add_attribute(
+        attr::MAPWATCH_ENFORCEMENT_REASONS,
+        reasons_value(Reasons::from_bits(en.reasons)),
+    );
+}
+
+/// `reasons` as a `string[]` value of their names.
+fn reasons_value(reasons: Reasons) -> AnyValue {
+    let list = reasons
         .names()
         .map(|n| AnyValue::String(StringValue::from(n)))
         .collect();
-    record.add_attribute(
-        attr::MAPWATCH_ENFORCEMENT_REASONS,
-        AnyValue::ListAny(Box::new(list)),
-    );
+    AnyValue::ListAny(Box::new(list))
 }
 
 fn mprotect_target<'r, 'a>(e: &'r SecurityFileMprotect<'a>) -> Target<'r, 'a> {
@@ -818,14 +816,7 @@ fn add_prot_flags<R: LogRecord>(record: &mut R, prot: u64, flags: u64, reasons: 
         }),
     );
     if !reasons.is_empty() {
-        let list = reasons
-            .names()
-            .map(|n| AnyValue::String(StringValue::from(n)))
-            .collect();
-        record.add_attribute(
-            attr::MAPWATCH_SUSPICIOUS_REASONS,
-            AnyValue::ListAny(Box::new(list)),
-        );
+        record.add_attribute(attr::MAPWATCH_SUSPICIOUS_REASONS, reasons_value(reasons));
     }
 }
 
