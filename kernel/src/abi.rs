@@ -663,30 +663,6 @@ pub mod enforce {
         pub _pad0: u32,
     }
 
-    impl ExeKey {
-        /// The key of a file whose `stat` gave `st_dev` and `st_ino` (user
-        /// space's device encoding, converted to the kernel's).
-        ///
-        /// ```
-        /// use mapwatch_kernel::abi::enforce::ExeKey;
-        /// // /dev/vda1: major 254, minor 1.
-        /// let key = ExeKey::from_stat(libc_makedev(254, 1), 42);
-        /// assert_eq!(key.dev, 254 << 20 | 1);
-        /// # fn libc_makedev(major: u64, minor: u64) -> u64 {
-        /// #     (major & 0xfff) << 8 | (major & !0xfff) << 32 | (minor & 0xff) | (minor & !0xff) << 12
-        /// # }
-        /// ```
-        pub fn from_stat(st_dev: u64, st_ino: u64) -> ExeKey {
-            let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
-            let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
-            ExeKey {
-                inode: st_ino,
-                dev: ((major << 20) | (minor & 0xf_ffff)) as u32,
-                _pad0: 0,
-            }
-        }
-    }
-
     #[cfg(feature = "aya")]
     // SAFETY: #[repr(C)] structs of integers with explicit padding: every bit
     // pattern is valid and there are no implicit padding bytes.

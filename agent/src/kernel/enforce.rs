@@ -111,7 +111,7 @@ impl EnforcePlan {
                     path: path.clone(),
                     source,
                 })?;
-                Ok((path.clone(), ExeKey::from_stat(meta.dev(), meta.ino())))
+                Ok((path.clone(), exe_key(&meta)))
             })
             .collect::<Result<_, EnforceError>>()?;
         Ok(Some(EnforcePlan {
@@ -189,6 +189,17 @@ where
 {
     let map = ebpf.map_mut(name).ok_or(EnforceError::MissingMap(name))?;
     T::try_from(map).map_err(|source| EnforceError::Map { map: name, source })
+}
+
+/// The kernel's identity of the file `meta` describes: its inode and its
+/// superblock's device in the kernel's encoding (`major << 20 | minor`).
+fn exe_key(meta: &std::fs::Metadata) -> ExeKey {
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    ExeKey {
+        inode: meta.ino(),
+        dev: (major << 20) | minor,
+        _pad0: 0,
+    }
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, EnforceError>
@@ -325,7 +336,7 @@ mod tests {
         // The kernel's s_dev of the file system /proc/self/exe is on equals
         // what /proc/self/mountinfo calls major:minor for it.
         let meta = std::fs::metadata("/proc/self/exe").unwrap();
-        let key = ExeKey::from_stat(meta.dev(), meta.ino());
+        let key = exe_key(&meta);
         let major = key.dev >> 20;
         let minor = key.dev & 0xf_ffff;
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
