@@ -62,33 +62,30 @@ struct task_struct___mw_enforce {
 } __attribute__((preserve_access_index));
 
 /*
- * The reasons an executable mapping of `file` has (model: `classify`):
- * memfd (an unlinked pseudo file named "memfd:..."), another deleted file, a
- * file in a world-writable directory, a file open for writing somewhere.
+ * The reasons an executable mapping of `file` has (model: `classify`), from
+ * the facts its record carries (mw_file_risk_flags): a memfd (an unlinked
+ * pseudo file named "memfd:", as its path "/memfd:..." tells the model), another
+ * deleted file, a file in a world-writable directory, a file open for writing.
  */
 static __always_inline __u32 mw_reasons_exec_file(struct file *file)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-	struct inode *dir = BPF_CORE_READ(parent, d_inode);
-	bool pseudo = parent == dentry; /* memfd and other files without a directory */
+	__u32 flags = mw_file_risk_flags(file, BPF_CORE_READ(file, f_inode));
 	__u32 r = 0;
 
-	if (inode && BPF_CORE_READ(inode, i_nlink) == 0) {
+	if (flags & MW_FILE_DELETED) {
+		struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
 		char name[6] = {};
 
-		/* memfd_create's files are pseudo dentries named "memfd:". */
 		bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
-		if (pseudo && name[0] == 'm' && name[1] == 'e' &&
+		if (BPF_CORE_READ(dentry, d_parent) == dentry && name[0] == 'm' && name[1] == 'e' &&
 		    name[2] == 'm' && name[3] == 'f' && name[4] == 'd' && name[5] == ':')
 			r |= MW_REASON_EXECUTE_MEMFD;
 		else
 			r |= MW_REASON_EXECUTE_DELETED_FILE;
 	}
-	if (!pseudo && dir && (BPF_CORE_READ(dir, i_mode) & 0002))
+	if (flags & MW_FILE_DIR_WORLD_WRITABLE)
 		r |= MW_REASON_EXECUTE_FROM_WORLD_WRITABLE_DIR;
-	if (inode && BPF_CORE_READ(inode, i_writecount.counter) > 0)
+	if (flags & MW_FILE_OPEN_FOR_WRITE)
 		r |= MW_REASON_EXECUTE_FILE_OPEN_FOR_WRITE;
 	return r;
 }

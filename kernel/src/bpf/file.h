@@ -158,6 +158,32 @@ static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *ou
 	return len;
 }
 
+/*
+ * The facts that make an executable mapping of `file` suspicious:
+ * MW_FILE_DELETED (no links left), MW_FILE_OPEN_FOR_WRITE (some process has
+ * it open for writing), MW_FILE_DIR_WORLD_WRITABLE (its directory is writable
+ * by anyone). The records carry them, and enforcement (enforce.h) decides on
+ * them. A pseudo file (memfd and the like: a dentry that is its own parent)
+ * has no directory; its own mode is 0777.
+ */
+static __always_inline __u32 mw_file_risk_flags(struct file *file, struct inode *inode)
+{
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	struct inode *dir = BPF_CORE_READ(parent, d_inode);
+	__u32 flags = 0;
+
+	if (inode) {
+		if (BPF_CORE_READ(inode, i_nlink) == 0)
+			flags |= MW_FILE_DELETED;
+		if (BPF_CORE_READ(inode, i_writecount.counter) > 0)
+			flags |= MW_FILE_OPEN_FOR_WRITE;
+	}
+	if (parent != dentry && dir && (BPF_CORE_READ(dir, i_mode) & 0002))
+		flags |= MW_FILE_DIR_WORLD_WRITABLE;
+	return flags;
+}
+
 /* Fills `info` and `out` (the record's path) for a mapping of `file` (may be NULL). */
 static __always_inline void mw_file_info(struct file *file, struct mw_file *info, char *buf,
 					 char *out)
@@ -168,26 +194,13 @@ static __always_inline void mw_file_info(struct file *file, struct mw_file *info
 	if (!file)
 		return;
 	inode = BPF_CORE_READ(file, f_inode);
-	info->flags = MW_FILE_PRESENT;
+	info->flags = MW_FILE_PRESENT | mw_file_risk_flags(file, inode);
 	info->open_flags = BPF_CORE_READ(file, f_flags);
 	if (inode) {
 		info->inode = BPF_CORE_READ(inode, i_ino);
 		info->dev = BPF_CORE_READ(inode, i_sb, s_dev);
 		info->mode = BPF_CORE_READ(inode, i_mode);
 		info->ctime_ns = mw_inode_ctime_ns(inode);
-		if (BPF_CORE_READ(inode, i_nlink) == 0)
-			info->flags |= MW_FILE_DELETED;
-		if (BPF_CORE_READ(inode, i_writecount.counter) > 0)
-			info->flags |= MW_FILE_OPEN_FOR_WRITE;
-	}
-	{
-		struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-		struct inode *dir = BPF_CORE_READ(parent, d_inode);
-
-		/* A pseudo file (memfd, its own parent) has no directory: its own mode is 0777. */
-		if (parent != dentry && dir && (BPF_CORE_READ(dir, i_mode) & 0002))
-			info->flags |= MW_FILE_DIR_WORLD_WRITABLE;
 	}
 	info->path_len = mw_file_path(file, buf, out, &info->flags);
 }
