@@ -351,6 +351,18 @@ impl Drop for Cgroup {
     }
 }
 
+/// Inside the VM matrix (which sets the tests' time scale) a program the
+/// busybox initramfs lacks is an environment limit: the host run of the
+/// suite (CI runs it first) has it. The note a SKIP then carries, which the
+/// xtask accepts; empty elsewhere.
+pub fn vm_note() -> &'static str {
+    if std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_some() {
+        " (not in the VM: the host run covers it)"
+    } else {
+        ""
+    }
+}
+
 /// Whether `/usr/bin/python3` is here with its `mmap` module (an extension
 /// the VM image's minimal python3 lacks); if not, prints the SKIP as
 /// [`have`] does.
@@ -363,12 +375,10 @@ pub fn have_python_mmap() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !works {
-        let note = if std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_some() {
-            " (not in the VM: the host run covers it)"
-        } else {
-            ""
-        };
-        println!("SKIP: /usr/bin/python3 here has no mmap module{note}");
+        println!(
+            "SKIP: /usr/bin/python3 here has no mmap module{}",
+            vm_note()
+        );
     }
     works
 }
@@ -387,12 +397,7 @@ pub fn have(program: &str) -> bool {
         })
     };
     if !found {
-        let note = if std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_some() {
-            " (not in the VM: the host run covers it)"
-        } else {
-            ""
-        };
-        println!("SKIP: no {program} here{note}");
+        println!("SKIP: no {program} here{}", vm_note());
     }
     found
 }

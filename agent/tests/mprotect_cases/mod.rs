@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, require_root};
+use crate::common::{Agent, require_root, vm_note};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const PAGE: usize = 4096;
@@ -654,17 +654,6 @@ fn records_of_a_run(
         std::thread::sleep(Duration::from_millis(100));
     }
     h.received(of_run)
-}
-
-/// Inside the VM matrix (which sets the tests' time scale) a program the
-/// busybox initramfs lacks is an environment limit: the host run of this
-/// suite (CI runs it first) has python3 and Go.
-fn vm_note() -> &'static str {
-    if std::env::var_os("MAPWATCH_TEST_TIME_SCALE").is_some() {
-        " (not in the VM: the host run covers it)"
-    } else {
-        ""
-    }
 }
 
 fn assert_no_warn(records: &[ReceivedLog], what: &str) {
