@@ -179,6 +179,15 @@ static __always_inline void mw_enforce_count(__u32 reasons, __u16 action)
 	}
 }
 
+/* Whether any reason is denied: without enforcement no reason is computed. */
+static __always_inline bool mw_enforcing(void)
+{
+	__u32 zero = 0;
+	struct mw_enforce_settings *s = bpf_map_lookup_elem(&mw_enforce_settings_map, &zero);
+
+	return s && s->deny;
+}
+
 /*
  * The action for a call with `reasons` by the current task (not the agent:
  * callers return before); `*enforced` gets the reasons acted on.

@@ -81,9 +81,11 @@ static __always_inline int mw_lsm_mmap_file(__u64 *ctx)
 	call.file = (struct file *)file;
 	call.prot = ctx[2];
 	call.mmap_flags = ctx[3];
-	call.action = mw_enforce_decide(pid_tgid, mw_reasons_mmap(call.file, call.prot),
-					&call.enforced);
-	ret = mw_enforce_verdict(ret, call.action);
+	if (mw_enforcing()) {
+		call.action = mw_enforce_decide(pid_tgid, mw_reasons_mmap(call.file, call.prot),
+						&call.enforced);
+		ret = mw_enforce_verdict(ret, call.action);
+	}
 	mw_emit_security(MW_BACKEND_LSM, pid_tgid, &call, 0, true, ret);
 	return ret; /* observed, or refused by enforcement */
 }

@@ -594,13 +594,16 @@ static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 	vma = (struct vm_area_struct *)vma_addr;
 	mw_mprot_hook_call(&c, vma, ctx[1], ctx[2]);
 	/* Judged before it takes effect, as if it succeeds (enforce.h). */
-	mw_mprot_range(&c, &start, &end);
-	if (end > start)
-		was_writable = mw_wx_was_writable(pid_tgid >> 32, mw_current_mm(), start, end);
-	reasons = mw_reasons_mprotect(BPF_CORE_READ(vma, vm_file), c.reqprot, c.prev_prot,
-				      was_writable);
-	c.action = mw_enforce_decide(pid_tgid, reasons, &c.enforced);
-	ret = mw_enforce_verdict(ret, c.action);
+	if (mw_enforcing()) {
+		mw_mprot_range(&c, &start, &end);
+		if (end > start)
+			was_writable =
+				mw_wx_was_writable(pid_tgid >> 32, mw_current_mm(), start, end);
+		reasons = mw_reasons_mprotect(BPF_CORE_READ(vma, vm_file), c.reqprot,
+					      c.prev_prot, was_writable);
+		c.action = mw_enforce_decide(pid_tgid, reasons, &c.enforced);
+		ret = mw_enforce_verdict(ret, c.action);
+	}
 	mw_emit_mprotect(MW_BACKEND_LSM, pid_tgid, &c, ret, vma);
 	return ret; /* observed, or refused by enforcement */
 }
