@@ -262,3 +262,32 @@ attributes! {
     MPROTECT_WAS_WRITABLE = "mprotect.was_writable", Bool, Conditional,
         "security_file_mprotect: present and true when executable protection was asked for memory that was writable earlier and made non-writable since (the kernel's W->X history), though it is not writable now.", "true";
 }
+
+/// The attributes that describe the process rather than the call: they are
+/// OpenTelemetry *resource* attributes (semantic conventions' `process.*`,
+/// `container.*`, `k8s.*` resources), sent once per process per batch in
+/// the record's `Resource`, not on every `LogRecord`. The calling thread's
+/// ids and names, the user and group ids (which change with `setuid`) and
+/// the kernel's namespaces stay on the record: they belong to the call.
+pub const RESOURCE: &[&str] = &[
+    PROCESS_PID,
+    PROCESS_PARENT_PID,
+    PROCESS_EXECUTABLE_PATH,
+    PROCESS_COMMAND_LINE,
+    PROCESS_LINUX_CGROUP,
+    CONTAINER_ID,
+    K8S_POD_UID,
+];
+
+/// Whether `key` is sent as a resource attribute (see [`RESOURCE`]).
+///
+/// ```
+/// use mapwatch_model::attributes::{is_resource_attribute, PROCESS_PID, THREAD_ID};
+/// assert!(is_resource_attribute(PROCESS_PID));
+/// assert!(!is_resource_attribute(THREAD_ID));
+/// ```
+pub fn is_resource_attribute(key: &str) -> bool {
+    // Every resource key starts with `process.`, `container.` or `k8s.`;
+    // most record keys are ruled out by their first byte.
+    matches!(key.as_bytes().first(), Some(b'p' | b'c' | b'k')) && RESOURCE.contains(&key)
+}

@@ -23,6 +23,7 @@ mod record;
 mod span;
 mod suspicious;
 
+pub use attributes::is_resource_attribute;
 pub use derived::{
     EVENT_MAPPING_REPEATED, EVENT_SHARED_OBJECT_LOADED, Exception, Exceptions, Excused,
     ObjectFacts, Repeats, apply_exceptions, comm_of, executable_file_mapping, file_strings,

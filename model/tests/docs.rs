@@ -2,19 +2,24 @@
 //! generated from the code. Run with `MAPWATCH_BLESS=1` to rewrite the table
 //! after changing an attribute.
 
-use mapwatch_model::attributes::ALL;
+use mapwatch_model::attributes::{ALL, is_resource_attribute};
 
 const BEGIN: &str = "<!-- BEGIN GENERATED: attributes (model/tests/docs.rs) -->";
 const END: &str = "<!-- END GENERATED: attributes -->";
 
 fn table() -> String {
     let mut out = String::from(
-        "| attribute | type | present | meaning | example |\n| --- | --- | --- | --- | --- |\n",
+        "| attribute | in | type | present | meaning | example |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for a in ALL {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | `{}` |\n",
+            "| `{}` | {} | {} | {} | {} | `{}` |\n",
             a.name,
+            if is_resource_attribute(a.name) {
+                "resource"
+            } else {
+                "record"
+            },
             a.ty.name(),
             a.presence.name(),
             a.brief.replace('|', "\\|"),

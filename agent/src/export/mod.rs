@@ -28,6 +28,7 @@ use opentelemetry_sdk::logs::{
 pub mod concurrent;
 pub mod console;
 pub mod counting;
+pub mod encode;
 pub mod otlp;
 pub mod queue;
 pub mod resource;
