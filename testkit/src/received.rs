@@ -156,9 +156,11 @@ impl ReceivedLog {
         out
     }
 
-    /// A record attribute by key.
+    /// An attribute of the record by key: the record's own, else its
+    /// resource's (process attributes travel in the resource, one per process
+    /// per request; a log store shows both on each record).
     pub fn attr(&self, key: &str) -> Option<&Value> {
-        self.attributes.get(key)
+        self.attributes.get(key).or_else(|| self.resource.get(key))
     }
 
     /// A string record attribute by key.

@@ -3,90 +3,120 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::time::SystemTime;
+use std::time::{Duration, UNIX_EPOCH};
 
-use opentelemetry::logs::AnyValue;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 
-/// Prints each record as `time severity event body` followed by its attributes.
-#[derive(Debug, Default)]
-pub struct ConsoleExporter;
+use super::BatchExport;
+use super::encode::Batch;
+use super::transport::Failure;
 
-fn write_value(out: &mut String, value: &AnyValue) {
-    match value {
-        AnyValue::Int(i) => {
+/// Prints each record of a batch as `time severity event | body` followed
+/// by its attributes (the process's first), then passes the batch to
+/// `next`, if any. Decoding the records again costs more than encoding
+/// them: console output is for people reading along, not for volume.
+#[derive(Debug)]
+pub struct ConsoleExporter<E> {
+    next: Option<E>,
+}
+
+impl<E> ConsoleExporter<E> {
+    /// Prints, then exports through `next` (when records also go to OTLP).
+    pub fn new(next: Option<E>) -> Self {
+        ConsoleExporter { next }
+    }
+}
+
+fn write_value(out: &mut String, value: Option<&AnyValue>) {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Value::IntValue(i)) => {
             let _ = write!(out, "{i}");
         }
-        AnyValue::Double(d) => {
+        Some(Value::DoubleValue(d)) => {
             let _ = write!(out, "{d}");
         }
-        AnyValue::String(s) => {
-            let s = s.as_str();
+        Some(Value::StringValue(s)) => {
             if s.contains([' ', '"', '=']) || s.is_empty() {
                 let _ = write!(out, "{s:?}");
             } else {
                 out.push_str(s);
             }
         }
-        AnyValue::Boolean(b) => {
+        Some(Value::BoolValue(b)) => {
             let _ = write!(out, "{b}");
         }
-        AnyValue::Bytes(b) => {
+        Some(Value::BytesValue(b)) => {
             let _ = write!(out, "{b:?}");
         }
-        AnyValue::ListAny(items) => {
+        Some(Value::ArrayValue(items)) => {
             out.push('[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.values.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(out, item);
+                write_value(out, Some(item));
             }
             out.push(']');
         }
-        AnyValue::Map(map) => {
-            let _ = write!(out, "{map:?}");
+        Some(other) => {
+            let _ = write!(out, "{other:?}");
         }
-        _ => out.push('?'),
+        None => out.push('?'),
     }
 }
 
-fn timestamp(time: Option<SystemTime>) -> String {
-    time.map(|t| humantime::format_rfc3339_micros(t).to_string())
-        .unwrap_or_default()
+fn write_attributes(out: &mut String, attributes: &[KeyValue]) {
+    for kv in attributes {
+        let _ = write!(out, " {}=", kv.key);
+        write_value(out, kv.value.as_ref());
+    }
 }
 
-impl LogExporter for ConsoleExporter {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let mut out = String::with_capacity(512 * 8);
-        for (record, _scope) in batch.iter() {
-            let _ = write!(
-                out,
-                "{} {:<4} {}",
-                timestamp(record.timestamp()),
-                record.severity_text().unwrap_or(""),
-                record.event_name().unwrap_or(""),
-            );
-            if let Some(body) = record.body() {
-                out.push_str(" | ");
-                match body {
-                    AnyValue::String(s) => out.push_str(s.as_str()),
-                    other => write_value(&mut out, other),
-                }
-            }
-            out.push('\n');
-            out.push_str("   ");
-            for (key, value) in record.attributes_iter() {
-                let _ = write!(out, " {key}=");
-                write_value(&mut out, value);
-            }
-            out.push('\n');
+/// One record as the console shows it.
+fn write_record(out: &mut String, resource: &[u8], log: &[u8]) {
+    let (Ok(record), Ok(resource)) = (LogRecord::decode(log), Resource::decode(resource)) else {
+        out.push_str("(a record that does not decode: a bug)\n");
+        return;
+    };
+    let time = UNIX_EPOCH + Duration::from_nanos(record.time_unix_nano);
+    let _ = write!(
+        out,
+        "{} {:<4} {}",
+        humantime::format_rfc3339_micros(time),
+        record.severity_text,
+        record.event_name,
+    );
+    if let Some(body) = &record.body {
+        out.push_str(" | ");
+        match &body.value {
+            Some(Value::StringValue(s)) => out.push_str(s),
+            _ => write_value(out, Some(body)),
         }
-        let mut stdout = std::io::stdout().lock();
-        // A closed stdout (e.g. piped into `head`) is not an export failure worth retrying.
-        let _ = stdout.write_all(out.as_bytes());
-        let _ = stdout.flush();
-        Ok(())
+    }
+    out.push_str("\n   ");
+    write_attributes(out, &resource.attributes);
+    write_attributes(out, &record.attributes);
+    out.push('\n');
+}
+
+impl<E: BatchExport> BatchExport for ConsoleExporter<E> {
+    async fn export(&self, batch: &Batch) -> Result<(), Failure> {
+        let mut out = String::with_capacity(512 * batch.len());
+        for (resource, log) in batch.records() {
+            write_record(&mut out, resource, log);
+        }
+        {
+            let mut stdout = std::io::stdout().lock();
+            // A closed stdout (e.g. piped into `head`) is not an export failure worth retrying.
+            let _ = stdout.write_all(out.as_bytes());
+            let _ = stdout.flush();
+        }
+        match &self.next {
+            Some(next) => next.export(batch).await,
+            None => Ok(()),
+        }
     }
 }

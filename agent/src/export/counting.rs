@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord};
-
+use super::BatchExport;
+use super::encode::Batch;
+use super::transport::Failure;
 use crate::export::queue::ExportQueue;
 use crate::spool::SpoolHandle;
 use crate::telemetry::PipelineStats;
@@ -47,12 +45,8 @@ impl<E> CountingExporter<E> {
 
     /// Spools `records`; returns how many were taken. Records already in
     /// the spool that a write failure lost are counted as damaged.
-    fn spool_batch(
-        &self,
-        spool: &SpoolHandle,
-        records: &[(&SdkLogRecord, &InstrumentationScope)],
-    ) -> u64 {
-        let (taken, failure) = spool.push_batch(records.iter().map(|(record, _)| *record));
+    fn spool_batch(&self, spool: &SpoolHandle, batch: &Batch) -> u64 {
+        let (taken, failure) = spool.push_batch(batch.records());
         if let Some(error) = failure {
             self.stats.count_spool_loss(&error);
             tracing::warn!("cannot spool a batch that failed to export: {error}");
@@ -96,55 +90,37 @@ impl<E> Drop for Settle<'_, E> {
     }
 }
 
-impl<E: LogExporter> LogExporter for CountingExporter<E> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let n = batch.iter().count() as u64;
+impl<E: BatchExport> BatchExport for CountingExporter<E> {
+    async fn export(&self, batch: &Batch) -> Result<(), Failure> {
+        let n = batch.len() as u64;
         let settle = Settle {
             exporter: self,
             records: n,
             settled: false,
         };
-        match &self.spool {
-            None => {
-                let result = self.inner.export(batch).await;
-                self.count(n, &result);
-            }
-            Some(spool) => {
-                let records: Vec<_> = batch.iter().collect();
-                let result = self.inner.export(LogBatch::new(&records)).await;
-                match &result {
-                    Err(error) if super::retry::is_retryable(error) => {
-                        let spooled = self.spool_batch(spool, &records);
-                        self.stats
-                            .spooled_by_exporter
-                            .fetch_add(spooled, Ordering::Relaxed);
-                        tracing::debug!(records = n, spooled, %error, "export failed; the batch went to the spool");
-                        if spooled < n {
-                            self.count(n - spooled, &result);
-                        }
-                    }
-                    _ => self.count(n, &result),
+        let result = self.inner.export(batch).await;
+        match (&self.spool, &result) {
+            (Some(spool), Err(error)) if error.retryable => {
+                let spooled = self.spool_batch(spool, batch);
+                self.stats
+                    .spooled_by_exporter
+                    .fetch_add(spooled, Ordering::Relaxed);
+                tracing::debug!(records = n, spooled, %error, "export failed; the batch went to the spool");
+                if spooled < n {
+                    self.count(n - spooled, &result);
                 }
             }
+            _ => self.count(n, &result),
         }
         settle.settled();
-        // Counted and reported above (spooled records are not lost): the
-        // batch processor need not log it again.
+        // Counted and reported above (spooled records are not lost).
         Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 
 impl<E> CountingExporter<E> {
     /// Counts `n` records whose export ended with `result`; releases nothing.
-    fn count(&self, n: u64, result: &OTelSdkResult) {
+    fn count(&self, n: u64, result: &Result<(), Failure>) {
         match result {
             Ok(()) => {
                 self.failed_batches.store(0, Ordering::Relaxed);
@@ -171,14 +147,14 @@ impl<E> CountingExporter<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::encode::EncodedRecord;
     use mapwatch_config::WhenFull;
-    use opentelemetry_sdk::logs::SdkLoggerProvider;
 
     #[derive(Debug)]
     struct Panics;
 
-    impl LogExporter for Panics {
-        async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
+    impl BatchExport for Panics {
+        async fn export(&self, _batch: &Batch) -> Result<(), Failure> {
             panic!("a bug in an exporter");
         }
     }
@@ -189,16 +165,11 @@ mod tests {
         let queue = ExportQueue::new(4, WhenFull::DropNewest);
         let exporter = CountingExporter::new(Panics, stats.clone()).with_queue(queue.clone());
         assert!(queue.try_admit() && queue.try_admit());
-        let provider = SdkLoggerProvider::builder().build();
-        let logger = opentelemetry::logs::LoggerProvider::logger(&provider, "t");
-        let records = [
-            opentelemetry::logs::Logger::create_log_record(&logger),
-            opentelemetry::logs::Logger::create_log_record(&logger),
-        ];
-        let scope = InstrumentationScope::default();
-        let batch: Vec<_> = records.iter().map(|r| (r, &scope)).collect();
+        let mut batch = Batch::default();
+        batch.push(&EncodedRecord::default());
+        batch.push(&EncodedRecord::default());
         let export = std::panic::AssertUnwindSafe(|| {
-            let _ = futures_executor::block_on(exporter.export(LogBatch::new(&batch)));
+            let _ = futures_executor::block_on(exporter.export(&batch));
         });
         assert!(std::panic::catch_unwind(export).is_err());
         let snapshot = stats.snapshot(Default::default());

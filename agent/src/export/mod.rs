@@ -1,30 +1,32 @@
-//! The export stage: from the SDK's batch processor to the collector.
+//! The export stage: from the reader's batches to the collector.
 //!
-//! The chain one batch of log records goes through, outermost first:
+//! The reader encodes each record straight into OTLP protobuf
+//! ([`encode`]) and appends it to its open batch ([`batcher`]); a full or
+//! due batch goes through this chain, outermost first:
 //!
 //! ```text
-//!  SDK BatchLogProcessor
-//!   -> ConcurrentExporter   (concurrent.rs: up to N batches in flight, on export threads)
-//!   -> CountingExporter     (counting.rs: counts delivered / failed, spools retryable
-//!                            failures, gives the export-queue slots back)
-//!   -> RetryingExporter     (retry.rs: repeats retryable failures within a budget)
-//!   -> opentelemetry-otlp   (otlp.rs: gRPC or HTTP/protobuf, headers, TLS from tls.rs)
+//!  Batcher (the reader's thread)
+//!   -> ExportThreads        (concurrent.rs: up to N batches in flight)
+//!   -> CountingExporter     (counting.rs: counts delivered / failed, spools
+//!                            retryable failures, gives the queue slots back)
+//!   -> ConsoleExporter      (console.rs: prints, when console output is on)
+//!   -> RetryingExporter     (retry.rs: backoff, Retry-After, a time budget)
+//!   -> OtlpExporter         (otlp.rs: the request, one ResourceLogs per process)
+//!   -> Transport            (transport.rs: OTLP/HTTP or gRPC, headers, gzip, TLS)
 //! ```
 //!
-//! The [`queue::ExportQueue`] is the gate in front of the SDK's processor:
-//! one slot per record from emit to the end of its export, so the SDK's own
-//! queue never overflows silently. [`console`] prints records instead of (or
-//! besides) sending them; [`traces`] exports spans; [`resource`] describes
-//! the agent and host. Only `crate::run` wires this stage to the others.
+//! The [`queue::ExportQueue`] is the gate in front of the batcher: one slot
+//! per record from admission to the end of its export, so memory is bound
+//! and a full queue is decided (drop, block, spool) and counted up front.
+//! [`traces`] exports spans and the agent's metrics go through the SDK;
+//! [`resource`] describes the agent and host. Only `crate::run` wires this
+//! stage to the others.
 
 use std::sync::Arc;
 
 use mapwatch_config::{Config, WhenFull};
-use opentelemetry_sdk::logs::LoggerProviderBuilder;
-use opentelemetry_sdk::logs::{
-    BatchConfig, BatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider,
-};
 
+pub mod batcher;
 pub mod concurrent;
 pub mod console;
 pub mod counting;
@@ -35,16 +37,21 @@ pub mod resource;
 pub mod retry;
 pub mod tls;
 pub mod traces;
+pub mod transport;
 
 use crate::spool::{Spool, SpoolHandle};
 use crate::telemetry::{PipelineStats, metrics};
-use concurrent::ConcurrentExporter;
+use batcher::Batcher;
+use concurrent::ExportThreads;
 use console::ConsoleExporter;
 use counting::CountingExporter;
+use encode::Batch;
+use otlp::OtlpExporter;
 pub use otlp::{http_settings, metric_exporter, otlp_headers, parse_headers_file, tonic_settings};
 use queue::ExportQueue;
 pub use resource::resource;
 use retry::{Backoff, RetryControl, RetryingExporter};
+use transport::{Failure, Transport};
 
 /// Why the exporter could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,9 @@ pub enum ExportError {
          a logs-only endpoint cannot receive spans"
     )]
     NoTracesEndpoint,
+    /// No export thread could start.
+    #[error("cannot start an export thread: {0}")]
+    Threads(#[source] std::io::Error),
     /// The OTLP exporter refused its settings.
     #[error("cannot set up the OTLP {protocol} exporter for {endpoint}: {source}")]
     Build {
@@ -65,6 +75,18 @@ pub enum ExportError {
         /// Cause.
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// The log transport cannot be set up.
+    #[error(
+        "cannot set up the OTLP {protocol} transport for {endpoint}: {reason} (check otlp.endpoint / OTEL_EXPORTER_OTLP_ENDPOINT)"
+    )]
+    Transport {
+        /// `grpc` or `http/protobuf`.
+        protocol: &'static str,
+        /// Where it would send.
+        endpoint: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A header cannot travel as gRPC metadata.
     #[error(
@@ -107,9 +129,21 @@ pub struct Destinations {
     pub retry: Arc<RetryControl>,
     /// The on-disk spool, with `batch.when_full = "spool"` and OTLP on.
     pub spool: Option<SpoolHandle>,
-    /// A second exporter to the same collector, for the empty requests that
-    /// tell when a failing collector is back (with the spool).
-    pub probe: Option<opentelemetry_otlp::LogExporter>,
+    /// A second transport to the same collector, for the empty requests
+    /// that tell when a failing collector is back (with the spool).
+    pub probe: Option<Transport>,
+    /// The reader's batcher, feeding the export threads; `None` when
+    /// records go nowhere.
+    pub batcher: Option<Batcher>,
+    /// The export threads, until shutdown.
+    pub threads: Option<ExportThreads>,
+}
+
+/// One stage of the log export chain (see the module docs): exports a
+/// batch, however long that takes, and says how it ended.
+pub trait BatchExport: Send + Sync + 'static {
+    /// Exports `batch`.
+    fn export(&self, batch: &Batch) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
 /// The meter provider exporting the agent's own counters every
@@ -138,22 +172,13 @@ pub fn meter_provider(
     Ok(Some(provider))
 }
 
-/// The SDK batch settings from `config` (the same for every processor).
-fn batch_config(config: &Config) -> BatchConfig {
-    BatchConfigBuilder::default()
-        .with_max_queue_size(config.batch.max_queue_size)
-        .with_max_export_batch_size(config.batch.max_export_batch_size)
-        .with_scheduled_delay(config.batch.scheduled_delay)
-        .build()
-}
-
-/// Builds the logger provider. Must run inside the tokio runtime's context
-/// (gRPC channels attach to it), and that runtime must outlive the provider.
-pub fn logger_provider(
+/// The log export chain: the export threads, and the batcher the reader
+/// appends to. Must run inside the tokio runtime's context (connections
+/// run on it), and that runtime must outlive the threads.
+pub fn logs_pipeline(
     config: &Config,
     stats: &Arc<PipelineStats>,
-) -> Result<(SdkLoggerProvider, Destinations), ExportError> {
-    let mut builder = SdkLoggerProvider::builder().with_resource(resource(config));
+) -> Result<Destinations, ExportError> {
     let mut destinations = Destinations {
         otlp: None,
         console: false,
@@ -161,6 +186,8 @@ pub fn logger_provider(
         retry: Arc::new(RetryControl::default()),
         spool: None,
         probe: None,
+        batcher: None,
+        threads: None,
     };
     let queue = ExportQueue::new(config.batch.max_queue_size, config.batch.when_full);
     let url = if config.sdk_disabled {
@@ -168,52 +195,60 @@ pub fn logger_provider(
     } else {
         config.otlp.logs_url()
     };
-    if let Some(url) = url {
-        builder = add_otlp(builder, config, stats, &url, &queue, &mut destinations)?;
+    let console = config.console_enabled();
+    let otlp = match &url {
+        Some(url) => {
+            let exporter = OtlpExporter::new(
+                Transport::new(config, url)?,
+                encode::Preamble::new(&resource(config)),
+            );
+            destinations.otlp = Some(format!("OTLP {} {url}", config.otlp.protocol.as_str()));
+            Some(RetryingExporter::new(
+                exporter,
+                backoff(config),
+                url.clone(),
+                stats.clone(),
+                destinations.retry.clone(),
+            ))
+        }
+        None => None,
+    };
+    if otlp.is_none() && !console {
+        return Ok(destinations);
+    }
+    let mut exporter =
+        CountingExporter::new(ConsoleExporter::new(otlp), stats.clone()).with_queue(queue.clone());
+    if let Some(url) = &url
+        && config.batch.when_full == WhenFull::Spool
+    {
+        let spool = open_spool(config, stats)?;
+        exporter = exporter.with_spool(spool.clone());
+        destinations.spool = Some(spool);
+        destinations.probe = Some(Transport::new(config, url)?);
     }
     if config.batch.when_full == WhenFull::Spool && destinations.spool.is_none() {
         tracing::warn!(
             "batch.when_full = \"spool\" needs an OTLP endpoint; without one a full queue drops (and counts) new records"
         );
     }
-    if config.console_enabled() {
-        builder = add_console(builder, config, stats, &queue, &mut destinations);
-    }
-    Ok((builder.build(), destinations))
-}
-
-/// Adds the OTLP exporter chain (see the module docs) sending to `url`.
-fn add_otlp(
-    builder: LoggerProviderBuilder,
-    config: &Config,
-    stats: &Arc<PipelineStats>,
-    url: &str,
-    queue: &Arc<ExportQueue>,
-    destinations: &mut Destinations,
-) -> Result<LoggerProviderBuilder, ExportError> {
-    let retrying = RetryingExporter::new(
-        otlp::otlp_exporter(config, url)?,
-        backoff(config),
-        url.to_owned(),
-        stats.clone(),
-        destinations.retry.clone(),
-    );
-    let mut exporter = CountingExporter::new(retrying, stats.clone()).with_queue(queue.clone());
-    if config.batch.when_full == WhenFull::Spool {
-        let spool = open_spool(config, stats)?;
-        exporter = exporter.with_spool(spool.clone());
-        destinations.spool = Some(spool);
-        destinations.probe = Some(otlp::otlp_exporter(config, url)?);
-    }
-    destinations.queue = Some(queue.clone());
-    destinations.otlp = Some(format!("OTLP {} {url}", config.otlp.protocol.as_str()));
-    let exporter = ConcurrentExporter::new(exporter, config.batch.max_concurrent_exports)
-        .with_accounting(stats.clone(), queue.clone());
-    Ok(builder.with_log_processor(
-        BatchLogProcessor::builder(exporter)
-            .with_batch_config(batch_config(config))
-            .build(),
-    ))
+    destinations.console = console;
+    let runtime = tokio::runtime::Handle::current();
+    // Printing only: one thread keeps the lines in order.
+    let n = if url.is_none() {
+        1
+    } else {
+        config.batch.max_concurrent_exports
+    };
+    let (threads, sender) =
+        ExportThreads::start(exporter, n, runtime).map_err(ExportError::Threads)?;
+    destinations.batcher = Some(Batcher::new(
+        config.batch.max_export_batch_size,
+        config.batch.scheduled_delay,
+        sender,
+    ));
+    destinations.threads = Some(threads);
+    destinations.queue = Some(queue);
+    Ok(destinations)
 }
 
 /// The retry settings: with a spool, a batch waits in memory for at most
@@ -222,7 +257,8 @@ fn backoff(config: &Config) -> Backoff {
     let spool = config.batch.when_full == WhenFull::Spool;
     Backoff {
         enabled: config.otlp.retry,
-        delay: config.otlp.retry_max_backoff,
+        initial: config.otlp.retry_initial_backoff,
+        max: config.otlp.retry_max_backoff,
         budget: if spool {
             config.batch.export_timeout.min(retry::SPOOL_AFTER)
         } else {
@@ -249,36 +285,4 @@ fn open_spool(config: &Config, stats: &PipelineStats) -> Result<SpoolHandle, Exp
         );
     }
     Ok(SpoolHandle::new(spool))
-}
-
-/// Adds console output: counted here when it is the only destination.
-fn add_console(
-    builder: LoggerProviderBuilder,
-    config: &Config,
-    stats: &Arc<PipelineStats>,
-    queue: &Arc<ExportQueue>,
-    destinations: &mut Destinations,
-) -> LoggerProviderBuilder {
-    let batch = batch_config(config);
-    // With OTLP on, the OTLP exporter does the counting; console only prints.
-    let builder = if destinations.otlp.is_some() {
-        builder.with_log_processor(
-            BatchLogProcessor::builder(ConsoleExporter)
-                .with_batch_config(batch)
-                .build(),
-        )
-    } else {
-        builder.with_log_processor(
-            BatchLogProcessor::builder(
-                CountingExporter::new(ConsoleExporter, stats.clone()).with_queue(queue.clone()),
-            )
-            .with_batch_config(batch)
-            .build(),
-        )
-    };
-    destinations.console = true;
-    if destinations.queue.is_none() {
-        destinations.queue = Some(queue.clone());
-    }
-    builder
 }

@@ -1,11 +1,12 @@
-//! OTLP exporters from the configuration: endpoint, protocol, headers
+//! OTLP exporters from the configuration (the SDK's, for the agent's own
+//! metrics and spans; the log records' own, [`OtlpExporter`]): endpoint, protocol, headers
 //! (and the headers file), timeout, compression, retry policy and TLS, for
 //! logs, metrics and traces alike.
 
 use std::collections::{BTreeMap, HashMap};
 
 use mapwatch_config::{Compression, Config, Protocol};
-use opentelemetry_otlp::{LogExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 
 use super::ExportError;
 use super::tls::TlsFiles;
@@ -90,7 +91,7 @@ fn is_https(url: &str) -> bool {
 }
 
 /// Warns when TLS files are set for a plain-text endpoint.
-fn tls_files(config: &Config, url: &str) -> Result<Option<TlsFiles>, ExportError> {
+pub(super) fn tls_files(config: &Config, url: &str) -> Result<Option<TlsFiles>, ExportError> {
     let files = TlsFiles::load(&config.otlp)?;
     if files.is_some() && !is_https(url) {
         tracing::warn!(
@@ -162,20 +163,31 @@ where
     Ok(builder)
 }
 
-pub(super) fn otlp_exporter(config: &Config, url: &str) -> Result<LogExporter, ExportError> {
-    let otlp = &config.otlp;
-    let build_error = |source| ExportError::Build {
-        protocol: otlp.protocol.as_str(),
-        endpoint: url.to_owned(),
-        source,
-    };
-    match otlp.protocol {
-        Protocol::Grpc => tonic_settings(LogExporter::builder().with_tonic(), config, url)?
-            .build()
-            .map_err(build_error),
-        Protocol::HttpProtobuf => http_settings(LogExporter::builder().with_http(), config, url)?
-            .build()
-            .map_err(build_error),
+/// The end of the log export chain: writes a batch's request and sends it.
+#[derive(Debug)]
+pub struct OtlpExporter {
+    transport: super::transport::Transport,
+    preamble: super::encode::Preamble,
+}
+
+impl OtlpExporter {
+    /// Sends through `transport`, every request starting with `preamble`.
+    pub fn new(
+        transport: super::transport::Transport,
+        preamble: super::encode::Preamble,
+    ) -> OtlpExporter {
+        OtlpExporter {
+            transport,
+            preamble,
+        }
+    }
+}
+
+impl super::BatchExport for OtlpExporter {
+    async fn export(&self, batch: &super::encode::Batch) -> Result<(), super::transport::Failure> {
+        let mut request = Vec::new();
+        batch.write_request(&self.preamble, &mut request);
+        self.transport.send(request).await
     }
 }
 

@@ -1,15 +1,14 @@
 //! Retrying log exports that failed in a way that may pass later.
 //!
-//! The OTLP exporter (opentelemetry-otlp) already retries within one export
-//! call: with backoff from `otlp.retry_initial_backoff` doubling to
-//! `otlp.retry_max_backoff`, honouring HTTP `Retry-After` and gRPC
-//! `RetryInfo`, for at most `otlp.timeout`. [`RetryingExporter`] repeats
-//! such calls, `otlp.retry_max_backoff` apart, while the failure stays
-//! retryable, until `batch.export_timeout` has passed since the batch's
-//! first attempt; then the batch is counted as failed (or, with
-//! `batch.when_full = "spool"`, written to the spool). While a batch is being
-//! retried the export queue fills (see `crate::export::queue`), which is where
-//! records wait during a collector outage, then the spool (`crate::spool`).
+//! [`RetryingExporter`] repeats an export whose failure is retryable (see
+//! [`Failure::retryable`]), waiting `otlp.retry_initial_backoff`, doubling
+//! up to `otlp.retry_max_backoff`, or as long as the collector asked
+//! (HTTP `Retry-After`, gRPC `RetryInfo`), until `batch.export_timeout` has
+//! passed since the batch's first attempt; then the batch is counted as
+//! failed (or, with `batch.when_full = "spool"`, written to the spool).
+//! While a batch is being retried the export queue fills (see
+//! `crate::export::queue`), which is where records wait during a collector
+//! outage, then the spool (`crate::spool`).
 //!
 //! [`RetryControl`] is shared with the rest of the agent: whether exports are
 //! failing (the reader stops taking spooled records back), and the shutdown
@@ -20,60 +19,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
-
+use super::BatchExport;
+use super::encode::Batch;
+use super::transport::Failure;
 use crate::telemetry::PipelineStats;
-
-/// Whether an export error may pass on a later attempt: gRPC `UNAVAILABLE`,
-/// `CANCELLED`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`,
-/// `OUT_OF_RANGE`, `DATA_LOSS` (the OTLP specification's list); HTTP 429,
-/// 502, 503, 504; no connection; a timeout. The OTLP exporter reports the
-/// code in its error text, which is what this reads.
-pub fn is_retryable(error: &OTelSdkError) -> bool {
-    match error {
-        OTelSdkError::Timeout(_) => true,
-        OTelSdkError::InternalFailure(text)
-            if text.starts_with(ABANDONED) || text.starts_with(TO_SPOOL) =>
-        {
-            true
-        }
-        OTelSdkError::InternalFailure(text) => {
-            if let Some(rest) = text.split("gRPC code: ").nth(1) {
-                let code = rest
-                    .split(|c: char| !c.is_ascii_alphanumeric())
-                    .next()
-                    .unwrap_or("");
-                // The connection broke under the request (a collector killed
-                // or restarted mid-export): tonic reports `Unknown` with a
-                // transport error. The collector may come back; the batch is
-                // retried (it may arrive twice if it had been processed).
-                if code == "Unknown" && rest.contains("transport error") {
-                    return true;
-                }
-                return matches!(
-                    code,
-                    "Unavailable"
-                        | "Cancelled"
-                        | "DeadlineExceeded"
-                        | "ResourceExhausted"
-                        | "Aborted"
-                        | "OutOfRange"
-                        | "DataLoss"
-                );
-            }
-            if text.contains("network error") {
-                return true;
-            }
-            if let Some(rest) = text.split("status code: ").nth(1) {
-                return matches!(rest.trim().get(..3), Some("429" | "502" | "503" | "504"));
-            }
-            false
-        }
-        _ => false,
-    }
-}
 
 /// How a batch not sent because the agent stopped while the collector was
 /// failing is reported (retryable: with a spool it goes there).
@@ -158,13 +107,15 @@ impl RetryControl {
 pub struct Backoff {
     /// Whether to retry at all.
     pub enabled: bool,
-    /// Delay between two retried export calls.
-    pub delay: Duration,
+    /// Wait before the first retry; doubles with each one.
+    pub initial: Duration,
+    /// Longest wait between two attempts (unless the collector asks longer).
+    pub max: Duration,
     /// Time allowed for one batch, from its first attempt.
     pub budget: Duration,
     /// With a spool: an attempt to a collector already failing is abandoned
     /// once `budget` has passed (the batch goes to disk rather than wait
-    /// out the OTLP exporter's own retries in memory).
+    /// for a slow answer in memory).
     pub cut_short: bool,
 }
 
@@ -231,29 +182,28 @@ impl<E> RetryingExporter<E> {
     }
 }
 
-impl<E: LogExporter> LogExporter for RetryingExporter<E> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let records: Vec<_> = batch.iter().collect();
-        let started = Instant::now();
-        let until = started + self.backoff.budget;
+impl<E: BatchExport> BatchExport for RetryingExporter<E> {
+    async fn export(&self, batch: &Batch) -> Result<(), Failure> {
+        let until = Instant::now() + self.backoff.budget;
         let failing = &self.control.failing;
+        let mut wait = self.backoff.initial;
         loop {
             if self.control.is_stopped() && failing.load(Ordering::Relaxed) {
                 // Stopping, and the collector is failing: don't wait for it.
-                return Err(OTelSdkError::InternalFailure(ABANDONED.into()));
+                return Err(Failure::retryable(ABANDONED));
             }
             let abandon = failing.load(Ordering::Relaxed);
             let result = tokio::select! {
                 biased;
-                result = self.inner.export(LogBatch::new(&records)) => result,
+                result = self.inner.export(batch) => result,
                 () = self.control.until_stopped(), if abandon => {
-                    Err(OTelSdkError::InternalFailure(ABANDONED.into()))
+                    Err(Failure::retryable(ABANDONED))
                 }
                 () = sleep_until(until), if abandon && self.backoff.cut_short => {
-                    Err(OTelSdkError::InternalFailure(TO_SPOOL.into()))
+                    Err(Failure::retryable(TO_SPOOL))
                 }
             };
-            match &result {
+            let error = match result {
                 Ok(()) => {
                     if failing.swap(false, Ordering::Relaxed) {
                         tracing::info!(
@@ -261,38 +211,34 @@ impl<E: LogExporter> LogExporter for RetryingExporter<E> {
                             self.destination
                         );
                     }
-                    return result;
+                    return Ok(());
                 }
-                Err(error) => {
-                    let retryable = self.backoff.enabled && is_retryable(error);
-                    if !failing.swap(true, Ordering::Relaxed) {
-                        if retryable {
-                            tracing::warn!(
-                                "cannot export to {}: {error}; retrying every {:?} for up to {:?} per batch \
-                                 while records wait in the export queue",
-                                self.destination,
-                                self.backoff.delay,
-                                self.backoff.budget,
-                            );
-                        } else {
-                            tracing::warn!("cannot export to {}: {error}", self.destination);
-                        }
-                    }
-                    if !retryable || !self.pause(self.backoff.delay, until) {
-                        return result;
-                    }
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                Err(error) => error,
+            };
+            let retryable = self.backoff.enabled && error.retryable;
+            if !failing.swap(true, Ordering::Relaxed) {
+                if retryable {
+                    tracing::warn!(
+                        "cannot export to {}: {error}; retrying (backoff up to {:?}) for up to {:?} per batch \
+                         while records wait in the export queue",
+                        self.destination,
+                        self.backoff.max,
+                        self.backoff.budget,
+                    );
+                } else {
+                    tracing::warn!("cannot export to {}: {error}", self.destination);
                 }
             }
+            // The collector's own request wins over our backoff.
+            let pause = error.retry_after.unwrap_or(wait);
+            if !retryable || !self.pause(pause, until) {
+                return Err(error);
+            }
+            wait = (wait * 2)
+                .min(self.backoff.max)
+                .max(Duration::from_millis(1));
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 
@@ -300,38 +246,24 @@ impl<E: LogExporter> LogExporter for RetryingExporter<E> {
 mod tests {
     use super::*;
 
-    fn failure(text: &str) -> OTelSdkError {
-        OTelSdkError::InternalFailure(text.to_owned())
-    }
-
-    #[test]
-    fn retryable_failures_as_the_otlp_exporter_words_them() {
-        for text in [
-            "TonicLogsClient export failed with gRPC code: Unavailable: transport error: connection refused",
-            "TonicLogsClient export failed with gRPC code: ResourceExhausted",
-            "TonicLogsClient export failed with gRPC code: DeadlineExceeded",
-            "HTTP export failed with status code: 503",
-            "HTTP export failed with status code: 429",
-            "HTTP export failed with status code: 502",
-            "HTTP export failed with status code: 504",
-            "HTTP export failed: network error",
-            "TonicLogsClient export failed with gRPC code: Unknown: transport error: connection error: stream closed because of a broken pipe",
-        ] {
-            assert!(is_retryable(&failure(text)), "{text}");
-        }
-        assert!(is_retryable(&OTelSdkError::Timeout(Duration::from_secs(1))));
-        assert!(is_retryable(&failure(ABANDONED)));
-        assert!(is_retryable(&failure(TO_SPOOL)));
-    }
-
     /// An export that never ends, like a call to a collector that does
-    /// not answer while the OTLP exporter retries inside it.
+    /// not answer.
     #[derive(Debug)]
     struct Hangs;
 
-    impl LogExporter for Hangs {
-        async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
+    impl BatchExport for Hangs {
+        async fn export(&self, _batch: &Batch) -> Result<(), Failure> {
             std::future::pending().await
+        }
+    }
+
+    fn backoff(budget_ms: u64) -> Backoff {
+        Backoff {
+            enabled: true,
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            budget: Duration::from_millis(budget_ms),
+            cut_short: true,
         }
     }
 
@@ -341,36 +273,88 @@ mod tests {
         control.failing.store(true, Ordering::Relaxed);
         let exporter = RetryingExporter::new(
             Hangs,
-            Backoff {
-                enabled: true,
-                delay: Duration::from_millis(10),
-                budget: Duration::from_millis(300),
-                cut_short: true,
-            },
+            backoff(300),
             "nowhere".into(),
             Arc::new(PipelineStats::default()),
             control,
         );
         let started = Instant::now();
-        let result = futures_executor::block_on(exporter.export(LogBatch::new(&[])));
+        let result = futures_executor::block_on(exporter.export(&Batch::default()));
         let error = result.expect_err("given up");
-        assert!(is_retryable(&error), "{error}");
+        assert!(error.retryable, "{error}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
-    #[test]
-    fn permanent_failures_are_not_retried() {
-        for text in [
-            "TonicLogsClient export failed with gRPC code: Unauthenticated",
-            "TonicLogsClient export failed with gRPC code: InvalidArgument",
-            "TonicLogsClient export failed with gRPC code: PermissionDenied",
-            "HTTP export failed with status code: 400",
-            "HTTP export failed with status code: 401",
-            "HTTP export failed with status code: 413",
-            "something else",
-        ] {
-            assert!(!is_retryable(&failure(text)), "{text}");
+    /// Fails the first `n` attempts with `failure`, then succeeds; keeps
+    /// when each attempt came.
+    #[derive(Debug)]
+    struct FailsFirst {
+        n: usize,
+        failure: Failure,
+        attempts: std::sync::Mutex<Vec<Instant>>,
+    }
+
+    impl BatchExport for FailsFirst {
+        async fn export(&self, _batch: &Batch) -> Result<(), Failure> {
+            let mut attempts = self.attempts.lock().unwrap();
+            attempts.push(Instant::now());
+            if attempts.len() <= self.n {
+                return Err(self.failure.clone());
+            }
+            Ok(())
         }
-        assert!(!is_retryable(&OTelSdkError::AlreadyShutdown));
+    }
+
+    fn retried(
+        failure: Failure,
+        n: usize,
+        budget_ms: u64,
+    ) -> (Result<(), Failure>, Vec<Instant>, u64) {
+        let stats = Arc::new(PipelineStats::default());
+        let inner = FailsFirst {
+            n,
+            failure,
+            attempts: Default::default(),
+        };
+        let mut b = backoff(budget_ms);
+        b.cut_short = false;
+        let exporter =
+            RetryingExporter::new(inner, b, "test".into(), stats.clone(), Arc::default());
+        let result = futures_executor::block_on(exporter.export(&Batch::default()));
+        let attempts = exporter.inner.attempts.lock().unwrap().clone();
+        (result, attempts, stats.retries.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn retryable_failures_are_retried_with_growing_waits() {
+        let (result, attempts, retries) = retried(Failure::retryable("503"), 3, 5_000);
+        assert!(result.is_ok());
+        assert_eq!((attempts.len(), retries), (4, 3));
+        let gaps: Vec<_> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps[0] >= Duration::from_millis(10) && gaps[1] >= Duration::from_millis(20),
+            "{gaps:?}"
+        );
+    }
+
+    #[test]
+    fn the_collectors_retry_after_is_honoured() {
+        let failure = Failure {
+            retry_after: Some(Duration::from_millis(300)),
+            ..Failure::retryable("429")
+        };
+        let (result, attempts, _) = retried(failure, 1, 5_000);
+        assert!(result.is_ok());
+        assert!(attempts[1] - attempts[0] >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retried_and_budgets_end() {
+        let (result, attempts, _) = retried(Failure::permanent("400"), 5, 5_000);
+        assert!(result.is_err());
+        assert_eq!(attempts.len(), 1);
+        let (result, attempts, _) = retried(Failure::retryable("503"), 1000, 200);
+        assert!(result.is_err());
+        assert!(attempts.len() < 20, "{}", attempts.len());
     }
 }

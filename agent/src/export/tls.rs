@@ -157,7 +157,7 @@ impl TlsFiles {
 
     /// The rustls client settings for OTLP/HTTP: the CA (or the system's
     /// roots) and the client identity, on the ring provider.
-    fn rustls(files: Option<&TlsFiles>) -> Result<rustls::ClientConfig, TlsError> {
+    pub(super) fn rustls(files: Option<&TlsFiles>) -> Result<rustls::ClientConfig, TlsError> {
         use rustls_pki_types::pem::PemObject as _;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let http = |e: &dyn std::fmt::Display| TlsError::Http(e.to_string());

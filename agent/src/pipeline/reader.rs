@@ -14,9 +14,7 @@ use mapwatch_model::{
     event_reasons, fill_log_record, fill_mapping_repeated, fill_shared_object_loaded,
 };
 use opentelemetry::logs::LogRecord as _;
-use opentelemetry::logs::Logger as _;
 use opentelemetry::trace::TraceFlags;
-use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -25,6 +23,8 @@ use super::replay::{Backlog, Replay};
 use super::shaping::Shaper;
 use super::source::EventSource;
 use super::throttle::Throttle;
+use crate::export::batcher::Batcher;
+use crate::export::encode::EncodedRecord;
 use crate::export::traces::Traces;
 use crate::host::clock;
 use crate::host::processes::ProcessCache;
@@ -53,7 +53,10 @@ const SPOOL_RETRY: Duration = Duration::from_millis(200);
 
 /// Turns encoded kernel records into log records.
 pub struct Reader {
-    logger: SdkLogger,
+    /// Where emitted records go; `None` when they go nowhere.
+    batcher: Option<Batcher>,
+    /// The record being built, reused (its buffers stay allocated).
+    record: EncodedRecord,
     clock: WallClock,
     stats: Arc<PipelineStats>,
     /// The gate to the export queue; `None` when logs are not exported
@@ -78,12 +81,13 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// A reader emitting through `logger` and counting into `stats`. It
+    /// A reader emitting into `batcher` and counting into `stats`. It
     /// exports nothing until [`with_admission`](Self::with_admission) gives
     /// it the export queue's gate: until then records are only counted.
-    pub fn new(logger: SdkLogger, stats: Arc<PipelineStats>) -> Reader {
+    pub fn new(batcher: Option<Batcher>, stats: Arc<PipelineStats>) -> Reader {
         Reader {
-            logger,
+            batcher,
+            record: EncodedRecord::default(),
             clock: clock::wall_clock(),
             stats,
             admission: None,
@@ -176,7 +180,9 @@ impl Reader {
     /// Emits spooled records while the queue has room and exports succeed
     /// (see [`Replay::run`]); returns how many.
     pub fn replay(&mut self) -> u64 {
-        let (Some(replay), Some(admission)) = (&mut self.replay, &self.admission) else {
+        let (Some(replay), Some(admission), Some(batcher)) =
+            (&mut self.replay, &self.admission, &mut self.batcher)
+        else {
             return 0;
         };
         if self.stopping {
@@ -184,7 +190,7 @@ impl Reader {
         }
         replay.run(
             admission.queue(),
-            &self.logger,
+            batcher,
             &self.stats,
             &mut self.spool_warning,
         )
@@ -241,8 +247,19 @@ impl Reader {
         if spooled {
             self.flush_spool();
         }
+        if let Some(batcher) = &mut self.batcher {
+            batcher.send_if_due();
+        }
         self.stats.read.fetch_add(read, Ordering::Relaxed);
         read
+    }
+
+    /// Sends the open batch and closes the way to the export threads: they
+    /// end once they have exported what they were given (shutdown).
+    pub fn close_batches(&mut self) {
+        if let Some(mut batcher) = self.batcher.take() {
+            batcher.send();
+        }
     }
 
     /// Like [`drain`](Self::drain), but while the queue is full under
@@ -283,7 +300,7 @@ impl Reader {
 
     /// Emits a record the agent made (already counted as made) through the
     /// admission decision; returns whether it was spooled.
-    fn emit_derived(&mut self, fill: impl FnOnce(&mut SdkLogRecord)) -> bool {
+    fn emit_derived(&mut self, fill: impl FnOnce(&mut EncodedRecord)) -> bool {
         let Some(admission) = &self.admission else {
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -294,16 +311,15 @@ impl Reader {
                 false
             }
             Verdict::Emit => {
-                let mut record = self.logger.create_log_record();
-                fill(&mut record);
-                self.logger.emit(record);
-                self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+                self.record.clear();
+                fill(&mut self.record);
+                self.emit_record();
                 false
             }
             Verdict::Spool => {
-                let mut record = self.logger.create_log_record();
-                fill(&mut record);
-                self.spool_record(&record);
+                self.record.clear();
+                fill(&mut self.record);
+                self.spool_record();
                 true
             }
         }
@@ -355,14 +371,13 @@ impl Reader {
                 spooled
             }
             Verdict::Emit => {
-                let record = self.build_record(event, info, excused.as_ref());
-                self.logger.emit(record);
-                self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+                self.build_record(event, info, excused.as_ref());
+                self.emit_record();
                 spooled
             }
             Verdict::Spool => {
-                let record = self.build_record(event, info, excused.as_ref());
-                self.spool_record(&record);
+                self.build_record(event, info, excused.as_ref());
+                self.spool_record();
                 true
             }
         }
@@ -417,33 +432,48 @@ impl Reader {
         }
     }
 
-    /// The log record of `event`, with process attributes, the exceptions
-    /// that matched and span ids.
+    /// Hands the record built to the open batch (it holds a queue slot).
+    fn emit_record(&mut self) {
+        match &mut self.batcher {
+            Some(batcher) => {
+                batcher.push(&self.record);
+                self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+            }
+            // Admission without a batcher is a wiring bug; count, don't hide.
+            None => {
+                self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Builds the log record of `event` in `self.record`, with process
+    /// attributes, the exceptions that matched and span ids.
     fn build_record(
         &mut self,
         event: &abi::Event<'_>,
         info: Option<Arc<ProcessInfo>>,
         excused: Option<&mapwatch_model::Excused>,
-    ) -> SdkLogRecord {
-        let mut record = self.logger.create_log_record();
+    ) {
+        let record = &mut self.record;
+        record.clear();
         // Per record (a vDSO read): a drain can run while the kernel keeps
         // writing, so one timestamp per drain could precede later events.
-        fill_log_record(event, &self.clock, SystemTime::now(), &mut record);
+        fill_log_record(event, &self.clock, SystemTime::now(), record);
         let info = info.or_else(|| self.processes.as_mut().map(|c| c.get(event.context())));
         if let Some(info) = &info {
-            add_process_info(&mut record, info);
+            add_process_info(&mut self.record, info);
         }
         if let Some(excused) = excused {
-            apply_exceptions(&mut record, excused);
+            apply_exceptions(&mut self.record, excused);
         }
         if let Some((trace, span)) = self
             .traces
             .as_mut()
             .and_then(|t| t.record(event, &self.clock, info.as_deref()))
         {
-            record.set_trace_context(trace, span, Some(TraceFlags::SAMPLED));
+            self.record
+                .set_trace_context(trace, span, Some(TraceFlags::SAMPLED));
         }
-        record
     }
 
     fn undecodable(&mut self, error: &abi::DecodeError) {
@@ -453,12 +483,12 @@ impl Reader {
         }
     }
 
-    /// Writes `record` to the spool; counts it as spooled or dropped.
-    fn spool_record(&mut self, record: &SdkLogRecord) {
+    /// Writes the record built to the spool; counts it as spooled or dropped.
+    fn spool_record(&mut self) {
         let Some(spool) = self.admission.as_ref().and_then(|a| a.spool()) else {
             return;
         };
-        match spool.push(record) {
+        match spool.push(self.record.resource(), self.record.log()) {
             Ok(()) => {
                 self.stats.spooled.fetch_add(1, Ordering::Relaxed);
             }
@@ -520,6 +550,7 @@ impl Reader {
         loop {
             let queue = self.admission.as_ref().map(|a| a.queue().clone());
             let backlog = self.backlog();
+            let batch_due = self.batcher.as_ref().and_then(Batcher::due);
             let room = async {
                 match &queue {
                     Some(queue) => queue.wait_for_room().await,
@@ -554,6 +585,12 @@ impl Reader {
                 // probe the collector when nothing is queued.
                 () = tokio::time::sleep(SPOOL_RETRY), if backlog == Some(Backlog::Held) => {
                     self.drain(fd.get_mut());
+                }
+                // A batch whose first record has waited `batch.scheduled_delay`.
+                () = tokio::time::sleep_until(batch_due.unwrap_or_else(Instant::now).into()), if batch_due.is_some() => {
+                    if let Some(batcher) = &mut self.batcher {
+                        batcher.send_if_due();
+                    }
                 }
                 _ = tick.tick() => {
                     self.resync_clock();

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry::logs::Logger as _;
-use opentelemetry_sdk::logs::SdkLogger;
-
 use super::throttle::Throttle;
+use crate::export::batcher::Batcher;
 use crate::export::queue::ExportQueue;
 use crate::export::retry::RetryControl;
 use crate::spool::{self, SpoolError, SpoolHandle};
@@ -36,7 +34,7 @@ pub enum Backlog {
 
 /// An exporter to the collector used only for empty probe requests.
 struct Probe {
-    exporter: opentelemetry_otlp::LogExporter,
+    transport: crate::export::transport::Transport,
     in_flight: AtomicBool,
 }
 
@@ -57,14 +55,14 @@ impl Replay {
     pub fn new(
         spool: SpoolHandle,
         retry: Arc<RetryControl>,
-        probe: Option<opentelemetry_otlp::LogExporter>,
+        probe: Option<crate::export::transport::Transport>,
     ) -> Replay {
         Replay {
             spool,
             retry,
-            probe: probe.map(|exporter| {
+            probe: probe.map(|transport| {
                 Arc::new(Probe {
-                    exporter,
+                    transport,
                     in_flight: AtomicBool::new(false),
                 })
             }),
@@ -100,7 +98,7 @@ impl Replay {
     pub fn run(
         &mut self,
         queue: &ExportQueue,
-        logger: &SdkLogger,
+        batcher: &mut Batcher,
         stats: &PipelineStats,
         warning: &mut Throttle,
     ) -> u64 {
@@ -116,7 +114,7 @@ impl Replay {
         let mut n = 0;
         while let Ok(Some(chunk)) = self
             .spool
-            .with(|spool| take_chunk(spool, queue, logger, REPLAY_CHUNK))
+            .with(|spool| take_chunk(spool, queue, batcher, REPLAY_CHUNK))
         {
             n += chunk.emitted;
             let Some(error) = chunk.error else {
@@ -166,8 +164,8 @@ impl Replay {
         self.last_probe = Some(Instant::now());
         let retry = self.retry.clone();
         runtime.spawn(async move {
-            use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
-            if probe.exporter.export(LogBatch::new(&[])).await.is_ok() {
+            // An empty ExportLogsServiceRequest.
+            if probe.transport.send(Vec::new()).await.is_ok() {
                 retry.recovered();
             }
             probe.in_flight.store(false, Ordering::Relaxed);
@@ -186,7 +184,7 @@ struct Chunk {
 fn take_chunk(
     spool: &mut spool::Spool,
     queue: &ExportQueue,
-    logger: &SdkLogger,
+    batcher: &mut Batcher,
     limit: u64,
 ) -> Option<Chunk> {
     let mut emitted = 0;
@@ -196,9 +194,7 @@ fn take_chunk(
         }
         match spool.pop() {
             Some(Ok(spooled)) => {
-                let mut record = logger.create_log_record();
-                spool::restore(spooled, &mut record);
-                logger.emit(record);
+                batcher.push(&spooled);
                 emitted += 1;
             }
             Some(Err(error)) => {

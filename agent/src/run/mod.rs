@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mapwatch_config::{CliArgs, Config, TelemetrySignal};
-use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tokio::runtime::Runtime;
 
@@ -42,7 +41,6 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The export side, built before the probes attach.
 struct Outputs {
-    provider: SdkLoggerProvider,
     destinations: Destinations,
     traces: Option<Traces>,
     /// The span queue's gate, measured for the exit line.
@@ -129,15 +127,15 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The logger provider (with the export queue and spool) and the span
-/// pipeline. gRPC channels bind to the runtime they are created in.
+/// The log export chain (with the export queue and spool) and the span
+/// pipeline. Connections bind to the runtime they are created in.
 fn build_outputs(
     runtime: &Runtime,
     config: &Config,
     stats: &Arc<PipelineStats>,
 ) -> anyhow::Result<Outputs> {
     let _entered = runtime.enter();
-    let (provider, destinations) = export::logger_provider(config, stats)?;
+    let destinations = export::logs_pipeline(config, stats)?;
     let traces = if config.signals.contains(TelemetrySignal::Traces) && !config.sdk_disabled {
         Some(Traces::build(
             config,
@@ -149,7 +147,6 @@ fn build_outputs(
     };
     let span_slots = traces.as_ref().map(Traces::slots);
     Ok(Outputs {
-        provider,
         destinations,
         traces,
         span_slots,
@@ -300,8 +297,7 @@ fn hot_spots(config: &Config) -> Option<Arc<HotSpots>> {
 /// The reader, wired to the export queue, the spool, the process cache and
 /// the span pipeline as configured.
 fn build_reader(config: &Config, stats: &Arc<PipelineStats>, outputs: &mut Outputs) -> Reader {
-    let logger = opentelemetry::logs::LoggerProvider::logger(&outputs.provider, "mapwatch");
-    let mut reader = Reader::new(logger, stats.clone())
+    let mut reader = Reader::new(outputs.destinations.batcher.take(), stats.clone())
         .with_process_cache(ProcessCache::new(
             config.process.cache_entries,
             config.process.command_line,
@@ -365,9 +361,12 @@ fn shutdown(parts: ShutdownParts<'_>) {
     if let Some(traces) = reader.take_traces() {
         traces.shutdown(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()) / 2);
     }
+    reader.close_batches();
     let remaining = SHUTDOWN_DEADLINE.saturating_sub(started.elapsed());
-    if let Err(error) = outputs.provider.shutdown_with_timeout(remaining) {
-        tracing::warn!(%error, "flushing the exporter did not finish within the shutdown deadline");
+    if let Some(threads) = &destinations.threads
+        && !threads.shutdown(remaining)
+    {
+        tracing::warn!("the exports in flight did not finish within the shutdown deadline");
     }
     if let Some(spool) = &destinations.spool
         && let Err(error) = spool.close()

@@ -2,8 +2,6 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use opentelemetry_sdk::logs::SdkLogRecord;
-
 use super::{Spool, SpoolError};
 
 /// The one spool of an agent, shared by the two stages that use it: the
@@ -38,23 +36,23 @@ impl SpoolHandle {
     }
 
     /// Appends one record (see [`Spool::push`]).
-    pub fn push(&self, record: &SdkLogRecord) -> Result<(), SpoolError> {
-        self.lock()?.push(record)
+    pub fn push(&self, resource: &[u8], log: &[u8]) -> Result<(), SpoolError> {
+        self.lock()?.push(resource, log)
     }
 
     /// Appends `records` in one hold of the lock and flushes them; returns
     /// how many were taken, and the error that stopped it, if any.
     pub fn push_batch<'a>(
         &self,
-        records: impl IntoIterator<Item = &'a SdkLogRecord>,
+        records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> (u64, Option<SpoolError>) {
         let mut spool = match self.lock() {
             Ok(spool) => spool,
             Err(error) => return (0, Some(error)),
         };
         let mut taken = 0;
-        for record in records {
-            if let Err(error) = spool.push(record) {
+        for (resource, log) in records {
+            if let Err(error) = spool.push(resource, log) {
                 return (taken, Some(error));
             }
             taken += 1;

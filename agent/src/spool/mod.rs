@@ -13,14 +13,15 @@
 //! On disk, `DIR/lock` is `flock`ed by the agent using the spool, and the
 //! records are in segment files `DIR/<20-digit number>.otlp`, each a run of
 //! frames `[length: u32 LE][CRC-32 of length and payload: u32 LE][payload]`
-//! whose payload is an OTLP `LogRecord` in protobuf, the collector's own
-//! format. New records go to the newest segment, a new one is started about
+//! whose payload is an OTLP `ResourceLogs` in protobuf (the record's
+//! process resource and, in one `ScopeLogs`, the record: the collector's own
+//! format; earlier agents'
+//! frames hold a bare `LogRecord`, and are still read). New records go to the newest segment, a new one is started about
 //! every `max_bytes / 16`, and a segment is deleted once read back. A clean
 //! stop writes `DIR/position` (segment and offset of the next record to send).
 //!
 //! Layout: [`format`] (frames and segment files), `recovery` (open),
-//! `writer` (push, flush, seal, close), `reader` (pop), `record` (OTLP
-//! record back to an SDK record) and [`SpoolHandle`], the one way the other
+//! `writer` (push, flush, seal, close), `reader` (pop) and [`SpoolHandle`], the one way the other
 //! stages use a spool.
 //!
 //! Invariants: records come back in the order they went in (across
@@ -37,13 +38,11 @@ mod error;
 pub mod format;
 mod handle;
 mod reader;
-mod record;
 mod recovery;
 mod writer;
 
 pub use error::SpoolError;
 pub use handle::SpoolHandle;
-pub use record::restore;
 
 use format::{SEALED_SUFFIX, SEGMENT_SUFFIX};
 

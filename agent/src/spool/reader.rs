@@ -3,8 +3,7 @@
 
 use std::fs::{self, File};
 
-use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
-use prost::Message as _;
+use crate::export::encode::{EncodedRecord, read_envelope};
 
 use super::error::io;
 use super::format::{FRAME_HEADER, read_frame, segment_reader};
@@ -12,7 +11,7 @@ use super::{Cursor, Spool, SpoolError};
 
 impl Spool {
     /// Takes the oldest record back, or `None` when the spool is empty.
-    pub fn pop(&mut self) -> Option<Result<ProtoRecord, SpoolError>> {
+    pub fn pop(&mut self) -> Option<Result<EncodedRecord, SpoolError>> {
         while self.records > 0 {
             let head = self.segments.front()?;
             let (number, head_records) = (head.number, head.records);
@@ -57,8 +56,9 @@ impl Spool {
                     if let Some(head) = self.segments.front_mut() {
                         head.records -= 1;
                     }
-                    let record = ProtoRecord::decode(self.scratch.as_slice())
-                        .map_err(|_| SpoolError::NotARecord { path, offset: at });
+                    let record = read_envelope(&self.scratch)
+                        .map(|(resource, log)| EncodedRecord::from_parts(resource, log))
+                        .ok_or(SpoolError::NotARecord { path, offset: at });
                     if self.records == 0 {
                         // Caught up: start afresh rather than keep read files.
                         if let Err(error) = self.clear() {

@@ -4,35 +4,22 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::time::SystemTime;
-
-use opentelemetry::logs::LogRecord as _;
-use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
-use opentelemetry_sdk::logs::SdkLogRecord;
-use prost::Message as _;
 
 use super::error::io;
 use super::format::{FRAME_HEADER, POSITION_FILE, WRITE_CHUNK, checksum};
 use super::{Appender, Segment, Spool, SpoolError};
 
 impl Spool {
-    /// Appends `record`; fails with [`SpoolError::Full`] when it would pass
-    /// `max_bytes`.
-    pub fn push(&mut self, record: &SdkLogRecord) -> Result<(), SpoolError> {
+    /// Appends a record (its resource and `LogRecord` bytes, see
+    /// `crate::export::encode`); fails with [`SpoolError::Full`] when it
+    /// would pass `max_bytes`.
+    pub fn push(&mut self, resource: &[u8], log: &[u8]) -> Result<(), SpoolError> {
         if self.closed {
             return Err(SpoolError::Closed);
         }
         self.scratch.clear();
         self.scratch.resize(FRAME_HEADER as usize, 0);
-        if record.observed_timestamp().is_some() {
-            ProtoRecord::from(record).encode(&mut self.scratch)
-        } else {
-            // The conversion needs an observed time; the SDK sets one at emit.
-            let mut record = record.clone();
-            record.set_observed_timestamp(SystemTime::now());
-            ProtoRecord::from(&record).encode(&mut self.scratch)
-        }
-        .expect("a Vec grows to fit");
+        crate::export::encode::write_envelope(resource, log, &mut self.scratch);
         let payload = self.scratch.len() - FRAME_HEADER as usize;
         let len = (payload as u32).to_le_bytes();
         self.scratch[..4].copy_from_slice(&len);
