@@ -1,6 +1,6 @@
-//! The on-disk spool's cost per record: writing a log record (OTLP protobuf,
-//! CRC-32, buffered append) and reading it back into a new record, the work
-//! the agent adds for each record that waits on disk.
+//! The on-disk spool's cost per record: writing an encoded record (its
+//! frame, CRC-32, buffered append) and reading it back, the work the agent
+//! adds for each record that waits on disk.
 //! `cargo bench -p mapwatch --bench spool`.
 
 #[path = "../../kernel/benches/common/mod.rs"]
@@ -10,19 +10,16 @@ use std::hint::black_box;
 use std::time::SystemTime;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mapwatch::spool::{Spool, restore};
+use mapwatch::export::encode::EncodedRecord;
+use mapwatch::spool::Spool;
 use mapwatch_kernel::abi::decode;
 use mapwatch_model::{WallClock, fill_log_record};
-use opentelemetry::logs::{Logger, LoggerProvider};
-use opentelemetry_sdk::logs::SdkLoggerProvider;
 
 /// Records per measured round trip: enough to fill 1 MiB segments several times.
 const ROUND: u64 = 4096;
 
 fn bench_spool(c: &mut Criterion) {
     let clock = WallClock::from_offset_ns(1_700_000_000_000_000_000);
-    let provider = SdkLoggerProvider::builder().build();
-    let logger = provider.logger("mapwatch");
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
     for (name, pair) in [
@@ -30,11 +27,11 @@ fn bench_spool(c: &mut Criterion) {
         ("file_backed", common::file_backed_pair()),
     ] {
         let event = decode(&pair[1]).unwrap();
-        let mut record = logger.create_log_record();
+        let mut record = EncodedRecord::default();
         fill_log_record(&event, &clock, SystemTime::now(), &mut record);
 
         let before = spool.bytes();
-        spool.push(&record).unwrap();
+        spool.push(record.resource(), record.log()).unwrap();
         eprintln!(
             "spool/{name}: {} bytes per record in the segment being written",
             spool.bytes() - before
@@ -47,13 +44,13 @@ fn bench_spool(c: &mut Criterion) {
                 || (),
                 |()| {
                     for _ in 0..ROUND {
-                        spool.push(black_box(&record)).unwrap();
+                        spool
+                            .push(black_box(record.resource()), black_box(record.log()))
+                            .unwrap();
                     }
                     spool.flush().unwrap();
                     while let Some(spooled) = spool.pop() {
-                        let mut back = logger.create_log_record();
-                        restore(spooled.unwrap(), &mut back);
-                        black_box(back);
+                        black_box(spooled.unwrap());
                     }
                 },
                 BatchSize::PerIteration,
@@ -68,13 +65,13 @@ fn bench_spool(c: &mut Criterion) {
                 || (),
                 |()| {
                     for _ in 0..ROUND {
-                        sealed.push(black_box(&record)).unwrap();
+                        sealed
+                            .push(black_box(record.resource()), black_box(record.log()))
+                            .unwrap();
                     }
                     sealed.flush().unwrap();
                     while let Some(spooled) = sealed.pop() {
-                        let mut back = logger.create_log_record();
-                        restore(spooled.unwrap(), &mut back);
-                        black_box(back);
+                        black_box(spooled.unwrap());
                     }
                 },
                 BatchSize::PerIteration,

@@ -65,7 +65,7 @@ type Body = http_body_util::Full<Bytes>;
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// OTLP/HTTP with protobuf bodies.
-    Http(HttpTransport),
+    Http(Box<HttpTransport>),
     /// OTLP/gRPC.
     Grpc(GrpcTransport),
 }
@@ -139,13 +139,13 @@ impl Transport {
                     hyper_util::rt::TokioExecutor::new(),
                 )
                 .build(connector);
-                Ok(Transport::Http(HttpTransport {
+                Ok(Transport::Http(Box::new(HttpTransport {
                     client,
                     url: uri,
                     headers: map,
                     gzip,
                     timeout: otlp.timeout,
-                }))
+                })))
             }
             Protocol::Grpc => {
                 let mut metadata = tonic::metadata::MetadataMap::new();

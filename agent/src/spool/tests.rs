@@ -17,9 +17,6 @@ use prost::Message as _;
 
 use crate::export::encode::EncodedRecord;
 
-/// Records are made without a logger now; kept so the tests read as before.
-fn logger() {}
-
 /// Pushes an encoded record's two parts.
 trait PushRecord {
     fn push_record(&mut self, record: &EncodedRecord) -> Result<(), SpoolError>;
@@ -32,7 +29,7 @@ impl PushRecord for Spool {
 }
 
 /// A record like the agent's, numbered `n` (in `mmap.addr`), from process `n % 3`.
-fn record(_: &(), n: i64) -> EncodedRecord {
+fn record(n: i64) -> EncodedRecord {
     let mut record = EncodedRecord::default();
     record.add_attribute(Key::new("process.pid"), AnyValue::Int(n % 3));
     record.set_event_name(EVENT_DO_MMAP);
@@ -103,8 +100,7 @@ fn sealed_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_record_comes_back_as_it_went_in() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
-    let original = record(&logger, 42);
+    let original = record(42);
     let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
     spool.push_record(&original).unwrap();
     let spooled = spool.pop().unwrap().unwrap();
@@ -127,11 +123,10 @@ fn a_record_comes_back_as_it_went_in() {
 #[test]
 fn records_left_at_a_clean_stop_are_taken_over_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for n in 0..10 {
-            spool.push_record(&record(&logger, n)).unwrap();
+            spool.push_record(&record(n)).unwrap();
         }
         for n in 0..3 {
             assert_eq!(number(&spool.pop().unwrap().unwrap()), n);
@@ -140,7 +135,7 @@ fn records_left_at_a_clean_stop_are_taken_over_in_order() {
     }
     let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
     assert_eq!((spool.inherited(), spool.len()), (7, 7));
-    spool.push_record(&record(&logger, 10)).unwrap();
+    spool.push_record(&record(10)).unwrap();
     let back: Vec<i64> = std::iter::from_fn(|| spool.pop())
         .map(|r| number(&r.unwrap()))
         .collect();
@@ -159,12 +154,11 @@ fn one_agent_per_directory() {
 #[test]
 fn a_full_spool_refuses_and_keeps_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     let max = 1 << 20;
     let mut spool = Spool::open(dir.path(), max).unwrap();
     let mut taken = 0;
     loop {
-        match spool.push_record(&record(&logger, taken)) {
+        match spool.push_record(&record(taken)) {
             Ok(()) => taken += 1,
             Err(SpoolError::Full { max_bytes, .. }) => {
                 assert_eq!(max_bytes, max);
@@ -191,7 +185,7 @@ fn a_full_spool_refuses_and_keeps_what_it_has() {
     // Reading one segment back frees room again.
     for n in 0..taken {
         assert_eq!(number(&spool.pop().unwrap().unwrap()), n);
-        if spool.push_record(&record(&logger, -1)).is_ok() {
+        if spool.push_record(&record(-1)).is_ok() {
             return;
         }
     }
@@ -201,11 +195,10 @@ fn a_full_spool_refuses_and_keeps_what_it_has() {
 #[test]
 fn a_frame_torn_by_a_crash_is_cut_off_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for n in 0..5 {
-            spool.push_record(&record(&logger, n)).unwrap();
+            spool.push_record(&record(n)).unwrap();
         }
         spool.close().unwrap();
     }
@@ -223,12 +216,11 @@ fn a_frame_torn_by_a_crash_is_cut_off_at_open() {
 #[test]
 fn damage_inside_a_segment_skips_that_segment_and_says_how_many() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     // 64 KiB segments: records 0..n fill the first, later ones the next.
     let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
     let mut n = 0;
     while segments(dir.path()) < 2 {
-        spool.push_record(&record(&logger, n)).unwrap();
+        spool.push_record(&record(n)).unwrap();
         n += 1;
     }
     let first_segment = spool.segments[0].records;
@@ -262,12 +254,11 @@ fn damage_inside_a_segment_skips_that_segment_and_says_how_many() {
 #[test]
 fn a_clean_stop_inside_a_sealed_segment_resumes_there() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     let mut n = 0;
     {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         while sealed_files(dir.path()).len() < 2 {
-            spool.push_record(&record(&logger, n)).unwrap();
+            spool.push_record(&record(n)).unwrap();
             n += 1;
         }
         for expected in 0..5 {
@@ -287,12 +278,11 @@ fn a_clean_stop_inside_a_sealed_segment_resumes_there() {
 #[test]
 fn a_crash_while_sealing_leaves_a_readable_spool() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     let mut n = 0;
     {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         while sealed_files(dir.path()).is_empty() {
-            spool.push_record(&record(&logger, n)).unwrap();
+            spool.push_record(&record(n)).unwrap();
             n += 1;
         }
         spool.close().unwrap();
@@ -332,10 +322,9 @@ fn a_crash_while_sealing_leaves_a_readable_spool() {
 fn zeros_at_the_end_of_a_segment_are_not_records() {
     // A machine crash can leave a file extended with zeros.
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        spool.push_record(&record(&logger, 1)).unwrap();
+        spool.push_record(&record(1)).unwrap();
         spool.close().unwrap();
     }
     let segment = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
@@ -353,10 +342,9 @@ fn zeros_at_the_end_of_a_segment_are_not_records() {
 #[test]
 fn a_damaged_segment_still_being_written_is_dropped_and_a_new_one_started() {
     let dir = tempfile::tempdir().unwrap();
-    let logger = logger();
     let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
     for n in 0..3 {
-        spool.push_record(&record(&logger, n)).unwrap();
+        spool.push_record(&record(n)).unwrap();
     }
     spool.flush().unwrap();
     let path = dir.path().join(format!("{:020}{SEGMENT_SUFFIX}", 0));
@@ -370,7 +358,7 @@ fn a_damaged_segment_still_being_written_is_dropped_and_a_new_one_started() {
     assert!(error.to_string().contains("checksum"), "{error}");
     assert!(spool.is_empty() && !path.exists());
     // Writing goes on, in a new segment, and reads back correctly.
-    spool.push_record(&record(&logger, 3)).unwrap();
+    spool.push_record(&record(3)).unwrap();
     assert_eq!(number(&spool.pop().unwrap().unwrap()), 3);
 }
 
@@ -379,7 +367,7 @@ fn a_closed_spool_refuses_records() {
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
     spool.close().unwrap();
-    let error = spool.push_record(&record(&logger(), 0)).unwrap_err();
+    let error = spool.push_record(&record(0)).unwrap_err();
     assert!(matches!(error, SpoolError::Closed), "{error}");
 }
 
@@ -405,14 +393,13 @@ proptest! {
     #[test]
     fn behaves_like_a_queue_across_restarts(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
-        let logger = logger();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         let mut model = VecDeque::new();
         let mut next = 0;
         for op in ops {
             match op {
                 Op::Push(k) => for _ in 0..k {
-                    spool.push_record(&record(&logger, next)).unwrap();
+                    spool.push_record(&record(next)).unwrap();
                     model.push_back(next);
                     next += 1;
                 },

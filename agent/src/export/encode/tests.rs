@@ -32,11 +32,11 @@ fn raw<T: Copy>(bytes: &[u8]) -> T {
 }
 
 fn info(seed: u8) -> ProcessInfo {
-    let mut info = ProcessInfo::default();
-    info.executable_path = Some(format!("/usr/bin/prog{seed}"));
-    if seed % 2 == 0 {
-        info.command_line = Some(format!("prog{seed} --flag"));
-    }
+    let mut info = ProcessInfo {
+        executable_path: Some(format!("/usr/bin/prog{seed}")),
+        command_line: seed.is_multiple_of(2).then(|| format!("prog{seed} --flag")),
+        ..Default::default()
+    };
     info.set_cgroup(&format!("/docker/{:064x}", seed));
     info
 }
