@@ -24,6 +24,9 @@ use super::encode::Batch;
 pub struct ExportThreads {
     /// Threads still running.
     running: Arc<AtomicUsize>,
+    /// Batches sent and not yet taken by a thread (see
+    /// [`Batcher::with_backlog`](super::batcher::Batcher::with_backlog)).
+    waiting: Arc<AtomicUsize>,
 }
 
 impl ExportThreads {
@@ -38,18 +41,20 @@ impl ExportThreads {
         let batches = Arc::new(Mutex::new(batches));
         let inner = Arc::new(inner);
         let running = Arc::new(AtomicUsize::new(0));
+        let waiting = Arc::new(AtomicUsize::new(0));
         for i in 0..threads.max(1) {
-            let (inner, batches, done, runtime) = (
+            let (inner, batches, done, runtime, taken) = (
                 inner.clone(),
                 batches.clone(),
                 running.clone(),
                 runtime.clone(),
+                waiting.clone(),
             );
             running.fetch_add(1, Ordering::SeqCst);
             let spawned = std::thread::Builder::new()
                 .name(format!("mapwatch-export-{i}"))
                 .spawn(move || {
-                    export_thread(&*inner, &batches, &runtime);
+                    export_thread(&*inner, &batches, &runtime, &taken);
                     done.fetch_sub(1, Ordering::SeqCst);
                 });
             if let Err(error) = spawned {
@@ -60,7 +65,12 @@ impl ExportThreads {
                 }
             }
         }
-        Ok((ExportThreads { running }, sender))
+        Ok((ExportThreads { running, waiting }, sender))
+    }
+
+    /// The count of batches waiting for a thread, for the batcher.
+    pub fn backlog(&self) -> Arc<AtomicUsize> {
+        self.waiting.clone()
     }
 
     /// Waits, up to `timeout`, for the threads to export what was sent and
@@ -82,6 +92,7 @@ fn export_thread<E: BatchExport>(
     inner: &E,
     batches: &Mutex<Receiver<Batch>>,
     runtime: &tokio::runtime::Handle,
+    waiting: &AtomicUsize,
 ) {
     loop {
         let batch = {
@@ -91,6 +102,8 @@ fn export_thread<E: BatchExport>(
                 Err(_) => return,
             }
         };
+        // Saturating: a batch sent without the count (tests) must not wrap it.
+        let _ = waiting.try_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         // The chain counts and reports the outcome. A panic (a bug) costs
         // this batch (counted as `export panicked`), not the thread.
         let export = std::panic::AssertUnwindSafe(|| {

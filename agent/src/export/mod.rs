@@ -241,11 +241,14 @@ pub fn logs_pipeline(
     };
     let (threads, sender) =
         ExportThreads::start(exporter, n, runtime).map_err(ExportError::Threads)?;
-    destinations.batcher = Some(Batcher::new(
-        config.batch.max_export_batch_size,
-        config.batch.scheduled_delay,
-        sender,
-    ));
+    destinations.batcher = Some(
+        Batcher::new(
+            config.batch.max_export_batch_size,
+            config.batch.scheduled_delay,
+            sender,
+        )
+        .with_backlog(threads.backlog()),
+    );
     destinations.threads = Some(threads);
     destinations.queue = Some(queue);
     Ok(destinations)

@@ -5,7 +5,9 @@
 //! up to `otlp.retry_max_backoff`, or as long as the collector asked
 //! (HTTP `Retry-After`, gRPC `RetryInfo`), until `batch.export_timeout` has
 //! passed since the batch's first attempt; then the batch is counted as
-//! failed (or, with `batch.when_full = "spool"`, written to the spool).
+//! failed (or, with `batch.when_full = "spool"`, written to the spool: after
+//! at most [`SPOOL_AFTER`], and after its first attempt when the collector is
+//! already known to be failing).
 //! While a batch is being retried the export queue fills (see
 //! `crate::export::queue`), which is where records wait during a collector
 //! outage, then the spool (`crate::spool`).
@@ -216,6 +218,16 @@ impl<E: BatchExport> BatchExport for RetryingExporter<E> {
                 Err(error) => error,
             };
             let retryable = self.backoff.enabled && error.retryable;
+            if retryable && abandon && self.backoff.cut_short {
+                // With a spool, a batch that fails while the collector is
+                // already known to be failing goes to disk at once: in an
+                // outage, batches do not queue up behind retries in memory
+                // (the spool's probe tells when the collector is back).
+                return Err(Failure {
+                    message: format!("{TO_SPOOL}: {error}"),
+                    ..error
+                });
+            }
             if !failing.swap(true, Ordering::Relaxed) {
                 if retryable {
                     tracing::warn!(

@@ -466,3 +466,40 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
     }
 }
+
+#[cfg(test)]
+mod against_nothing {
+    use super::*;
+
+    /// A port nobody listens on: the attempt fails at once, retryably (a
+    /// collector that is down must not hold a batch for `otlp.timeout`).
+    #[test]
+    fn a_collector_that_is_down_fails_fast_and_retryably() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+            let mut config = Config::default();
+            config.otlp.protocol = protocol;
+            let url = match protocol {
+                Protocol::Grpc => format!("http://127.0.0.1:{port}"),
+                Protocol::HttpProtobuf => format!("http://127.0.0.1:{port}/v1/logs"),
+            };
+            let _entered = runtime.enter();
+            let transport = Transport::new(&config, &url).unwrap();
+            for _ in 0..2 {
+                let started = std::time::Instant::now();
+                let failure = runtime.block_on(transport.send(Vec::new())).unwrap_err();
+                assert!(failure.retryable, "{protocol:?}: {failure}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "{protocol:?} took {:?}: {failure}",
+                    started.elapsed()
+                );
+            }
+        }
+    }
+}
