@@ -1177,68 +1177,9 @@ fn file<'a>(raw: &RawFile, path: &'a [u8]) -> Option<File<'a>> {
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
     let hdr: RawHeader = read_pod(bytes)?;
     match hdr.kind {
-        EVENT_DO_MMAP => {
-            let raw: RawDoMmap = read_pod(bytes)?;
-            let context = context(&raw.hdr)?;
-            let path = path(bytes, size_of::<RawDoMmap>(), &raw.hdr, &raw.file)?;
-            Ok(Event::DoMmap(DoMmap {
-                context,
-                addr: raw.addr,
-                len: raw.len,
-                prot: raw.prot,
-                flags: raw.mmap_flags,
-                pgoff: raw.pgoff,
-                start_ns: raw.start_ns,
-                error: (raw.error != 0).then_some(raw.error),
-                fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
-                file_source: FileSource::from_raw(raw.file_source)?,
-                file: file(&raw.file, path),
-                by_execve: raw.call_flags & CALL_EXEC != 0,
-            }))
-        }
-        EVENT_SECURITY_MMAP_FILE => {
-            let raw: RawSecurityMmapFile = read_pod(bytes)?;
-            let context = context(&raw.hdr)?;
-            let path = path(bytes, size_of::<RawSecurityMmapFile>(), &raw.hdr, &raw.file)?;
-            Ok(Event::SecurityMmapFile(SecurityMmapFile {
-                context,
-                prot: raw.prot,
-                flags: raw.mmap_flags,
-                verdict: (raw.has_verdict != 0).then_some(raw.verdict),
-                fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
-                file_source: FileSource::from_raw(raw.file_source)?,
-                file: file(&raw.file, path),
-                enforcement: enforcement(raw.action, raw.enforced)?,
-            }))
-        }
-        EVENT_SECURITY_FILE_MPROTECT => {
-            let raw: RawSecurityFileMprotect = read_pod(bytes)?;
-            let context = context(&raw.hdr)?;
-            let path = path(
-                bytes,
-                size_of::<RawSecurityFileMprotect>(),
-                &raw.hdr,
-                &raw.file,
-            )?;
-            let flags = raw.call_flags;
-            Ok(Event::SecurityFileMprotect(SecurityFileMprotect {
-                context,
-                range: (flags & MPROT_RANGE != 0).then_some((raw.start, raw.len)),
-                reqprot: raw.reqprot,
-                prot: raw.prot,
-                vma: (flags & MPROT_VMA != 0).then_some((
-                    raw.vma_start,
-                    raw.vma_end,
-                    raw.prev_prot,
-                )),
-                pkey: (flags & MPROT_PKEY_CALL != 0).then_some(raw.pkey),
-                result: (raw.has_result != 0).then_some(raw.result),
-                was_writable: flags & MPROT_WAS_WRITABLE != 0,
-                file_source: FileSource::from_raw(raw.file_source)?,
-                file: file(&raw.file, path),
-                enforcement: enforcement(raw.action, raw.enforced)?,
-            }))
-        }
+        EVENT_DO_MMAP => decode_do_mmap(bytes),
+        EVENT_SECURITY_MMAP_FILE => decode_security_mmap_file(bytes),
+        EVENT_SECURITY_FILE_MPROTECT => decode_security_file_mprotect(bytes),
         EVENT_PROCESS_EXIT | EVENT_PROCESS_EXEC => {
             if hdr.size as usize != size_of::<RawHeader>() {
                 return Err(DecodeError::SizeMismatch {
@@ -1255,6 +1196,67 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         }
         other => Err(DecodeError::UnknownKind(other)),
     }
+}
+
+fn decode_do_mmap(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
+    let raw: RawDoMmap = read_pod(bytes)?;
+    let context = context(&raw.hdr)?;
+    let path = path(bytes, size_of::<RawDoMmap>(), &raw.hdr, &raw.file)?;
+    Ok(Event::DoMmap(DoMmap {
+        context,
+        addr: raw.addr,
+        len: raw.len,
+        prot: raw.prot,
+        flags: raw.mmap_flags,
+        pgoff: raw.pgoff,
+        start_ns: raw.start_ns,
+        error: (raw.error != 0).then_some(raw.error),
+        fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
+        file_source: FileSource::from_raw(raw.file_source)?,
+        file: file(&raw.file, path),
+        by_execve: raw.call_flags & CALL_EXEC != 0,
+    }))
+}
+
+fn decode_security_mmap_file(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
+    let raw: RawSecurityMmapFile = read_pod(bytes)?;
+    let context = context(&raw.hdr)?;
+    let path = path(bytes, size_of::<RawSecurityMmapFile>(), &raw.hdr, &raw.file)?;
+    Ok(Event::SecurityMmapFile(SecurityMmapFile {
+        context,
+        prot: raw.prot,
+        flags: raw.mmap_flags,
+        verdict: (raw.has_verdict != 0).then_some(raw.verdict),
+        fd: (raw.call_flags & CALL_FD != 0).then_some(raw.fd),
+        file_source: FileSource::from_raw(raw.file_source)?,
+        file: file(&raw.file, path),
+        enforcement: enforcement(raw.action, raw.enforced)?,
+    }))
+}
+
+fn decode_security_file_mprotect(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
+    let raw: RawSecurityFileMprotect = read_pod(bytes)?;
+    let context = context(&raw.hdr)?;
+    let path = path(
+        bytes,
+        size_of::<RawSecurityFileMprotect>(),
+        &raw.hdr,
+        &raw.file,
+    )?;
+    let flags = raw.call_flags;
+    Ok(Event::SecurityFileMprotect(SecurityFileMprotect {
+        context,
+        range: (flags & MPROT_RANGE != 0).then_some((raw.start, raw.len)),
+        reqprot: raw.reqprot,
+        prot: raw.prot,
+        vma: (flags & MPROT_VMA != 0).then_some((raw.vma_start, raw.vma_end, raw.prev_prot)),
+        pkey: (flags & MPROT_PKEY_CALL != 0).then_some(raw.pkey),
+        result: (raw.has_result != 0).then_some(raw.result),
+        was_writable: flags & MPROT_WAS_WRITABLE != 0,
+        file_source: FileSource::from_raw(raw.file_source)?,
+        file: file(&raw.file, path),
+        enforcement: enforcement(raw.action, raw.enforced)?,
+    }))
 }
 
 /// Encoding helpers for tests and benchmarks: the bytes the kernel would send.

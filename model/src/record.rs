@@ -361,60 +361,8 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
         let comm = s.comm(&e.context);
         let file = e.file.as_ref().map(|f| s.file(f));
         let path = file.as_ref().map(|f| &*f.path);
-        let body = &mut s.text;
-        body.clear();
-        match (e.error, path, target) {
-            (Some(err), Some(p), _) => {
-                let _ = write!(
-                    body,
-                    "{comm} failed to map {p}: {}",
-                    names::errno_name(-err)
-                );
-            }
-            (Some(err), None, Target::Anonymous) => {
-                let _ = write!(
-                    body,
-                    "{comm} failed to map {} bytes of anonymous memory: {}",
-                    e.len,
-                    names::errno_name(-err)
-                );
-            }
-            (Some(err), None, _) => {
-                body.push_str(&comm);
-                body.push_str(" failed to map ");
-                write_unknown_file(body, e.fd);
-                let _ = write!(body, ": {}", names::errno_name(-err));
-            }
-            (None, Some(p), _) => {
-                let _ = write!(
-                    body,
-                    "{comm} mapped {p} at {:#x} ({} bytes, ",
-                    e.addr, e.len
-                );
-            }
-            (None, None, Target::Anonymous) => {
-                let _ = write!(
-                    body,
-                    "{comm} mapped {} bytes of anonymous memory at {:#x} (",
-                    e.len, e.addr
-                );
-            }
-            (None, None, _) => {
-                body.push_str(&comm);
-                body.push_str(" mapped ");
-                write_unknown_file(body, e.fd);
-                if let Some(reason) = e.file_source.unresolved_reason() {
-                    let _ = write!(body, " (file not resolved: {reason})");
-                }
-                let _ = write!(body, " at {:#x} ({} bytes, ", e.addr, e.len);
-            }
-        }
-        if e.error.is_none() {
-            join_into(body, |f| names::for_each_prot_name(e.prot, f));
-            body.push_str(", ");
-            join_into(body, |f| names::for_each_map_flag_name(e.flags, f));
-            body.push(')');
-        }
+        s.text.clear();
+        write_do_mmap_body(&mut s.text, e, &comm, path, target);
         (comm, file, s.take_value())
     });
     record.set_body(body);
@@ -436,6 +384,68 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     }
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
+    }
+}
+/// The body of a do_mmap record, e.g. "python3 mapped /usr/lib/libc.so.6
+/// at 0x7f.. (8192 bytes, PROT_READ|PROT_EXEC, MAP_PRIVATE)".
+fn write_do_mmap_body(
+    body: &mut String,
+    e: &DoMmap<'_>,
+    comm: &str,
+    path: Option<&str>,
+    target: Target<'_, '_>,
+) {
+    match (e.error, path, target) {
+        (Some(err), Some(p), _) => {
+            let _ = write!(
+                body,
+                "{comm} failed to map {p}: {}",
+                names::errno_name(-err)
+            );
+        }
+        (Some(err), None, Target::Anonymous) => {
+            let _ = write!(
+                body,
+                "{comm} failed to map {} bytes of anonymous memory: {}",
+                e.len,
+                names::errno_name(-err)
+            );
+        }
+        (Some(err), None, _) => {
+            body.push_str(&comm);
+            body.push_str(" failed to map ");
+            write_unknown_file(body, e.fd);
+            let _ = write!(body, ": {}", names::errno_name(-err));
+        }
+        (None, Some(p), _) => {
+            let _ = write!(
+                body,
+                "{comm} mapped {p} at {:#x} ({} bytes, ",
+                e.addr, e.len
+            );
+        }
+        (None, None, Target::Anonymous) => {
+            let _ = write!(
+                body,
+                "{comm} mapped {} bytes of anonymous memory at {:#x} (",
+                e.len, e.addr
+            );
+        }
+        (None, None, _) => {
+            body.push_str(&comm);
+            body.push_str(" mapped ");
+            write_unknown_file(body, e.fd);
+            if let Some(reason) = e.file_source.unresolved_reason() {
+                let _ = write!(body, " (file not resolved: {reason})");
+            }
+            let _ = write!(body, " at {:#x} ({} bytes, ", e.addr, e.len);
+        }
+    }
+    if e.error.is_none() {
+        join_into(body, |f| names::for_each_prot_name(e.prot, f));
+        body.push_str(", ");
+        join_into(body, |f| names::for_each_map_flag_name(e.flags, f));
+        body.push(')');
     }
 }
 
@@ -534,54 +544,76 @@ fn fill_security_file_mprotect<R: LogRecord>(
     let (comm, file, body) = SCRATCH.with_borrow_mut(|s| {
         let comm = s.comm(&e.context);
         let file = e.file.as_ref().map(|f| s.file(f));
-        let body = &mut s.text;
-        body.clear();
-        body.push_str(&comm);
-        body.push_str(" changes ");
-        match (e.range, e.vma) {
-            (Some((start, len)), _) => {
-                let _ = write!(body, "{len} bytes at {start:#x}");
-            }
-            (None, Some((start, end, _))) => {
-                let _ = write!(body, "{:#x}-{:#x}", start, end);
-            }
-            (None, None) => body.push_str("memory"),
-        }
-        match (&file, target) {
-            (Some(f), _) => {
-                body.push_str(" of ");
-                body.push_str(&f.path);
-            }
-            (None, Target::Anonymous) => body.push_str(" (anonymous memory)"),
-            (None, _) => {
-                if let Some(reason) = e.file_source.unresolved_reason() {
-                    let _ = write!(body, " (mapping not resolved: {reason})");
-                }
-            }
-        }
-        if let Some(prev) = previous {
-            body.push_str(" from ");
-            join_into(body, |f| names::for_each_prot_name(prev, f));
-        }
-        body.push_str(" to ");
-        join_into(body, |f| names::for_each_prot_name(e.reqprot, f));
-        if let Some(pkey) = e.pkey {
-            let _ = write!(body, " with pkey {pkey}");
-        }
-        match e.result {
-            Some(0) => body.push_str(": allowed"),
-            Some(r) => {
-                let _ = write!(body, ": failed ({})", names::errno_name(-r));
-            }
-            None => {}
-        }
-        write_enforcement(body, e.enforcement);
+        s.text.clear();
+        write_mprotect_body(&mut s.text, e, &comm, file.as_ref(), target, previous);
         (comm, file, s.take_value())
     });
     record.set_body(body);
 
     add_context(record, &e.context, comm);
     add_enforcement(record, e.enforcement);
+    add_mprotect(record, e, reasons);
+    if let (Some(file), Some(strings)) = (&e.file, file) {
+        add_file(record, file, strings);
+    }
+}
+
+/// The body of a security_file_mprotect record, e.g. "python3 changes 4096
+/// bytes at 0x7f.. (anonymous memory) from PROT_READ|PROT_WRITE to
+/// PROT_READ|PROT_EXEC: allowed".
+fn write_mprotect_body(
+    body: &mut String,
+    e: &SecurityFileMprotect<'_>,
+    comm: &str,
+    file: Option<&FileStrings>,
+    target: Target<'_, '_>,
+    previous: Option<u64>,
+) {
+    body.push_str(&comm);
+    body.push_str(" changes ");
+    match (e.range, e.vma) {
+        (Some((start, len)), _) => {
+            let _ = write!(body, "{len} bytes at {start:#x}");
+        }
+        (None, Some((start, end, _))) => {
+            let _ = write!(body, "{:#x}-{:#x}", start, end);
+        }
+        (None, None) => body.push_str("memory"),
+    }
+    match (file, target) {
+        (Some(f), _) => {
+            body.push_str(" of ");
+            body.push_str(&f.path);
+        }
+        (None, Target::Anonymous) => body.push_str(" (anonymous memory)"),
+        (None, _) => {
+            if let Some(reason) = e.file_source.unresolved_reason() {
+                let _ = write!(body, " (mapping not resolved: {reason})");
+            }
+        }
+    }
+    if let Some(prev) = previous {
+        body.push_str(" from ");
+        join_into(body, |f| names::for_each_prot_name(prev, f));
+    }
+    body.push_str(" to ");
+    join_into(body, |f| names::for_each_prot_name(e.reqprot, f));
+    if let Some(pkey) = e.pkey {
+        let _ = write!(body, " with pkey {pkey}");
+    }
+    match e.result {
+        Some(0) => body.push_str(": allowed"),
+        Some(r) => {
+            let _ = write!(body, ": failed ({})", names::errno_name(-r));
+        }
+        None => {}
+    }
+    write_enforcement(body, e.enforcement);
+}
+
+/// The attributes of a security_file_mprotect record that describe the
+/// change: range, protections, the VMA, pkey, result, the history, reasons.
+fn add_mprotect<R: LogRecord>(record: &mut R, e: &SecurityFileMprotect<'_>, reasons: Reasons) {
     if let Some((start, len)) = e.range {
         record.add_attribute(attr::MPROTECT_ADDR, start as i64);
         record.add_attribute(attr::MPROTECT_LEN, len as i64);
@@ -626,9 +658,6 @@ fn fill_security_file_mprotect<R: LogRecord>(
     }
     if let Some(reason) = e.file_source.unresolved_reason() {
         record.add_attribute(attr::MAPWATCH_FILE_UNRESOLVED, reason);
-    }
-    if let (Some(file), Some(strings)) = (&e.file, file) {
-        add_file(record, file, strings);
     }
 }
 

@@ -308,6 +308,38 @@ impl Traces {
         span
     }
 
+    /// A permission check's span waits for its mapping (the next do_mmap
+    /// of the thread), which becomes its parent; returns its ids.
+    fn check_span(
+        &mut self,
+        trace: TraceId,
+        context: &mapwatch_kernel::abi::Context,
+        end: SystemTime,
+        attributes: Vec<KeyValue>,
+    ) -> Option<(TraceId, SpanId)> {
+        let span = event_span_id(trace, context.tid, context.ktime_ns, 2);
+        if self.pending.len() >= self.max_pending && !self.pending.contains_key(&context.tid) {
+            // No span: the record carries none.
+            self.stats
+                .spans_pending_full
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if !self.admit() {
+            return None;
+        }
+        let check = PendingCheck {
+            trace,
+            span,
+            time: end,
+            attributes,
+        };
+        if let Some(older) = self.pending.insert(context.tid, check) {
+            self.emit_check(older, None);
+        }
+        Some((trace, span))
+    }
+
     /// Makes the span(s) of `event` and returns the ids its log record carries
     /// (none for a process exit, which is no record).
     pub fn record(
@@ -328,31 +360,7 @@ impl Traces {
         }
         let end = clock.wall_time(context.ktime_ns);
         match event {
-            Event::SecurityMmapFile(_) => {
-                let span = event_span_id(trace, context.tid, context.ktime_ns, 2);
-                if self.pending.len() >= self.max_pending
-                    && !self.pending.contains_key(&context.tid)
-                {
-                    // No span: the record carries none.
-                    self.stats
-                        .spans_pending_full
-                        .fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                if !self.admit() {
-                    return None;
-                }
-                let check = PendingCheck {
-                    trace,
-                    span,
-                    time: end,
-                    attributes: attrs.attributes,
-                };
-                if let Some(older) = self.pending.insert(context.tid, check) {
-                    self.emit_check(older, None);
-                }
-                Some((trace, span))
-            }
+            Event::SecurityMmapFile(_) => self.check_span(trace, context, end, attrs.attributes),
             Event::ProcessExit(_) | Event::ProcessExec(_) => None,
             Event::SecurityFileMprotect(_) => {
                 // A change of protection: a span of its own (no duration seen).

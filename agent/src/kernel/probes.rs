@@ -232,6 +232,110 @@ fn select(
     })
 }
 
+/// Attaches, per enabled event, the best backend that works (only lsm when
+/// the event enforces); returns the backend chosen for each event.
+fn attach_events(
+    loaded: &mut Loaded,
+    settings: &ProbeSettings,
+    passed_over: &mut Vec<Unavailable>,
+) -> Result<[Option<Backend>; 3], ProbeError> {
+    let mut chosen = [None, None, None];
+    for (slot, (event, choice)) in [
+        (Hook::DoMmap, settings.do_mmap),
+        (Hook::SecurityMmapFile, settings.security_mmap_file),
+        (Hook::SecurityFileMprotect, settings.security_file_mprotect),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let forced;
+        let enforced = settings.enforce.is_some() && event.can_enforce();
+        let candidates = match choice {
+            Choice::Off => continue,
+            // Only lsm can refuse (config validation rejects other forced backends).
+            _ if enforced => &[Backend::Lsm][..],
+            Choice::Auto => event.candidates(),
+            Choice::Forced(backend) => {
+                forced = [backend];
+                &forced[..]
+            }
+        };
+        chosen[slot] = Some(match select(loaded, event, candidates, passed_over) {
+            Err(ProbeError::NoBackend { event, tried }) if enforced => {
+                return Err(ProbeError::EnforceNeedsLsm {
+                    event,
+                    reason: tried
+                        .iter()
+                        .map(|u| u.reason.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+            other => other?,
+        });
+    }
+    Ok(chosen)
+}
+
+/// The programs that keep the agent's state right (process exits and
+/// execs; mremap for the W->X history when mprotect is watched): a failure
+/// is a warning that names what is degraded, not a stop.
+fn attach_helpers(ebpf: &mut Ebpf, mprotect_watched: bool) {
+    // Process exits let the agent's cache forget processes; without them it
+    // forgets by age.
+    if let Err(error) = attach_tracepoint_in(
+        ebpf,
+        programs::TP_PROCESS_EXIT,
+        "sched",
+        "sched_process_exit",
+    ) {
+        tracing::warn!(%error, "cannot watch process exits; process attributes are forgotten by age only");
+    }
+    // Execs keep pid and start time: without this hint, records after an
+    // exec name the old executable until the cache forgets by age.
+    if let Err(error) = attach_tracepoint_in(
+        ebpf,
+        programs::TP_PROCESS_EXEC,
+        "sched",
+        "sched_process_exec",
+    ) {
+        tracing::warn!(%error, "cannot watch execs; records after an exec may name the previous executable");
+    }
+    // The W->X history follows ranges moved by mremap; without it a moved
+    // range loses its history (a blind spot, said once).
+    if mprotect_watched {
+        for (program, tracepoint) in [
+            (programs::TP_ENTER_MREMAP, "sys_enter_mremap"),
+            (programs::TP_EXIT_MREMAP, "sys_exit_mremap"),
+        ] {
+            if let Err(error) = attach_tracepoint_in(ebpf, program, "syscalls", tracepoint) {
+                tracing::warn!(%error, "cannot watch mremap; a formerly writable range moved by mremap is not write_then_execute when made executable");
+            }
+        }
+    }
+}
+
+/// The ring buffer and the loss counters, taken out of the object.
+fn take_outputs(
+    ebpf: &mut Ebpf,
+) -> Result<(RingBuf<MapData>, PerCpuArray<MapData, u64>), ProbeError> {
+    let events = ebpf
+        .take_map(maps::EVENTS)
+        .ok_or(ProbeError::MissingMap(maps::EVENTS))?;
+    let events = RingBuf::try_from(events).map_err(|source| ProbeError::Map {
+        name: maps::EVENTS,
+        source,
+    })?;
+    let counters = ebpf
+        .take_map(maps::COUNTERS)
+        .ok_or(ProbeError::MissingMap(maps::COUNTERS))?;
+    let counters = PerCpuArray::try_from(counters).map_err(|source| ProbeError::Map {
+        name: maps::COUNTERS,
+        source,
+    })?;
+    Ok((events, counters))
+}
+
 impl Probes {
     /// Loads the object, applies the filters and attaches one backend per
     /// enabled event.
@@ -249,92 +353,10 @@ impl Probes {
             None => None,
         };
         let mut passed_over = Vec::new();
-        let mut chosen = [None, None, None];
-        for (slot, (event, choice)) in [
-            (Hook::DoMmap, settings.do_mmap),
-            (Hook::SecurityMmapFile, settings.security_mmap_file),
-            (Hook::SecurityFileMprotect, settings.security_file_mprotect),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let forced;
-            let enforced = settings.enforce.is_some() && event.can_enforce();
-            let candidates = match choice {
-                Choice::Off => continue,
-                // Only lsm can refuse (config validation rejects other forced backends).
-                _ if enforced => &[Backend::Lsm][..],
-                Choice::Auto => event.candidates(),
-                Choice::Forced(backend) => {
-                    forced = [backend];
-                    &forced[..]
-                }
-            };
-            let selected = select(&mut loaded, event, candidates, &mut passed_over);
-            chosen[slot] = Some(match selected {
-                Err(ProbeError::NoBackend { event, tried }) if enforced => {
-                    return Err(ProbeError::EnforceNeedsLsm {
-                        event,
-                        reason: tried
-                            .iter()
-                            .map(|u| u.reason.clone())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    });
-                }
-                other => other?,
-            });
-        }
-
-        // Process exits let the agent's cache forget processes; without them it
-        // forgets by age, so a failure here is worth a warning, not a stop.
-        if let Err(error) = attach_tracepoint_in(
-            &mut loaded.ebpf,
-            programs::TP_PROCESS_EXIT,
-            "sched",
-            "sched_process_exit",
-        ) {
-            tracing::warn!(%error, "cannot watch process exits; process attributes are forgotten by age only");
-        }
-        // Execs keep pid and start time: without this hint, records after an
-        // exec name the old executable until the cache forgets by age.
-        if let Err(error) = attach_tracepoint_in(
-            &mut loaded.ebpf,
-            programs::TP_PROCESS_EXEC,
-            "sched",
-            "sched_process_exec",
-        ) {
-            tracing::warn!(%error, "cannot watch execs; records after an exec may name the previous executable");
-        }
-        // The W->X history follows ranges moved by mremap; without it a moved
-        // range loses its history (a blind spot, said once).
-        if chosen[2].is_some() {
-            for (program, tracepoint) in [
-                (programs::TP_ENTER_MREMAP, "sys_enter_mremap"),
-                (programs::TP_EXIT_MREMAP, "sys_exit_mremap"),
-            ] {
-                if let Err(error) =
-                    attach_tracepoint_in(&mut loaded.ebpf, program, "syscalls", tracepoint)
-                {
-                    tracing::warn!(%error, "cannot watch mremap; a formerly writable range moved by mremap is not write_then_execute when made executable");
-                }
-            }
-        }
+        let chosen = attach_events(&mut loaded, settings, &mut passed_over)?;
+        attach_helpers(&mut loaded.ebpf, chosen[2].is_some());
         let mut ebpf = loaded.ebpf;
-        let events = ebpf
-            .take_map(maps::EVENTS)
-            .ok_or(ProbeError::MissingMap(maps::EVENTS))?;
-        let events = RingBuf::try_from(events).map_err(|source| ProbeError::Map {
-            name: maps::EVENTS,
-            source,
-        })?;
-        let counters = ebpf
-            .take_map(maps::COUNTERS)
-            .ok_or(ProbeError::MissingMap(maps::COUNTERS))?;
-        let counters = PerCpuArray::try_from(counters).map_err(|source| ProbeError::Map {
-            name: maps::COUNTERS,
-            source,
-        })?;
+        let (events, counters) = take_outputs(&mut ebpf)?;
         let probes = Probes {
             ebpf: Some(ebpf),
             counters,
