@@ -124,10 +124,21 @@ fn put_any(out: &mut Vec<u8>, value: &AnyValue) {
         AnyValue::Int(i) => put_varint_field(out, 3, *i as u64),
         AnyValue::Double(d) => put_fixed64(out, 4, d.to_bits()),
         AnyValue::ListAny(items) => {
+            // Lists are short lists of short strings (names): each length
+            // is computed once, here, not again for every enclosing message.
             put_len_header(out, 5, list_len(items));
             for item in items.iter() {
-                put_len_header(out, 1, any_len(item));
-                put_any(out, item);
+                match item {
+                    AnyValue::String(s) => {
+                        let s = s.as_str().as_bytes();
+                        put_len_header(out, 1, len_field_len(1, s.len()));
+                        put_bytes(out, 1, s);
+                    }
+                    other => {
+                        put_len_header(out, 1, any_len(other));
+                        put_any(out, other);
+                    }
+                }
             }
         }
         AnyValue::Map(map) => {
@@ -142,10 +153,16 @@ fn put_any(out: &mut Vec<u8>, value: &AnyValue) {
 }
 
 /// Appends a `KeyValue` message as field `field`.
+#[inline]
 fn put_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &AnyValue) {
-    put_len_header(out, field, key_value_len(key, value));
+    let value_len = any_len(value);
+    put_len_header(
+        out,
+        field,
+        len_field_len(1, key.len()) + len_field_len(2, value_len),
+    );
     put_bytes(out, 1, key.as_bytes());
-    put_len_header(out, 2, any_len(value));
+    put_len_header(out, 2, value_len);
     put_any(out, value);
 }
 
