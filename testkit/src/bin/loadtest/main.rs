@@ -177,8 +177,11 @@ fn plot_step(o: &Options, rates: &[RateResult], dir: &Path) {
     }
 }
 
-/// Writes the report (exit status 1 if it cannot), then removes or keeps `dir`.
+/// Writes the report, with the hand-written sections of the file it
+/// replaces (exit status 1 if it cannot), then removes or keeps `dir`.
 fn finish(o: &Options, md: String, dir: &Path) {
+    let previous = std::fs::read_to_string(&o.out).unwrap_or_default();
+    let md = report::with_kept_sections(md, &previous);
     if let Err(e) = std::fs::write(&o.out, md) {
         eprintln!("loadtest: cannot write {}: {e}", o.out.display());
         std::process::exit(1);

@@ -79,6 +79,49 @@ pub fn write_report(r: &Report<'_>) -> String {
     md
 }
 
+/// Every section heading this generator writes, now or before (a renamed
+/// one too): sections of the previous file with other headings were
+/// written by hand and are kept (`with_kept_sections`).
+const GENERATED_HEADINGS: &[&str] = &[
+    "## Machine",
+    "## Against the targets",
+    "## Micro-benchmarks (criterion, one core)",
+    "## Cost per event, in instructions (valgrind)",
+    "## Cost per event",
+    "## What was changed for the hot path (issue 7)",
+    "## End-to-end load",
+    "## Bottleneck and profile",
+    "## Overhead per mmap + munmap, against bpftrace",
+    "## Kernel overhead per mmap + munmap",
+];
+
+/// `md` with the sections of `previous` (the file it replaces) that this
+/// generator does not write appended, unchanged: measurements documented
+/// by hand elsewhere are not lost when the harness runs again.
+pub fn with_kept_sections(mut md: String, previous: &str) -> String {
+    let mut kept = String::new();
+    let mut keeping = false;
+    for line in previous.lines() {
+        if line.starts_with("## ") {
+            keeping = !GENERATED_HEADINGS.contains(&line.trim_end());
+        } else if line.starts_with("# ") {
+            keeping = false;
+        }
+        if keeping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    if !kept.is_empty() {
+        if !md.ends_with("\n\n") {
+            md.push('\n');
+        }
+        md.push_str(kept.trim_end());
+        md.push('\n');
+    }
+    md
+}
+
 // ------------------------------------------------------------------ header
 
 fn header(w: &mut String, r: &Report<'_>) {
@@ -86,7 +129,7 @@ fn header(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(
         w,
         "Written by `{GENERATOR}`; every number below is from the run it describes. \
-         Re-run with `sudo scripts/bench.sh` (about 10 minutes). Issue 7 set the targets.\n"
+         Re-run with `sudo scripts/bench.sh`. Issues 7 and 15 set the targets.\n"
     );
     let _ = writeln!(w, "## Machine\n\n| | |\n| --- | --- |");
     for (k, v) in &r.machine {
@@ -991,6 +1034,18 @@ mod tests {
         assert!(!agent_on_syscall_tracepoint(
             "mapwatch: watching do_mmap via fexit, security_mmap_file via lsm"
         ));
+    }
+
+    #[test]
+    fn hand_written_sections_are_kept() {
+        let previous = "# Performance\n\nold intro\n\n## Machine\n\nold\n\n## By hand (issue 17)\n\nkept text\n\n\
+                        ## Kernel overhead per mmap + munmap\n\nold overhead\n\n## Also by hand\n\nmore\n";
+        let md = with_kept_sections("# Performance\n\n## Machine\n\nnew\n\n".into(), previous);
+        assert_eq!(
+            md,
+            "# Performance\n\n## Machine\n\nnew\n\n## By hand (issue 17)\n\nkept text\n\n## Also by hand\n\nmore\n"
+        );
+        assert_eq!(with_kept_sections("# P\n".into(), ""), "# P\n");
     }
 
     #[test]
