@@ -191,7 +191,7 @@ impl Bpftrace {
     }
 
     /// SIGINT (bpftrace runs END and exits), then what the reader counted
-    /// and both processes' CPU.
+    /// and bpftrace's CPU from its start of work to its exit.
     fn stop(mut self) -> BpftraceStopped {
         let bpftrace_ticks = end_child(&mut self.bpftrace, libc::SIGINT);
         // bpftrace's exit closed the pipe: the reader prints its counts and exits.

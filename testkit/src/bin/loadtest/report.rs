@@ -235,9 +235,14 @@ fn target_overhead(w: &mut String, o: &Overhead) {
     let (on, on_ratio) = added_and_ratio(o, Condition::MapwatchExport);
     let (off, off_ratio) = added_and_ratio(o, Condition::MapwatchNoExport);
     let ratio = |r: Option<f64>| r.map_or("?".to_owned(), |r| format!("{r:.2}x"));
+    let against = if bt.is_finite() {
+        format!("vs bpftrace's {bt:.0} ns")
+    } else {
+        "bpftrace not measured (below)".to_owned()
+    };
     let _ = writeln!(
         w,
-        "| overhead per mmap+munmap <= 0.5x bpftrace doing equivalent work, export on | {on:.0} ns added with export on vs bpftrace's {bt:.0} ns: **{}**; export off: {off:.0} ns, {} | {} |",
+        "| overhead per mmap+munmap <= 0.5x bpftrace doing equivalent work, export on | {on:.0} ns added with export on {against}: **{}**; export off: {off:.0} ns, {} | {} |",
         ratio(on_ratio),
         ratio(off_ratio),
         match on_ratio {
@@ -775,9 +780,10 @@ fn bpftrace_program(w: &mut String, o: &Overhead) {
          `sched_process_exec`) do not fire in this loop. The script: at `sys_enter_mmap` it keeps the \
          arguments per thread; at `sys_exit_mmap` it reads the same task fields and prints **one** line \
          per mapping with the arguments and the result, and deletes the entry; on \
-         `raw_syscalls:sys_enter` / `sys_exit` it makes the same early exit as the 32-bit programs \
-         (this bpftrace has no raw tracepoint probes, so these are classic tracepoints, which copy the \
-         syscall's id and arguments into a record before the filter runs). So mapwatch sends two \
+         `raw_syscalls:sys_enter` / `sys_exit` it makes the same early exit as the 32-bit programs, \
+         on classic tracepoints, which copy the syscall's id and arguments into a record before the \
+         filter runs, where mapwatch's programs are BTF raw tracepoints (`tp_btf`) that do not (the \
+         cost of each kind: docs/backends.md, \"32-bit (compat) calls\"). So mapwatch sends two \
          binary records per mapping through its ring buffer, decoded by the agent; bpftrace one \
          formatted line through its perf buffer, formatted by bpftrace and read by another process. \
          The loop maps anonymous memory, so neither reads a file.\n",
