@@ -697,7 +697,8 @@ fn overhead_findings(w: &mut String, o: &Overhead) {
             lines.push(format!(
                 "{}: lost {} of {} records ({:.1}%; ring buffer full {}, export queue full {}): those \
                  lost to a full ring buffer were built by the kernel programs and never read, those \
-                 lost to a full export queue were read and never exported.",
+                 lost to a full export queue were read and never exported, so the agent's overhead \
+                 above is understated by that work.",
                 c.label(),
                 t.lost,
                 t.produced,
