@@ -64,9 +64,6 @@ pub fn write_report(r: &Report<'_>) -> String {
         benchmarks(w, r.benches);
     }
     path_cost(w, r);
-    if r.pathcost.is_some() {
-        w.push_str(CHANGES);
-    }
     if !r.rates.is_empty() {
         load(w, r);
     }
@@ -81,14 +78,14 @@ pub fn write_report(r: &Report<'_>) -> String {
 
 /// Every section heading this generator writes, now or before (a renamed
 /// one too): sections of the previous file with other headings were
-/// written by hand and are kept (`with_kept_sections`).
+/// written by hand (or record earlier runs, as issue 7's before/after
+/// table does) and are kept (`with_kept_sections`).
 const GENERATED_HEADINGS: &[&str] = &[
     "## Machine",
     "## Against the targets",
     "## Micro-benchmarks (criterion, one core)",
     "## Cost per event, in instructions (valgrind)",
     "## Cost per event",
-    "## What was changed for the hot path (issue 7)",
     "## End-to-end load",
     "## Bottleneck and profile",
     "## Overhead per mmap + munmap, against bpftrace",
@@ -144,7 +141,7 @@ fn header(w: &mut String, r: &Report<'_>) {
 
 // ------------------------------------------------------------------ targets
 
-/// The table of issue 7's targets: one row per target this run measured.
+/// The table of the targets (issues 7 and 15): one row per target this run measured.
 fn targets(w: &mut String, r: &Report<'_>) {
     let _ = writeln!(w, "## Against the targets\n");
     let _ = writeln!(w, "| target | measured | met |\n| --- | --- | --- |");
@@ -792,40 +789,6 @@ fn bpftrace_program(w: &mut String, o: &Overhead) {
     );
 }
 
-// ------------------------------------------------------------------ issue 7
-
-/// What issue 7 changed on our side, with the numbers measured when it did.
-/// Static text: the rest of the report is this run's measurement.
-const CHANGES: &str = "\
-## What was changed for the hot path (issue 7)
-
-Measured once with `pathcost` under callgrind/dhat on the commit before the change and after it \
-(per event; not re-measured by this run, which measures the current code above):
-
-| stage | records | before: instructions, allocations | after |
-| --- | --- | ---: | ---: |
-| decode + map into SdkLogRecord | anonymous | 6781, 12.5 | 5328, 8.0 |
-| decode + map into SdkLogRecord | file-backed | 12976, 24.5 | 7332, 11.0 |
-| ... + emit through the BatchLogProcessor | anonymous | 14364, 21.5 | 12191, 14.0 |
-| OTLP transform + encode | anonymous | 37760, 39.5 | 38995, 39.5 |
-
-- `model/src/record.rs`: the body and formatted values are written into one reused per-thread \
-  buffer and become `Arc<str>` values (one allocation each; the SDK's copy of every record in \
-  `BatchLogProcessor::emit` then only bumps counts instead of copying strings); the thread name \
-  (`comm`) is interned in a small per-thread cache and shared by `process.executable.name` and \
-  `thread.name`; the strings derived from a file (path, name, directory, inode, ctime, device, \
-  mode) are cached per file identity (device, inode, ctime, mode, path), so mapping the same \
-  library again allocates none of them.
-- `model/src/names.rs`: `for_each_*_name` hand out the names without collecting them; the body \
-  joins them in place and each `string[]` attribute is built with one exactly-sized list \
-  (before: a `Vec` of names per list, again for the body, then a converted copy).
-- `agent/src/pipeline/reader.rs`: after a drain that read records the reader pauses 1 ms \
-  (`READ_COALESCE`) before waiting on the ring buffer again. The kernel signals each record that \
-  arrives while the reader has caught up, so a steady stream woke the runtime's I/O thread and \
-  the reader once per record; now at most ~1000 times a second, each drain taking a batch.
-
-";
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -965,7 +928,6 @@ mod tests {
                 "## Against the targets",
                 "## Micro-benchmarks (criterion, one core)",
                 "## Cost per event, in instructions (valgrind)",
-                "## What was changed for the hot path (issue 7)",
                 "## End-to-end load",
                 "## Bottleneck and profile",
                 "## Overhead per mmap + munmap, against bpftrace",
