@@ -4,9 +4,12 @@
 # Installs what it needs (perf, bpftrace, valgrind, python3 matplotlib), builds release
 # binaries, runs the criterion benchmarks (decode, map, OTLP encode), then
 # testkit's `loadtest`: the load sweep against a local OTLP receiver, a perf
-# profile of the agent, and the kernel overhead against bpftrace. It writes
-# docs/performance.md and docs/performance.png. `loadtest --help` lists its
-# options (e.g. --rates 5000,50000 --seconds 5 --skip-overhead).
+# profile of the agent, and the overhead per mmap + munmap against a bpftrace
+# script doing equivalent work (mapwatch with export on, the headline, and
+# off; bpftrace's output read by a separate process). It writes
+# docs/performance.md and docs/performance.png (keeping the file's sections
+# it does not generate). `loadtest --help` lists its options (e.g.
+# --rates 5000,50000 --seconds 5 --skip-overhead).
 # Not part of CI: it takes about 15 minutes and measures this machine.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/prereqs.sh"
@@ -44,6 +47,9 @@ fi
 # bpftrace and the agent lock BPF memory.
 ulimit -l unlimited 2>/dev/null || true
 
+# Where cargo puts the binaries (CARGO_TARGET_DIR, if set, moves them).
+target_dir="${CARGO_TARGET_DIR:-target}"
+
 echo "== building release binaries" >&2
 cargo build --release --locked -p mapwatch -p mapwatch-testkit --bin mapwatch --bin mmap-load --bin loadtest --bin pathcost
 
@@ -67,11 +73,11 @@ if [ "$wait_quiet" -eq 1 ]; then
 fi
 
 echo "== load, profile and kernel overhead" >&2
-exec ./target/release/loadtest \
-    --agent target/release/mapwatch \
-    --workload target/release/mmap-load \
-    --pathcost target/release/pathcost \
-    --criterion-dir target/criterion \
+exec "$target_dir/release/loadtest" \
+    --agent "$target_dir/release/mapwatch" \
+    --workload "$target_dir/release/mmap-load" \
+    --pathcost "$target_dir/release/pathcost" \
+    --criterion-dir "$target_dir/criterion" \
     --out docs/performance.md \
     --plot docs/performance.png \
     "${loadtest_args[@]}"

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::procfs::exit_ticks;
+
 /// The agent's exit summary line, parsed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Summary {
@@ -54,6 +56,8 @@ pub struct Agent {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// Its startup line, "mapwatch: watching EVENT via BACKEND, ...".
+    pub watching: String,
 }
 
 impl Agent {
@@ -101,8 +105,9 @@ impl Agent {
             child,
             lines: rx,
             seen: Vec::new(),
+            watching: String::new(),
         };
-        agent.wait_for_line("mapwatch: watching", Duration::from_secs(30))?;
+        agent.watching = agent.wait_for_line("mapwatch: watching", Duration::from_secs(30))?;
         // Let the reader settle before the workload starts.
         std::thread::sleep(Duration::from_millis(300));
         Ok(agent)
@@ -134,13 +139,24 @@ impl Agent {
     }
 
     /// SIGTERM, then the summary line.
-    pub fn stop(mut self) -> Result<Summary, String> {
+    pub fn stop(self) -> Result<Summary, String> {
+        self.stop_with_cpu().map(|(summary, _)| summary)
+    }
+
+    /// SIGTERM, then the summary line and the agent's CPU time (utime +
+    /// stime from /proc/PID/stat, all threads) over its whole life, in
+    /// clock ticks, read once it has exited (its flush at exit included);
+    /// None if it could not be read.
+    pub fn stop_with_cpu(mut self) -> Result<(Summary, Option<u64>), String> {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let line = self.wait_for_line("mapwatch: stopped", Duration::from_secs(15));
+        let ticks = exit_ticks(self.child.id(), Duration::from_secs(15));
         let _ = self.child.wait();
         let line = line?;
-        parse_summary(&line).ok_or(format!("cannot parse the agent's summary: {line}"))
+        let summary =
+            parse_summary(&line).ok_or(format!("cannot parse the agent's summary: {line}"))?;
+        Ok((summary, ticks))
     }
 }
 

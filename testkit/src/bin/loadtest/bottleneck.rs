@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 
 use crate::pathcost::split;
 use crate::profile::Profile;
-use crate::report::{Report, fmt_rate};
+use crate::report::{Report, fmt_rate, highest_lossless};
 use crate::workload::RateResult;
 
 /// Nothing when every rate was lossless; else one paragraph of findings
-/// and one of what would raise the limit.
+/// and one of what would raise the limit, each sentence from this run's
+/// values (and printed only when they support it).
 pub fn bottleneck_text(r: &Report<'_>, p: &Profile) -> String {
     let mut t = String::new();
     let lossy: Vec<&RateResult> = r.rates.iter().filter(|x| !x.lossless()).collect();
@@ -17,7 +18,12 @@ pub fn bottleneck_text(r: &Report<'_>, p: &Profile) -> String {
         return t;
     };
     let plateau = lossy.iter().map(|x| x.delivered_rate).fold(0.0, f64::max);
-    cpu_bound(&mut t, r.rates, &lossy, first_lossy, plateau);
+    let cores = r
+        .machine
+        .iter()
+        .find(|(k, _)| *k == "nproc")
+        .and_then(|(_, v)| v.parse::<f64>().ok());
+    where_loss_starts(&mut t, r.rates, &lossy, first_lossy, plateau, cores);
     if !r.serial.is_empty() {
         serial_ceiling(&mut t, r.serial, plateau);
     }
@@ -36,17 +42,19 @@ pub fn bottleneck_text(r: &Report<'_>, p: &Profile) -> String {
     if !r.what_if.is_empty() {
         bigger_batches(&mut t, r);
     }
-    t.push_str(FURTHER);
+    further(&mut t, r.rates, first_lossy);
     t
 }
 
-/// Where the loss starts, where delivery levels off, and the CPU it takes.
-fn cpu_bound(
+/// Where the loss starts and why (which counter), where delivery levels
+/// off, and the CPU it took.
+fn where_loss_starts(
     t: &mut String,
     rates: &[RateResult],
     lossy: &[&RateResult],
     first_lossy: &RateResult,
     plateau: f64,
+    cores: Option<f64>,
 ) {
     let busiest = lossy
         .iter()
@@ -58,27 +66,53 @@ fn cpu_bound(
         .iter()
         .find(|x| x.summary.ring_full > 0)
         .map_or("at none of the rates".to_owned(), |x| {
-            format!("only from {} events/s offered", fmt_rate(x.offered as f64))
+            format!("from {} events/s offered", fmt_rate(x.offered as f64))
         });
+    let s = &first_lossy.summary;
+    let cause = if s.queue_full > s.ring_full {
+        "**The export path overflows first**"
+    } else {
+        "**The kernel ring buffer overflows first**"
+    };
     let _ = write!(
         t,
-        "**The bottleneck is CPU: the OpenTelemetry export path's work per record, on 2 shared cores.** \
-         From {} events/s offered the export queue overflows (the loss is `export queue full`; the kernel \
-         ring buffer overflows {ring_first}), and delivery levels off at about {} events/s, with the agent at \
-         {:.0}% of one core (of 200%) and its busiest thread at {:.0}% ({}). Exports run on \
-         `batch.max_concurrent_exports` (4) threads, so converting a batch to protobuf structs \
-         (`group_logs_by_resource_and_scope`), serialising it (prost, tonic) and the collector's round trip \
-         overlap across batches instead of adding up; what is left is their CPU per record, on 2 cores \
-         shared with the workload's own system calls, the receiver ({:.0}% of a core at that rate) and the \
-         rest of the machine (load average {} before the run).",
+        "{cause}: from {} events/s offered records are lost ({} to a full export queue, {} to a full \
+         ring buffer at that rate; the ring buffer overflows {ring_first}), and delivery levels off at \
+         about {} events/s. At that first lossy rate the agent used {:.0}% of one core, the receiver \
+         {:.0}%{}; the busiest agent thread over the lossy rates was {} at {:.0}%; load average before \
+         the run {}.",
         fmt_rate(first_lossy.offered as f64),
+        s.queue_full,
+        s.ring_full,
         fmt_rate(plateau),
         first_lossy.cpu_pct,
-        busiest.1,
-        busiest.0,
         first_lossy.receiver_cpu_pct,
+        cores.map_or(String::new(), |c| format!(
+            " (the machine has {:.0}%)",
+            c * 100.0
+        )),
+        busiest.0,
+        busiest.1,
         first_lossy.load_before,
     );
+    if let Some(c) = cores {
+        let used = first_lossy.cpu_pct + first_lossy.receiver_cpu_pct;
+        if used >= 0.75 * c * 100.0 {
+            let _ = write!(
+                t,
+                " Agent and receiver alone took {used:.0}% of the machine's {:.0}%, with the workload \
+                 besides: CPU is the limit.",
+                c * 100.0
+            );
+        }
+    }
+    if busiest.1 >= 90.0 {
+        let _ = write!(
+            t,
+            " Its busiest thread ({}) is at {:.0}% of a core: that thread bounds the rate.",
+            busiest.0, busiest.1
+        );
+    }
 }
 
 /// What one export at a time delivers, against `plateau` with concurrent exports.
@@ -89,10 +123,11 @@ fn serial_ceiling(t: &mut String, serial: &[RateResult], plateau: f64) {
         .filter(|x| x.lossless())
         .map(|x| x.offered)
         .max();
+    let change = (plateau / serial_plateau.max(1.0) - 1.0) * 100.0;
     let _ = write!(
         t,
-        " With one export at a time (the SDK's own way, table above) delivery levels off at {} events/s \
-         and {}: concurrent exports raise the ceiling by {:.0}%.",
+        " With one export at a time (table above) delivery levels off at {} events/s and {}: \
+         concurrent exports {} the ceiling by {:.0}%.",
         fmt_rate(serial_plateau),
         serial_lossless.map_or("none of the re-run rates is lossless".to_owned(), |x| {
             format!(
@@ -100,11 +135,13 @@ fn serial_ceiling(t: &mut String, serial: &[RateResult], plateau: f64) {
                 fmt_rate(x as f64)
             )
         }),
-        (plateau / serial_plateau.max(1.0) - 1.0) * 100.0,
+        if change >= 0.0 { "raise" } else { "lower" },
+        change.abs(),
     );
 }
 
-/// The profile's inclusive shares: the SDK's and exporter's stages against ours.
+/// The profile's inclusive shares of the export stages and of ours, those
+/// the profile has.
 fn profile_shares(t: &mut String, p: &Profile) {
     let share = |prefix: &str| {
         p.stage_share
@@ -113,22 +150,30 @@ fn profile_shares(t: &mut String, p: &Profile) {
             .map(|(_, v)| *v)
             .fold(0.0, f64::max)
     };
+    let export_stages = [
+        (
+            "the exports on the export threads (`export_thread`)",
+            "export_thread",
+        ),
+        ("their serialisation (`ProstEncoder`)", "ProstEncoder"),
+        (
+            "the batch processor handing batches over (`export_batch_sync`)",
+            "export_batch_sync",
+        ),
+        ("the SDK's `emit`", "SdkLogger as"),
+    ];
+    let found: Vec<String> = export_stages
+        .iter()
+        .filter(|(_, k)| share(k) > 0.0)
+        .map(|(label, k)| format!("{label} {:.0}%", share(k)))
+        .collect();
     let ours = share("fill_log_record") + share("abi::decode") + share("add_process_info");
-    let sdk = share("export_thread")
-        + share("export_batch_sync")
-        + share("ProstEncoder")
-        + share("SdkLogger as");
-    if ours + sdk > 0.0 {
+    if !found.is_empty() {
         let _ = write!(
             t,
-            " In the profile below the exports on the export threads (`export_thread`, {:.0}% of the agent's \
-             samples), their serialisation on the runtime threads ({:.0}%), the batch processor handing \
-             batches over (`export_batch_sync`, {:.0}%, a copy of each batch) and the SDK's `emit` ({:.0}%, \
-             mostly its copy of each record) take {sdk:.0}%; decode + map + process attributes take {ours:.0}%.",
-            share("export_thread"),
-            share("ProstEncoder"),
-            share("export_batch_sync"),
-            share("SdkLogger as"),
+            " In the profile below (inclusive share of the agent's samples): {}; decode + map + process \
+             attributes {ours:.0}%.",
+            found.join(", ")
         );
     }
 }
@@ -163,9 +208,27 @@ fn bigger_batches(t: &mut String, r: &Report<'_>) {
     );
 }
 
-/// The closing paragraph: static, what would raise the limit.
-const FURTHER: &str = "\n\nWhat would raise the limit further: fewer or cheaper attributes per record (each of the ~25 \
-     costs a `String` key and a converted value in the exporter), an encoder that writes protobuf \
-     straight from the records instead of building the intermediate structs, and, on this machine, \
-     a collector on another host (the receiver takes a third of a core here) and more cores. What is \
-     ours is already small: see the valgrind table.\n\n";
+/// The closing paragraph: the measured costs that a change would lower.
+fn further(t: &mut String, rates: &[RateResult], first_lossy: &RateResult) {
+    let _ = write!(t, "\n\n");
+    if let Some((rate, us)) =
+        highest_lossless(rates).and_then(|b| Some((b.offered, b.cpu_us_per_record?)))
+    {
+        let _ = write!(
+            t,
+            "At the highest lossless rate ({} events/s offered) the agent spent {us:.2} us of CPU per \
+             exported record: at that cost one core carries about {} records/s. ",
+            fmt_rate(rate as f64),
+            fmt_rate(1e6 / us)
+        );
+    }
+    if first_lossy.receiver_cpu_pct > 0.0 {
+        let _ = write!(
+            t,
+            "The receiver on this machine took {:.0}% of a core at the first lossy rate; a receiver on \
+             another host would leave that to the agent and the workload.",
+            first_lossy.receiver_cpu_pct
+        );
+    }
+    let _ = write!(t, "\n\n");
+}

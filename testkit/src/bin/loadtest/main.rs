@@ -10,8 +10,10 @@
 //! 2. **Profile**: `perf record` on the agent at the first lossy rate (or the
 //!    highest rate), summarised by thread, by component and by symbol.
 //! 3. **Kernel overhead**: ns per mmap + munmap pair made by this process with
-//!    nothing attached, with mapwatch attached (export off; export on) and
-//!    with an equivalent bpftrace script attached; medians over repeats.
+//!    nothing attached, with mapwatch attached (exporting to a count-only
+//!    receiver in another process; export off) and with an equivalent
+//!    bpftrace script attached (its output read by another process);
+//!    medians over interleaved repeats, and each tool's CPU per record.
 //! 4. Writes the Markdown report (with the criterion results found under
 //!    `--criterion-dir`) and a PNG plot of delivered vs offered rate.
 //!
@@ -20,12 +22,14 @@
 //! This file runs the steps in order; the modules do the work: `options`,
 //! `sweep` (the rates and their re-runs), `workload` (one rate), `agent`,
 //! `procfs` (CPU, wake-ups, RSS), `profile` (perf), `pathcost` (valgrind),
-//! `overhead` (the pair loop, bpftrace), `criterion`, `machine`, and
-//! `report`, `bottleneck` and `plot` for the output.
+//! `overhead` (the pair loop, bpftrace), `helper` (the receiver and line
+//! counter processes it starts: this binary again), `criterion`, `machine`,
+//! and `report`, `bottleneck` and `plot` for the output.
 
 mod agent;
 mod bottleneck;
 mod criterion;
+mod helper;
 mod machine;
 mod options;
 mod overhead;
@@ -49,6 +53,10 @@ use crate::report::{Report, write_report};
 use crate::workload::RateResult;
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if helper::run_helper(&args) {
+        return;
+    }
     let o = options_or_exit();
     let dir = std::env::temp_dir().join(format!("mapwatch-loadtest-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
@@ -169,8 +177,11 @@ fn plot_step(o: &Options, rates: &[RateResult], dir: &Path) {
     }
 }
 
-/// Writes the report (exit status 1 if it cannot), then removes or keeps `dir`.
+/// Writes the report, with the hand-written sections of the file it
+/// replaces (exit status 1 if it cannot), then removes or keeps `dir`.
 fn finish(o: &Options, md: String, dir: &Path) {
+    let previous = std::fs::read_to_string(&o.out).unwrap_or_default();
+    let md = report::with_kept_sections(md, &previous);
     if let Err(e) = std::fs::write(&o.out, md) {
         eprintln!("loadtest: cannot write {}: {e}", o.out.display());
         std::process::exit(1);

@@ -27,6 +27,32 @@ pub fn process_ticks(pid: u32) -> u64 {
     stat_ticks(Path::new(&format!("/proc/{pid}/stat"))).map_or(0, |(_, t)| t)
 }
 
+/// The process state letter of /proc/PID/stat ('R', 'S', 'Z', ...).
+fn process_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// utime + stime of our child `pid` over its whole life, in ticks: waits
+/// (up to `timeout`) until it has exited but is not reaped yet (a zombie's
+/// /proc/PID/stat still holds the times of all its threads), then reads
+/// them. The caller reaps it afterwards. None if it did not exit in time.
+pub fn exit_ticks(pid: u32, timeout: std::time::Duration) -> Option<u64> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match process_state(pid) {
+            Some('Z') => return Some(process_ticks(pid)),
+            None => return None,
+            _ if std::time::Instant::now() >= deadline => return None,
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
 /// tid -> (thread name, ticks).
 pub fn thread_ticks(pid: u32) -> BTreeMap<u32, (String, u64)> {
     let mut out = BTreeMap::new();

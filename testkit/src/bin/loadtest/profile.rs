@@ -183,6 +183,7 @@ fn record(o: &Options, rate: u64, data: &Path) -> Result<RateResult, String> {
         summary,
         consistent: true,
         cpu_pct: (t1 - t0) as f64 / clock_ticks() / seconds * 100.0,
+        cpu_us_per_record: None,
         threads: thread_cpu(&th0, &th1, seconds),
         peak_rss_kib,
         receiver_cpu_pct: 0.0,

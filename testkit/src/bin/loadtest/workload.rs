@@ -25,6 +25,11 @@ pub struct RateResult {
     pub summary: Summary,
     pub consistent: bool,
     pub cpu_pct: f64,
+    /// The agent's CPU time (utime + stime) per exported record, in
+    /// microseconds: from just before the workload to the agent's exit (its
+    /// final flush included), over every record it exported. None when
+    /// nothing was exported or /proc could not be read at its exit.
+    pub cpu_us_per_record: Option<f64>,
     pub threads: Vec<(String, f64)>,
     pub peak_rss_kib: u64,
     /// CPU of this process (the receiver) over the workload, % of one core.
@@ -60,6 +65,12 @@ pub fn run_workload(workload: &Path, pairs: u64, pairs_per_s: u64) -> Result<(f6
     }
 }
 
+/// CPU microseconds per record: ticks from `start` to `exit` over `records`.
+pub fn cpu_us_per_record(exit: Option<u64>, start: u64, records: u64) -> Option<f64> {
+    let exit = exit?;
+    (records > 0).then(|| exit.saturating_sub(start) as f64 / clock_ticks() / records as f64 * 1e6)
+}
+
 /// One run at `rate` events/s offered, with `env` added to the agent's environment.
 pub fn run_rate(o: &Options, rate: u64, env: &[(String, String)]) -> Result<RateResult, String> {
     let load_before = load_average();
@@ -76,13 +87,14 @@ pub fn run_rate(o: &Options, rate: u64, env: &[(String, String)]) -> Result<Rate
     let (t1, r1, c1) = (process_ticks(pid), process_ticks(me), wakeups(pid));
     let th1 = thread_ticks(pid);
     let peak_rss_kib = status_kib(pid, "VmHWM:");
-    let summary = agent.stop()?;
+    let (summary, exit_ticks) = agent.stop_with_cpu()?;
 
     // The agent flushed before printing; the receiver has it all or soon will.
     let _ = receiver.wait_for_log_counter(summary.exported, Duration::from_secs(5));
     let received = receiver.counters().log_records;
     let consistent = received == summary.exported
         && summary.exported + summary.lost + summary.discarded == summary.produced;
+    let cpu_us_per_record = cpu_us_per_record(exit_ticks, t0, summary.exported);
     Ok(RateResult {
         offered: rate,
         achieved: achieved_pairs * 2.0,
@@ -92,6 +104,7 @@ pub fn run_rate(o: &Options, rate: u64, env: &[(String, String)]) -> Result<Rate
         summary,
         consistent,
         cpu_pct: (t1 - t0) as f64 / clock_ticks() / seconds * 100.0,
+        cpu_us_per_record,
         threads: thread_cpu(&th0, &th1, seconds),
         peak_rss_kib,
         receiver_cpu_pct: (r1 - r0) as f64 / clock_ticks() / seconds * 100.0,
