@@ -2,7 +2,8 @@
 # The performance harness (issue 7), one command, as root:
 #   scripts/bench.sh [--no-wait] [--skip-bench] [loadtest options...]
 # Installs what it needs (perf, bpftrace, valgrind, python3 matplotlib), builds release
-# binaries, runs the criterion benchmarks (decode, map, OTLP encode), then
+# binaries, runs the criterion benchmarks (decode, map, OTLP encoding against the SDK's
+# path, spool), then
 # testkit's `loadtest`: the load sweep against a local OTLP receiver, a perf
 # profile of the agent, and the overhead per mmap + munmap against a bpftrace
 # script doing equivalent work (mapwatch with export on, the headline, and
@@ -55,7 +56,7 @@ cargo build --release --locked -p mapwatch -p mapwatch-testkit --bin mapwatch --
 
 if [ "$run_bench" -eq 1 ]; then
     echo "== criterion benchmarks" >&2
-    for spec in "mapwatch-kernel decode" "mapwatch-model map" "mapwatch-testkit encode" "mapwatch spool"; do
+    for spec in "mapwatch-kernel decode" "mapwatch-model map" "mapwatch-model otlp" "mapwatch spool"; do
         set -- $spec
         cargo bench --locked -p "$1" --bench "$2" -- --warm-up-time 1 --measurement-time 4 --noplot
     done

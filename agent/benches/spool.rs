@@ -10,9 +10,9 @@ use std::hint::black_box;
 use std::time::SystemTime;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mapwatch::export::encode::EncodedRecord;
 use mapwatch::spool::Spool;
 use mapwatch_kernel::abi::decode;
+use mapwatch_model::otlp::EncodedRecord;
 use mapwatch_model::{WallClock, fill_log_record};
 
 /// Records per measured round trip: enough to fill 1 MiB segments several times.

@@ -18,6 +18,7 @@
 pub mod attributes;
 mod derived;
 pub mod names;
+pub mod otlp;
 mod process;
 mod record;
 mod span;

@@ -412,7 +412,7 @@ fn write_do_mmap_body(
             );
         }
         (Some(err), None, _) => {
-            body.push_str(&comm);
+            body.push_str(comm);
             body.push_str(" failed to map ");
             write_unknown_file(body, e.fd);
             let _ = write!(body, ": {}", names::errno_name(-err));
@@ -432,7 +432,7 @@ fn write_do_mmap_body(
             );
         }
         (None, None, _) => {
-            body.push_str(&comm);
+            body.push_str(comm);
             body.push_str(" mapped ");
             write_unknown_file(body, e.fd);
             if let Some(reason) = e.file_source.unresolved_reason() {
@@ -569,7 +569,7 @@ fn write_mprotect_body(
     target: Target<'_, '_>,
     previous: Option<u64>,
 ) {
-    body.push_str(&comm);
+    body.push_str(comm);
     body.push_str(" changes ");
     match (e.range, e.vma) {
         (Some((start, len)), _) => {

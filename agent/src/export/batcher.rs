@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use super::encode::{Batch, EncodedRecord};
+use mapwatch_model::otlp::{Batch, EncodedRecord};
 
 /// How often a due batch held back behind waiting ones is looked at again.
 const RECHECK: Duration = Duration::from_millis(5);

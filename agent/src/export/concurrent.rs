@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::BatchExport;
 use super::batcher::BatchSender;
-use super::encode::Batch;
+use mapwatch_model::otlp::Batch;
 
 /// The export threads.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use super::BatchExport;
-use super::encode::Batch;
 use super::transport::Failure;
+use mapwatch_model::otlp::Batch;
 
 /// Prints each record of a batch as `time severity event | body` followed
 /// by its attributes (the process's first), then passes the batch to

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::BatchExport;
-use super::encode::Batch;
 use super::transport::Failure;
 use crate::export::queue::ExportQueue;
 use crate::spool::SpoolHandle;
 use crate::telemetry::PipelineStats;
+use mapwatch_model::otlp::Batch;
 
 /// Wraps an exporter to count what it delivered and what it failed to, and
 /// to give the records' queue slots back when their export has ended.
@@ -147,8 +147,8 @@ impl<E> CountingExporter<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::encode::EncodedRecord;
     use mapwatch_config::WhenFull;
+    use mapwatch_model::otlp::EncodedRecord;
 
     #[derive(Debug)]
     struct Panics;

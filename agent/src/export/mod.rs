@@ -1,7 +1,7 @@
 //! The export stage: from the reader's batches to the collector.
 //!
 //! The reader encodes each record straight into OTLP protobuf
-//! ([`encode`]) and appends it to its open batch ([`batcher`]); a full or
+//! (`mapwatch_model::otlp`) and appends it to its open batch ([`batcher`]); a full or
 //! due batch goes through this chain, outermost first:
 //!
 //! ```text
@@ -30,7 +30,6 @@ pub mod batcher;
 pub mod concurrent;
 pub mod console;
 pub mod counting;
-pub mod encode;
 pub mod otlp;
 pub mod queue;
 pub mod resource;
@@ -45,7 +44,7 @@ use batcher::Batcher;
 use concurrent::ExportThreads;
 use console::ConsoleExporter;
 use counting::CountingExporter;
-use encode::Batch;
+use mapwatch_model::otlp::Batch;
 use otlp::OtlpExporter;
 pub use otlp::{http_settings, metric_exporter, otlp_headers, parse_headers_file, tonic_settings};
 use queue::ExportQueue;
@@ -200,7 +199,7 @@ pub fn logs_pipeline(
         Some(url) => {
             let exporter = OtlpExporter::new(
                 Transport::new(config, url)?,
-                encode::Preamble::new(&resource(config)),
+                mapwatch_model::otlp::Preamble::new(resource(config).iter()),
             );
             destinations.otlp = Some(format!("OTLP {} {url}", config.otlp.protocol.as_str()));
             Some(RetryingExporter::new(

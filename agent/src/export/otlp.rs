@@ -167,14 +167,14 @@ where
 #[derive(Debug)]
 pub struct OtlpExporter {
     transport: super::transport::Transport,
-    preamble: super::encode::Preamble,
+    preamble: mapwatch_model::otlp::Preamble,
 }
 
 impl OtlpExporter {
     /// Sends through `transport`, every request starting with `preamble`.
     pub fn new(
         transport: super::transport::Transport,
-        preamble: super::encode::Preamble,
+        preamble: mapwatch_model::otlp::Preamble,
     ) -> OtlpExporter {
         OtlpExporter {
             transport,
@@ -184,7 +184,10 @@ impl OtlpExporter {
 }
 
 impl super::BatchExport for OtlpExporter {
-    async fn export(&self, batch: &super::encode::Batch) -> Result<(), super::transport::Failure> {
+    async fn export(
+        &self,
+        batch: &mapwatch_model::otlp::Batch,
+    ) -> Result<(), super::transport::Failure> {
         let mut request = Vec::new();
         batch.write_request(&self.preamble, &mut request);
         self.transport.send(request).await

@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::BatchExport;
-use super::encode::Batch;
 use super::transport::Failure;
 use crate::telemetry::PipelineStats;
+use mapwatch_model::otlp::Batch;
 
 /// How a batch not sent because the agent stopped while the collector was
 /// failing is reported (retryable: with a spool it goes there).

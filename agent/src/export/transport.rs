@@ -326,7 +326,7 @@ impl tonic::codec::Decoder for RawCodec {
 
 /// The delay of a `google.rpc.RetryInfo` in a status's details.
 fn retry_info(details: &[u8]) -> Option<Duration> {
-    use super::encode::wire::{Field, fields};
+    use mapwatch_model::otlp::wire::{Field, fields};
     // google.rpc.Status.details (3): Any { type_url (1), value (2) }
     fields(details).flatten().find_map(|field| {
         let Field::Len(3, any) = field else {
@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn retry_info_is_read_from_status_details() {
-        use super::super::encode::wire::{put_bytes, put_varint_field};
+        use mapwatch_model::otlp::wire::{put_bytes, put_varint_field};
         let mut duration = Vec::new();
         put_varint_field(&mut duration, 1, 3);
         put_varint_field(&mut duration, 2, 500_000_000);

@@ -24,13 +24,13 @@ use super::shaping::Shaper;
 use super::source::EventSource;
 use super::throttle::Throttle;
 use crate::export::batcher::Batcher;
-use crate::export::encode::EncodedRecord;
 use crate::export::traces::Traces;
 use crate::host::clock;
 use crate::host::processes::ProcessCache;
 use crate::spool::SpoolError;
 use crate::telemetry::hotspots::HotSpots;
 use crate::telemetry::{PipelineStats, Snapshot};
+use mapwatch_model::otlp::EncodedRecord;
 
 /// How often loss is checked and reported while running.
 pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(10);

@@ -22,13 +22,13 @@ use super::source::Records;
 use crate::export::BatchExport;
 use crate::export::batcher::Batcher;
 use crate::export::counting::CountingExporter;
-use crate::export::encode::Batch;
 use crate::export::queue::ExportQueue;
 use crate::export::retry::{Backoff, RetryControl, RetryingExporter};
 use crate::export::transport::Failure;
 use crate::kernel::KernelCounters;
 use crate::spool::{Spool, SpoolHandle};
 use crate::telemetry::{PipelineStats, Snapshot};
+use mapwatch_model::otlp::Batch;
 
 #[path = "../../../kernel/benches/common/mod.rs"]
 mod fixture;

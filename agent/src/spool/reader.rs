@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 
-use crate::export::encode::{EncodedRecord, read_envelope};
+use mapwatch_model::otlp::{EncodedRecord, read_envelope};
 
 use super::error::io;
 use super::format::{FRAME_HEADER, read_frame, segment_reader};

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
 use proptest::prelude::*;
 use prost::Message as _;
 
-use crate::export::encode::EncodedRecord;
+use mapwatch_model::otlp::EncodedRecord;
 
 /// Pushes an encoded record's two parts.
 trait PushRecord {

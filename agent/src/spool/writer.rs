@@ -19,7 +19,7 @@ impl Spool {
         }
         self.scratch.clear();
         self.scratch.resize(FRAME_HEADER as usize, 0);
-        crate::export::encode::write_envelope(resource, log, &mut self.scratch);
+        mapwatch_model::otlp::write_envelope(resource, log, &mut self.scratch);
         let payload = self.scratch.len() - FRAME_HEADER as usize;
         let len = (payload as u32).to_le_bytes();
         self.scratch[..4].copy_from_slice(&len);

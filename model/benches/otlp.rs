@@ -1,7 +1,7 @@
 //! What one record costs from a decoded kernel event to request bytes, the
 //! agent's own encoder against the SDK's path (a `SdkLogRecord` filled, then
 //! the OTLP exporter's conversion and protobuf encoding), on one core.
-//! `cargo bench -p mapwatch --bench encode`.
+//! `cargo bench -p mapwatch-model --bench otlp`.
 
 #[path = "../../kernel/benches/common/mod.rs"]
 mod common;
@@ -10,8 +10,8 @@ use std::hint::black_box;
 use std::time::SystemTime;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mapwatch::export::encode::{Batch, EncodedRecord, Preamble};
 use mapwatch_kernel::abi::decode;
+use mapwatch_model::otlp::{Batch, EncodedRecord, Preamble};
 use mapwatch_model::{ProcessInfo, WallClock, add_process_info, fill_log_record};
 use opentelemetry::logs::{Logger, LoggerProvider};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -29,7 +29,7 @@ fn bench_encode(c: &mut Criterion) {
         ..Default::default()
     };
     let resource = opentelemetry_sdk::Resource::builder().build();
-    let preamble = Preamble::new(&resource);
+    let preamble = Preamble::new(resource.iter());
     let provider = SdkLoggerProvider::builder().build();
     let logger = provider.logger("mapwatch");
     for (name, pair) in [

@@ -28,14 +28,14 @@ const RESOURCE_ATTRIBUTES: u32 = 1;
 
 /// One log record as the protobuf bytes of an OTLP `LogRecord` message, and
 /// the attributes that describe its process (`process.pid`, `container.id`,
-/// ...: see `mapwatch_model::is_resource_attribute`) as the content of an
+/// ...: see [`is_resource_attribute`](crate::is_resource_attribute)) as the content of an
 /// OTLP `Resource`. Records of one process share that resource in a batch.
 ///
 /// Reused from record to record: [`clear`](Self::clear) keeps the buffers,
 /// so filling a record allocates nothing once they have grown.
 ///
 /// ```
-/// use mapwatch::export::encode::EncodedRecord;
+/// use mapwatch_model::otlp::EncodedRecord;
 /// use opentelemetry::logs::{LogRecord as _, Severity};
 ///
 /// let mut record = EncodedRecord::default();
@@ -223,7 +223,7 @@ impl LogRecord for EncodedRecord {
     {
         let key = key.into();
         let value = value.into();
-        if mapwatch_model::is_resource_attribute(key.as_str()) {
+        if crate::is_resource_attribute(key.as_str()) {
             put_key_value(
                 &mut self.resource,
                 RESOURCE_ATTRIBUTES,

@@ -35,7 +35,7 @@ const NONE: u32 = u32::MAX;
 /// the semantic conventions intend, not one per record.
 ///
 /// ```
-/// use mapwatch::export::encode::{Batch, EncodedRecord, Preamble};
+/// use mapwatch_model::otlp::{Batch, EncodedRecord, Preamble};
 /// use opentelemetry::logs::LogRecord as _;
 ///
 /// let mut batch = Batch::default();
@@ -74,14 +74,13 @@ pub struct Preamble {
 /// in a batch (equal hashes are compared byte by byte).
 fn hash(bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        h = (h ^ word)
+    let (words, rest) = bytes.as_chunks::<8>();
+    for word in words {
+        h = (h ^ u64::from_le_bytes(*word))
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .rotate_left(29);
     }
-    for b in chunks.remainder() {
+    for b in rest {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
     h

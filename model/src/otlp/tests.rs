@@ -5,10 +5,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::{ProcessInfo, WallClock, add_process_info, fill_log_record, is_resource_attribute};
 use mapwatch_kernel::abi::{self, RawDoMmap, RawSecurityFileMprotect, RawSecurityMmapFile, encode};
-use mapwatch_model::{
-    ProcessInfo, WallClock, add_process_info, fill_log_record, is_resource_attribute,
-};
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -173,8 +171,8 @@ fn a_plain_record_decodes_as_the_sdk_writes_it() {
 fn record(pid: i64, len: i64) -> EncodedRecord {
     let mut r = EncodedRecord::default();
     r.set_event_name("mapwatch.do_mmap");
-    r.add_attribute(mapwatch_model::attributes::PROCESS_PID, pid);
-    r.add_attribute(mapwatch_model::attributes::MMAP_LEN, len);
+    r.add_attribute(crate::attributes::PROCESS_PID, pid);
+    r.add_attribute(crate::attributes::MMAP_LEN, len);
     r
 }
 
@@ -183,7 +181,7 @@ fn a_request_has_one_resource_per_process_records_in_order() {
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_attribute(opentelemetry::KeyValue::new("service.name", "mapwatch"))
         .build();
-    let preamble = Preamble::new(&resource);
+    let preamble = Preamble::new(resource.iter());
     let mut batch = Batch::default();
     for (pid, len) in [(10, 1), (20, 2), (10, 3), (30, 4), (20, 5)] {
         batch.push(&record(pid, len));

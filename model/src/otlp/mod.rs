@@ -1,4 +1,6 @@
-//! OTLP log encoding without the SDK's log pipeline.
+//! OTLP log encoding without the SDK's log pipeline: the records of
+//! [`fill_log_record`](crate::fill_log_record) as the protobuf bytes of an
+//! `ExportLogsServiceRequest`.
 //!
 //! The model fills an [`EncodedRecord`] through the same `LogRecord` trait
 //! the SDK's record implements, and each call writes protobuf bytes at once:
@@ -26,7 +28,7 @@ pub use batch::{Batch, Preamble, read_envelope, write_envelope};
 pub use record::EncodedRecord;
 
 use opentelemetry::logs::AnyValue;
-use opentelemetry::{Array, Value};
+use opentelemetry::{Array, Key, Value};
 
 /// The name of the instrumentation scope of every record.
 pub const SCOPE_NAME: &str = "mapwatch";
@@ -52,25 +54,25 @@ fn any_value(value: &Value) -> AnyValue {
 }
 
 impl Preamble {
-    /// The preamble of an agent described by `resource`.
+    /// The preamble of an agent whose resource has `attributes` (for
+    /// example an SDK `Resource`'s `iter()`).
     ///
     /// ```
-    /// let resource = opentelemetry_sdk::Resource::builder_empty()
-    ///     .with_attribute(opentelemetry::KeyValue::new("service.name", "mapwatch"))
-    ///     .build();
-    /// let preamble = mapwatch::export::encode::Preamble::new(&resource);
+    /// use opentelemetry::{Key, Value};
+    /// let attributes = [(Key::new("service.name"), Value::from("mapwatch"))];
+    /// let preamble = mapwatch_model::otlp::Preamble::new(attributes.iter().map(|(k, v)| (k, v)));
     /// assert!(!preamble.resource.is_empty() && !preamble.scope.is_empty());
     /// ```
-    pub fn new(resource: &opentelemetry_sdk::Resource) -> Preamble {
-        let mut attributes = Vec::new();
-        for (key, value) in resource.iter() {
-            record::put_resource_attribute(&mut attributes, key.as_str(), &any_value(value));
+    pub fn new<'a>(attributes: impl IntoIterator<Item = (&'a Key, &'a Value)>) -> Preamble {
+        let mut encoded = Vec::new();
+        for (key, value) in attributes {
+            record::put_resource_attribute(&mut encoded, key.as_str(), &any_value(value));
         }
         let mut scope = Vec::new();
         wire::put_bytes(&mut scope, 1, SCOPE_NAME.as_bytes());
         wire::put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
         Preamble {
-            resource: attributes,
+            resource: encoded,
             scope,
         }
     }
