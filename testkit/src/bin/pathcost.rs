@@ -4,13 +4,20 @@
 //!
 //! ```text
 //! pathcost MODE KIND N
-//!   MODE  map     decode + map into the SDK's SdkLogRecord (logger without processor)
+//!   MODE  encoder decode + map into the agent's encoder (mapwatch_model::otlp), appended
+//!               to a batch of 512, as the reader does (the agent's path)
+//!         request N batches of 512 encoded records written as the request bytes, as
+//!               an export thread does (the agent's path)
+//!         map     decode + map into the SDK's SdkLogRecord (logger without processor)
 //!         emit    the same, emitted through a BatchLogProcessor with a no-op exporter
 //!               (adds the SDK's copy of each record, its channel and batching)
 //!         encode  N batches of 512 mapped records to the OTLP protobuf request, as
 //!               opentelemetry-otlp's gRPC exporter builds it (transform + prost)
 //!   KIND  anonymous | file   the records of one anonymous or one libc mmap call
-//!   N     iterations: pairs of records (map, emit) or batches (encode)
+//!   N     iterations: pairs of records (encoder, map, emit) or batches (request, encode)
+//!
+//! `map`, `emit` and `encode` are the path through the OpenTelemetry SDK that
+//! the agent used before its own encoder: kept to show the difference.
 //! ```
 
 #[path = "../../../kernel/benches/common/mod.rs"]
@@ -19,6 +26,7 @@ mod common;
 use std::time::SystemTime;
 
 use mapwatch_kernel::abi::decode;
+use mapwatch_model::otlp::{Batch, EncodedRecord, Preamble};
 use mapwatch_model::{WallClock, fill_log_record};
 use opentelemetry::InstrumentationScope;
 use opentelemetry::logs::{Logger, LoggerProvider};
@@ -44,7 +52,7 @@ impl LogExporter for Discard {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: pathcost map|emit|encode anonymous|file N");
+    eprintln!("usage: pathcost encoder|request|map|emit|encode anonymous|file N");
     std::process::exit(2)
 }
 
@@ -71,7 +79,45 @@ fn main() {
             }
         }
     };
+    let resource = opentelemetry_sdk::Resource::builder().build();
+    let preamble = Preamble::new(resource.iter());
     match mode.as_str() {
+        "encoder" => {
+            let mut record = EncodedRecord::default();
+            let mut batch = Batch::with_capacity(BATCH);
+            let mut bytes = 0;
+            for _ in 0..n {
+                for raw in &pair {
+                    let event = decode(raw).expect("valid sample");
+                    record.clear();
+                    fill_log_record(&event, &clock, observed, &mut record);
+                    batch.push(&record);
+                    if batch.len() == BATCH {
+                        bytes += batch.len();
+                        batch = Batch::with_capacity(BATCH);
+                    }
+                }
+            }
+            println!("records={bytes}");
+        }
+        "request" => {
+            let mut record = EncodedRecord::default();
+            let mut batch = Batch::with_capacity(BATCH);
+            for i in 0..BATCH {
+                let event = decode(&pair[i % 2]).expect("valid sample");
+                record.clear();
+                fill_log_record(&event, &clock, observed, &mut record);
+                batch.push(&record);
+            }
+            let mut bytes = 0;
+            let mut request = Vec::new();
+            for _ in 0..n {
+                request.clear();
+                batch.write_request(&preamble, &mut request);
+                bytes += request.len();
+            }
+            println!("bytes={bytes}");
+        }
         "map" => {
             let provider = SdkLoggerProvider::builder().build();
             run(&provider.logger("mapwatch"));

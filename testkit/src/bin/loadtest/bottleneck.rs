@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::pathcost::split;
+use crate::pathcost::now;
 use crate::profile::Profile;
 use crate::report::{Report, fmt_rate, highest_lossless};
 use crate::workload::RateResult;
@@ -28,14 +28,13 @@ pub fn bottleneck_text(r: &Report<'_>, p: &Profile) -> String {
         serial_ceiling(&mut t, r.serial, plateau);
     }
     if let Some(Ok(costs)) = r.pathcost
-        && let Some((ours, emit, encode, share)) = split(costs, "anonymous")
+        && let Some((encoder, request)) = now(costs, "anonymous")
     {
         let _ = write!(
             t,
-            " Per event the SDK and exporter execute {:.0}% of the agent's instructions ({emit:.0} to copy \
-             and queue the record, {encode:.0} to convert and encode it, against our {ours:.0} to decode and \
-             map it; valgrind table above).",
-            100.0 - share * 100.0
+            " Per event the agent executes {:.0} instructions to decode, map and encode a record into \
+             its batch and write it into a request (valgrind table above).",
+            encoder + request
         );
     }
     profile_shares(&mut t, p);

@@ -103,22 +103,17 @@ fn component(sym: &str, dso: &str) -> &'static str {
 }
 
 /// Only the pipeline's own stages, not the frames every thread starts with.
-const STAGES: [&str; 15] = [
+const STAGES: [&str; 10] = [
     "<mapwatch::pipeline::reader::Reader>::drain",
     "mapwatch_kernel::abi::decode",
     "mapwatch_model::record::fill_log_record",
     "mapwatch_model::process::add_process_info",
     "<mapwatch::host::processes::ProcessCache>::get",
-    "<opentelemetry_sdk::logs::logger::SdkLogger as opentelemetry::logs::logger::Logger>::emit",
-    "<opentelemetry_sdk::logs::batch_log_processor::BatchLogProcessor as opentelemetry_sdk::logs::log_processor::LogProcessor>::emit",
-    "<opentelemetry_sdk::logs::record::SdkLogRecord as core::clone::Clone>::clone",
-    "opentelemetry_sdk::logs::batch_log_processor::export_batch_sync",
+    "<mapwatch_model::otlp::batch::Batch>::push_parts",
     "mapwatch::export::concurrent::export_thread",
-    "opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope",
-    "<opentelemetry_proto::proto::tonic::collector::logs::v1::ExportLogsServiceRequest as prost::message::Message>::encode",
-    "<opentelemetry_proto::proto::tonic::collector::logs::v1::ExportLogsServiceRequest as prost::message::Message>::encoded_len",
-    "<tonic_prost::codec::ProstEncoder",
-    "<opentelemetry_proto::proto::tonic::logs::v1::LogRecord as core::convert::From<&opentelemetry_sdk::logs::record::SdkLogRecord>>::from",
+    "<mapwatch_model::otlp::batch::Batch>::write_request",
+    "<mapwatch::export::transport::HttpTransport>::send",
+    "<mapwatch::export::transport::GrpcTransport>::send",
 ];
 
 /// Profiles the agent at `rate` events/s offered; perf.data goes to `dir`.
