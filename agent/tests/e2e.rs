@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Agent, agent_command, require_root};
+use common::{Agent, agent_command, require_root, scaled};
 use mapwatch_testkit::{OtlpReceiver, Protocol, ReceivedLog};
 
 const PAGE: usize = 4096;
@@ -717,6 +717,56 @@ fn every_backend_sees_the_executable_mapped_by_execve() {
             receiver
                 .wait_for_logs(|logs| logs.iter().any(of_interp), WAIT)
                 .unwrap_or_else(|e| panic!("no {event} of the interpreter {interp}: {e}"));
+        }
+    }
+}
+
+/// Console output (`console`): off by default when records go to a
+/// collector, on with `always`, and then the records still reach it.
+#[test]
+fn console_prints_records_only_when_asked() {
+    require_root();
+    for (console, printed) in [("auto", false), ("always", true)] {
+        let receiver = OtlpReceiver::start().expect("start OTLP receiver");
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = agent_command();
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+            .env("MAPWATCH_CONSOLE", console)
+            .env("MAPWATCH_BATCH__SCHEDULED_DELAY", "100ms")
+            .env(
+                "MAPWATCH_FILTER__INCLUDE_PIDS",
+                std::process::id().to_string(),
+            );
+        let Some(agent) = Agent::start_writing_to(cmd, out.reopen().unwrap().into()) else {
+            return;
+        };
+        let addr = map_anonymous_rwx();
+        let here = |l: &ReceivedLog| {
+            l.event_name == "mapwatch.do_mmap" && l.int_attr("mmap.addr") == Some(addr as i64)
+        };
+        receiver
+            .wait_for_logs(
+                |logs| logs.iter().any(here),
+                scaled(Duration::from_secs(10)),
+            )
+            .expect("the record reaches the collector");
+        let (status, _, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(10));
+        assert!(status.success(), "{stderr}");
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        let line = format!("at {addr:#x}");
+        assert_eq!(
+            text.contains(&line),
+            printed,
+            "console = {console}: {line:?} on stdout? stdout:\n{}",
+            &text[..text.len().min(2000)]
+        );
+        if printed {
+            // The process attributes (now the record's resource) are printed too.
+            assert!(
+                text.contains(&format!("process.pid={}", std::process::id())),
+                "{}",
+                &text[..text.len().min(2000)]
+            );
         }
     }
 }

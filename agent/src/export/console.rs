@@ -14,19 +14,22 @@ use super::BatchExport;
 use super::transport::Failure;
 use mapwatch_model::otlp::Batch;
 
-/// Prints each record of a batch as `time severity event | body` followed
-/// by its attributes (the process's first), then passes the batch to
-/// `next`, if any. Decoding the records again costs more than encoding
-/// them: console output is for people reading along, not for volume.
+/// When `print` is set, prints each record of a batch as `time severity
+/// event | body` followed by its attributes (the process's first); then
+/// passes the batch to `next`, if any. Decoding the records again costs more
+/// than encoding them: console output is for people reading along, not for
+/// volume.
 #[derive(Debug)]
 pub struct ConsoleExporter<E> {
+    print: bool,
     next: Option<E>,
 }
 
 impl<E> ConsoleExporter<E> {
-    /// Prints, then exports through `next` (when records also go to OTLP).
-    pub fn new(next: Option<E>) -> Self {
-        ConsoleExporter { next }
+    /// Prints if `print`, then exports through `next` (when records also go
+    /// to OTLP).
+    pub fn new(print: bool, next: Option<E>) -> Self {
+        ConsoleExporter { print, next }
     }
 }
 
@@ -104,19 +107,23 @@ fn write_record(out: &mut String, resource: &[u8], log: &[u8]) {
 
 impl<E: BatchExport> BatchExport for ConsoleExporter<E> {
     async fn export(&self, batch: &Batch) -> Result<(), Failure> {
-        let mut out = String::with_capacity(512 * batch.len());
-        for (resource, log) in batch.records() {
-            write_record(&mut out, resource, log);
-        }
-        {
-            let mut stdout = std::io::stdout().lock();
-            // A closed stdout (e.g. piped into `head`) is not an export failure worth retrying.
-            let _ = stdout.write_all(out.as_bytes());
-            let _ = stdout.flush();
+        if self.print {
+            print_batch(batch);
         }
         match &self.next {
             Some(next) => next.export(batch).await,
             None => Ok(()),
         }
     }
+}
+
+fn print_batch(batch: &Batch) {
+    let mut out = String::with_capacity(512 * batch.len());
+    for (resource, log) in batch.records() {
+        write_record(&mut out, resource, log);
+    }
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (e.g. piped into `head`) is not an export failure worth retrying.
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
 }

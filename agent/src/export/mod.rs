@@ -215,8 +215,8 @@ pub fn logs_pipeline(
     if otlp.is_none() && !console {
         return Ok(destinations);
     }
-    let mut exporter =
-        CountingExporter::new(ConsoleExporter::new(otlp), stats.clone()).with_queue(queue.clone());
+    let mut exporter = CountingExporter::new(ConsoleExporter::new(console, otlp), stats.clone())
+        .with_queue(queue.clone());
     if let Some(url) = &url
         && config.batch.when_full == WhenFull::Spool
     {

@@ -96,9 +96,15 @@ impl Agent {
     /// `MAPWATCH_BACKENDS__*` cannot work on this kernel, prints
     /// `SKIP: <reason>` and returns `None` (another kernel of the VM matrix
     /// covers that backend).
-    pub fn start_or_skip(mut cmd: Command) -> Option<Agent> {
+    pub fn start_or_skip(cmd: Command) -> Option<Agent> {
+        Agent::start_writing_to(cmd, Stdio::null())
+    }
+
+    /// Like [`Agent::start_or_skip`], with the agent's standard output (the
+    /// console records) going to `stdout`.
+    pub fn start_writing_to(mut cmd: Command, stdout: Stdio) -> Option<Agent> {
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn mapwatch");
