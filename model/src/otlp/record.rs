@@ -8,8 +8,8 @@ use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, SpanId, TraceFlags, TraceId};
 
 use super::wire::{
-    key_len, len_field_len, put_bytes, put_fixed32, put_fixed64, put_len_header, put_varint_field,
-    varint_len,
+    key_len, len_field_len, put_bytes, put_fixed32, put_fixed64, put_len_header, put_varint,
+    put_varint_field, varint_len,
 };
 
 // Field numbers of opentelemetry.proto.logs.v1.LogRecord.
@@ -166,6 +166,33 @@ fn put_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &AnyValue) {
     put_any(out, value);
 }
 
+/// Appends an integer `KeyValue` as field `field`: the most common
+/// attribute, written without the general value dispatch.
+#[inline]
+fn put_key_int(out: &mut Vec<u8>, field: u32, key: &str, value: i64) {
+    let v = value as u64;
+    // AnyValue { int_value (3) }: at most 11 bytes, so one length byte.
+    let any = 1 + varint_len(v);
+    let kv = len_field_len(1, key.len()) + 2 + any;
+    out.reserve(kv + 4);
+    put_len_header(out, field, kv);
+    put_bytes(out, 1, key.as_bytes());
+    out.extend_from_slice(&[0x12, any as u8, 0x18]);
+    put_varint(out, v);
+}
+
+/// Appends a string `KeyValue` as field `field` (see [`put_key_int`]).
+#[inline]
+fn put_key_str(out: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    let any = len_field_len(1, value.len());
+    let kv = len_field_len(1, key.len()) + len_field_len(2, any);
+    out.reserve(kv + 4);
+    put_len_header(out, field, kv);
+    put_bytes(out, 1, key.as_bytes());
+    put_len_header(out, 2, any);
+    put_bytes(out, 1, value.as_bytes());
+}
+
 /// Appends `key = value` to the attributes of a `Resource` message (the
 /// agent's own resource is written with it).
 pub(super) fn put_resource_attribute(out: &mut Vec<u8>, key: &str, value: &AnyValue) {
@@ -223,15 +250,15 @@ impl LogRecord for EncodedRecord {
     {
         let key = key.into();
         let value = value.into();
-        if crate::is_resource_attribute(key.as_str()) {
-            put_key_value(
-                &mut self.resource,
-                RESOURCE_ATTRIBUTES,
-                key.as_str(),
-                &value,
-            );
+        let (out, field) = if crate::is_resource_attribute(key.as_str()) {
+            (&mut self.resource, RESOURCE_ATTRIBUTES)
         } else {
-            put_key_value(&mut self.log, ATTRIBUTES, key.as_str(), &value);
+            (&mut self.log, ATTRIBUTES)
+        };
+        match &value {
+            AnyValue::Int(i) => put_key_int(out, field, key.as_str(), *i),
+            AnyValue::String(s) => put_key_str(out, field, key.as_str(), s.as_str()),
+            other => put_key_value(out, field, key.as_str(), other),
         }
     }
 

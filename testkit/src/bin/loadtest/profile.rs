@@ -59,17 +59,19 @@ fn component(sym: &str, dso: &str) -> &'static str {
         return "kernel (syscalls, scheduling, networking, page faults)";
     }
     let has = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
-    if has(&[
+    if has(&["mapwatch_model::otlp", "AnyValue"]) {
+        "OTLP encoding (mapwatch-model's encoder, the values it is handed)"
+    } else if has(&[
         "opentelemetry_proto",
         "prost",
         "encode_varint",
         "encoded_len",
     ]) {
-        "OTLP encoding (opentelemetry-proto transform + prost)"
+        "OTLP encoding (opentelemetry-proto + prost: the SDK's metrics and spans)"
     } else if has(&["tonic", "hyper", "h2::", "tower", "http::", "bytes::"]) {
-        "gRPC transport (tonic, hyper, h2)"
+        "OTLP transport (tonic, hyper, h2)"
     } else if has(&["opentelemetry_sdk", "opentelemetry::", "BatchLogProcessor"]) {
-        "OpenTelemetry SDK (records, batch processor)"
+        "OpenTelemetry SDK (spans, metrics)"
     } else if has(&["mapwatch_model", "core::fmt", "alloc::fmt", "humantime"]) {
         "mapping (mapwatch-model, formatting)"
     } else if has(&["mapwatch_kernel", "aya::", "mapwatch::pipeline"]) {
