@@ -244,13 +244,13 @@ impl Exception {
             return false;
         };
         if let Some(exe) = &info.executable_path
-            && self.executable_paths.iter().any(|p| p == exe)
+            && self.executable_paths.iter().any(|p| **p == **exe)
         {
             return true;
         }
         if let Some(cgroup) = &info.cgroup
             && self.cgroups.iter().any(|c| {
-                cgroup == c
+                **cgroup == **c
                     || (cgroup.starts_with(c.as_str())
                         && (c.ends_with('/') || cgroup.as_bytes().get(c.len()) == Some(&b'/')))
             })

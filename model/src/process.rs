@@ -4,23 +4,27 @@
 //! The agent reads these from /proc once per process (see its cache); this
 //! module only parses and maps them, so it is pure and testable.
 
-use opentelemetry::logs::LogRecord;
+use std::sync::Arc;
+
+use opentelemetry::StringValue;
+use opentelemetry::logs::{AnyValue, LogRecord};
 
 use crate::attributes as attr;
 
-/// What the agent learned about a process.
+/// What the agent learned about a process. Strings are shared (`Arc`): every
+/// record of the process carries them without copying them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// Full path of the executable (`/proc/PID/exe`).
-    pub executable_path: Option<String>,
+    pub executable_path: Option<Arc<str>>,
     /// The command line, arguments separated by spaces (opt-in: it can hold secrets).
-    pub command_line: Option<String>,
+    pub command_line: Option<Arc<str>>,
     /// The cgroup v2 path (`/proc/PID/cgroup`, the `0::` line).
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     /// The container id, from the cgroup path.
-    pub container_id: Option<String>,
+    pub container_id: Option<Arc<str>>,
     /// The Kubernetes pod uid, from the cgroup path.
-    pub pod_uid: Option<String>,
+    pub pod_uid: Option<Arc<str>>,
 }
 
 impl ProcessInfo {
@@ -33,9 +37,9 @@ impl ProcessInfo {
     /// assert_eq!(info.container_id.as_deref(), Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
     /// ```
     pub fn set_cgroup(&mut self, path: &str) {
-        self.container_id = container_id(path).map(str::to_owned);
-        self.pod_uid = pod_uid(path);
-        self.cgroup = Some(path.to_owned());
+        self.container_id = container_id(path).map(Arc::from);
+        self.pod_uid = pod_uid(path).map(Arc::from);
+        self.cgroup = Some(Arc::from(path));
     }
 }
 
@@ -118,22 +122,19 @@ pub fn pod_uid(cgroup_path: &str) -> Option<String> {
     None
 }
 
-/// Adds the attributes of `info` that are known.
+/// Adds the attributes of `info` that are known (no copy of the strings).
 pub fn add_process_info<R: LogRecord>(record: &mut R, info: &ProcessInfo) {
-    if let Some(path) = &info.executable_path {
-        record.add_attribute(attr::PROCESS_EXECUTABLE_PATH, path.clone());
-    }
-    if let Some(line) = &info.command_line {
-        record.add_attribute(attr::PROCESS_COMMAND_LINE, line.clone());
-    }
-    if let Some(cgroup) = &info.cgroup {
-        record.add_attribute(attr::PROCESS_LINUX_CGROUP, cgroup.clone());
-    }
-    if let Some(id) = &info.container_id {
-        record.add_attribute(attr::CONTAINER_ID, id.clone());
-    }
-    if let Some(uid) = &info.pod_uid {
-        record.add_attribute(attr::K8S_POD_UID, uid.clone());
+    let shared = |s: &Arc<str>| AnyValue::String(StringValue::from(s.clone()));
+    for (key, value) in [
+        (attr::PROCESS_EXECUTABLE_PATH, &info.executable_path),
+        (attr::PROCESS_COMMAND_LINE, &info.command_line),
+        (attr::PROCESS_LINUX_CGROUP, &info.cgroup),
+        (attr::CONTAINER_ID, &info.container_id),
+        (attr::K8S_POD_UID, &info.pod_uid),
+    ] {
+        if let Some(value) = value {
+            record.add_attribute(key, shared(value));
+        }
     }
 }
 

@@ -68,7 +68,7 @@ pub fn read_proc(pid: u32, command_line: bool) -> ProcessInfo {
     let mut info = ProcessInfo {
         executable_path: std::fs::read_link(format!("{dir}/exe"))
             .ok()
-            .map(|p| p.to_string_lossy().into_owned()),
+            .map(|p| Arc::from(&*p.to_string_lossy())),
         ..ProcessInfo::default()
     };
     if command_line {
@@ -80,7 +80,7 @@ pub fn read_proc(pid: u32, command_line: bool) -> ProcessInfo {
                 while bytes.last() == Some(&0) {
                     bytes.pop();
                 }
-                String::from_utf8_lossy(&bytes).replace('\0', " ")
+                Arc::from(String::from_utf8_lossy(&bytes).replace('\0', " "))
             });
     }
     if let Ok(text) = std::fs::read_to_string(format!("{dir}/cgroup"))

@@ -31,8 +31,10 @@ fn raw<T: Copy>(bytes: &[u8]) -> T {
 
 fn info(seed: u8) -> ProcessInfo {
     let mut info = ProcessInfo {
-        executable_path: Some(format!("/usr/bin/prog{seed}")),
-        command_line: seed.is_multiple_of(2).then(|| format!("prog{seed} --flag")),
+        executable_path: Some(format!("/usr/bin/prog{seed}").into()),
+        command_line: seed
+            .is_multiple_of(2)
+            .then(|| format!("prog{seed} --flag").into()),
         ..Default::default()
     };
     info.set_cgroup(&format!("/docker/{:064x}", seed));
