@@ -310,6 +310,7 @@ const _: () = {
     assert!(c::MW_COUNTER_MPROTECT_PENDING_MAP_FULL == Counter::MprotectPendingMapFull as u64);
     assert!(c::MW_COUNTER_WX_HISTORY_FULL == Counter::WxHistoryFull as u64);
     assert!(c::MW_COUNTER_WX_HISTORY_EVICTED == Counter::WxHistoryEvicted as u64);
+    assert!(c::MW_COUNTER_SCRATCH_MISSING == Counter::ScratchMissing as u64);
 };
 
 const _: () = {
@@ -428,11 +429,14 @@ pub enum Counter {
     WxHistoryFull = 21,
     /// A process's oldest formerly writable range was overwritten by a newer one.
     WxHistoryEvicted = 22,
+    /// Records lost: the per-CPU scratch buffer was not found (cannot happen
+    /// with an array map; counted rather than silent).
+    ScratchMissing = 23,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 24] = [
         Counter::DoMmapSent,
         Counter::DoMmapRingBufferFull,
         Counter::SecurityMmapFileSent,
@@ -456,6 +460,7 @@ impl Counter {
         Counter::MprotectPendingMapFull,
         Counter::WxHistoryFull,
         Counter::WxHistoryEvicted,
+        Counter::ScratchMissing,
     ];
 
     /// Index in the counters map.
@@ -489,6 +494,7 @@ impl Counter {
             Counter::MprotectPendingMapFull => "security_file_mprotect_pending_map_full",
             Counter::WxHistoryFull => "wx_history_full",
             Counter::WxHistoryEvicted => "wx_history_evicted",
+            Counter::ScratchMissing => "scratch_missing",
         }
     }
 
@@ -515,6 +521,7 @@ impl Counter {
                 | Counter::SecurityPendingMapFull
                 | Counter::MprotectRingBufferFull
                 | Counter::MprotectPendingMapFull
+                | Counter::ScratchMissing
         )
     }
 }

@@ -355,7 +355,10 @@ async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>) {
         .add_service(logs)
         .add_service(traces)
         .add_service(metrics)
-        .serve_with_incoming(TcpIncoming::from(listener))
+        // TCP_NODELAY, as an OpenTelemetry Collector has it (Go's default):
+        // without it, small HTTP/2 frames (window updates) wait for delayed
+        // ACKs and stall a client for ~40 ms at a time.
+        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await;
     if let Err(e) = result {
         eprintln!("mapwatch-testkit: OTLP/gRPC server failed: {e}");
@@ -455,6 +458,10 @@ async fn serve_http(listener: TcpListener, shared: Arc<Shared>) {
     if let Some(tls) = &shared.tls {
         return crate::tls::serve_https(listener, router, tls).await;
     }
+    // TCP_NODELAY, as on the gRPC side.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, router).await {
         eprintln!("mapwatch-testkit: OTLP/HTTP server failed: {e}");
     }

@@ -246,7 +246,8 @@ pub fn logs_pipeline(
             config.batch.scheduled_delay,
             sender,
         )
-        .with_backlog(threads.backlog()),
+        .with_backlog(threads.backlog())
+        .with_accounting(stats.clone(), queue.clone()),
     );
     destinations.threads = Some(threads);
     destinations.queue = Some(queue);

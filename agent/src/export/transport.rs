@@ -129,12 +129,17 @@ impl Transport {
                 } else {
                     TlsFiles::rustls(None)?
                 };
+                // TCP_NODELAY: a request is written whole, then answered;
+                // Nagle would only delay it.
+                let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+                http.set_nodelay(true);
+                http.enforce_http(false);
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls)
                     .https_or_http()
                     .enable_http1()
                     .enable_http2()
-                    .build();
+                    .wrap_connector(http);
                 let client = hyper_util::client::legacy::Client::builder(
                     hyper_util::rt::TokioExecutor::new(),
                 )

@@ -436,7 +436,8 @@ impl Snapshot {
             "ring buffer full {}, argument map full {}, undecodable {}, export failed {}, export queue full {}",
             self.ring_buffer_full(),
             self.kernel.get(Counter::PendingMapFull)
-                + self.kernel.get(Counter::SecurityPendingMapFull),
+                + self.kernel.get(Counter::SecurityPendingMapFull)
+                + self.kernel.get(Counter::MprotectPendingMapFull),
             self.decode_errors,
             self.export_failed,
             self.queue_dropped,
@@ -452,6 +453,10 @@ impl Snapshot {
         for (what, n) in [
             ("export panicked", self.export_panicked),
             ("export never started", self.export_not_started),
+            (
+                "per-CPU scratch missing",
+                self.kernel.get(Counter::ScratchMissing),
+            ),
         ] {
             if n > 0 {
                 reasons.push_str(&format!(", {what} {n}"));

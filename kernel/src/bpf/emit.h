@@ -68,8 +68,10 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	if (!mw_filter_task(pid_tgid, call->prot, mw_call_file_backed(backend, call)))
 		return;
 	s = mw_scratch();
-	if (!s)
+	if (!s) {
+		mw_count(MW_COUNTER_SCRATCH_MISSING);
 		return;
+	}
 	ev = &s->do_mmap;
 	mw_fill_header(&ev->hdr, MW_EVENT_DO_MMAP, backend, pid_tgid);
 	if (mw_is_err_value(ret)) {
@@ -108,8 +110,10 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	if (!mw_filter_task(pid_tgid, call->prot, mw_call_file_backed(backend, call)))
 		return;
 	s = mw_scratch();
-	if (!s)
+	if (!s) {
+		mw_count(MW_COUNTER_SCRATCH_MISSING);
 		return;
+	}
 	ev = &s->security;
 	mw_fill_header(&ev->hdr, MW_EVENT_SECURITY_MMAP_FILE, backend, pid_tgid);
 	ev->prot = call->prot;

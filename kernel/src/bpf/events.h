@@ -89,7 +89,10 @@
 /* W->X history (mprotect.h): a formerly writable range could not be remembered */
 #define MW_COUNTER_WX_HISTORY_FULL 21    /* the table of processes was full */
 #define MW_COUNTER_WX_HISTORY_EVICTED 22 /* the process's oldest range was overwritten */
-#define MW_COUNTER_MAX 23
+/* Records lost: the per-CPU scratch buffer was not found (an array map always
+ * has its element, so this is a bug, but never a silent one). */
+#define MW_COUNTER_SCRATCH_MISSING 23
+#define MW_COUNTER_MAX 24
 
 /*
  * Suspicious reasons, bit for bit the model's `Reasons`: enforcement

@@ -134,8 +134,10 @@ static __always_inline void mw_exec_report_elf(__u64 pid_tgid, __u64 start)
 	if (!start)
 		return;
 	w.s = mw_scratch();
-	if (!w.s)
+	if (!w.s) {
+		mw_count(MW_COUNTER_SCRATCH_MISSING);
 		return;
+	}
 	bpf_loop(MW_EXEC_MAX_SEGMENTS, mw_exec_step, &w, 0);
 }
 

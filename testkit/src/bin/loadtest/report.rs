@@ -314,11 +314,14 @@ fn benchmarks(w: &mut String, benches: &[Bench]) {
         w,
         "## Micro-benchmarks (criterion, one core)\n\n\
          `cargo bench -p mapwatch-kernel --bench decode`, `-p mapwatch-model --bench map`, \
-         `-p mapwatch-testkit --bench encode`. `map/*` iterations handle the two records of one mmap call \
-         (security_mmap_file + do_mmap); `sdk_record` = decode + map into the SDK's `SdkLogRecord` via a \
-         logger with no processor, `null_record` = decode + map into a `LogRecord` that drops everything \
-         (our own cost), `otlp_encode/*` = a batch of 512 SdkLogRecords to `ExportLogsServiceRequest` \
-         (`transform` = opentelemetry-proto's conversion, `prost_encode` = serialisation).\n"
+         `-p mapwatch-model --bench otlp`, `-p mapwatch --bench spool`. `map/*` iterations handle the \
+         two records of one mmap call (security_mmap_file + do_mmap); `sdk_record` = decode + map into \
+         the SDK's `SdkLogRecord` via a logger with no processor, `null_record` = decode + map into a \
+         `LogRecord` that drops everything (the model's own cost). `encode/*` iterations are a batch of \
+         512 records (a mapped event with its process attributes) to request bytes: \
+         `mapwatch_encoder` = the agent's path (`mapwatch_model::otlp`), \
+         `sdk_record_then_otlp_conversion` = the SDK's record, opentelemetry-proto's conversion and \
+         prost (the path the agent used before; its batch processor's copies not included).\n"
     );
     let _ = writeln!(
         w,
