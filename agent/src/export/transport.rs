@@ -271,7 +271,12 @@ impl HttpTransport {
         if parts.status.is_success() {
             return Ok(());
         }
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        // The start of the answer, printable characters only (a protobuf
+        // `Status` is binary; a proxy's page is text).
+        let text: String = String::from_utf8_lossy(&body[..body.len().min(200)])
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
         let message = format!("HTTP status {status}: {}", text.trim());
         Err(Failure {
             retryable: matches!(status, 429 | 502 | 503 | 504),

@@ -439,9 +439,13 @@ impl Reader {
                 batcher.push(&self.record);
                 self.stats.emitted.fetch_add(1, Ordering::Relaxed);
             }
-            // Admission without a batcher is a wiring bug; count, don't hide.
+            // Admission without a batcher is a wiring bug; count it, and
+            // give the slot the admission took back.
             None => {
                 self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+                if let Some(admission) = &self.admission {
+                    admission.queue().release(1);
+                }
             }
         }
     }

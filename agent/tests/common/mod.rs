@@ -282,6 +282,26 @@ pub fn int80_mmap2(len: u32, prot: u32, flags: u32, fd: i32) -> i64 {
         i64::from(ret)
     }
 }
+/// i386 mprotect (125) through `int $0x80` from this 64-bit process; returns
+/// 0 or -errno.
+#[cfg(target_arch = "x86_64")]
+pub fn int80_mprotect(addr: u32, len: u32, prot: u32) -> i32 {
+    let ret: u32;
+    // SAFETY: a syscall with scalar arguments only; rbx is restored.
+    unsafe {
+        std::arch::asm!(
+            "xchg {addr:r}, rbx",
+            "int 0x80",
+            "xchg {addr:r}, rbx",
+            addr = inout(reg) u64::from(addr) => _,
+            inlateout("eax") 125u32 => ret,
+            in("ecx") len,
+            in("edx") prot,
+        );
+    }
+    ret as i32
+}
+
 /// Where cgroup v2 is mounted.
 pub fn cgroup2_root() -> std::path::PathBuf {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-#[cfg(target_arch = "x86_64")]
-use crate::common::int80_mmap2;
 use crate::common::{Agent, agent_command, require_root};
+#[cfg(target_arch = "x86_64")]
+use crate::common::{int80_mmap2, int80_mprotect};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -332,6 +332,59 @@ fn mmap2_through_int_0x80_from_a_64_bit_process_is_reported() {
         }
     }
     panic!("the int 0x80 file mapping stayed unresolved (mmap_lock_busy) 5 times");
+}
+
+/// The classic injection (RW memory made executable) done with the 32-bit
+/// mprotect through `int $0x80`: the kernel backends report it; the
+/// syscall_tracepoint backend does not see 32-bit mprotect calls as
+/// mprotect and must count them instead (a blind spot said aloud, never a
+/// silent one).
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn a_32_bit_mprotect_is_reported_or_counted() {
+    require_root();
+    let receiver = OtlpReceiver::start().expect("start OTLP receiver");
+    let Some(agent) = start_agent(&receiver) else {
+        return;
+    };
+    let backend = agent.backend("security_file_mprotect");
+    let page = int80_mmap2(PAGE as u32, 3, 0x22, -1);
+    assert!(page > 0, "int 0x80 mmap2 failed: {page}");
+    assert_eq!(int80_mprotect(page as u32, PAGE as u32, 5), 0, "RW -> RX");
+    let pid = i64::from(std::process::id());
+    let ours = |l: &ReceivedLog| {
+        l.event_name == "mapwatch.security_file_mprotect"
+            && l.int_attr("process.pid") == Some(pid)
+            && l.int_attr("mprotect.vma.start") == Some(page)
+    };
+    if backend == "syscall_tracepoint" {
+        // Nothing reported for it: the exit line counts it.
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, _, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(10));
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("mapwatch: stopped"))
+            .unwrap_or_default()
+            .to_owned();
+        let counted = line
+            .split_once(" 32-bit mprotect calls not reported (syscall_tracepoint)")
+            .and_then(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok());
+        assert!(
+            counted.is_some_and(|n| n >= 1),
+            "the 32-bit mprotect is neither reported nor counted: {line}"
+        );
+        assert!(!receiver.logs().iter().any(ours));
+    } else {
+        let logs = receiver
+            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .unwrap_or_else(|_| panic!("no record of the 32-bit mprotect via {backend}"));
+        let record = logs.into_iter().find(|l| ours(l)).unwrap();
+        assert_eq!(record.int_attr("mprotect.prot"), Some(5));
+        let reasons = format!("{:?}", record.attr("mapwatch.suspicious.reasons"));
+        assert!(reasons.contains("write_then_execute"), "{reasons}");
+    }
+    // SAFETY: mapped above, nothing refers to it.
+    unsafe { libc::munmap(page as usize as *mut libc::c_void, PAGE as usize) };
 }
 
 const EXEC_STAGE: &str = "MAPWATCH_TEST_EXEC_STAGE";
