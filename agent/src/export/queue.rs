@@ -1,17 +1,20 @@
 //! The bounded export queue's admission gate.
 //!
-//! The SDK's batch processor keeps its own queue, but drops silently when it
-//! is full and cannot make a producer wait. The gate in front of it holds one
-//! slot per record from the moment the reader emits it until its export has
-//! ended (delivered or failed), and never more than the queue's capacity, so:
+//! One slot per record from the moment the reader admits it (into its open
+//! batch, see `crate::export::batcher`) until its export has ended
+//! (delivered, failed or spooled), and never more than the queue's capacity,
+//! so:
 //!
-//! * the SDK's queue never overflows (its capacity is the same);
+//! * memory is bound: batches waiting for an export thread, being exported
+//!   or retried all hold their records' slots;
 //! * a full queue is seen *before* a record is emitted, and the configured
 //!   [`WhenFull`] policy decides: `drop_newest` counts the record as dropped
 //!   (`export queue full`), `block` leaves it in the kernel's ring buffer and
 //!   the reader waits for a free slot, `spool` writes it to the on-disk spool
 //!   (`crate::spool`), from which it comes back through this gate;
-//! * the queue depth is exact (`capacity - free slots`), for the metrics.
+//! * the queue depth is exact (`capacity - free slots`), for the metrics and
+//!   the exit line (records still queued at the deadline are measured, not
+//!   derived).
 
 use std::sync::Arc;
 
