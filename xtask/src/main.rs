@@ -15,6 +15,7 @@ mod initramfs;
 mod kernels;
 mod qemu;
 mod report;
+mod shape;
 mod suites;
 
 use std::path::{Path, PathBuf};

@@ -101,87 +101,19 @@ impl Transport {
     /// Must run inside the tokio runtime that will carry the connections.
     pub fn new(config: &Config, url: &str) -> Result<Transport, ExportError> {
         let otlp = &config.otlp;
-        let build = |reason: String| ExportError::Transport {
+        let settings = Settings {
+            url,
             protocol: otlp.protocol.as_str(),
-            endpoint: url.to_owned(),
-            reason,
+            files: super::otlp::tls_files(config, url)?,
+            headers: super::otlp_headers(config)?,
+            gzip: otlp.compression == Compression::Gzip,
+            timeout: otlp.timeout,
         };
-        let files = super::otlp::tls_files(config, url)?;
-        let gzip = otlp.compression == Compression::Gzip;
-        let headers = super::otlp_headers(config)?;
         match otlp.protocol {
             Protocol::HttpProtobuf => {
-                let uri: http::Uri = url.parse().map_err(|e| build(format!("{e}")))?;
-                let mut map = http::HeaderMap::new();
-                for (name, value) in headers {
-                    let header = |reason: String| ExportError::Header {
-                        name: name.clone(),
-                        reason,
-                    };
-                    let key = http::HeaderName::from_bytes(name.as_bytes())
-                        .map_err(|e| header(e.to_string()))?;
-                    let value = http::HeaderValue::from_str(&value)
-                        .map_err(|_| header("value is not a valid header value".into()))?;
-                    map.insert(key, value);
-                }
-                let tls = if is_https(url) {
-                    TlsFiles::rustls(files.as_ref())?
-                } else {
-                    TlsFiles::rustls(None)?
-                };
-                // TCP_NODELAY: a request is written whole, then answered;
-                // Nagle would only delay it.
-                let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-                http.set_nodelay(true);
-                http.enforce_http(false);
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .enable_http2()
-                    .wrap_connector(http);
-                let client = hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .build(connector);
-                Ok(Transport::Http(Box::new(HttpTransport {
-                    client,
-                    url: uri,
-                    headers: map,
-                    gzip,
-                    timeout: otlp.timeout,
-                })))
+                HttpTransport::new(settings).map(|t| Transport::Http(Box::new(t)))
             }
-            Protocol::Grpc => {
-                let mut metadata = tonic::metadata::MetadataMap::new();
-                for (name, value) in headers {
-                    let key = tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes())
-                        .map_err(|e| ExportError::Header {
-                            name: name.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    let value = value.parse().map_err(|_| ExportError::Header {
-                        name: name.clone(),
-                        reason: "value is not valid ASCII".into(),
-                    })?;
-                    metadata.insert(key, value);
-                }
-                let mut endpoint = tonic::transport::Channel::from_shared(url.to_owned())
-                    .map_err(|e| build(e.to_string()))?
-                    .timeout(otlp.timeout)
-                    .connect_timeout(otlp.timeout);
-                if is_https(url) {
-                    endpoint = endpoint
-                        .tls_config(TlsFiles::tonic(files.as_ref()))
-                        .map_err(|e| build(e.to_string()))?;
-                }
-                Ok(Transport::Grpc(GrpcTransport {
-                    channel: endpoint.connect_lazy(),
-                    metadata,
-                    gzip,
-                    timeout: otlp.timeout,
-                }))
-            }
+            Protocol::Grpc => GrpcTransport::new(settings).map(Transport::Grpc),
         }
     }
 
@@ -223,6 +155,103 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// What both transports are built from.
+struct Settings<'a> {
+    url: &'a str,
+    protocol: &'static str,
+    files: Option<TlsFiles>,
+    headers: std::collections::BTreeMap<String, String>,
+    gzip: bool,
+    timeout: Duration,
+}
+
+impl Settings<'_> {
+    fn error(&self, reason: String) -> ExportError {
+        ExportError::Transport {
+            protocol: self.protocol,
+            endpoint: self.url.to_owned(),
+            reason,
+        }
+    }
+}
+
+impl HttpTransport {
+    fn new(s: Settings<'_>) -> Result<HttpTransport, ExportError> {
+        let uri: http::Uri = s.url.parse().map_err(|e| s.error(format!("{e}")))?;
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &s.headers {
+            let header = |reason: String| ExportError::Header {
+                name: name.clone(),
+                reason,
+            };
+            let key =
+                http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| header(e.to_string()))?;
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|_| header("value is not a valid header value".into()))?;
+            headers.insert(key, value);
+        }
+        let tls = if is_https(s.url) {
+            TlsFiles::rustls(s.files.as_ref())?
+        } else {
+            TlsFiles::rustls(None)?
+        };
+        // TCP_NODELAY: a request is written whole, then answered; Nagle
+        // would only delay it.
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(HttpTransport {
+            client,
+            url: uri,
+            headers,
+            gzip: s.gzip,
+            timeout: s.timeout,
+        })
+    }
+}
+
+impl GrpcTransport {
+    fn new(s: Settings<'_>) -> Result<GrpcTransport, ExportError> {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        for (name, value) in &s.headers {
+            let header = |reason: String| ExportError::Header {
+                name: name.clone(),
+                reason,
+            };
+            let key = tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes())
+                .map_err(|e| header(e.to_string()))?;
+            let value = value
+                .parse()
+                .map_err(|_| header("value is not valid ASCII".into()))?;
+            metadata.insert(key, value);
+        }
+        let mut endpoint = tonic::transport::Channel::from_shared(s.url.to_owned())
+            .map_err(|e| s.error(e.to_string()))?
+            .timeout(s.timeout)
+            .connect_timeout(s.timeout);
+        if is_https(s.url) {
+            endpoint = endpoint
+                .tls_config(TlsFiles::tonic(s.files.as_ref()))
+                .map_err(|e| s.error(e.to_string()))?;
+        }
+        Ok(GrpcTransport {
+            channel: endpoint.connect_lazy(),
+            metadata,
+            gzip: s.gzip,
+            timeout: s.timeout,
+        })
+    }
 }
 
 impl HttpTransport {
