@@ -3,6 +3,16 @@
 //! Messages are written field by field into a `Vec<u8>`; a nested message is
 //! written with its length first, which the callers know (every value is at
 //! hand before its field is written), so nothing is encoded twice.
+//!
+//! ```
+//! use mapwatch_model::otlp::wire::{Field, fields, put_bytes, put_varint_field};
+//! // LogRecord { severity_number: 13, event_name: "mapwatch.do_mmap" }
+//! let mut out = Vec::new();
+//! put_varint_field(&mut out, 2, 13);
+//! put_bytes(&mut out, 12, b"mapwatch.do_mmap");
+//! let read: Vec<_> = fields(&out).flatten().collect();
+//! assert_eq!(read, [Field::Varint(2, 13), Field::Len(12, b"mapwatch.do_mmap")]);
+//! ```
 
 /// Wire type of varint fields (ints, bools, enums).
 pub const VARINT: u8 = 0;
