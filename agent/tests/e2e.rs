@@ -579,45 +579,67 @@ fn paths_cross_mount_points_and_deleted_files_are_flagged() {
     assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
     let nested = mnt.join("a/b");
     std::fs::create_dir_all(&nested).unwrap();
-    let path = nested.join("lib.so");
-    std::fs::write(&path, [0u8; PAGE]).unwrap();
-    let file = std::fs::File::open(&path).unwrap();
-    std::fs::remove_file(&path).unwrap(); // mapped after unlink: "deleted"
-    // SAFETY: mapping a valid fd read-only, unmapped right away.
-    let addr = unsafe {
-        let a = libc::mmap(
-            std::ptr::null_mut(),
-            PAGE,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
+    // Other tests of this process map memory meanwhile: a record whose file
+    // the kernel could not read for them (`mmap_lock_busy`, documented and
+    // counted) is tried again with a new file; mappings stay until the end,
+    // so addresses cannot repeat.
+    let mut mapped = Vec::new();
+    let mut checked = false;
+    for attempt in 1..=5 {
+        let path = nested.join(format!("lib{attempt}.so"));
+        std::fs::write(&path, [0u8; PAGE]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap(); // mapped after unlink: "deleted"
+        // SAFETY: mapping a valid fd read-only; unmapped at the end.
+        let addr = unsafe {
+            let a = libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(a, libc::MAP_FAILED);
+            a as u64
+        };
+        mapped.push(addr);
+        drop(file);
+        let logs = receiver
+            .wait_for_logs(
+                |logs| find(logs, "mapwatch.do_mmap", |l| this_shared_page(l, addr)).is_some(),
+                WAIT,
+            )
+            .unwrap_or_else(|e| panic!("record did not arrive: {e}; stderr:\n{}", agent.stderr()));
+        let log = find(&logs, "mapwatch.do_mmap", |l| this_shared_page(l, addr)).unwrap();
+        if log.str_attr("mapwatch.file.unresolved") == Some("mmap_lock_busy") {
+            println!("attempt {attempt}: the file was not resolved (mmap_lock_busy); again");
+            continue;
+        }
+        assert_eq!(
+            log.str_attr("file.path"),
+            path.to_str(),
+            "path across the tmpfs mount point (unresolved: {:?})",
+            log.str_attr("mapwatch.file.unresolved")
         );
-        assert_ne!(a, libc::MAP_FAILED);
-        libc::munmap(a, PAGE);
-        a as u64
-    };
-    drop(file);
+        assert_eq!(
+            log.attr("mmap.file.deleted").and_then(|v| v.as_bool()),
+            Some(true)
+        );
+        assert_eq!(log.attr("mmap.file.path_truncated"), None);
+        checked = true;
+        break;
+    }
+    for addr in mapped {
+        // SAFETY: mapped above, nothing refers to it.
+        unsafe { libc::munmap(addr as usize as *mut libc::c_void, PAGE) };
+    }
     // SAFETY: unmount what we mounted.
     unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-
-    let logs = receiver
-        .wait_for_logs(
-            |logs| find(logs, "mapwatch.do_mmap", |l| this_shared_page(l, addr)).is_some(),
-            WAIT,
-        )
-        .unwrap_or_else(|e| panic!("record did not arrive: {e}; stderr:\n{}", agent.stderr()));
-    let log = find(&logs, "mapwatch.do_mmap", |l| this_shared_page(l, addr)).unwrap();
-    assert_eq!(
-        log.str_attr("file.path"),
-        path.to_str(),
-        "path across the tmpfs mount point"
+    assert!(
+        checked,
+        "the file stayed unresolved (mmap_lock_busy) 5 times"
     );
-    assert_eq!(
-        log.attr("mmap.file.deleted").and_then(|v| v.as_bool()),
-        Some(true)
-    );
-    assert_eq!(log.attr("mmap.file.path_truncated"), None);
 }
 
 /// The shared one-page mapping at `addr`: once unmapped, the address can be
