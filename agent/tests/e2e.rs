@@ -225,6 +225,59 @@ fn assert_file(log: &ReceivedLog, m: &FileMapping) {
     );
 }
 
+/// Maps a file with an offset and anonymous RWX memory, and waits for their
+/// records (both do_mmap records and the file's security_mmap_file). Another
+/// test thread holding this process's mmap lock makes the tracepoint backend
+/// send a record without its file (`mapwatch.file.unresolved =
+/// mmap_lock_busy`, documented and counted): then the receiver is cleared and
+/// the mappings are made again, at most 5 times.
+fn map_until_resolved(
+    receiver: &OtlpReceiver,
+    agent: &Agent,
+) -> (FileMapping, u64, Vec<ReceivedLog>) {
+    let busy = |l: &ReceivedLog| l.str_attr("mapwatch.file.unresolved") == Some("mmap_lock_busy");
+    for attempt in 1..=5 {
+        let m = map_file_with_offset();
+        let anon = map_anonymous_rwx();
+        let mapping = |l: &ReceivedLog, addr: u64| {
+            l.event_name == "mapwatch.do_mmap"
+                && l.int_attr("mmap.addr") == Some(addr as i64)
+                && l.int_attr("thread.id") == Some(m.tid)
+        };
+        // The file's check, or a check of this thread that lost its file.
+        let check = |l: &ReceivedLog| {
+            l.event_name == "mapwatch.security_mmap_file"
+                && l.int_attr("process.pid") == Some(m.pid)
+                && (l.str_attr("file.path") == m.path.to_str()
+                    || (l.int_attr("thread.id") == Some(m.tid) && busy(l)))
+        };
+        let logs = receiver
+            .wait_for_logs(
+                |logs| {
+                    logs.iter().any(|l| mapping(l, m.addr))
+                        && logs.iter().any(|l| mapping(l, anon))
+                        && logs.iter().any(check)
+                },
+                WAIT,
+            )
+            .unwrap_or_else(|e| {
+                panic!(
+                    "records did not arrive: {e}; agent stderr:\n{}",
+                    agent.stderr()
+                )
+            });
+        if !logs
+            .iter()
+            .any(|l| (mapping(l, m.addr) || check(l)) && busy(l))
+        {
+            return (m, anon, logs);
+        }
+        println!("attempt {attempt}: the file was not resolved (mmap_lock_busy); again");
+        receiver.clear();
+    }
+    panic!("the file mapping stayed unresolved (mmap_lock_busy) 5 times");
+}
+
 /// Runs the file + anonymous workload against an agent exporting over
 /// `protocol`, and checks every attribute against the ground truth.
 fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
@@ -256,37 +309,8 @@ fn mappings_arrive_with_true_attributes(protocol: &str, compression: &str) {
     let do_mmap_backend = agent.backend("do_mmap");
     let security_backend = agent.backend("security_mmap_file");
 
-    let m = map_file_with_offset();
-    let anon = map_anonymous_rwx();
+    let (m, anon, logs) = map_until_resolved(&receiver, &agent);
     let pid = m.pid;
-
-    let logs = receiver
-        .wait_for_logs(
-            |logs| {
-                find(logs, "mapwatch.do_mmap", |l| {
-                    l.int_attr("mmap.addr") == Some(m.addr as i64)
-                        && l.int_attr("thread.id") == Some(m.tid)
-                })
-                .is_some()
-                    && find(logs, "mapwatch.do_mmap", |l| {
-                        l.int_attr("mmap.addr") == Some(anon as i64)
-                            && l.int_attr("thread.id") == Some(m.tid)
-                    })
-                    .is_some()
-                    && find(logs, "mapwatch.security_mmap_file", |l| {
-                        l.str_attr("file.path") == m.path.to_str()
-                            && l.int_attr("process.pid") == Some(pid)
-                    })
-                    .is_some()
-            },
-            WAIT,
-        )
-        .unwrap_or_else(|e| {
-            panic!(
-                "records did not arrive: {e}; agent stderr:\n{}",
-                agent.stderr()
-            )
-        });
 
     // do_mmap of the file: every field against the workload's own view.
     let file_map = find(&logs, "mapwatch.do_mmap", |l| {
