@@ -386,6 +386,7 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
         add_file(record, file, strings);
     }
 }
+
 /// The body of a do_mmap record, e.g. "python3 mapped /usr/lib/libc.so.6
 /// at 0x7f.. (8192 bytes, PROT_READ|PROT_EXEC, MAP_PRIVATE)".
 fn write_do_mmap_body(

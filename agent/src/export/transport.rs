@@ -126,22 +126,6 @@ impl Transport {
     }
 }
 
-/// An error and its causes, each message once (hyper's errors often repeat
-/// their source's text).
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut current = error.source();
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        current = e.source();
-    }
-    out
-}
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(bytes.len() / 4),
@@ -291,7 +275,7 @@ impl HttpTransport {
             Ok(Err(error)) => {
                 return Err(Failure::retryable(format!(
                     "network error: {}",
-                    causes(&*error)
+                    crate::error_line(&*error)
                 )));
             }
             Ok(Ok(answer)) => answer,
@@ -405,8 +389,8 @@ fn grpc_failure(status: &tonic::Status) -> Failure {
     // restarted mid-export) comes as `Unknown` with a transport error: the
     // collector may come back (the batch may then arrive twice).
     let broken = code == Code::Unknown
-        && std::error::Error::source(status).is_some_and(|s| s.to_string().contains("transport"))
-        || status.message().contains("transport error");
+        && (std::error::Error::source(status).is_some_and(|s| s.to_string().contains("transport"))
+            || status.message().contains("transport error"));
     Failure {
         retryable: broken
             || matches!(
@@ -433,7 +417,7 @@ impl GrpcTransport {
         let call = async {
             client.ready().await.map_err(|e| {
                 let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-                Failure::retryable(format!("no connection: {}", causes(&*e)))
+                Failure::retryable(format!("no connection: {}", crate::error_line(&*e)))
             })?;
             let mut req = tonic::Request::new(Bytes::from(request));
             *req.metadata_mut() = self.metadata.clone();
@@ -504,11 +488,6 @@ mod tests {
         headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
     }
-}
-
-#[cfg(test)]
-mod against_nothing {
-    use super::*;
 
     /// A port nobody listens on: the attempt fails at once, retryably (a
     /// collector that is down must not hold a batch for `otlp.timeout`).

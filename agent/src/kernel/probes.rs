@@ -281,36 +281,45 @@ fn attach_events(
 /// execs; mremap for the W->X history when mprotect is watched): a failure
 /// is a warning that names what is degraded, not a stop.
 fn attach_helpers(ebpf: &mut Ebpf, mprotect_watched: bool) {
-    // Process exits let the agent's cache forget processes; without them it
-    // forgets by age.
-    if let Err(error) = attach_tracepoint_in(
-        ebpf,
-        programs::TP_PROCESS_EXIT,
-        "sched",
-        "sched_process_exit",
-    ) {
-        tracing::warn!(%error, "cannot watch process exits; process attributes are forgotten by age only");
-    }
-    // Execs keep pid and start time: without this hint, records after an
-    // exec name the old executable until the cache forgets by age.
-    if let Err(error) = attach_tracepoint_in(
-        ebpf,
-        programs::TP_PROCESS_EXEC,
-        "sched",
-        "sched_process_exec",
-    ) {
-        tracing::warn!(%error, "cannot watch execs; records after an exec may name the previous executable");
-    }
-    // The W->X history follows ranges moved by mremap; without it a moved
-    // range loses its history (a blind spot, said once).
-    if mprotect_watched {
-        for (program, tracepoint) in [
-            (programs::TP_ENTER_MREMAP, "sys_enter_mremap"),
-            (programs::TP_EXIT_MREMAP, "sys_exit_mremap"),
-        ] {
-            if let Err(error) = attach_tracepoint_in(ebpf, program, "syscalls", tracepoint) {
-                tracing::warn!(%error, "cannot watch mremap; a formerly writable range moved by mremap is not write_then_execute when made executable");
-            }
+    const MREMAP: &str = "cannot watch mremap; a formerly writable range moved by mremap is not write_then_execute when made executable";
+    // (program, category, tracepoint, what is degraded without it, wanted)
+    let helpers = [
+        // Process exits let the agent's cache forget processes.
+        (
+            programs::TP_PROCESS_EXIT,
+            "sched",
+            "sched_process_exit",
+            "cannot watch process exits; process attributes are forgotten by age only",
+            true,
+        ),
+        // Execs keep pid and start time: without this hint, records after
+        // an exec name the old executable until the cache forgets by age.
+        (
+            programs::TP_PROCESS_EXEC,
+            "sched",
+            "sched_process_exec",
+            "cannot watch execs; records after an exec may name the previous executable",
+            true,
+        ),
+        // The W->X history follows ranges moved by mremap.
+        (
+            programs::TP_ENTER_MREMAP,
+            "syscalls",
+            "sys_enter_mremap",
+            MREMAP,
+            mprotect_watched,
+        ),
+        (
+            programs::TP_EXIT_MREMAP,
+            "syscalls",
+            "sys_exit_mremap",
+            MREMAP,
+            mprotect_watched,
+        ),
+    ];
+    for (program, category, tracepoint, degraded, wanted) in helpers {
+        if wanted && let Err(error) = attach_tracepoint_in(ebpf, program, category, tracepoint) {
+            tracing::warn!(%error, "{degraded}");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::{ProcessInfo, WallClock, add_process_info, fill_log_record, is_resource_attribute};
 use mapwatch_kernel::abi::{self, RawDoMmap, RawSecurityFileMprotect, RawSecurityMmapFile, encode};
-use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
+use opentelemetry::logs::{LogRecord, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -41,6 +41,29 @@ fn info(seed: u8) -> ProcessInfo {
     info
 }
 
+/// What the agent does to a record: fill it from `event`, add the process,
+/// link the span.
+fn fill<R: LogRecord>(
+    record: &mut R,
+    event: &abi::Event<'_>,
+    process: Option<&ProcessInfo>,
+    trace: Option<(TraceId, SpanId)>,
+) {
+    let observed = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    fill_log_record(
+        event,
+        &WallClock::from_offset_ns(1_000_000),
+        observed,
+        record,
+    );
+    if let Some(info) = process {
+        add_process_info(record, info);
+    }
+    if let Some((t, s)) = trace {
+        record.set_trace_context(t, s, Some(TraceFlags::SAMPLED));
+    }
+}
+
 /// The SDK's path: fill, then the OTLP exporter's conversion.
 fn through_sdk(
     event: &abi::Event<'_>,
@@ -48,21 +71,8 @@ fn through_sdk(
     trace: Option<(TraceId, SpanId)>,
 ) -> ProtoRecord {
     let provider = SdkLoggerProvider::builder().build();
-    let logger = provider.logger("mapwatch");
-    let mut record = logger.create_log_record();
-    let observed = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    fill_log_record(
-        event,
-        &WallClock::from_offset_ns(1_000_000),
-        observed,
-        &mut record,
-    );
-    if let Some(info) = process {
-        add_process_info(&mut record, info);
-    }
-    if let Some((t, s)) = trace {
-        record.set_trace_context(t, s, Some(TraceFlags::SAMPLED));
-    }
+    let mut record = provider.logger("mapwatch").create_log_record();
+    fill(&mut record, event, process, trace);
     ProtoRecord::from(&record)
 }
 
@@ -76,19 +86,7 @@ fn through_encoder(
     record.add_attribute("process.pid", 1);
     record.set_event_name("stale");
     record.clear();
-    let observed = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    fill_log_record(
-        event,
-        &WallClock::from_offset_ns(1_000_000),
-        observed,
-        &mut record,
-    );
-    if let Some(info) = process {
-        add_process_info(&mut record, info);
-    }
-    if let Some((t, s)) = trace {
-        record.set_trace_context(t, s, Some(TraceFlags::SAMPLED));
-    }
+    fill(&mut record, event, process, trace);
     record
 }
 
