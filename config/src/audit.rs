@@ -17,6 +17,8 @@ pub const SUSPICIOUS_REASONS: &[&str] = &[
     "execute_file_open_for_write",
     "write_then_execute",
     "execute_then_write",
+    "execute_unverified",
+    "write_history_incomplete",
 ];
 
 /// `[libraries]`: the `mapwatch.shared_object_loaded` record, made in user

@@ -322,11 +322,16 @@ pub struct EnforceActions {
     pub write_then_execute: EnforceAction,
     /// mprotect: executable memory made writable and executable.
     pub execute_then_write: EnforceAction,
+    /// An executable mapping whose facts could not be read. The lsm backend
+    /// always has them: nothing there carries this reason.
+    pub execute_unverified: EnforceAction,
+    /// mprotect: made executable where the W->X history is incomplete.
+    pub write_history_incomplete: EnforceAction,
 }
 
 impl EnforceActions {
     /// Every reason with its action, in the order of the reason bits.
-    pub fn each(&self) -> [(&'static str, EnforceAction); 8] {
+    pub fn each(&self) -> [(&'static str, EnforceAction); 10] {
         [
             ("write_execute", self.write_execute),
             ("execute_anonymous", self.execute_anonymous),
@@ -342,6 +347,8 @@ impl EnforceActions {
             ),
             ("write_then_execute", self.write_then_execute),
             ("execute_then_write", self.execute_then_write),
+            ("execute_unverified", self.execute_unverified),
+            ("write_history_incomplete", self.write_history_incomplete),
         ]
     }
 

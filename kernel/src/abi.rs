@@ -31,13 +31,19 @@ const FILE_PATH_TRUNCATED: u32 = 1 << 1;
 const FILE_DELETED: u32 = 1 << 2;
 const FILE_OPEN_FOR_WRITE: u32 = 1 << 3;
 const FILE_DIR_WORLD_WRITABLE: u32 = 1 << 4;
+const FILE_ANON_MEMORY: u32 = 1 << 5;
 const CALL_FD: u16 = 1 << 0;
 const CALL_EXEC: u16 = 1 << 1;
+const CALL_IMPLIED_EXEC: u16 = 1 << 2;
+const CALL_BRK: u16 = 1 << 3;
+/// `PROT_EXEC`.
+const PROT_EXEC: u64 = 0x4;
 const EVENT_SECURITY_FILE_MPROTECT: u16 = 5;
 const MPROT_RANGE: u16 = 1 << 0;
 const MPROT_VMA: u16 = 1 << 1;
 const MPROT_PKEY_CALL: u16 = 1 << 2;
 const MPROT_WAS_WRITABLE: u16 = 1 << 3;
+const MPROT_HISTORY_INCOMPLETE: u16 = 1 << 4;
 
 /// Common header of every record (`struct mw_header`).
 #[repr(C)]
@@ -305,6 +311,8 @@ const _: () = {
     assert!(c::MW_MPROT_VMA == MPROT_VMA as u64);
     assert!(c::MW_MPROT_PKEY_CALL == MPROT_PKEY_CALL as u64);
     assert!(c::MW_MPROT_WAS_WRITABLE == MPROT_WAS_WRITABLE as u64);
+    assert!(c::MW_MPROT_HISTORY_INCOMPLETE == MPROT_HISTORY_INCOMPLETE as u64);
+    assert!(c::MW_COUNTER_BRK_PENDING_MAP_FULL == Counter::BrkPendingMapFull as u64);
     assert!(c::MW_COUNTER_MPROTECT_SENT == Counter::MprotectSent as u64);
     assert!(c::MW_COUNTER_MPROTECT_RINGBUF_FULL == Counter::MprotectRingBufferFull as u64);
     assert!(c::MW_COUNTER_MPROTECT_PENDING_MAP_FULL == Counter::MprotectPendingMapFull as u64);
@@ -330,6 +338,9 @@ const _: () = {
     assert!(c::MW_FILE_DIR_WORLD_WRITABLE == FILE_DIR_WORLD_WRITABLE as u64);
     assert!(c::MW_CALL_FD == CALL_FD as u64);
     assert!(c::MW_CALL_EXEC == CALL_EXEC as u64);
+    assert!(c::MW_CALL_IMPLIED_EXEC == CALL_IMPLIED_EXEC as u64);
+    assert!(c::MW_CALL_BRK == CALL_BRK as u64);
+    assert!(c::MW_FILE_ANON_MEMORY == FILE_ANON_MEMORY as u64);
     assert!(c::MW_EVENT_PROCESS_EXEC == EVENT_PROCESS_EXEC as u64);
     assert!(c::MW_COUNTER_EXEC_SENT == Counter::ExecSent as u64);
     assert!(c::MW_COUNTER_EXEC_RINGBUF_FULL == Counter::ExecRingBufferFull as u64);
@@ -424,19 +435,25 @@ pub enum Counter {
     MprotectRingBufferFull = 19,
     /// security_file_mprotect records lost: the per-thread argument map was full at entry.
     MprotectPendingMapFull = 20,
-    /// A formerly writable range was not remembered: the W->X history's
-    /// table of processes was full (a later W->X of it is not flagged).
+    /// An address space found no room in the W->X history's table: it is
+    /// remembered as untracked, and each PROT_EXEC it adds is judged
+    /// `write_history_incomplete` (fail closed).
     WxHistoryFull = 21,
-    /// A process's oldest formerly writable range was overwritten by a newer one.
+    /// An address space's history had no free slot: a formerly writable range
+    /// was merged with its nearest neighbour (the gap between them included),
+    /// and a PROT_EXEC over the merged range is judged `write_history_incomplete`.
     WxHistoryEvicted = 22,
     /// Records lost: the per-CPU scratch buffer was not found (cannot happen
     /// with an array map; counted rather than silent).
     ScratchMissing = 23,
+    /// brk(2) growths of an executable heap lost: the per-thread store of the
+    /// old break was full at entry.
+    BrkPendingMapFull = 24,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 24] = [
+    pub const ALL: [Counter; 25] = [
         Counter::DoMmapSent,
         Counter::DoMmapRingBufferFull,
         Counter::SecurityMmapFileSent,
@@ -461,6 +478,7 @@ impl Counter {
         Counter::WxHistoryFull,
         Counter::WxHistoryEvicted,
         Counter::ScratchMissing,
+        Counter::BrkPendingMapFull,
     ];
 
     /// Index in the counters map.
@@ -495,6 +513,7 @@ impl Counter {
             Counter::WxHistoryFull => "wx_history_full",
             Counter::WxHistoryEvicted => "wx_history_evicted",
             Counter::ScratchMissing => "scratch_missing",
+            Counter::BrkPendingMapFull => "brk_pending_map_full",
         }
     }
 
@@ -522,6 +541,7 @@ impl Counter {
                 | Counter::MprotectRingBufferFull
                 | Counter::MprotectPendingMapFull
                 | Counter::ScratchMissing
+                | Counter::BrkPendingMapFull
         )
     }
 }
@@ -629,8 +649,12 @@ pub mod enforce {
     pub const REASON_WRITE_THEN_EXECUTE: u32 = 1 << 6;
     /// Writable and executable on memory that was executable only.
     pub const REASON_EXECUTE_THEN_WRITE: u32 = 1 << 7;
+    /// An executable mapping whose facts could not be read (fail closed).
+    pub const REASON_EXECUTE_UNVERIFIED: u32 = 1 << 8;
+    /// Made executable where the W->X history is incomplete (fail closed).
+    pub const REASON_WRITE_HISTORY_INCOMPLETE: u32 = 1 << 9;
     /// Number of reason bits.
-    pub const REASON_COUNT: usize = 8;
+    pub const REASON_COUNT: usize = 10;
     /// `action`: none.
     pub const ACTION_NONE: u16 = 0;
     /// `action`: refused with `EPERM`.
@@ -702,6 +726,10 @@ const _: () = {
     );
     assert!(c::MW_REASON_WRITE_THEN_EXECUTE == enforce::REASON_WRITE_THEN_EXECUTE as u64);
     assert!(c::MW_REASON_EXECUTE_THEN_WRITE == enforce::REASON_EXECUTE_THEN_WRITE as u64);
+    assert!(c::MW_REASON_EXECUTE_UNVERIFIED == enforce::REASON_EXECUTE_UNVERIFIED as u64);
+    assert!(
+        c::MW_REASON_WRITE_HISTORY_INCOMPLETE == enforce::REASON_WRITE_HISTORY_INCOMPLETE as u64
+    );
     assert!(c::MW_REASON_COUNT == enforce::REASON_COUNT as u64);
     assert!(c::MW_ACTION_NONE == enforce::ACTION_NONE as u64);
     assert!(c::MW_ACTION_DENIED == enforce::ACTION_DENIED as u64);
@@ -754,7 +782,7 @@ pub struct Enforcement {
     pub action: Action,
     /// The reasons it acted on (`enforce::REASON_*` bits, the model's
     /// `Reasons` bits).
-    pub reasons: u8,
+    pub reasons: u16,
 }
 
 fn enforcement(action: u16, reasons: u32) -> Result<Option<Enforcement>, DecodeError> {
@@ -767,7 +795,7 @@ fn enforcement(action: u16, reasons: u32) -> Result<Option<Enforcement>, DecodeE
         .ok_or(DecodeError::UnknownAction(action))?;
     Ok(Some(Enforcement {
         action,
-        reasons: reasons as u8,
+        reasons: reasons as u16,
     }))
 }
 
@@ -941,8 +969,12 @@ pub struct File<'a> {
     pub deleted: bool,
     /// Some process had the file open for writing.
     pub open_for_write: bool,
-    /// The file's directory is writable by anyone (like /tmp).
+    /// A directory above the file (its own or one further up) is writable
+    /// by anyone (like /tmp), or the walk up did not reach the root.
     pub dir_world_writable: bool,
+    /// Anonymous memory behind a file: /dev/zero (device 1:5, any name), or
+    /// the kernel's pseudo file of shared anonymous memory.
+    pub anon_memory: bool,
 }
 
 impl File<'_> {
@@ -987,6 +1019,12 @@ pub struct DoMmap<'a> {
     /// Made by the ELF loader inside execve and reported from
     /// sched_process_exec (syscall_tracepoint; `flags` is then `MAP_PRIVATE`).
     pub by_execve: bool,
+    /// `PROT_*` the kernel applied: `prot`, plus `PROT_EXEC` where
+    /// personality(READ_IMPLIES_EXEC) made a readable mapping executable.
+    pub applied_prot: u64,
+    /// The heap grown by brk(2), executable under READ_IMPLIES_EXEC (`addr`,
+    /// `len`: the new pages).
+    pub by_brk: bool,
 }
 
 /// The LSM permission check for a mapping.
@@ -1010,6 +1048,9 @@ pub struct SecurityMmapFile<'a> {
     pub file: Option<File<'a>>,
     /// What enforcement did (lsm backend, enforcement on, a denied reason).
     pub enforcement: Option<Enforcement>,
+    /// `PROT_*` the kernel applies: `prot`, plus `PROT_EXEC` under
+    /// personality(READ_IMPLIES_EXEC).
+    pub applied_prot: u64,
 }
 
 /// A change of protection (mprotect(2), pkey_mprotect(2)), as the
@@ -1037,6 +1078,9 @@ pub struct SecurityFileMprotect<'a> {
     /// Part of the range was writable earlier and made non-writable (the
     /// kernel's W->X history), though the VMA may not be writable now.
     pub was_writable: bool,
+    /// The W->X history cannot tell whether the range was writable (merged
+    /// ranges, or no room for the address space): judged fail closed.
+    pub history_incomplete: bool,
     /// Where `file` comes from, or why it is `None` although the VMA may have one.
     pub file_source: FileSource,
     /// The VMA's file; `None` for anonymous memory or when unknown.
@@ -1170,6 +1214,7 @@ fn file<'a>(raw: &RawFile, path: &'a [u8]) -> Option<File<'a>> {
         deleted: raw.flags & FILE_DELETED != 0,
         open_for_write: raw.flags & FILE_OPEN_FOR_WRITE != 0,
         dir_world_writable: raw.flags & FILE_DIR_WORLD_WRITABLE != 0,
+        anon_memory: raw.flags & FILE_ANON_MEMORY != 0,
     })
 }
 
@@ -1222,6 +1267,8 @@ fn decode_do_mmap(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         file_source: FileSource::from_raw(raw.file_source)?,
         file: file(&raw.file, path),
         by_execve: raw.call_flags & CALL_EXEC != 0,
+        applied_prot: applied(raw.prot, raw.call_flags),
+        by_brk: raw.call_flags & CALL_BRK != 0,
     }))
 }
 
@@ -1238,7 +1285,17 @@ fn decode_security_mmap_file(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         file_source: FileSource::from_raw(raw.file_source)?,
         file: file(&raw.file, path),
         enforcement: enforcement(raw.action, raw.enforced)?,
+        applied_prot: applied(raw.prot, raw.call_flags),
     }))
+}
+
+/// The protection applied: `prot`, with `PROT_EXEC` when the kernel added it.
+fn applied(prot: u64, call_flags: u16) -> u64 {
+    if call_flags & CALL_IMPLIED_EXEC != 0 {
+        prot | PROT_EXEC
+    } else {
+        prot
+    }
 }
 
 fn decode_security_file_mprotect(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
@@ -1260,6 +1317,7 @@ fn decode_security_file_mprotect(bytes: &[u8]) -> Result<Event<'_>, DecodeError>
         pkey: (flags & MPROT_PKEY_CALL != 0).then_some(raw.pkey),
         result: (raw.has_result != 0).then_some(raw.result),
         was_writable: flags & MPROT_WAS_WRITABLE != 0,
+        history_incomplete: flags & MPROT_HISTORY_INCOMPLETE != 0,
         file_source: FileSource::from_raw(raw.file_source)?,
         file: file(&raw.file, path),
         enforcement: enforcement(raw.action, raw.enforced)?,
@@ -1319,6 +1377,8 @@ pub mod encode {
     pub const MPROT_VMA: u16 = super::MPROT_VMA;
     /// See [`MPROT_RANGE`].
     pub const MPROT_PKEY_CALL: u16 = super::MPROT_PKEY_CALL;
+    /// See [`MPROT_RANGE`]: the W->X history cannot tell (fail closed).
+    pub const MPROT_HISTORY_INCOMPLETE: u16 = super::MPROT_HISTORY_INCOMPLETE;
     /// See [`MPROT_RANGE`].
     pub const MPROT_WAS_WRITABLE: u16 = super::MPROT_WAS_WRITABLE;
 
@@ -1341,6 +1401,12 @@ pub mod encode {
     pub const CALL_FD: u16 = super::CALL_FD;
     /// `call_flags`: made by the ELF loader at execve.
     pub const CALL_EXEC: u16 = super::CALL_EXEC;
+    /// `call_flags`: the kernel added `PROT_EXEC` (READ_IMPLIES_EXEC).
+    pub const CALL_IMPLIED_EXEC: u16 = super::CALL_IMPLIED_EXEC;
+    /// `call_flags`: the heap grown by brk(2).
+    pub const CALL_BRK: u16 = super::CALL_BRK;
+    /// `file.flags`: anonymous memory behind a file (/dev/zero, shared anonymous).
+    pub const FILE_ANON_MEMORY: u32 = super::FILE_ANON_MEMORY;
 }
 
 #[cfg(test)]

@@ -84,6 +84,13 @@ pub mod programs {
     pub const TP_ENTER_MREMAP: &str = "mw_tp_enter_mremap";
     /// `tracepoint/syscalls/sys_exit_mremap`.
     pub const TP_EXIT_MREMAP: &str = "mw_tp_exit_mremap";
+    /// `tp_btf/sched_process_fork`: copies the W->X history to a forked child.
+    pub const TP_BTF_PROCESS_FORK: &str = "mw_tp_btf_process_fork";
+    /// `tracepoint/syscalls/sys_enter_brk`: the break before a brk(2) call
+    /// (only under READ_IMPLIES_EXEC).
+    pub const TP_ENTER_BRK: &str = "mw_tp_enter_brk";
+    /// `tracepoint/syscalls/sys_exit_brk`: emits do_mmap for an executable heap's growth.
+    pub const TP_EXIT_BRK: &str = "mw_tp_exit_brk";
     /// `fexit/security_file_mprotect`: emits security_file_mprotect with its result.
     pub const FEXIT_SECURITY_FILE_MPROTECT: &str = "mw_fexit_security_file_mprotect_prog";
     /// `kprobe/security_file_mprotect`: keeps the arguments.

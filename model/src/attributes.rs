@@ -152,6 +152,12 @@ attributes! {
     /// Made by the ELF loader at execve.
     MMAP_EXECVE = "mmap.execve", Bool, Conditional,
         "Present and true on a mapping the ELF loader made inside execve (the executable's and its interpreter's segments), reported by `syscall_tracepoint` from `sched_process_exec`: `mmap.prot` is the mapping's protection, `mmap.flags` `MAP_PRIVATE`, no `mmap.fd`. The kernel backends see these mappings as ordinary do_mmap calls.", "true";
+    /// Protection the kernel applied.
+    MMAP_APPLIED_PROT = "mmap.applied_prot", Int, Conditional,
+        "do_mmap, security_mmap_file: the `PROT_*` bits the kernel applied, when they differ from `mmap.prot` (a `READ_IMPLIES_EXEC` personality makes a readable mapping executable); the reasons judge these.", "7";
+    /// The heap grown by brk(2).
+    MMAP_BRK = "mmap.brk", Bool, Conditional,
+        "Present and true on a do_mmap record of heap pages added by brk(2) (`mmap.addr`, `mmap.len`: the new pages). Reported only when the kernel makes the heap executable (`READ_IMPLIES_EXEC`), on every backend.", "true";
     /// Device of the file.
     MMAP_FILE_DEV = "mmap.file.dev", String, FileBacked, "Device holding the file, `major:minor` as `stat` shows it.", "254:0";
     /// Open flags.
@@ -183,7 +189,7 @@ attributes! {
         "Why a call that asked for a file (not `MAP_ANONYMOUS`) has no `file.*` attributes: `call_failed` (nothing was mapped; `mmap.fd` says what was asked), `mmap_lock_busy` (another thread held the process's mmap lock when the mapping was looked up), `vma_missing` (unmapped again before it was looked up), `vma_mismatch` (the mapping at the address was not this call's), `lookup_failed`. The last four are counted by the agent (`mapwatch.records.file_unresolved`).", "call_failed";
     /// Why a mapping is suspicious.
     MAPWATCH_SUSPICIOUS_REASONS = "mapwatch.suspicious.reasons", StringArray, Conditional,
-        "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing), `write_then_execute` (mprotect: memory that is or was writable made executable), `execute_then_write` (mprotect: executable memory made writable and executable).", "[\"write_execute\", \"execute_anonymous\"]";
+        "Why the record has severity WARN: `write_execute` (writable and executable), `execute_anonymous` (executable memory without a file), `execute_memfd` (executable memfd), `execute_deleted_file` (executable file that was deleted), `execute_from_world_writable_dir` (executable file in a directory anyone can write), `execute_file_open_for_write` (executable file open for writing), `write_then_execute` (mprotect: memory that is or was writable made executable), `execute_then_write` (mprotect: executable memory made writable and executable), `execute_unverified` (executable memory whose file or previous protection could not be read: fail closed), `write_history_incomplete` (mprotect: made executable where the W->X history cannot tell whether it was writable: fail closed).", "[\"write_execute\", \"execute_anonymous\"]";
     /// What enforcement did.
     MAPWATCH_ENFORCEMENT_ACTION = "mapwatch.enforcement.action", String, Conditional,
         "Enforcement's decision on a permission check (lsm backend, `[enforce]` configured, a denied reason present): `denied` (refused with EPERM), `would_deny` (dry run: allowed), `exempt` (allowed: the process runs an exempt executable).", "denied";

@@ -32,8 +32,9 @@ pub use derived::{
 };
 pub use process::{ProcessInfo, add_process_info, cgroup_v2_path, container_id, pod_uid};
 pub use record::{
-    EVENT_DO_MMAP, EVENT_SECURITY_FILE_MPROTECT, EVENT_SECURITY_MMAP_FILE, Target, WallClock,
-    classify, classify_mprotect, event_enforcement, event_reasons, fill_log_record, iso8601,
+    EVENT_DO_MMAP, EVENT_SECURITY_FILE_MPROTECT, EVENT_SECURITY_MMAP_FILE, History, Target,
+    WallClock, classify, classify_mprotect, event_enforcement, event_reasons, fill_log_record,
+    iso8601,
 };
 pub use span::{SpanAttributes, event_span_id, process_trace_id};
 pub use suspicious::Reasons;

@@ -162,6 +162,11 @@ pub fn classify(prot: u64, target: Target<'_, '_>) -> Reasons {
         Target::UnknownFile => return reasons,
         Target::File(file) => file,
     };
+    if file.anon_memory {
+        // /dev/zero or the kernel's object of shared anonymous memory: no code file.
+        reasons.insert(Reasons::EXECUTE_ANONYMOUS);
+        return reasons;
+    }
     if file.path.starts_with(b"/memfd:") && file.deleted {
         reasons.insert(Reasons::EXECUTE_MEMFD);
     } else if file.deleted {
@@ -188,23 +193,33 @@ pub fn classify(prot: u64, target: Target<'_, '_>) -> Reasons {
 ///   [`classify`] for its target (`execute_anonymous` for anonymous memory,
 ///   the file reasons of its file).
 ///
-/// A failed call (`result` not 0) changed nothing: only `write_execute`,
-/// which holds for what was asked, stays.
+/// - `write_history_incomplete`: executable asked for (without write) where
+///   the history cannot tell whether the memory was writable (fail closed);
+/// - `execute_unverified`: a successful call made memory executable whose
+///   previous protection, or whose file, could not be read (fail closed).
+///
+/// `reqprot` is the protection the kernel applies (READ_IMPLIES_EXEC
+/// included). A failed call (`result` not 0) changed nothing: only
+/// `write_execute`, which holds for what was asked, stays.
 ///
 /// ```
-/// use mapwatch_model::{classify_mprotect, Reasons, Target};
+/// use mapwatch_model::{classify_mprotect, History, Reasons, Target};
+/// let clean = History::default();
 /// // RW anonymous memory made RX: the injection path.
-/// let r = classify_mprotect(0x5, Some(0x3), false, Target::Anonymous, true);
+/// let r = classify_mprotect(0x5, Some(0x3), clean, Target::Anonymous, true);
 /// assert_eq!(r.names().collect::<Vec<_>>(), ["execute_anonymous", "write_then_execute"]);
 /// // The loader's RELRO: RW made read-only.
-/// assert!(classify_mprotect(0x1, Some(0x3), false, Target::Anonymous, true).is_empty());
+/// assert!(classify_mprotect(0x1, Some(0x3), clean, Target::Anonymous, true).is_empty());
 /// // The same RW -> RX, refused: nothing happened.
-/// assert!(classify_mprotect(0x5, Some(0x3), false, Target::Anonymous, false).is_empty());
+/// assert!(classify_mprotect(0x5, Some(0x3), clean, Target::Anonymous, false).is_empty());
+/// // RX over memory whose previous protection could not be read: fail closed.
+/// let r = classify_mprotect(0x5, None, clean, Target::UnknownFile, true);
+/// assert_eq!(r.names().collect::<Vec<_>>(), ["execute_unverified"]);
 /// ```
 pub fn classify_mprotect(
     reqprot: u64,
     previous: Option<u64>,
-    was_writable: bool,
+    history: History,
     target: Target<'_, '_>,
     succeeded: bool,
 ) -> Reasons {
@@ -217,16 +232,51 @@ pub fn classify_mprotect(
         return reasons;
     }
     let prev = previous.unwrap_or(0);
-    if reqprot & PROT_WRITE == 0 && (prev & PROT_WRITE != 0 || was_writable) {
+    if reqprot & PROT_WRITE == 0 && (prev & PROT_WRITE != 0 || history.was_writable) {
         reasons.insert(Reasons::WRITE_THEN_EXECUTE);
+    } else if reqprot & PROT_WRITE == 0 && history.incomplete {
+        reasons.insert(Reasons::WRITE_HISTORY_INCOMPLETE);
     }
     if reqprot & wx == wx && prev & wx == PROT_EXEC {
         reasons.insert(Reasons::EXECUTE_THEN_WRITE);
     }
-    if previous.is_some() && prev & PROT_EXEC == 0 {
-        reasons.insert(classify(PROT_EXEC, target));
+    match previous {
+        // Whether it was executable before is unknown: nothing can clear it.
+        None => reasons.insert(Reasons::EXECUTE_UNVERIFIED),
+        Some(prev) if prev & PROT_EXEC == 0 => {
+            if target == Target::UnknownFile {
+                reasons.insert(Reasons::EXECUTE_UNVERIFIED);
+            }
+            reasons.insert(classify(PROT_EXEC, target));
+        }
+        Some(_) => {}
     }
     reasons
+}
+
+/// What the kernel's W->X history said about the range of an mprotect.
+///
+/// ```
+/// let h = mapwatch_model::History { was_writable: true, incomplete: false };
+/// assert!(h.was_writable);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct History {
+    /// The range was writable earlier (RW -> R -> RX).
+    pub was_writable: bool,
+    /// The history cannot tell (merged ranges, or no room for the address space).
+    pub incomplete: bool,
+}
+
+/// `execute_unverified` for a mapping made executable whose file could not
+/// be read (`UnknownFile`, and not because the call failed: then nothing
+/// was mapped).
+fn unverified(prot: u64, target: Target<'_, '_>, source: FileSource) -> Reasons {
+    if prot & PROT_EXEC != 0 && target == Target::UnknownFile && source != FileSource::CallFailed {
+        Reasons::EXECUTE_UNVERIFIED
+    } else {
+        Reasons::empty()
+    }
 }
 
 /// Per-thread state of the mapping: a reused formatting buffer and small
@@ -378,9 +428,13 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     record.add_attribute(attr::MMAP_LEN, e.len as i64);
     record.add_attribute(attr::MMAP_PGOFF, e.pgoff as i64);
     add_prot_flags(record, e.prot, e.flags, reasons);
+    add_applied_prot(record, e.prot, e.applied_prot);
     add_fd(record, e.fd, e.file_source);
     if e.by_execve {
         record.add_attribute(attr::MMAP_EXECVE, true);
+    }
+    if e.by_brk {
+        record.add_attribute(attr::MMAP_BRK, true);
     }
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
@@ -425,6 +479,13 @@ fn write_do_mmap_body(
                 e.addr, e.len
             );
         }
+        (None, None, Target::Anonymous) if e.by_brk => {
+            let _ = write!(
+                body,
+                "{comm} grew its heap by {} bytes at {:#x} (",
+                e.len, e.addr
+            );
+        }
         (None, None, Target::Anonymous) => {
             let _ = write!(
                 body,
@@ -444,6 +505,11 @@ fn write_do_mmap_body(
     }
     if e.error.is_none() {
         join_into(body, |f| names::for_each_prot_name(e.prot, f));
+        if e.applied_prot != e.prot {
+            body.push_str(" made ");
+            join_into(body, |f| names::for_each_prot_name(e.applied_prot, f));
+            body.push_str(" by the kernel");
+        }
         body.push_str(", ");
         join_into(body, |f| names::for_each_map_flag_name(e.flags, f));
         body.push(')');
@@ -521,6 +587,7 @@ fn fill_security_mmap_file<R: LogRecord>(
         }
     }
     add_prot_flags(record, e.prot, e.flags, reasons);
+    add_applied_prot(record, e.prot, e.applied_prot);
     add_fd(record, e.fd, e.file_source);
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
@@ -713,23 +780,29 @@ fn mprotect_target<'r, 'a>(e: &'r SecurityFileMprotect<'a>) -> Target<'r, 'a> {
 }
 
 fn do_mmap_reasons(e: &DoMmap<'_>) -> Reasons {
-    classify(e.prot, Target::of(e.flags, e.file.as_ref(), e.file_source))
+    let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
+    let mut reasons = classify(e.applied_prot, target);
+    if e.error.is_none() {
+        reasons.insert(unverified(e.applied_prot, target, e.file_source));
+    }
+    reasons
 }
 
 fn security_mmap_file_reasons(e: &SecurityMmapFile<'_>) -> Reasons {
-    classify(e.prot, Target::of(e.flags, e.file.as_ref(), e.file_source))
+    let target = Target::of(e.flags, e.file.as_ref(), e.file_source);
+    let mut reasons = classify(e.applied_prot, target);
+    reasons.insert(unverified(e.applied_prot, target, e.file_source));
+    reasons
 }
 
 fn mprotect_reasons(e: &SecurityFileMprotect<'_>) -> Reasons {
     let previous = e.vma.map(|(_, _, prot)| prot & 0x7);
     let succeeded = e.result.is_none_or(|r| r == 0);
-    classify_mprotect(
-        e.reqprot,
-        previous,
-        e.was_writable,
-        mprotect_target(e),
-        succeeded,
-    )
+    let history = History {
+        was_writable: e.was_writable,
+        incomplete: e.history_incomplete,
+    };
+    classify_mprotect(e.prot, previous, history, mprotect_target(e), succeeded)
 }
 
 /// The suspicious reasons [`fill_log_record`] gives `event` (empty for a
@@ -847,6 +920,13 @@ fn add_prot_flags<R: LogRecord>(record: &mut R, prot: u64, flags: u64, reasons: 
     );
     if !reasons.is_empty() {
         record.add_attribute(attr::MAPWATCH_SUSPICIOUS_REASONS, reasons_value(reasons));
+    }
+}
+
+/// `mmap.applied_prot`, when the kernel applied more than was asked.
+fn add_applied_prot<R: LogRecord>(record: &mut R, prot: u64, applied: u64) {
+    if applied != prot {
+        record.add_attribute(attr::MMAP_APPLIED_PROT, applied as i64);
     }
 }
 

@@ -10,7 +10,7 @@
 /// assert_eq!(r.names().collect::<Vec<_>>(), ["write_execute"]);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Reasons(u8);
+pub struct Reasons(u16);
 
 impl Reasons {
     /// Writable and executable at once: code can be written, then run.
@@ -33,8 +33,16 @@ impl Reasons {
     /// Executable memory made writable and executable (by mprotect): code
     /// patched in place.
     pub const EXECUTE_THEN_WRITE: Reasons = Reasons(1 << 7);
+    /// Executable memory whose facts could not be read (its file, or the
+    /// memory's previous protection): no rule could clear it, so it is
+    /// flagged (fail closed).
+    pub const EXECUTE_UNVERIFIED: Reasons = Reasons(1 << 8);
+    /// Memory made executable where the kernel's W->X history cannot tell
+    /// whether it was writable (ranges merged for room, or no room for the
+    /// address space): flagged (fail closed).
+    pub const WRITE_HISTORY_INCOMPLETE: Reasons = Reasons(1 << 9);
 
-    const NAMES: [(Reasons, &'static str); 8] = [
+    const NAMES: [(Reasons, &'static str); 10] = [
         (Reasons::WRITE_EXECUTE, "write_execute"),
         (Reasons::EXECUTE_ANONYMOUS, "execute_anonymous"),
         (Reasons::EXECUTE_MEMFD, "execute_memfd"),
@@ -49,6 +57,11 @@ impl Reasons {
         ),
         (Reasons::WRITE_THEN_EXECUTE, "write_then_execute"),
         (Reasons::EXECUTE_THEN_WRITE, "execute_then_write"),
+        (Reasons::EXECUTE_UNVERIFIED, "execute_unverified"),
+        (
+            Reasons::WRITE_HISTORY_INCOMPLETE,
+            "write_history_incomplete",
+        ),
     ];
 
     /// The reasons of raw bits (the kernel's `MW_REASON_*`, which enforcement
@@ -59,7 +72,7 @@ impl Reasons {
     /// let r = Reasons::from_bits(0b11);
     /// assert_eq!(r.names().collect::<Vec<_>>(), ["write_execute", "execute_anonymous"]);
     /// ```
-    pub const fn from_bits(bits: u8) -> Reasons {
+    pub const fn from_bits(bits: u16) -> Reasons {
         Reasons(bits)
     }
 

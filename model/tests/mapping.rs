@@ -299,7 +299,12 @@ fn a_mapping_whose_file_could_not_be_read_says_why() {
     };
     let record = map(&encode::do_mmap(raw, b""));
     let a = attrs(&record);
-    assert_eq!(record.severity_text(), Some("INFO"), "not anonymous memory");
+    // Executable, and nothing could check it: fail closed, not "anonymous".
+    assert_eq!(record.severity_text(), Some("WARN"));
+    assert_eq!(
+        a[attr::MAPWATCH_SUSPICIOUS_REASONS],
+        list(&["execute_unverified"])
+    );
     assert_eq!(a[attr::MAPWATCH_FILE_UNRESOLVED], s("mmap_lock_busy"));
     assert_eq!(a[attr::MMAP_FD], AnyValue::Int(3));
     assert_eq!(

@@ -264,6 +264,8 @@ pub const REASON_NAMES: [&str; enforce::REASON_COUNT] = [
     "execute_file_open_for_write",
     "write_then_execute",
     "execute_then_write",
+    "execute_unverified",
+    "write_history_incomplete",
 ];
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::ProgramError;
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use mapwatch_kernel::abi::Backend;
 use mapwatch_kernel::{maps, programs};
@@ -278,9 +279,12 @@ fn attach_events(
 }
 
 /// The programs that keep the agent's state right (process exits and
-/// execs; mremap for the W->X history when mprotect is watched): a failure
-/// is a warning that names what is degraded, not a stop.
-fn attach_helpers(ebpf: &mut Ebpf, mprotect_watched: bool) {
+/// execs; mremap and fork for the W->X history when mprotect is watched;
+/// brk for an executable heap when do_mmap is watched): a failure is a
+/// warning that names what is degraded, not a stop.
+fn attach_helpers(ebpf: &mut Ebpf, btf: &Btf, do_mmap_watched: bool, mprotect_watched: bool) {
+    const BRK: &str =
+        "cannot watch brk; a heap made executable by READ_IMPLIES_EXEC is not reported";
     const MREMAP: &str = "cannot watch mremap; a formerly writable range moved by mremap is not write_then_execute when made executable";
     // (program, category, tracepoint, what is degraded without it, wanted)
     let helpers = [
@@ -316,12 +320,42 @@ fn attach_helpers(ebpf: &mut Ebpf, mprotect_watched: bool) {
             MREMAP,
             mprotect_watched,
         ),
+        (
+            programs::TP_ENTER_BRK,
+            "syscalls",
+            "sys_enter_brk",
+            BRK,
+            do_mmap_watched,
+        ),
+        (
+            programs::TP_EXIT_BRK,
+            "syscalls",
+            "sys_exit_brk",
+            BRK,
+            do_mmap_watched,
+        ),
     ];
     for (program, category, tracepoint, degraded, wanted) in helpers {
         if wanted && let Err(error) = attach_tracepoint_in(ebpf, program, category, tracepoint) {
             tracing::warn!(%error, "{degraded}");
         }
     }
+    // A forked child's address space starts with a copy of its parent's history.
+    if mprotect_watched && let Err(error) = attach_fork(ebpf, btf) {
+        tracing::warn!(
+            %error,
+            "cannot watch forks; memory written by a parent and made executable by its forked child is not write_then_execute"
+        );
+    }
+}
+
+fn attach_fork(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
+    let program: &mut aya::programs::BtfTracePoint = ebpf
+        .program_mut(programs::TP_BTF_PROCESS_FORK)
+        .ok_or(ProgramError::UnexpectedProgramType)?
+        .try_into()?;
+    program.load("sched_process_fork", btf)?;
+    program.attach().map(drop)
 }
 
 /// The ring buffer and the loss counters, taken out of the object.
@@ -363,7 +397,12 @@ impl Probes {
         };
         let mut passed_over = Vec::new();
         let chosen = attach_events(&mut loaded, settings, &mut passed_over)?;
-        attach_helpers(&mut loaded.ebpf, chosen[2].is_some());
+        attach_helpers(
+            &mut loaded.ebpf,
+            &loaded.btf,
+            chosen[0].is_some(),
+            chosen[2].is_some(),
+        );
         let mut ebpf = loaded.ebpf;
         let (events, counters) = take_outputs(&mut ebpf)?;
         let probes = Probes {

@@ -79,6 +79,26 @@ static __always_inline bool mw_is_err_value(__u64 ret)
 	return ret >= (__u64)-MW_MAX_ERRNO;
 }
 
+#define MW_PROT_READ 0x1ULL
+#define MW_PROT_WRITE 0x2ULL
+#define MW_PROT_EXEC 0x4ULL
+#define MW_VM_EXEC 0x4ULL     /* vm_flags: same value as PROT_EXEC */
+#define MW_VM_MAYEXEC 0x40ULL /* vm_flags: may be made executable (not from a noexec mount) */
+#define MW_READ_IMPLIES_EXEC 0x0400000 /* personality flag */
+
+/*
+ * Whether the kernel adds PROT_EXEC to a PROT_READ mapping or protection of
+ * the current task: personality(READ_IMPLIES_EXEC), set by the task itself or
+ * by exec of a 32-bit program without PT_GNU_STACK. A thread's personality
+ * changes only by its own calls, so reading it at entry or return is the same.
+ */
+static __always_inline bool mw_read_implies_exec(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, personality) & MW_READ_IMPLIES_EXEC;
+}
+
 static __always_inline bool mw_ignored(__u64 pid_tgid)
 {
 	return mw_config_ignore_tgid != 0 && (__u32)(pid_tgid >> 32) == mw_config_ignore_tgid;

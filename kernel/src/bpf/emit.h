@@ -23,8 +23,9 @@
  * syscall_tracepoint passes the syscall's result too.
  */
 static __always_inline __u16 mw_file_facts(__u16 backend, struct mw_call *call, __u64 ret,
-					   struct mw_file *info, char *buf, char *out)
+					   struct mw_file *info, char *buf, char *out, __s64 *vm_flags)
 {
+	*vm_flags = -1;
 	if (backend != MW_BACKEND_SYSCALL_TRACEPOINT) {
 		mw_file_info(call->file, info, buf, out);
 		return call->file ? MW_FILE_SOURCE_ARGUMENT : MW_FILE_SOURCE_NONE;
@@ -34,7 +35,37 @@ static __always_inline __u16 mw_file_facts(__u16 backend, struct mw_call *call, 
 		return MW_FILE_SOURCE_NONE;
 	if (mw_is_err_value(ret))
 		return MW_FILE_SOURCE_CALL_FAILED;
-	return mw_vma_file(ret, call->pgoff, info, buf, out);
+	return mw_vma_file(ret, call->pgoff, info, buf, out, vm_flags);
+}
+
+/*
+ * Whether the kernel made (or would make) the mapping executable though
+ * PROT_EXEC was not asked for: the VMA's own flags when this call's VMA was
+ * read, else the kernel's rule (do_mmap, mmap_prot): PROT_READ under
+ * READ_IMPLIES_EXEC, unless the file is on a noexec mount. A file whose
+ * mount cannot be read here (syscall_tracepoint, VMA not read) is judged
+ * executable: fail closed.
+ */
+static __always_inline bool mw_mmap_implied_exec(__u16 backend, struct mw_call *call, __u16 source,
+						 __s64 vm_flags)
+{
+	if ((call->prot & (MW_PROT_READ | MW_PROT_EXEC)) != MW_PROT_READ)
+		return false;
+	if (source == MW_FILE_SOURCE_VMA && vm_flags >= 0)
+		return vm_flags & MW_VM_EXEC;
+	if (!mw_read_implies_exec())
+		return false;
+	if (backend != MW_BACKEND_SYSCALL_TRACEPOINT && call->file)
+		return !mw_file_noexec(call->file);
+	return true;
+}
+
+/* The protection for the filters: what was asked, plus PROT_EXEC where the kernel's rule adds it. */
+static __always_inline __u64 mw_filter_prot(struct mw_call *call)
+{
+	if ((call->prot & MW_PROT_READ) && mw_read_implies_exec())
+		return call->prot | MW_PROT_EXEC;
+	return call->prot;
 }
 
 /* Whether the call asked for a file (for the file-only / anonymous-only filters). */
@@ -64,8 +95,9 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 {
 	struct mw_scratch *s;
 	struct mw_do_mmap *ev;
+	__s64 vm_flags;
 
-	if (!mw_filter_task(pid_tgid, call->prot, mw_call_file_backed(backend, call)))
+	if (!mw_filter_task(pid_tgid, mw_filter_prot(call), mw_call_file_backed(backend, call)))
 		return;
 	s = mw_scratch();
 	if (!s) {
@@ -88,7 +120,11 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	ev->start_ns = call->start_ns;
 	mw_call_fd(backend, call, &ev->fd, &ev->call_flags);
 	ev->_pad0 = 0;
-	ev->file_source = mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path);
+	ev->file_source =
+		mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path, &vm_flags);
+	ev->call_flags |= call->call_flags;
+	if (mw_mmap_implied_exec(backend, call, ev->file_source, vm_flags))
+		ev->call_flags |= MW_CALL_IMPLIED_EXEC;
 	/* A record without file facts cannot be matched by path: the path lists let it pass. */
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
 	    !mw_rate_allows(pid_tgid))
@@ -106,8 +142,9 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 {
 	struct mw_scratch *s;
 	struct mw_security_mmap_file *ev;
+	__s64 vm_flags;
 
-	if (!mw_filter_task(pid_tgid, call->prot, mw_call_file_backed(backend, call)))
+	if (!mw_filter_task(pid_tgid, mw_filter_prot(call), mw_call_file_backed(backend, call)))
 		return;
 	s = mw_scratch();
 	if (!s) {
@@ -124,7 +161,11 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	ev->enforced = call->enforced;
 	ev->action = call->action;
 	ev->_pad0 = 0;
-	ev->file_source = mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path);
+	ev->file_source =
+		mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path, &vm_flags);
+	ev->call_flags |= call->call_flags;
+	if (mw_mmap_implied_exec(backend, call, ev->file_source, vm_flags))
+		ev->call_flags |= MW_CALL_IMPLIED_EXEC;
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
 	    !mw_rate_allows(pid_tgid))
 		return;

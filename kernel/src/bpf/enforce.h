@@ -72,6 +72,8 @@ static __always_inline __u32 mw_reasons_exec_file(struct file *file)
 	__u32 flags = mw_file_risk_flags(file, BPF_CORE_READ(file, f_inode));
 	__u32 r = 0;
 
+	if (flags & MW_FILE_ANON_MEMORY)
+		return MW_REASON_EXECUTE_ANONYMOUS; /* /dev/zero, shared anonymous memory */
 	if (flags & MW_FILE_DELETED) {
 		struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
 		char name[6] = {};
@@ -106,12 +108,15 @@ static __always_inline __u32 mw_reasons_mmap(struct file *file, __u64 prot)
 
 /*
  * A change of a VMA of `file` (NULL: anonymous) from `prev` (VM_* = PROT_*
- * bits) to `reqprot`; `was_writable`: the W->X history (model:
- * `classify_mprotect`, for a call that succeeds).
+ * bits) to `reqprot` (the protection the kernel applies); `was_writable`: the
+ * W->X history, or its incompleteness (model: `classify_mprotect`, for a call
+ * that succeeds).
  */
 static __always_inline __u32 mw_reasons_mprotect(struct file *file, __u64 reqprot, __u64 prev,
-						 bool was_writable)
+						 __u16 history)
 {
+	bool was_writable = history & MW_MPROT_WAS_WRITABLE;
+
 	__u64 wx = MW_PROT_W | MW_PROT_X;
 	__u32 r = 0;
 
@@ -123,6 +128,9 @@ static __always_inline __u32 mw_reasons_mprotect(struct file *file, __u64 reqpro
 		r |= MW_REASON_WRITE_THEN_EXECUTE;
 	if ((reqprot & wx) == wx && (prev & wx) == MW_PROT_X)
 		r |= MW_REASON_EXECUTE_THEN_WRITE;
+	if (!(reqprot & MW_PROT_W) && !(r & MW_REASON_WRITE_THEN_EXECUTE) &&
+	    (history & MW_MPROT_HISTORY_INCOMPLETE))
+		r |= MW_REASON_WRITE_HISTORY_INCOMPLETE;
 	if (!(prev & MW_PROT_X))
 		r |= mw_reasons_mmap(file, MW_PROT_X);
 	return r;

@@ -40,7 +40,13 @@
 #define MW_FILE_PATH_TRUNCATED (1U << 1) /* path too deep or too long: leading part missing */
 #define MW_FILE_DELETED (1U << 2)        /* i_nlink == 0: unlinked file or memfd */
 #define MW_FILE_OPEN_FOR_WRITE (1U << 3) /* some process has the file open for writing */
-#define MW_FILE_DIR_WORLD_WRITABLE (1U << 4) /* its directory is writable by anyone (S_IWOTH) */
+#define MW_FILE_DIR_WORLD_WRITABLE (1U << 4) /* its directory, or one above it, is writable by anyone (S_IWOTH) */
+/*
+ * Anonymous memory behind a file: a private mapping of /dev/zero (the kernel
+ * maps anonymous memory), or the shmem object of a shared anonymous mapping
+ * (its pseudo file "dev/zero"). Judged as anonymous memory, not as a file.
+ */
+#define MW_FILE_ANON_MEMORY (1U << 5)
 
 /*
  * mw_do_mmap.file_source / mw_security_mmap_file.file_source: where the file
@@ -59,6 +65,18 @@
 /* mw_do_mmap.call_flags / mw_security_mmap_file.call_flags */
 #define MW_CALL_FD (1U << 0) /* `fd` holds mmap(2)'s fd argument (syscall_tracepoint, not MAP_ANONYMOUS) */
 #define MW_CALL_EXEC (1U << 1) /* made by the ELF loader in execve, read at sched_process_exec (exec.h) */
+/*
+ * The kernel made the mapping executable though PROT_EXEC was not asked for:
+ * personality(READ_IMPLIES_EXEC) with PROT_READ (not on a noexec mount). The
+ * record's prot is what was asked; prot | PROT_EXEC is what the kernel applied.
+ */
+#define MW_CALL_IMPLIED_EXEC (1U << 2)
+/*
+ * The heap grown by brk(2) (addr, len: the new pages; prot PROT_READ|PROT_WRITE,
+ * MAP_PRIVATE|MAP_ANONYMOUS). Reported only when the kernel makes the heap
+ * executable (READ_IMPLIES_EXEC), with MW_CALL_IMPLIED_EXEC.
+ */
+#define MW_CALL_BRK (1U << 3)
 
 /* Indexes of the per-CPU counters in the mw_counters map. */
 #define MW_COUNTER_DO_MMAP_SENT 0
@@ -86,13 +104,15 @@
 #define MW_COUNTER_MPROTECT_SENT 18
 #define MW_COUNTER_MPROTECT_RINGBUF_FULL 19
 #define MW_COUNTER_MPROTECT_PENDING_MAP_FULL 20 /* lost: its entry could not store its arguments */
-/* W->X history (mprotect.h): a formerly writable range could not be remembered */
-#define MW_COUNTER_WX_HISTORY_FULL 21    /* the table of processes was full */
-#define MW_COUNTER_WX_HISTORY_EVICTED 22 /* the process's oldest range was overwritten */
+/* W->X history (mprotect.h): a formerly writable range could not be remembered exactly */
+#define MW_COUNTER_WX_HISTORY_FULL 21    /* the table of address spaces was full */
+#define MW_COUNTER_WX_HISTORY_EVICTED 22 /* no room: two ranges merged (judged incomplete) */
 /* Records lost: the per-CPU scratch buffer was not found (an array map always
  * has its element, so this is a bug, but never a silent one). */
 #define MW_COUNTER_SCRATCH_MISSING 23
-#define MW_COUNTER_MAX 24
+/* brk(2) growth of an executable heap (READ_IMPLIES_EXEC) lost: its entry could not store the old break */
+#define MW_COUNTER_BRK_PENDING_MAP_FULL 24
+#define MW_COUNTER_MAX 25
 
 /*
  * Suspicious reasons, bit for bit the model's `Reasons`: enforcement
@@ -106,7 +126,11 @@
 #define MW_REASON_EXECUTE_FILE_OPEN_FOR_WRITE (1U << 5)
 #define MW_REASON_WRITE_THEN_EXECUTE (1U << 6)
 #define MW_REASON_EXECUTE_THEN_WRITE (1U << 7)
-#define MW_REASON_COUNT 8
+/* An executable mapping whose facts could not be read (fail closed: checked by no rule). */
+#define MW_REASON_EXECUTE_UNVERIFIED (1U << 8)
+/* Made executable where the W->X history is incomplete (merged ranges, or no room for the process). */
+#define MW_REASON_WRITE_HISTORY_INCOMPLETE (1U << 9)
+#define MW_REASON_COUNT 10
 
 /* What enforcement did about a permission check (mw_security_*.action). */
 #define MW_ACTION_NONE 0
@@ -237,6 +261,12 @@ struct mw_security_mmap_file {
 #define MW_MPROT_VMA (1U << 1)          /* vma_start/vma_end/prev_prot describe the VMA before */
 #define MW_MPROT_PKEY_CALL (1U << 2)    /* the call was pkey_mprotect(2): pkey is its argument */
 #define MW_MPROT_WAS_WRITABLE (1U << 3) /* (part of) the range was writable earlier (W->X history) */
+/*
+ * The W->X history cannot tell whether the range was writable: it overlaps a
+ * range merged to make room (the merge also covers the gap between two
+ * ranges), or the address space had no room in the history at all.
+ */
+#define MW_MPROT_HISTORY_INCOMPLETE (1U << 4)
 
 /*
  * A change of protection (mprotect(2), pkey_mprotect(2)): one record per

@@ -158,19 +158,116 @@ static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *ou
 	return len;
 }
 
+/* Upper bound on directories (and mount crossings) walked up from a file. */
+#define MW_ANCESTOR_MAX_STEPS 64
+#define MW_S_IFMT 0170000
+#define MW_S_IFCHR 0020000
+#define MW_S_IWOTH 0002
+#define MW_DEV_ZERO ((1U << 20) | 5) /* /dev/zero: char device 1:5, kernel encoding */
+
+struct mw_ancestor_walk {
+	struct dentry *dentry;
+	struct mount *mnt;
+	__u32 found; /* a directory on the way up is writable by anyone */
+	__u32 _pad0;
+};
+
+/*
+ * One step up from a dentry: crosses from a mount's root to its mountpoint
+ * (whose own mode the mount hides), else checks the parent directory's mode.
+ * The walk goes up to the real root, past the task's root: a chroot inside
+ * /tmp is still inside /tmp. Returns 1 to stop.
+ */
+static long mw_ancestor_step(__u32 index, struct mw_ancestor_walk *w)
+{
+	struct dentry *dentry = w->dentry;
+	struct mount *mnt = w->mnt;
+	struct dentry *parent;
+	struct inode *dir;
+
+	if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (up == mnt)
+			return 1;
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		return 0;
+	}
+	parent = BPF_CORE_READ(dentry, d_parent);
+	if (!parent || parent == dentry)
+		return 1;
+	dir = BPF_CORE_READ(parent, d_inode);
+	if (dir && (BPF_CORE_READ(dir, i_mode) & MW_S_IWOTH)) {
+		w->found = 1;
+		return 1;
+	}
+	w->dentry = parent;
+	return 0;
+}
+
+/*
+ * Whether a directory above `file` is writable by anyone: /tmp, /dev/shm, or
+ * a private 0700 directory made inside one (its owner could be anyone). A walk
+ * that does not reach the root within its bound counts as found (fail closed).
+ */
+static __always_inline bool mw_ancestor_world_writable(struct file *file)
+{
+	struct mw_ancestor_walk w = {};
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	long steps;
+
+	w.dentry = BPF_CORE_READ(file, f_path.dentry);
+	if (!w.dentry || !vfsmnt)
+		return false;
+	w.mnt = mw_real_mount(vfsmnt);
+	steps = bpf_loop(MW_ANCESTOR_MAX_STEPS, mw_ancestor_step, &w, 0);
+	return w.found || steps >= MW_ANCESTOR_MAX_STEPS;
+}
+
+/* Whether the first `len` bytes of `name` (a dentry name) are `want` (NUL included). */
+static __always_inline bool mw_name_is(const unsigned char *name, const char *want, int len)
+{
+	char buf[16] = {};
+
+	if (bpf_probe_read_kernel(buf, len, name))
+		return false;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i < len && buf[i] != want[i])
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Anonymous memory behind a file (MW_FILE_ANON_MEMORY): /dev/zero (any device
+ * node 1:5, whatever its name), or a pseudo file the kernel makes for shared
+ * anonymous memory ("dev/zero" in shmem, "anon_hugepage" in hugetlbfs).
+ */
+static __always_inline bool mw_file_anon_memory(struct dentry *dentry, struct inode *inode)
+{
+	const unsigned char *name;
+
+	if ((BPF_CORE_READ(inode, i_mode) & MW_S_IFMT) == MW_S_IFCHR)
+		return BPF_CORE_READ(inode, i_rdev) == MW_DEV_ZERO;
+	if (BPF_CORE_READ(dentry, d_parent) != dentry || BPF_CORE_READ(inode, i_nlink) != 0)
+		return false;
+	name = BPF_CORE_READ(dentry, d_name.name);
+	return mw_name_is(name, "dev/zero", 9) || mw_name_is(name, "anon_hugepage", 14);
+}
+
 /*
  * The facts that make an executable mapping of `file` suspicious:
  * MW_FILE_DELETED (no links left), MW_FILE_OPEN_FOR_WRITE (some process has
- * it open for writing), MW_FILE_DIR_WORLD_WRITABLE (its directory is writable
- * by anyone). The records carry them, and enforcement (enforce.h) decides on
- * them. A pseudo file (memfd and the like: a dentry that is its own parent)
- * has no directory; its own mode is 0777.
+ * it open for writing), MW_FILE_DIR_WORLD_WRITABLE (a directory above it is
+ * writable by anyone), MW_FILE_ANON_MEMORY (it is anonymous memory). The
+ * records carry them, and enforcement (enforce.h) decides on them. A pseudo
+ * file (memfd and the like: a dentry that is its own parent) has no directory.
  */
 static __always_inline __u32 mw_file_risk_flags(struct file *file, struct inode *inode)
 {
 	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-	struct inode *dir = BPF_CORE_READ(parent, d_inode);
 	__u32 flags = 0;
 
 	if (inode) {
@@ -178,10 +275,24 @@ static __always_inline __u32 mw_file_risk_flags(struct file *file, struct inode 
 			flags |= MW_FILE_DELETED;
 		if (BPF_CORE_READ(inode, i_writecount.counter) > 0)
 			flags |= MW_FILE_OPEN_FOR_WRITE;
+		if (dentry && mw_file_anon_memory(dentry, inode))
+			flags |= MW_FILE_ANON_MEMORY;
 	}
-	if (parent != dentry && dir && (BPF_CORE_READ(dir, i_mode) & 0002))
+	if (mw_ancestor_world_writable(file))
 		flags |= MW_FILE_DIR_WORLD_WRITABLE;
 	return flags;
+}
+
+/*
+ * Whether the kernel refuses to map `file` executable implicitly: the
+ * kernel's path_noexec() (MNT_NOEXEC on the mount, SB_I_NOEXEC on its fs).
+ */
+static __always_inline bool mw_file_noexec(struct file *file)
+{
+	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
+
+	return (BPF_CORE_READ(mnt, mnt_flags) & 0x04 /* MNT_NOEXEC */) ||
+	       (BPF_CORE_READ(mnt, mnt_sb, s_iflags) & 0x02 /* SB_I_NOEXEC */);
 }
 
 /* Fills `info` and `out` (the record's path) for a mapping of `file` (may be NULL). */

@@ -79,10 +79,13 @@ static __always_inline int mw_lsm_mmap_file(__u64 *ctx)
 	 */
 	bpf_probe_read_kernel(&file, sizeof(file), &ctx[0]);
 	call.file = (struct file *)file;
-	call.prot = ctx[2];
+	/* reqprot; the kernel's prot (READ_IMPLIES_EXEC applied) is judged. */
+	call.prot = ctx[1];
 	call.mmap_flags = ctx[3];
+	if ((ctx[2] & MW_PROT_EXEC) && !(call.prot & MW_PROT_EXEC))
+		call.call_flags |= MW_CALL_IMPLIED_EXEC;
 	if (mw_enforcing()) {
-		call.action = mw_enforce_decide(pid_tgid, mw_reasons_mmap(call.file, call.prot),
+		call.action = mw_enforce_decide(pid_tgid, mw_reasons_mmap(call.file, ctx[2]),
 						&call.enforced);
 		ret = mw_enforce_verdict(ret, call.action);
 	}

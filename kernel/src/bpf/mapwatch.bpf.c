@@ -10,6 +10,7 @@
 #include "compat.h"
 #include "exec.h"
 #include "mprotect.h"
+#include "brk.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -45,6 +46,7 @@ SEC("tracepoint/sched/sched_process_exit")
 int mw_tp_process_exit(void *ctx)
 {
 	mw_mprotect_exit();
+	mw_brk_forget_thread(bpf_get_current_pid_tgid());
 	return mw_process_exit();
 }
 
@@ -115,6 +117,7 @@ int mw_tp_compat_exit(__u64 *ctx)
 SEC("tracepoint/sched/sched_process_exec")
 int mw_tp_process_exec(void *ctx)
 {
+	mw_mprotect_exec();
 	return mw_process_exec();
 }
 
@@ -199,4 +202,26 @@ SEC("kretprobe/security_file_mprotect")
 int mw_kretprobe_security_file_mprotect_prog(struct pt_regs *ctx)
 {
 	return mw_kretprobe_security_file_mprotect(ctx);
+}
+
+/* The W->X history of a forked child's new address space (mprotect.h). */
+
+SEC("tp_btf/sched_process_fork")
+int mw_tp_btf_process_fork(__u64 *ctx)
+{
+	return mw_wx_fork((struct task_struct *)ctx[0], (struct task_struct *)ctx[1]);
+}
+
+/* brk(2) growing an executable heap (brk.h), with any backend of do_mmap. */
+
+SEC("tracepoint/syscalls/sys_enter_brk")
+int mw_tp_enter_brk(struct mw_sys_enter_ctx *ctx)
+{
+	return mw_tp_brk_enter();
+}
+
+SEC("tracepoint/syscalls/sys_exit_brk")
+int mw_tp_exit_brk(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_brk_exit(ctx);
 }

@@ -25,19 +25,28 @@
  * mapping meanwhile: then file_source says VMA_MISMATCH). The result is the
  * syscall's. One record per call; prev_prot is the first VMA's.
  *
- * W->X history (mw_wx_history): ranges of a process that were writable and
- * were made non-writable by a successful mprotect are remembered, so a later
- * mprotect adding PROT_EXEC to any part of them is flagged
- * MW_MPROT_WAS_WRITABLE even though the VMA is not writable any more (the
- * RW -> R -> RX evasion). Kept in the kernel so every backend (and an
- * enforcing LSM later) shares it; updated for every call, before filters and
- * rate limit (a filtered record still teaches the history). Bounds:
- * MW_WX_RANGES ranges per process (round robin, overwrites counted
- * MW_COUNTER_WX_HISTORY_EVICTED), MW_WX_PROCESSES processes (a process that
- * does not fit is counted MW_COUNTER_WX_HISTORY_FULL); forgotten at process
- * exit, and ignored after an exec (the entry remembers its mm). A range
- * moved by mremap(2) moves with it (sys_{enter,exit}_mremap, attached with
- * any backend of the event; 64-bit calls only: a 32-bit mremap is not seen).
+ * W->X history (mw_wx_history_map): ranges of an address space that were
+ * writable and were made non-writable by a successful mprotect are
+ * remembered, so a later mprotect adding PROT_EXEC to any part of them is
+ * flagged MW_MPROT_WAS_WRITABLE even though the VMA is not writable any more
+ * (the RW -> R -> RX evasion). Kept in the kernel so every backend (and
+ * enforcement) shares it; updated for every call, before filters and rate
+ * limit (a filtered record still teaches the history).
+ *
+ * Keyed by the address space, not the process: x86's mm->context.ctx_id, a
+ * number no other address space ever had (so a stale entry can never be
+ * matched by a later process), shared by CLONE_VM children and threads. A
+ * fork copies the parent's history to the child's new address space
+ * (sched_process_fork). Ranges that touch are merged; when all
+ * MW_WX_RANGES slots are taken, the new range is merged with the nearest
+ * one: the result also covers the gap between them, so it is marked coarse
+ * and a PROT_EXEC over it is MW_MPROT_HISTORY_INCOMPLETE (fail closed), and
+ * counted MW_COUNTER_WX_HISTORY_EVICTED. An address space that finds no room
+ * among MW_WX_SPACES (MW_COUNTER_WX_HISTORY_FULL) is remembered as untracked:
+ * each PROT_EXEC it adds is MW_MPROT_HISTORY_INCOMPLETE. A history is
+ * forgotten when the process that made it dies (all threads) or execs, unless
+ * another process shares the address space (CLONE_VM). A range moved by
+ * mremap(2) moves with it (64-bit calls: a 32-bit mremap is not seen).
  */
 #ifndef MAPWATCH_MPROTECT_H
 #define MAPWATCH_MPROTECT_H
@@ -46,15 +55,14 @@
 #include "enforce.h"
 
 #define MW_VM_PROT_BITS 0xfULL /* VM_READ | VM_WRITE | VM_EXEC | VM_SHARED == PROT_* values */
-#define MW_PROT_WRITE 0x2ULL
-#define MW_PROT_EXEC 0x4ULL
 #define MW_PAGE_MASK (~((1ULL << MW_PAGE_SHIFT) - 1))
 /* x86-64 syscall numbers, as orig_ax holds them */
 #define MW_NR_MPROTECT 10
 #define MW_NR_PKEY_MPROTECT 329
 
-#define MW_WX_RANGES 8
-#define MW_WX_PROCESSES 8192
+#define MW_WX_RANGES 32
+#define MW_WX_SPACES 8192
+#define MW_WX_UNTRACKED 1024
 
 /* One call between entry and return. */
 struct mw_mprot_call {
@@ -108,19 +116,44 @@ struct {
 } mw_pending_mremap SEC(".maps");
 
 struct mw_wx_history {
-	__u64 mm; /* the address space these ranges belong to (an exec starts a new one) */
 	__u64 start[MW_WX_RANGES];
-	__u64 end[MW_WX_RANGES];
-	__u32 next;
-	__u32 _pad0;
+	__u64 end[MW_WX_RANGES]; /* 0: a free slot */
+	__u32 owner;  /* the process that made it: its death or exec forgets it */
+	__u32 shared; /* another process uses the address space (CLONE_VM): kept */
+	__u32 coarse; /* bit i: range i was merged with another to make room */
+	__u32 lost;   /* a range could not be followed (mremap): every judgement is incomplete */
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MW_WX_PROCESSES);
-	__type(key, __u32); /* tgid */
+	__uint(max_entries, MW_WX_SPACES);
+	__type(key, __u64); /* mm->context.ctx_id */
 	__type(value, struct mw_wx_history);
 } mw_wx_history_map SEC(".maps");
+
+/* The address space whose history a process owns, by tgid (at its death mm is gone). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_WX_SPACES);
+	__type(key, __u32);
+	__type(value, __u64);
+} mw_wx_owner_map SEC(".maps");
+
+/* Address spaces that found no room in the history: judged incomplete. Value: owner tgid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_WX_UNTRACKED);
+	__type(key, __u64);
+	__type(value, __u32);
+} mw_wx_untracked_map SEC(".maps");
+
+/* Where a new history is built (too large for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_wx_history);
+} mw_wx_fresh_map SEC(".maps");
 
 /* Per-CPU workspace of this event (its own: the other events' union stays as it is). */
 struct mw_mprot_scratch {
@@ -137,58 +170,209 @@ struct {
 
 /* ---- W->X history ---- */
 
-static __always_inline __u64 mw_current_mm(void)
+/* The current task's address space (0: none, a kernel thread). */
+static __always_inline __u64 mw_space_of(struct task_struct *task)
 {
-	struct task_struct___mm {
-		struct mm_struct *mm;
-	} __attribute__((preserve_access_index)) *task = (void *)bpf_get_current_task();
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 
-	return (__u64)BPF_CORE_READ(task, mm);
+	return mm ? BPF_CORE_READ(mm, context.ctx_id) : 0;
 }
 
-/* Whether [start, end) overlaps a range of the process that was writable before. */
-static __always_inline bool mw_wx_was_writable(__u32 tgid, __u64 mm, __u64 start, __u64 end)
+static __always_inline __u64 mw_current_space(void)
 {
-	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &tgid);
-
-	if (!h || h->mm != mm)
-		return false;
-#pragma unroll
-	for (int i = 0; i < MW_WX_RANGES; i++) {
-		if (h->end[i] && h->start[i] < end && start < h->end[i])
-			return true;
-	}
-	return false;
+	return mw_space_of((struct task_struct *)bpf_get_current_task());
 }
 
-/* Remembers that [start, end) was writable until now. */
-static __always_inline void mw_wx_remember(__u32 tgid, __u64 mm, __u64 start, __u64 end)
+/* A walk over the ranges of one history (bpf_loop: one verification of the step). */
+struct mw_wx_walk {
+	struct mw_wx_history *h;
+	__u64 start;
+	__u64 end;
+	__u64 best_gap; /* remember: distance to the nearest range */
+	__s32 free_slot;
+	__s32 nearest;
+	__u32 merged; /* remember: the range joined one that touches it */
+	__u16 flags;  /* check: MW_MPROT_WAS_WRITABLE, MW_MPROT_HISTORY_INCOMPLETE */
+	__u16 _pad0;
+};
+
+static long mw_wx_check_step(__u32 i, struct mw_wx_walk *w)
 {
-	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &tgid);
-	__u32 slot;
+	struct mw_wx_history *h = w->h;
 
-	if (!h || h->mm != mm) {
-		struct mw_wx_history fresh = {};
+	if (i >= MW_WX_RANGES)
+		return 1;
+	if (!h->end[i] || h->start[i] >= w->end || w->start >= h->end[i])
+		return 0;
+	if (h->coarse & (1U << i))
+		w->flags |= MW_MPROT_HISTORY_INCOMPLETE;
+	else
+		w->flags |= MW_MPROT_WAS_WRITABLE;
+	return 0;
+}
 
-		fresh.mm = mm;
-		fresh.start[0] = start;
-		fresh.end[0] = end;
-		fresh.next = 1;
-		if (bpf_map_update_elem(&mw_wx_history_map, &tgid, &fresh, BPF_ANY))
-			mw_count(MW_COUNTER_WX_HISTORY_FULL);
+/*
+ * What the history knows of [start, end) in `space`: MW_MPROT_WAS_WRITABLE
+ * (it overlaps a range that was writable), MW_MPROT_HISTORY_INCOMPLETE (it
+ * overlaps a merged range, a range was lost, or the space has no history room).
+ */
+static __always_inline __u16 mw_wx_check(__u64 space, __u64 start, __u64 end)
+{
+	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
+	struct mw_wx_walk w = { .h = h, .start = start, .end = end };
+
+	if (!h)
+		return bpf_map_lookup_elem(&mw_wx_untracked_map, &space) ? MW_MPROT_HISTORY_INCOMPLETE
+									 : 0;
+	if (h->lost)
+		w.flags |= MW_MPROT_HISTORY_INCOMPLETE;
+	bpf_loop(MW_WX_RANGES, mw_wx_check_step, &w, 0);
+	return w.flags;
+}
+
+/* A new history for `space` owned by `tgid`, holding [start, end). */
+static __always_inline void mw_wx_create(__u64 space, __u32 tgid, __u64 start, __u64 end)
+{
+	__u32 zero = 0;
+	struct mw_wx_history *fresh = bpf_map_lookup_elem(&mw_wx_fresh_map, &zero);
+
+	if (!fresh)
+		return;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
+	fresh->start[0] = start;
+	fresh->end[0] = end;
+	fresh->owner = tgid;
+	if (bpf_map_update_elem(&mw_wx_history_map, &space, fresh, BPF_NOEXIST)) {
+		mw_count(MW_COUNTER_WX_HISTORY_FULL);
+		bpf_map_update_elem(&mw_wx_untracked_map, &space, &tgid, BPF_ANY);
 		return;
 	}
-#pragma unroll
-	for (int i = 0; i < MW_WX_RANGES; i++) {
-		if (h->start[i] <= start && end <= h->end[i])
-			return; /* known already */
+	bpf_map_update_elem(&mw_wx_owner_map, &tgid, &space, BPF_ANY);
+}
+
+static long mw_wx_remember_step(__u32 i, struct mw_wx_walk *w)
+{
+	struct mw_wx_history *h = w->h;
+	__u64 s, e, gap;
+
+	if (i >= MW_WX_RANGES)
+		return 1;
+	s = h->start[i];
+	e = h->end[i];
+	if (!e) {
+		if (w->free_slot < 0)
+			w->free_slot = i;
+		return 0;
 	}
-	slot = h->next & (MW_WX_RANGES - 1);
-	if (h->end[slot])
-		mw_count(MW_COUNTER_WX_HISTORY_EVICTED);
-	h->start[slot] = start;
-	h->end[slot] = end;
-	h->next = slot + 1;
+	if (s <= w->end && w->start <= e) {
+		/* Touches or overlaps: one range for both. */
+		h->start[i] = s < w->start ? s : w->start;
+		h->end[i] = e > w->end ? e : w->end;
+		w->merged = 1;
+		return 1;
+	}
+	gap = e < w->start ? w->start - e : s - w->end;
+	if (gap < w->best_gap) {
+		w->best_gap = gap;
+		w->nearest = i;
+	}
+	return 0;
+}
+
+/* Remembers that [start, end) of `space` was writable until now. */
+static __always_inline void mw_wx_remember(__u32 tgid, __u64 space, __u64 start, __u64 end)
+{
+	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
+	struct mw_wx_walk w = {
+		.h = h, .start = start, .end = end, .best_gap = ~0ULL, .free_slot = -1,
+	};
+	__u32 slot;
+
+	if (!h) {
+		mw_wx_create(space, tgid, start, end);
+		return;
+	}
+	if (h->owner != tgid)
+		h->shared = 1;
+	bpf_loop(MW_WX_RANGES, mw_wx_remember_step, &w, 0);
+	if (w.merged)
+		return;
+	if (w.free_slot >= 0) {
+		slot = w.free_slot & (MW_WX_RANGES - 1);
+		h->start[slot] = start;
+		h->end[slot] = end;
+		return;
+	}
+	/* No room: merged with the nearest range, gap included (judged incomplete). */
+	slot = w.nearest & (MW_WX_RANGES - 1);
+	if (h->start[slot] > start)
+		h->start[slot] = start;
+	if (h->end[slot] < end)
+		h->end[slot] = end;
+	h->coarse |= 1U << slot;
+	mw_count(MW_COUNTER_WX_HISTORY_EVICTED);
+}
+
+/* Process `tgid` died or exec'd: the history of the space it owned goes. */
+static __always_inline void mw_wx_forget_owner(__u32 tgid)
+{
+	__u64 *owned = bpf_map_lookup_elem(&mw_wx_owner_map, &tgid);
+	struct mw_wx_history *h;
+	__u32 *untracked_owner;
+	__u64 space;
+
+	if (!owned)
+		return;
+	space = *owned;
+	bpf_map_delete_elem(&mw_wx_owner_map, &tgid);
+	h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
+	if (h && h->owner == tgid && !h->shared)
+		bpf_map_delete_elem(&mw_wx_history_map, &space);
+	untracked_owner = bpf_map_lookup_elem(&mw_wx_untracked_map, &space);
+	if (untracked_owner && *untracked_owner == tgid)
+		bpf_map_delete_elem(&mw_wx_untracked_map, &space);
+}
+
+/*
+ * sched_process_fork: a child with its own address space starts with a copy
+ * of its parent's history (the memory is a copy too); a CLONE_VM child shares
+ * the parent's, which then outlives the parent.
+ */
+static __always_inline int mw_wx_fork(struct task_struct *parent, struct task_struct *child)
+{
+	__u64 parent_space, child_space;
+	struct mw_wx_history *h;
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+
+	if (child_tgid == BPF_CORE_READ(parent, tgid))
+		return 0; /* a thread */
+	parent_space = mw_space_of(parent);
+	child_space = mw_space_of(child);
+	if (!parent_space || !child_space)
+		return 0;
+	h = bpf_map_lookup_elem(&mw_wx_history_map, &parent_space);
+	if (child_space == parent_space) {
+		if (h)
+			h->shared = 1;
+		return 0;
+	}
+	if (!h) {
+		if (bpf_map_lookup_elem(&mw_wx_untracked_map, &parent_space))
+			bpf_map_update_elem(&mw_wx_untracked_map, &child_space, &child_tgid, BPF_ANY);
+		return 0;
+	}
+	if (bpf_map_update_elem(&mw_wx_history_map, &child_space, h, BPF_NOEXIST)) {
+		mw_count(MW_COUNTER_WX_HISTORY_FULL);
+		bpf_map_update_elem(&mw_wx_untracked_map, &child_space, &child_tgid, BPF_ANY);
+		return 0;
+	}
+	h = bpf_map_lookup_elem(&mw_wx_history_map, &child_space);
+	if (!h)
+		return 0;
+	h->owner = child_tgid;
+	h->shared = 0;
+	bpf_map_update_elem(&mw_wx_owner_map, &child_tgid, &child_space, BPF_ANY);
+	return 0;
 }
 
 /*
@@ -219,47 +403,45 @@ static __always_inline void mw_mprot_range(struct mw_mprot_call *c, __u64 *start
 }
 
 /*
- * Consults and updates the history for a call with result `result`; sets
- * MW_MPROT_WAS_WRITABLE in c->flags. Runs for every call, filtered or not.
+ * Consults and updates the history for a call with result `result`, judged
+ * on the protection the kernel applies (c->prot); sets MW_MPROT_WAS_WRITABLE
+ * and MW_MPROT_HISTORY_INCOMPLETE in c->flags. Runs for every call, filtered
+ * or not.
  */
 static __always_inline void mw_wx_track(__u64 pid_tgid, struct mw_mprot_call *c, __s32 result)
 {
 	__u32 tgid = pid_tgid >> 32;
-	__u64 mm = mw_current_mm();
+	__u64 space = mw_current_space();
 	__u64 start, end;
 
 	mw_mprot_range(c, &start, &end);
-	if (end <= start)
+	if (end <= start || !space)
 		return;
-	if ((c->reqprot & MW_PROT_EXEC) && mw_wx_was_writable(tgid, mm, start, end))
-		c->flags |= MW_MPROT_WAS_WRITABLE;
+	if (c->prot & MW_PROT_EXEC)
+		c->flags |= mw_wx_check(space, start, end);
 	if (result == 0 && (c->flags & MW_MPROT_VMA) && (c->prev_prot & MW_PROT_WRITE) &&
-	    !(c->reqprot & MW_PROT_WRITE))
-		mw_wx_remember(tgid, mm, start, end);
+	    !(c->prot & MW_PROT_WRITE))
+		mw_wx_remember(tgid, space, start, end);
 }
 
-/* The process ended: its history goes. */
-static __always_inline void mw_mprotect_forget_process(__u32 tgid)
+/* For sched_process_exit: calls in flight go; the history with the last thread. */
+static __always_inline void mw_mprotect_exit(void)
 {
-	bpf_map_delete_elem(&mw_wx_history_map, &tgid);
-}
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
-/* A thread exits: its calls in flight never return. */
-static __always_inline void mw_mprotect_forget_thread(__u64 pid_tgid)
-{
 	bpf_map_delete_elem(&mw_pending_tp_mprotect, &pid_tgid);
 	bpf_map_delete_elem(&mw_pending_kprobe_mprotect, &pid_tgid);
 	bpf_map_delete_elem(&mw_pending_mremap, &pid_tgid);
+	/* signal->live reached 0 in do_exit before this tracepoint: the group is dead. */
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		mw_wx_forget_owner(pid_tgid >> 32);
 }
 
-/* For sched_process_exit (next to mw_process_exit). */
-static __always_inline void mw_mprotect_exit(void)
+/* For sched_process_exec: the old address space is gone. */
+static __always_inline void mw_mprotect_exec(void)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-	mw_mprotect_forget_thread(pid_tgid);
-	if ((__u32)pid_tgid == (__u32)(pid_tgid >> 32))
-		mw_mprotect_forget_process(pid_tgid >> 32);
+	mw_wx_forget_owner(bpf_get_current_pid_tgid() >> 32);
 }
 
 /* ---- mremap: the history follows a moved range ---- */
@@ -267,11 +449,11 @@ static __always_inline void mw_mprotect_exit(void)
 static __always_inline int mw_tp_mremap_enter(struct mw_sys_enter_ctx *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
+	__u64 space = mw_current_space();
 	struct mw_mremap_call c = {};
 
-	/* Only processes with a history have anything to move. */
-	if (mw_ignored(pid_tgid) || !bpf_map_lookup_elem(&mw_wx_history_map, &tgid))
+	/* Only address spaces with a history have anything to move. */
+	if (mw_ignored(pid_tgid) || !bpf_map_lookup_elem(&mw_wx_history_map, &space))
 		return 0;
 	c.old_addr = ctx->args[0] & MW_PAGE_MASK;
 	c.old_len = ctx->args[1];
@@ -282,55 +464,91 @@ static __always_inline int mw_tp_mremap_enter(struct mw_sys_enter_ctx *ctx)
 	return 0;
 }
 
+#define MW_MREMAP_PIECES 4
+
+struct mw_mremap_walk {
+	struct mw_wx_history *h;
+	__u64 old;
+	__u64 old_end;
+	__u64 new_addr;
+	__u64 new_end;
+	__u64 piece_start[MW_MREMAP_PIECES];
+	__u64 piece_end[MW_MREMAP_PIECES];
+	__u32 pieces;
+	__u32 unmapped;
+};
+
+static long mw_mremap_step(__u32 i, struct mw_mremap_walk *w)
+{
+	struct mw_wx_history *h = w->h;
+	__u64 s, e, ms, me;
+	__u32 n;
+
+	if (i >= MW_WX_RANGES)
+		return 1;
+	s = h->start[i];
+	e = h->end[i];
+	if (!e || e <= w->old || w->old_end <= s)
+		return 0;
+	if (s < w->old)
+		s = w->old;
+	if (e > w->old_end)
+		e = w->old_end;
+	ms = w->new_addr + (s - w->old);
+	me = w->new_addr + (e - w->old);
+	if (me > w->new_end)
+		me = w->new_end;
+	if (w->unmapped && h->start[i] >= w->old && h->end[i] <= w->old_end) {
+		/* Wholly moved: the range now lives at the new address only. */
+		h->start[i] = ms;
+		h->end[i] = me > ms ? me : 0;
+		return 0;
+	}
+	if (me <= ms)
+		return 0;
+	n = w->pieces;
+	if (n < MW_MREMAP_PIECES) {
+		w->piece_start[n & (MW_MREMAP_PIECES - 1)] = ms;
+		w->piece_end[n & (MW_MREMAP_PIECES - 1)] = me;
+	}
+	w->pieces = n + 1;
+	return 0;
+}
+
 /*
- * The remembered parts of [old, old + old_len) now live at new_addr (copied
- * when MREMAP_DONTUNMAP left the old range mapped, moved otherwise).
+ * The remembered parts of [old, old + old_len) now live at new_addr: a range
+ * wholly moved is translated in place; a part of one, or a copy
+ * (MREMAP_DONTUNMAP leaves the old range mapped), is added. More than
+ * MW_MREMAP_PIECES such parts in one call mark the history lost (incomplete).
  */
 static __always_inline int mw_tp_mremap_exit(struct mw_sys_exit_ctx *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
 	struct mw_mremap_call *c = bpf_map_lookup_elem(&mw_pending_mremap, &pid_tgid);
-	struct mw_wx_history *h;
-	__u64 moved_start[MW_WX_RANGES] = {}, moved_end[MW_WX_RANGES] = {};
-	__u64 old, old_end, new_addr, new_end, mm;
-	bool unmapped;
+	struct mw_mremap_walk w = {};
+	__u64 space;
 
 	if (!c)
 		return 0;
-	old = c->old_addr;
-	old_end = old + c->old_len;
-	new_addr = (__u64)ctx->ret;
-	new_end = new_addr + c->new_len;
-	unmapped = !(c->flags & MW_MREMAP_DONTUNMAP);
+	w.old = c->old_addr;
+	w.old_end = w.old + c->old_len;
+	w.new_addr = (__u64)ctx->ret;
+	w.new_end = w.new_addr + c->new_len;
+	w.unmapped = !(c->flags & MW_MREMAP_DONTUNMAP);
 	bpf_map_delete_elem(&mw_pending_mremap, &pid_tgid);
-	if (mw_is_err_value(new_addr) || new_addr == old)
+	if (mw_is_err_value(w.new_addr) || w.new_addr == w.old)
 		return 0; /* failed, or resized in place: nothing moved */
-	mm = mw_current_mm();
-	h = bpf_map_lookup_elem(&mw_wx_history_map, &tgid);
-	if (!h || h->mm != mm)
+	space = mw_current_space();
+	w.h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
+	if (!w.h)
 		return 0;
+	bpf_loop(MW_WX_RANGES, mw_mremap_step, &w, 0);
+	if (w.pieces > MW_MREMAP_PIECES)
+		w.h->lost = 1;
 #pragma unroll
-	for (int i = 0; i < MW_WX_RANGES; i++) {
-		__u64 s = h->start[i], e = h->end[i];
-
-		if (!e || e <= old || old_end <= s)
-			continue;
-		if (s < old)
-			s = old;
-		if (e > old_end)
-			e = old_end;
-		moved_start[i] = new_addr + (s - old);
-		moved_end[i] = new_addr + (e - old);
-		if (moved_end[i] > new_end)
-			moved_end[i] = new_end;
-		if (unmapped && h->start[i] >= old && h->end[i] <= old_end)
-			h->end[i] = 0; /* wholly moved: forgotten at the old address */
-	}
-#pragma unroll
-	for (int i = 0; i < MW_WX_RANGES; i++) {
-		if (moved_end[i] > moved_start[i])
-			mw_wx_remember(tgid, mm, moved_start[i], moved_end[i]);
+	for (int i = 0; i < MW_MREMAP_PIECES; i++) {
+		if (w.piece_end[i] > w.piece_start[i])
+			mw_wx_remember(pid_tgid >> 32, space, w.piece_start[i], w.piece_end[i]);
 	}
 	return 0;
 }
@@ -345,6 +563,7 @@ struct mw_mprot_lookup {
 	char *out;
 	long err;
 	__u64 deadline;
+	__u64 vm_flags; /* entry: the VMA's flags */
 	__u32 exit;   /* 0: entry (flags and range), 1: exit (file facts) */
 	__u32 source; /* exit: MW_FILE_SOURCE_VMA or _VMA_MISMATCH */
 };
@@ -358,7 +577,8 @@ static long mw_mprot_vma_cb(struct task_struct *task, struct vm_area_struct *vma
 	if (!l->exit) {
 		c->vma_start = BPF_CORE_READ(vma, vm_start);
 		c->vma_end = BPF_CORE_READ(vma, vm_end);
-		c->prev_prot = BPF_CORE_READ(vma, vm_flags) & MW_VM_PROT_BITS;
+		l->vm_flags = BPF_CORE_READ(vma, vm_flags);
+		c->prev_prot = l->vm_flags & MW_VM_PROT_BITS;
 		c->file = (__u64)file; /* a number to compare at exit, never dereferenced */
 		c->flags |= MW_MPROT_VMA;
 		return 0;
@@ -405,11 +625,21 @@ static __always_inline __u16 mw_mprot_lookup_failed(long err, bool count_missing
 	return MW_FILE_SOURCE_LOOKUP_FAILED;
 }
 
-/* Entry: the previous protection and range of the VMA at `start`. */
+/*
+ * Entry: the previous protection and range of the VMA at `start`, and the
+ * protection the kernel will apply: do_mprotect_pkey adds PROT_EXEC to a
+ * PROT_READ request under READ_IMPLIES_EXEC on each VMA that may be
+ * executable (VM_MAYEXEC: not from a noexec mount). When the VMA cannot be
+ * read, the kernel's rule is assumed to apply (fail closed).
+ */
 static __always_inline void mw_mprot_vma_enter(struct mw_mprot_call *c)
 {
 	struct mw_mprot_lookup l = { .addr = c->start, .call = c };
 	long err = mw_mprot_lookup_run(&l);
+
+	if ((c->reqprot & MW_PROT_READ) && mw_read_implies_exec() &&
+	    (err || (l.vm_flags & MW_VM_MAYEXEC)))
+		c->prot |= MW_PROT_EXEC;
 
 	/* Counted when the record is built (after the task filters), not here. */
 	if (err == -MW_EBUSY)
@@ -459,7 +689,7 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 	mw_wx_track(pid_tgid, c, result);
 	if (vma)
 		file = BPF_CORE_READ(vma, vm_file);
-	if (!mw_filter_task(pid_tgid, c->reqprot,
+	if (!mw_filter_task(pid_tgid, c->prot,
 			    vma ? file != NULL : c->file != 0))
 		return;
 	s = bpf_map_lookup_elem(&mw_mprot_scratch_map, &zero);
@@ -582,7 +812,7 @@ static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 	struct mw_mprot_call c = {};
 	struct vm_area_struct *vma;
 	__u64 vma_addr = 0, start, end;
-	bool was_writable = false;
+	__u16 history = 0;
 	__u32 reasons;
 	int ret = (int)ctx[3];
 
@@ -596,11 +826,10 @@ static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 	/* Judged before it takes effect, as if it succeeds (enforce.h). */
 	if (mw_enforcing()) {
 		mw_mprot_range(&c, &start, &end);
-		if (end > start)
-			was_writable =
-				mw_wx_was_writable(pid_tgid >> 32, mw_current_mm(), start, end);
-		reasons = mw_reasons_mprotect(BPF_CORE_READ(vma, vm_file), c.reqprot,
-					      c.prev_prot, was_writable);
+		if (end > start && (c.prot & MW_PROT_EXEC))
+			history = mw_wx_check(mw_current_space(), start, end);
+		reasons = mw_reasons_mprotect(BPF_CORE_READ(vma, vm_file), c.prot, c.prev_prot,
+					      history);
 		c.action = mw_enforce_decide(pid_tgid, reasons, &c.enforced);
 		ret = mw_enforce_verdict(ret, c.action);
 	}

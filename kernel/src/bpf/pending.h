@@ -33,7 +33,7 @@ struct mw_call {
 	/* lsm backend: what enforcement did (enforce.h); zero elsewhere. */
 	__u32 enforced; /* MW_REASON_* acted on */
 	__u16 action;   /* MW_ACTION_* */
-	__u16 _pad0;
+	__u16 call_flags; /* MW_CALL_IMPLIED_EXEC, MW_CALL_BRK: sent with the record */
 };
 
 /*

@@ -61,6 +61,7 @@ struct mw_vma_lookup {
 	char *out;            /* the record's path */
 	long err;             /* bpf_find_vma's result of the last attempt */
 	__u64 deadline;       /* CLOCK_MONOTONIC ns after which no new attempt starts */
+	__s64 vm_flags;       /* the VMA's flags when it is this call's; -1 otherwise */
 	__u32 source;         /* result: MW_FILE_SOURCE_VMA or _VMA_MISMATCH */
 	__u32 _pad0;
 };
@@ -80,6 +81,7 @@ static long mw_vma_file_cb(struct task_struct *task, struct vm_area_struct *vma,
 		return 0;
 	}
 	mw_file_info(file, l->info, l->buf, l->out);
+	l->vm_flags = BPF_CORE_READ(vma, vm_flags);
 	l->source = MW_FILE_SOURCE_VMA;
 	return 0;
 }
@@ -95,10 +97,11 @@ static long mw_vma_try(__u32 index, struct mw_vma_lookup *l)
 
 /*
  * Fills `info` and `out` with the file mapped at `addr` by a call that asked
- * for file page `pgoff`; returns MW_FILE_SOURCE_VMA, or why not (and counts it).
+ * for file page `pgoff`, and `*vm_flags` with its VMA's flags (-1 when not
+ * read); returns MW_FILE_SOURCE_VMA, or why not (and counts it).
  */
 static __always_inline __u16 mw_vma_file(__u64 addr, __u64 pgoff, struct mw_file *info, char *buf,
-					 char *out)
+					 char *out, __s64 *vm_flags)
 {
 	struct mw_vma_lookup l = {
 		.addr = addr,
@@ -107,6 +110,7 @@ static __always_inline __u16 mw_vma_file(__u64 addr, __u64 pgoff, struct mw_file
 		.buf = buf,
 		.out = out,
 		.err = -MW_EBUSY,
+		.vm_flags = -1,
 		.source = MW_FILE_SOURCE_LOOKUP_FAILED,
 	};
 	long err;
@@ -140,6 +144,7 @@ static __always_inline __u16 mw_vma_file(__u64 addr, __u64 pgoff, struct mw_file
 	}
 	if (l.source != MW_FILE_SOURCE_VMA)
 		__builtin_memset(info, 0, sizeof(*info)); /* nothing half-read goes out */
+	*vm_flags = l.source == MW_FILE_SOURCE_VMA ? l.vm_flags : -1;
 	return l.source;
 }
 

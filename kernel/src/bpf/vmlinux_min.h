@@ -47,6 +47,7 @@ struct qstr {
 
 struct super_block {
 	dev_t s_dev;
+	unsigned long s_iflags; /* SB_I_NOEXEC: executables ignored on this fs */
 };
 
 typedef struct {
@@ -57,6 +58,7 @@ struct inode {
 	umode_t i_mode;
 	atomic_t i_writecount; /* > 0: open for writing somewhere; < 0: being executed */
 	unsigned long i_ino;
+	dev_t i_rdev; /* a device file's device */
 	struct super_block *i_sb;
 	union {
 		const unsigned int i_nlink;
@@ -89,6 +91,7 @@ struct dentry {
 struct vfsmount {
 	struct dentry *mnt_root;
 	struct super_block *mnt_sb;
+	int mnt_flags; /* MNT_NOEXEC */
 };
 
 struct mount {
@@ -151,8 +154,25 @@ struct cred {
 	kgid_t egid;
 };
 
+/* x86: a number no other address space ever had (its TLB context id). */
+typedef struct {
+	u64 ctx_id;
+} mm_context_t;
+
+struct mm_struct {
+	unsigned long brk;
+	mm_context_t context;
+};
+
+struct signal_struct {
+	atomic_t live; /* threads not yet exited: 0 once the last one is in do_exit */
+};
+
 struct task_struct {
 	const struct cred *cred;
+	unsigned int personality; /* READ_IMPLIES_EXEC */
+	struct mm_struct *mm;
+	struct signal_struct *signal;
 	u64 start_time;
 	struct task_struct *group_leader;
 	int pid;
