@@ -43,7 +43,7 @@ fn bad_otel_variable_is_reported_under_its_own_name() {
 
 #[test]
 fn unknown_key_in_the_config_file_is_rejected_with_its_path() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let file = dir.path().join("mapwatch.toml");
     std::fs::write(
         &file,

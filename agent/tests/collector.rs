@@ -180,7 +180,7 @@ fn gettid() -> i64 {
 
 /// A file mapping with an offset and an anonymous RWX page, on this thread.
 fn workload() -> Workload {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let path = dir.path().canonicalize().unwrap().join("payload.bin");
     std::fs::write(&path, [0x90u8; 3 * PAGE]).unwrap();
     let file = std::fs::File::open(&path).unwrap();
@@ -351,7 +351,7 @@ fn collector_stores_what_mapwatch_exported(protocol: &str, tls: bool) {
     let Some(stack) = stack() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let dir = dir.path();
     let (grpc, http, metrics) = (free_port(), free_port(), free_port());
     let tls_settings = if tls {
@@ -585,7 +585,7 @@ fn repo_collector_config_feeds_jaeger_and_a_log_store() {
     let Some(stack) = stack() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let dir = dir.path();
     let (_jaeger, jaeger_otlp, jaeger_query) = start_jaeger(stack, dir);
     let (_store, store) = start_victoria_logs(stack, dir);
@@ -851,7 +851,7 @@ fn every_collector_config_in_the_repo_validates() {
         assert!(ok, "{} does not validate:\n{out}", file.display());
         println!("validated {}", file.display());
     }
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = crate::common::private_dir();
     for (i, (doc, block)) in snippets.iter().enumerate() {
         let snippet = scratch.path().join(format!("snippet-{i}.yaml"));
         std::fs::write(&snippet, block).unwrap();

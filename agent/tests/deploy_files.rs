@@ -1214,7 +1214,7 @@ fn example_configs_load_with_the_real_loader_and_their_snippets_fit_the_collecto
 #[test]
 fn an_unknown_key_in_an_example_fails_the_loader() {
     // The check above is only worth something if the loader rejects typos.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let path = dir.path().join("typo.toml");
     let text =
         read("examples/hot-spots.toml").replace("[ring_buffer]\n", "[ring_buffer]\nsize = 1\n");
@@ -1368,7 +1368,7 @@ fn check_daemonset(docs: &[Yaml]) {
     let toml_text = data
         .get(file)
         .unwrap_or_else(|| panic!("ConfigMap has no {file}"));
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::private_dir();
     let path = tmp.path().join(file);
     std::fs::write(&path, toml_text).unwrap();
     let env = daemonset_env(docs);
@@ -1402,7 +1402,7 @@ fn check_daemonset(docs: &[Yaml]) {
 /// `helm ARGS` with its caches in a scratch directory: standard output, or
 /// the error output when it fails.
 fn helm(helm: &Path, args: &[&str]) -> Result<String, String> {
-    let home = tempfile::tempdir().unwrap();
+    let home = crate::common::private_dir();
     let out = std::process::Command::new(helm)
         .args(args)
         .env("HELM_CACHE_HOME", home.path().join("cache"))

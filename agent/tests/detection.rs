@@ -149,7 +149,7 @@ fn executable_deleted_file_is_flagged() {
     let Some(h) = Harness::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap(); // 0700: not world-writable
+    let dir = crate::common::private_dir(); // 0700: not world-writable
     let path = dir.path().join("gone.so");
     std::fs::write(&path, [0u8; PAGE]).unwrap();
     let file = std::fs::File::open(&path).unwrap();
@@ -164,7 +164,7 @@ fn executable_in_a_world_writable_directory_is_flagged() {
     let Some(h) = Harness::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let shared = dir.path().join("drop");
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -181,7 +181,7 @@ fn executable_file_open_for_writing_is_flagged() {
     let Some(h) = Harness::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let path = dir.path().join("live.so");
     std::fs::write(&path, [0u8; PAGE]).unwrap();
     let file = std::fs::OpenOptions::new()
@@ -219,5 +219,269 @@ fn loading_an_ordinary_shared_library_is_not_flagged() {
     assert_eq!(
         log.str_attr("file.path"),
         std::fs::canonicalize(&lib).unwrap().to_str()
+    );
+}
+
+// ---- Evasions (issue "Detection II"): each done for real by a C workload ----
+
+/// The evasions workload (`tests/evasions/evasions.c`, built static by
+/// build.rs), written out as an executable in `dir`.
+fn evasions_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    static BYTES: &[u8] = include_bytes!(env!("MAPWATCH_EVASIONS"));
+    static ERROR: &str = include_str!(env!("MAPWATCH_EVASIONS_ERROR"));
+    assert!(
+        !BYTES.is_empty(),
+        "the evasions workload was not built: {ERROR}"
+    );
+    let path = dir.join("evasions");
+    std::fs::write(&path, BYTES).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// What one technique reported: the process that did the last step and the address.
+#[derive(Debug, Clone, Copy)]
+struct Evaded {
+    pid: i64,
+    addr: u64,
+}
+
+/// Runs `technique` of the evasions workload; every line must say the
+/// planted code ran (the memory really was executable).
+fn evade(technique: &str, args: &[&str]) -> Vec<(String, Evaded)> {
+    let dir = common::private_dir();
+    let out = std::process::Command::new(evasions_binary(dir.path()))
+        .arg(technique)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{technique}: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Vec<_> = stdout
+        .lines()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next().unwrap().to_owned();
+            let field = |w: Option<&str>, key: &str| {
+                w.and_then(|w| w.strip_prefix(key))
+                    .unwrap_or_else(|| panic!("{line}"))
+                    .to_owned()
+            };
+            let pid = field(words.next(), "pid=").parse().unwrap();
+            let addr = u64::from_str_radix(field(words.next(), "addr=0x").as_str(), 16).unwrap();
+            assert_eq!(
+                field(words.next(), "ran="),
+                "42",
+                "the code did not run: {line}"
+            );
+            (name, Evaded { pid, addr })
+        })
+        .collect();
+    assert!(!seen.is_empty(), "{technique} reported nothing");
+    seen
+}
+
+fn evade_one(technique: &str, args: &[&str]) -> Evaded {
+    evade(technique, args)[0].1
+}
+
+impl Harness {
+    /// The `event` record of process `pid` at `addr` (`mmap.addr` or `mprotect.addr`).
+    fn record_of(&self, event: &str, e: Evaded) -> ReceivedLog {
+        let key = if event == "mapwatch.do_mmap" {
+            "mmap.addr"
+        } else {
+            "mprotect.addr"
+        };
+        // For mprotect, the step that made it executable (as the kernel applied it).
+        let executable = |l: &ReceivedLog| {
+            event == "mapwatch.do_mmap"
+                || l.int_attr("mprotect.applied_prot")
+                    .or(l.int_attr("mprotect.prot"))
+                    .is_some_and(|p| p & 4 != 0)
+        };
+        let ours = |l: &ReceivedLog| {
+            l.event_name == event
+                && l.int_attr("process.pid") == Some(e.pid)
+                && l.int_attr(key) == Some(e.addr as i64)
+                && executable(l)
+        };
+        let logs = self
+            .receiver
+            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .unwrap_or_else(|err| {
+                panic!(
+                    "no {event} record of pid {} at {:#x}: {err}; stderr:\n{}",
+                    e.pid,
+                    e.addr,
+                    self.agent.stderr()
+                )
+            });
+        logs.into_iter().find(|l| ours(l)).unwrap()
+    }
+}
+
+const DO_MMAP: &str = "mapwatch.do_mmap";
+const MPROTECT: &str = "mapwatch.security_file_mprotect";
+
+#[test]
+fn read_implies_exec_mapping_is_judged_as_the_kernel_made_it() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    // mmap(PROT_READ|PROT_WRITE) under READ_IMPLIES_EXEC: the kernel makes it RWX.
+    let log = h.record_of(DO_MMAP, evade_one("rie_mmap", &[]));
+    assert_warns(&log, "write_execute");
+    assert_warns(&log, "execute_anonymous");
+    assert_eq!(log.int_attr("mmap.prot"), Some(3), "what was asked");
+    assert_eq!(
+        log.int_attr("mmap.applied_prot"),
+        Some(7),
+        "what the kernel did"
+    );
+    // A PROT_READ memfd mapping: R-X.
+    let log = h.record_of(DO_MMAP, evade_one("rie_file", &[]));
+    assert_warns(&log, "execute_memfd");
+    assert_eq!(log.int_attr("mmap.applied_prot"), Some(5));
+}
+
+#[test]
+fn read_implies_exec_mprotect_is_judged_as_the_kernel_made_it() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    // Written RW, then mprotect(PROT_READ) under READ_IMPLIES_EXEC: R-X.
+    let log = h.record_of(MPROTECT, evade_one("rie_mprotect", &[]));
+    assert_warns(&log, "write_then_execute");
+    assert_eq!(log.int_attr("mprotect.prot"), Some(1));
+    assert_eq!(log.int_attr("mprotect.applied_prot"), Some(5));
+}
+
+#[test]
+fn read_implies_exec_heap_from_brk_is_reported() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    let log = h.record_of(DO_MMAP, evade_one("rie_brk", &[]));
+    assert_eq!(
+        log.attr("mmap.brk").and_then(|v| v.as_bool()),
+        Some(true),
+        "{log:#?}"
+    );
+    assert_warns(&log, "write_execute");
+    assert_eq!(log.int_attr("mmap.applied_prot"), Some(7));
+}
+
+#[test]
+fn dev_zero_and_shared_anonymous_memory_are_anonymous() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    // A private R-X mapping of /dev/zero, filled through /proc/self/mem.
+    let log = h.record_of(DO_MMAP, evade_one("devzero", &[]));
+    assert_eq!(log.str_attr("file.path"), Some("/dev/zero"));
+    assert_eq!(reasons(&log), ["execute_anonymous"], "{log:#?}");
+    // Shared anonymous memory (the kernel's pseudo file "dev/zero") made R-X.
+    let log = h.record_of(MPROTECT, evade_one("shared_anon", &[]));
+    assert_warns(&log, "execute_anonymous");
+    assert!(
+        !reasons(&log).contains(&"execute_deleted_file".to_owned()),
+        "{:?}",
+        reasons(&log)
+    );
+}
+
+#[test]
+fn executable_below_a_world_writable_directory_is_flagged() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    let tmp = std::path::Path::new("/tmp");
+    let mode = std::fs::metadata(tmp).unwrap().permissions().mode();
+    assert_ne!(
+        mode & 0o002,
+        0,
+        "/tmp is not world-writable here ({mode:o})"
+    );
+    // A private 0700 directory inside /tmp: its own mode says nothing.
+    let dir = tempfile::tempdir_in(tmp).unwrap();
+    let private = dir.path().join("a").join("b");
+    std::fs::create_dir_all(&private).unwrap();
+    for d in [dir.path().join("a"), private.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let path = private.join("tool.so");
+    std::fs::write(&path, [0u8; PAGE]).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let log = h.resolved_record(|| map_exec(file.as_raw_fd()));
+    assert_eq!(reasons(&log), ["execute_from_world_writable_dir"]);
+}
+
+#[test]
+fn the_write_execute_history_holds_against_floods_forks_and_clone_vm() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    // Control: RW -> R -> RX.
+    let log = h.record_of(MPROTECT, evade_one("history_flood", &["0"]));
+    assert_warns(&log, "write_then_execute");
+    // 64 other RW -> R ranges in between: more than the history holds.
+    // Merged ranges cover it, or it is judged incomplete: never INFO.
+    let log = h.record_of(MPROTECT, evade_one("history_flood", &["64"]));
+    assert_eq!(log.severity_text, "WARN", "{log:#?}");
+    let r = reasons(&log);
+    assert!(
+        r.iter()
+            .any(|r| r == "write_then_execute" || r == "write_history_incomplete"),
+        "{r:?}"
+    );
+    // The parent wrote, its forked child makes it executable.
+    let log = h.record_of(MPROTECT, evade_one("history_fork", &[]));
+    assert_warns(&log, "write_then_execute");
+    // The parent wrote, a CLONE_VM child (vfork) makes it executable.
+    let log = h.record_of(MPROTECT, evade_one("history_vfork", &[]));
+    assert_warns(&log, "write_then_execute");
+    // A CLONE_VM child wrote and exited; the parent makes it executable.
+    let log = h.record_of(MPROTECT, evade_one("history_vfork_writer", &[]));
+    assert_warns(&log, "write_then_execute");
+    // The group leader wrote and exited; another thread makes it executable.
+    let log = h.record_of(MPROTECT, evade_one("history_leader_gone", &[]));
+    assert_warns(&log, "write_then_execute");
+}
+
+#[test]
+fn executable_mappings_whose_facts_could_not_be_read_fail_closed() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    // Executable memfd mappings and RW -> RX changes while another thread
+    // keeps the mmap lock busy (mlock/munlock of 64 MiB).
+    let seen = evade("lock_contention", &["20"]);
+    let mut unresolved = 0;
+    for (name, e) in &seen {
+        let event = if name == "lock_contention" {
+            DO_MMAP
+        } else {
+            MPROTECT
+        };
+        let log = h.record_of(event, *e);
+        assert_eq!(log.severity_text, "WARN", "{name}: {log:#?}");
+        let facts_missing = match event {
+            DO_MMAP => log.attr("mapwatch.file.unresolved").is_some(),
+            _ => log.attr("mprotect.previous_prot").is_none(),
+        };
+        if facts_missing {
+            unresolved += 1;
+            assert_warns(&log, "execute_unverified");
+        }
+    }
+    println!(
+        "{unresolved} of {} records without their facts, all WARN",
+        seen.len()
     );
 }

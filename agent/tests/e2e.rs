@@ -50,7 +50,7 @@ fn gettid() -> i64 {
 
 /// Maps pages 1..3 of a fresh 3-page file PROT_READ|PROT_EXEC, MAP_PRIVATE.
 fn map_file_with_offset() -> FileMapping {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::private_dir();
     let path = dir.path().canonicalize().unwrap().join("payload.bin");
     let mut file = std::fs::File::create(&path).unwrap();
     file.write_all(&[0x90u8; 3 * PAGE]).unwrap();
@@ -585,7 +585,7 @@ fn paths_cross_mount_points_and_deleted_files_are_flagged() {
     };
 
     // A tmpfs mounted inside a temp dir: the path must cross from tmpfs to its parent mount.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let mnt = dir.path().canonicalize().unwrap().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let target = CString::new(mnt.as_os_str().as_bytes()).unwrap();

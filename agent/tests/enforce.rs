@@ -501,7 +501,7 @@ fn denied_reasons_fail_with_eperm_and_are_reported() {
     let Some(_serial) = lsm_or_skip() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let drop_dir = world_writable_dir(dir.path());
     let receiver = OtlpReceiver::start().unwrap();
     let agent = enforcing_agent(&receiver, &deny(EVERY_REASON));
@@ -620,7 +620,7 @@ fn benign_programs_keep_working_when_every_reason_is_denied() {
     let Some(_serial) = lsm_or_skip() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let private = private_dir(dir.path());
     let receiver = OtlpReceiver::start().unwrap();
     let agent = enforcing_agent(&receiver, &deny(EVERY_REASON));
@@ -743,7 +743,7 @@ fn exemptions_are_by_file_identity_and_scope_by_cgroup() {
         return;
     };
     let exe = std::env::current_exe().unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     // The same bytes under the same name elsewhere: another file.
     let copy_dir = dir.path().join("copy");
     std::fs::create_dir(&copy_dir).unwrap();

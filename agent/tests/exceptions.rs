@@ -186,7 +186,7 @@ fn rwx_as(comm: &str) -> u64 {
 
 #[test]
 fn a_renamed_thread_does_not_fool_an_exception_by_path_but_does_one_by_comm() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let config = dir.path().join("mapwatch.toml");
     std::fs::write(
         &config,

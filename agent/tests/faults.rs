@@ -588,7 +588,7 @@ impl Pki {
         };
         let (server_cert, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth, "receiver");
         let (client_cert, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth, "mapwatch");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::common::private_dir();
         for (name, pem) in [
             ("ca.pem", ca.pem()),
             ("client.pem", client_cert),
@@ -684,7 +684,7 @@ fn headers_file_is_sent_and_its_secret_never_printed() {
     let _serial = serial();
     const SECRET: &str = "s3cr3t-t0ken-Zq9";
     let receiver = OtlpReceiver::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let headers = dir.path().join("headers");
     std::fs::write(
         &headers,
@@ -809,7 +809,7 @@ fn spooling_agent_to(endpoint: &str, dir: &std::path::Path) -> Command {
 fn spool_holds_an_outage_longer_than_the_queue_and_delivers_it_in_order() {
     require_root();
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let spool = dir.path().join("spool");
     let receiver = OtlpReceiver::start().unwrap();
     let agent = Agent::start(spooling_agent_to(&receiver.grpc_endpoint(), &spool));
@@ -873,7 +873,7 @@ fn spool_holds_an_outage_longer_than_the_queue_and_delivers_it_in_order() {
 fn spool_keeps_records_across_a_restart_during_an_outage() {
     require_root();
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let spool = dir.path().join("spool");
     let grpc = free_port();
 
@@ -927,7 +927,7 @@ fn spool_keeps_records_across_a_restart_during_an_outage() {
 fn kill_9_during_an_outage_loses_nothing_that_reached_the_spool() {
     require_root();
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let spool = dir.path().join("spool");
     let receiver = OtlpReceiver::start().unwrap();
     let spooling = |endpoint: &str| {
@@ -972,7 +972,7 @@ fn kill_9_during_an_outage_loses_nothing_that_reached_the_spool() {
 fn a_full_spool_drops_new_records_and_counts_them() {
     require_root();
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let spool = dir.path().join("spool");
     let grpc = free_port();
     let mut cmd = spooling_agent_to(&format!("http://{grpc}"), &spool);
@@ -996,7 +996,7 @@ fn a_full_spool_drops_new_records_and_counts_them() {
 fn a_spool_directory_in_use_or_unusable_is_refused_with_the_reason() {
     require_root();
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let spool = dir.path().join("spool");
     let grpc = free_port();
     let first = Agent::start(spooling_agent_to(&format!("http://{grpc}"), &spool));
@@ -1090,7 +1090,7 @@ impl Drop for Tmpfs {
 fn a_spool_on_a_full_filesystem_counts_its_losses_and_recovers_when_space_returns() {
     require_root();
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let mount = dir.path().join("fs");
     let _tmpfs = Tmpfs::mount(&mount, "2m");
     // Most of the filesystem is taken by something else.
@@ -1155,7 +1155,7 @@ fn flapping_collector(
 ) -> (Summary, Vec<u64>, u64) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let spool = dir.path().join("spool");
     let receiver = OtlpReceiver::start_count_only().unwrap();
     let mut cmd = spooling_agent_to(&receiver.grpc_endpoint(), &spool);

@@ -168,7 +168,7 @@ fn include_comms_keeps_only_the_named_threads() {
 #[test]
 fn excluded_path_prefix_and_prot_mask() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let root = dir.path().canonicalize().unwrap();
     std::fs::create_dir(root.join("hidden")).unwrap();
     std::fs::create_dir(root.join("shown")).unwrap();
@@ -199,7 +199,7 @@ fn excluded_path_prefix_and_prot_mask() {
 #[test]
 fn mappings_anonymous_drops_files() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let receiver = OtlpReceiver::start().unwrap();
     let Some(agent) = start(
         &receiver,
@@ -267,7 +267,7 @@ fn rate_limit_caps_a_storming_process_and_counts_the_rest() {
 #[test]
 fn sighup_reloads_the_filters_without_a_restart() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let config = dir.path().join("mapwatch.toml");
     std::fs::write(&config, "[filter]\ninclude_comms = [\"mw-hup-a\"]\n").unwrap();
     let receiver = OtlpReceiver::start().unwrap();
@@ -290,7 +290,7 @@ fn sighup_reloads_the_filters_without_a_restart() {
 #[test]
 fn a_bad_reload_keeps_the_running_filters() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let config = dir.path().join("mapwatch.toml");
     std::fs::write(&config, "[filter]\ninclude_comms = [\"mw-bad-a\"]\n").unwrap();
     let receiver = OtlpReceiver::start().unwrap();

@@ -99,7 +99,7 @@ struct Files {
 }
 
 fn files() -> Files {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let mut paths = Vec::new();
     let mut identities = Vec::new();
     for (i, name) in ["first", "second", "third"].iter().enumerate() {
@@ -436,7 +436,7 @@ fn failed_call_reports_the_fd_no_file_and_no_false_alarm() {
     let tid = gettid();
 
     // A descriptor that was open a moment ago, then closed.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let path = dir.path().join("gone");
     std::fs::write(&path, [0u8; PAGE]).unwrap();
     let file = std::fs::File::open(&path).unwrap();

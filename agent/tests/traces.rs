@@ -36,7 +36,7 @@ fn mappings_become_spans_linked_to_their_log_records() {
     };
     let backend = agent.backend("do_mmap");
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let path = dir.path().join("traced.bin");
     std::fs::write(&path, [0u8; 2 * PAGE]).unwrap();
     let file = std::fs::File::open(&path).unwrap();

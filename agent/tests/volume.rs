@@ -100,7 +100,7 @@ fn first_sends_one_record_per_key_and_the_repeat_count_at_exit() {
     let Some(run) = start("first", "first") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let path = dir.path().join("data");
     std::fs::write(&path, [7u8; 4096]).unwrap();
     let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap()).to_string();

@@ -21,6 +21,32 @@ pub fn require_root() {
     );
 }
 
+/// A fresh directory for a test's files with no world-writable directory
+/// above it, so a file mapped from it is not `execute_from_world_writable_dir`
+/// (the agent checks every ancestor: anything under /tmp would be). Made
+/// under `MAPWATCH_TEST_PRIVATE_DIR`, else `/run/mapwatch-tests` (root only,
+/// like these tests).
+pub fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let base = std::env::var_os("MAPWATCH_TEST_PRIVATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/run/mapwatch-tests".into());
+    std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut dir = Some(base.as_path());
+    while let Some(d) = dir {
+        let mode = std::fs::metadata(d).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o002,
+            0,
+            "{} is world-writable; set MAPWATCH_TEST_PRIVATE_DIR to a directory with none above it",
+            d.display()
+        );
+        dir = d.parent();
+    }
+    tempfile::tempdir_in(&base).unwrap()
+}
+
 /// How many times slower than an ordinary host this machine runs the
 /// tests: `MAPWATCH_TEST_TIME_SCALE` (the VM matrix sets it: qemu without
 /// KVM runs several times slower), else 1.

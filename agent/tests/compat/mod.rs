@@ -193,7 +193,7 @@ fn data_file(dir: &Path) -> PathBuf {
 #[test]
 fn compat_calls_of_a_32_bit_static_program_are_reported() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let Some(exe) = mmap32(dir.path()) else {
         return;
     };
@@ -256,7 +256,7 @@ fn mmap2_through_int_0x80_from_a_64_bit_process_is_reported() {
     use std::os::fd::AsRawFd;
 
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let file = data_file(dir.path());
     let receiver = OtlpReceiver::start().expect("start OTLP receiver");
     let Some(agent) = start_agent(&receiver) else {
@@ -434,7 +434,7 @@ fn exec_workload() {
 #[test]
 fn records_after_exec_name_the_new_executable() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let first = std::env::current_exe().unwrap().canonicalize().unwrap();
     let second = dir.path().join("second-binary");
     std::fs::copy(&first, &second).unwrap();

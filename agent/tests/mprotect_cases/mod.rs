@@ -313,7 +313,7 @@ pub fn pkey_mprotect_injection_warns() {
 pub fn file_mapping_names_the_file() {
     let _serial = serial();
     let Some(h) = Harness::start() else { return };
-    let dir = tempfile::tempdir().unwrap(); // 0700: not world-writable
+    let dir = crate::common::private_dir(); // 0700: not world-writable
     let path = dir.path().canonicalize().unwrap().join("code.bin");
     std::fs::write(&path, [0xc3u8; 2 * PAGE]).unwrap();
     let file = std::fs::File::open(&path).unwrap();
@@ -669,7 +669,7 @@ fn assert_no_warn(records: &[ReceivedLog], what: &str) {
 pub fn benign_programs_are_quiet() {
     let _serial = serial();
     // Built before the agent starts: the build's own mappings are not the point.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::private_dir();
     let go = go_binary(dir.path());
     // The real interpreter, not a wrapper script (pyenv's shims run bash).
     let python = find_program(&["python3"]).and_then(|p| {

@@ -43,9 +43,12 @@
  * and a PROT_EXEC over it is MW_MPROT_HISTORY_INCOMPLETE (fail closed), and
  * counted MW_COUNTER_WX_HISTORY_EVICTED. An address space that finds no room
  * among MW_WX_SPACES (MW_COUNTER_WX_HISTORY_FULL) is remembered as untracked:
- * each PROT_EXEC it adds is MW_MPROT_HISTORY_INCOMPLETE. A history is
- * forgotten when the process that made it dies (all threads) or execs, unless
- * another process shares the address space (CLONE_VM). A range moved by
+ * each PROT_EXEC it adds is MW_MPROT_HISTORY_INCOMPLETE. When a process
+ * that used a history dies (all threads) or execs, the history is forgotten
+ * unless its address space is still in use (a CLONE_VM child or parent):
+ * the entry keeps the mm pointer, and only that mm still carrying this
+ * ctx_id with users left keeps it (a freed mm read by the probe fails the
+ * test). A range moved by
  * mremap(2) moves with it (64-bit calls: a 32-bit mremap is not seen).
  */
 #ifndef MAPWATCH_MPROTECT_H
@@ -118,8 +121,7 @@ struct {
 struct mw_wx_history {
 	__u64 start[MW_WX_RANGES];
 	__u64 end[MW_WX_RANGES]; /* 0: a free slot */
-	__u32 owner;  /* the process that made it: its death or exec forgets it */
-	__u32 shared; /* another process uses the address space (CLONE_VM): kept */
+	__u64 mm;     /* the mm_struct, read (never trusted) to tell whether it is still in use */
 	__u32 coarse; /* bit i: range i was merged with another to make room */
 	__u32 lost;   /* a range could not be followed (mremap): every judgement is incomplete */
 };
@@ -131,7 +133,7 @@ struct {
 	__type(value, struct mw_wx_history);
 } mw_wx_history_map SEC(".maps");
 
-/* The address space whose history a process owns, by tgid (at its death mm is gone). */
+/* The address space whose history a process used, by tgid (at its death its mm is gone). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MW_WX_SPACES);
@@ -170,7 +172,7 @@ struct {
 
 /* ---- W->X history ---- */
 
-/* The current task's address space (0: none, a kernel thread). */
+/* The task's address space (0: none, a kernel thread). */
 static __always_inline __u64 mw_space_of(struct task_struct *task)
 {
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
@@ -181,6 +183,22 @@ static __always_inline __u64 mw_space_of(struct task_struct *task)
 static __always_inline __u64 mw_current_space(void)
 {
 	return mw_space_of((struct task_struct *)bpf_get_current_task());
+}
+
+static __always_inline __u64 mw_current_mm_ptr(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return (__u64)BPF_CORE_READ(task, mm);
+}
+
+/* `tgid` uses `space`: its death or exec is when the history may go. */
+static __always_inline void mw_wx_used_by(__u32 tgid, __u64 space)
+{
+	__u64 *known = bpf_map_lookup_elem(&mw_wx_owner_map, &tgid);
+
+	if (!known || *known != space)
+		bpf_map_update_elem(&mw_wx_owner_map, &tgid, &space, BPF_ANY);
 }
 
 /* A walk over the ranges of one history (bpf_loop: one verification of the step). */
@@ -227,6 +245,8 @@ static __always_inline __u16 mw_wx_check(__u64 space, __u64 start, __u64 end)
 	if (h->lost)
 		w.flags |= MW_MPROT_HISTORY_INCOMPLETE;
 	bpf_loop(MW_WX_RANGES, mw_wx_check_step, &w, 0);
+	/* A process that only reads the history (a CLONE_VM parent) must forget it too. */
+	mw_wx_used_by(bpf_get_current_pid_tgid() >> 32, space);
 	return w.flags;
 }
 
@@ -241,13 +261,12 @@ static __always_inline void mw_wx_create(__u64 space, __u32 tgid, __u64 start, _
 	__builtin_memset(fresh, 0, sizeof(*fresh));
 	fresh->start[0] = start;
 	fresh->end[0] = end;
-	fresh->owner = tgid;
+	fresh->mm = mw_current_mm_ptr();
 	if (bpf_map_update_elem(&mw_wx_history_map, &space, fresh, BPF_NOEXIST)) {
 		mw_count(MW_COUNTER_WX_HISTORY_FULL);
 		bpf_map_update_elem(&mw_wx_untracked_map, &space, &tgid, BPF_ANY);
-		return;
 	}
-	bpf_map_update_elem(&mw_wx_owner_map, &tgid, &space, BPF_ANY);
+	mw_wx_used_by(tgid, space);
 }
 
 static long mw_wx_remember_step(__u32 i, struct mw_wx_walk *w)
@@ -292,8 +311,7 @@ static __always_inline void mw_wx_remember(__u32 tgid, __u64 space, __u64 start,
 		mw_wx_create(space, tgid, start, end);
 		return;
 	}
-	if (h->owner != tgid)
-		h->shared = 1;
+	mw_wx_used_by(tgid, space);
 	bpf_loop(MW_WX_RANGES, mw_wx_remember_step, &w, 0);
 	if (w.merged)
 		return;
@@ -313,30 +331,40 @@ static __always_inline void mw_wx_remember(__u32 tgid, __u64 space, __u64 start,
 	mw_count(MW_COUNTER_WX_HISTORY_EVICTED);
 }
 
-/* Process `tgid` died or exec'd: the history of the space it owned goes. */
-static __always_inline void mw_wx_forget_owner(__u32 tgid)
+/* Whether the mm at `mm_ptr` is still the address space `space`, with users left. */
+static __always_inline bool mw_wx_space_alive(__u64 mm_ptr, __u64 space)
 {
-	__u64 *owned = bpf_map_lookup_elem(&mw_wx_owner_map, &tgid);
+	struct mm_struct *mm = (struct mm_struct *)mm_ptr;
+
+	return mm && BPF_CORE_READ(mm, context.ctx_id) == space &&
+	       BPF_CORE_READ(mm, mm_users.counter) > 0;
+}
+
+/*
+ * Process `tgid` died or exec'd (its address space is gone from it): the
+ * history of the space it used goes, unless another process still uses it.
+ */
+static __always_inline void mw_wx_forget_process(__u32 tgid)
+{
+	__u64 *used = bpf_map_lookup_elem(&mw_wx_owner_map, &tgid);
 	struct mw_wx_history *h;
-	__u32 *untracked_owner;
 	__u64 space;
 
-	if (!owned)
+	if (!used)
 		return;
-	space = *owned;
+	space = *used;
 	bpf_map_delete_elem(&mw_wx_owner_map, &tgid);
 	h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
-	if (h && h->owner == tgid && !h->shared)
-		bpf_map_delete_elem(&mw_wx_history_map, &space);
-	untracked_owner = bpf_map_lookup_elem(&mw_wx_untracked_map, &space);
-	if (untracked_owner && *untracked_owner == tgid)
-		bpf_map_delete_elem(&mw_wx_untracked_map, &space);
+	if (h && mw_wx_space_alive(h->mm, space))
+		return;
+	bpf_map_delete_elem(&mw_wx_history_map, &space);
+	bpf_map_delete_elem(&mw_wx_untracked_map, &space);
 }
 
 /*
  * sched_process_fork: a child with its own address space starts with a copy
- * of its parent's history (the memory is a copy too); a CLONE_VM child shares
- * the parent's, which then outlives the parent.
+ * of its parent's history (the memory is a copy too). A CLONE_VM child shares
+ * the parent's history by its key; threads need nothing.
  */
 static __always_inline int mw_wx_fork(struct task_struct *parent, struct task_struct *child)
 {
@@ -348,30 +376,25 @@ static __always_inline int mw_wx_fork(struct task_struct *parent, struct task_st
 		return 0; /* a thread */
 	parent_space = mw_space_of(parent);
 	child_space = mw_space_of(child);
-	if (!parent_space || !child_space)
+	if (!parent_space || !child_space || child_space == parent_space)
 		return 0;
 	h = bpf_map_lookup_elem(&mw_wx_history_map, &parent_space);
-	if (child_space == parent_space) {
-		if (h)
-			h->shared = 1;
-		return 0;
-	}
 	if (!h) {
-		if (bpf_map_lookup_elem(&mw_wx_untracked_map, &parent_space))
+		if (bpf_map_lookup_elem(&mw_wx_untracked_map, &parent_space)) {
 			bpf_map_update_elem(&mw_wx_untracked_map, &child_space, &child_tgid, BPF_ANY);
+			mw_wx_used_by(child_tgid, child_space);
+		}
 		return 0;
 	}
 	if (bpf_map_update_elem(&mw_wx_history_map, &child_space, h, BPF_NOEXIST)) {
 		mw_count(MW_COUNTER_WX_HISTORY_FULL);
 		bpf_map_update_elem(&mw_wx_untracked_map, &child_space, &child_tgid, BPF_ANY);
-		return 0;
+	} else {
+		h = bpf_map_lookup_elem(&mw_wx_history_map, &child_space);
+		if (h)
+			h->mm = (__u64)BPF_CORE_READ(child, mm);
 	}
-	h = bpf_map_lookup_elem(&mw_wx_history_map, &child_space);
-	if (!h)
-		return 0;
-	h->owner = child_tgid;
-	h->shared = 0;
-	bpf_map_update_elem(&mw_wx_owner_map, &child_tgid, &child_space, BPF_ANY);
+	mw_wx_used_by(child_tgid, child_space);
 	return 0;
 }
 
@@ -435,13 +458,13 @@ static __always_inline void mw_mprotect_exit(void)
 	bpf_map_delete_elem(&mw_pending_mremap, &pid_tgid);
 	/* signal->live reached 0 in do_exit before this tracepoint: the group is dead. */
 	if (BPF_CORE_READ(task, signal, live.counter) == 0)
-		mw_wx_forget_owner(pid_tgid >> 32);
+		mw_wx_forget_process(pid_tgid >> 32);
 }
 
 /* For sched_process_exec: the old address space is gone. */
 static __always_inline void mw_mprotect_exec(void)
 {
-	mw_wx_forget_owner(bpf_get_current_pid_tgid() >> 32);
+	mw_wx_forget_process(bpf_get_current_pid_tgid() >> 32);
 }
 
 /* ---- mremap: the history follows a moved range ---- */

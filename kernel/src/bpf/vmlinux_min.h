@@ -161,6 +161,7 @@ typedef struct {
 
 struct mm_struct {
 	unsigned long brk;
+	atomic_t mm_users; /* tasks using the address space (0: torn down) */
 	mm_context_t context;
 };
 
