@@ -485,3 +485,177 @@ fn executable_mappings_whose_facts_could_not_be_read_fail_closed() {
         seen.len()
     );
 }
+
+#[test]
+fn mprotect_over_several_mappings_or_failing_halfway_is_judged_on_what_changed() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    // [written RW page][hole] to RX: ENOMEM, yet the page is RX and runs.
+    let log = h.record_of(MPROTECT, evade_one("mprotect_partial", &[]));
+    assert_eq!(log.str_attr("error.type"), Some("ENOMEM"), "{log:#?}");
+    assert_warns(&log, "write_then_execute");
+    // [clean read-only file][written anonymous RW] to RX in one call: the
+    // record is the first mapping's, the reasons are the range's.
+    let log = h.record_of(MPROTECT, evade_one("mprotect_span", &[]));
+    assert_warns(&log, "write_then_execute");
+    assert_warns(&log, "execute_anonymous");
+}
+
+#[test]
+fn executable_mappings_keep_their_place_in_a_flood() {
+    require_root();
+    let receiver = OtlpReceiver::start().unwrap();
+    // A small ring buffer and a reader that stalls behind a slow collector:
+    // the flood fills the ring buffer, and only the reserve is left.
+    let Some(agent) = agent_exporting_to(
+        &receiver.grpc_endpoint(),
+        &[
+            ("MAPWATCH_EVENTS__SECURITY_MMAP_FILE", "false"),
+            ("MAPWATCH_RING_BUFFER__SIZE_BYTES", "65536"),
+            ("MAPWATCH_BATCH__WHEN_FULL", "block"),
+            ("MAPWATCH_BATCH__MAX_QUEUE_SIZE", "512"),
+        ],
+    ) else {
+        return;
+    };
+    receiver.set_response_delay(Duration::from_secs(2));
+    let dir = common::private_dir();
+    let binary = evasions_binary(dir.path());
+    let floods: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&binary)
+                .args(["flood", "3000"])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let burst = evade("rwx_burst", &["10"]);
+    for mut flood in floods {
+        assert!(flood.wait().unwrap().success());
+    }
+    receiver.set_response_delay(Duration::ZERO);
+    for (_, e) in &burst {
+        let ours = |l: &ReceivedLog| {
+            l.event_name == DO_MMAP
+                && l.int_attr("process.pid") == Some(e.pid)
+                && l.int_attr("mmap.addr") == Some(e.addr as i64)
+        };
+        let logs = receiver
+            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .unwrap_or_else(|err| panic!("the RWX mapping at {:#x} was lost: {err}", e.addr));
+        assert_warns(logs.iter().find(|l| ours(l)).unwrap(), "write_execute");
+    }
+    let (_, _, stderr) = agent.stop_with(libc::SIGTERM, Duration::from_secs(30));
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("mapwatch: stopped after"))
+        .unwrap_or_else(|| panic!("no exit line:\n{stderr}"));
+    let lost = |key: &str| -> u64 {
+        line.find(key).map_or(0, |at| {
+            line[at + key.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        })
+    };
+    println!("{line}");
+    assert!(
+        lost("ring buffer full ") > 0,
+        "the flood lost nothing: the test did not fill the ring buffer\n{line}"
+    );
+}
+
+#[test]
+fn executable_mappings_are_never_rate_limited() {
+    require_root();
+    let receiver = OtlpReceiver::start().unwrap();
+    let Some(_agent) = agent_exporting_to(
+        &receiver.grpc_endpoint(),
+        &[
+            ("MAPWATCH_EVENTS__SECURITY_MMAP_FILE", "false"),
+            ("MAPWATCH_RATE_LIMIT__PER_PROCESS", "1"),
+            ("MAPWATCH_RATE_LIMIT__BURST", "1"),
+        ],
+    ) else {
+        return;
+    };
+    // Ten RWX mappings in 200 ms from one process limited to 1 record/s.
+    for (_, e) in evade("rwx_burst", &["10"]) {
+        let ours = |l: &ReceivedLog| {
+            l.event_name == DO_MMAP
+                && l.int_attr("process.pid") == Some(e.pid)
+                && l.int_attr("mmap.addr") == Some(e.addr as i64)
+        };
+        receiver
+            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .unwrap_or_else(|err| {
+                panic!("the RWX mapping at {:#x} was rate limited: {err}", e.addr)
+            });
+    }
+}
+
+#[test]
+fn suspicious_mappings_made_before_the_agent_started_are_reported() {
+    require_root();
+    // The workload maps RWX memory and an executable memfd, runs both, and
+    // keeps them while the agent starts.
+    let dir = common::private_dir();
+    let mut held = std::process::Command::new(evasions_binary(dir.path()))
+        .args(["hold", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(held.stdout.take().unwrap()));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.ends_with("ran=42"), "{line}");
+        let addr = line
+            .split("addr=0x")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        seen.push((
+            line.split(' ').next().unwrap().to_owned(),
+            u64::from_str_radix(addr, 16).unwrap(),
+        ));
+    }
+    let receiver = OtlpReceiver::start().unwrap();
+    let Some(agent) = agent_exporting_to(&receiver.grpc_endpoint(), &[]) else {
+        let _ = held.kill();
+        let _ = held.wait();
+        return;
+    };
+    let pid = i64::from(held.id());
+    for (name, addr) in &seen {
+        let ours = |l: &ReceivedLog| {
+            l.event_name == DO_MMAP
+                && l.int_attr("process.pid") == Some(pid)
+                && l.int_attr("mmap.addr") == Some(*addr as i64)
+        };
+        let logs = receiver
+            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .unwrap_or_else(|e| panic!("{name} was not reported: {e}\n{}", agent.stderr()));
+        let log = logs.into_iter().find(|l| ours(l)).unwrap();
+        assert_eq!(
+            log.attr("mmap.found_at_start").and_then(|v| v.as_bool()),
+            Some(true)
+        );
+        assert_eq!(log.str_attr("mapwatch.backend"), Some("proc_maps"));
+        let expected = if name == "hold_rwx" {
+            "write_execute"
+        } else {
+            "execute_memfd"
+        };
+        assert_warns(&log, expected);
+    }
+    let _ = held.kill();
+    let _ = held.wait();
+}

@@ -26,6 +26,7 @@ const BACKEND_SYSCALL_TRACEPOINT: u16 = 1;
 const BACKEND_KPROBE: u16 = 2;
 const BACKEND_FEXIT: u16 = 3;
 const BACKEND_LSM: u16 = 4;
+const BACKEND_PROC_MAPS: u16 = 5;
 const FILE_PRESENT: u32 = 1 << 0;
 const FILE_PATH_TRUNCATED: u32 = 1 << 1;
 const FILE_DELETED: u32 = 1 << 2;
@@ -36,6 +37,7 @@ const CALL_FD: u16 = 1 << 0;
 const CALL_EXEC: u16 = 1 << 1;
 const CALL_IMPLIED_EXEC: u16 = 1 << 2;
 const CALL_BRK: u16 = 1 << 3;
+const CALL_FOUND_AT_START: u16 = 1 << 4;
 /// `PROT_EXEC`.
 const PROT_EXEC: u64 = 0x4;
 const EVENT_SECURITY_FILE_MPROTECT: u16 = 5;
@@ -44,6 +46,9 @@ const MPROT_VMA: u16 = 1 << 1;
 const MPROT_PKEY_CALL: u16 = 1 << 2;
 const MPROT_WAS_WRITABLE: u16 = 1 << 3;
 const MPROT_HISTORY_INCOMPLETE: u16 = 1 << 4;
+const MPROT_SPAN: u16 = 1 << 5;
+const MPROT_SPAN_ANON: u16 = 1 << 6;
+const MPROT_SPAN_UNCHECKED: u16 = 1 << 7;
 
 /// Common header of every record (`struct mw_header`).
 #[repr(C)]
@@ -312,6 +317,9 @@ const _: () = {
     assert!(c::MW_MPROT_PKEY_CALL == MPROT_PKEY_CALL as u64);
     assert!(c::MW_MPROT_WAS_WRITABLE == MPROT_WAS_WRITABLE as u64);
     assert!(c::MW_MPROT_HISTORY_INCOMPLETE == MPROT_HISTORY_INCOMPLETE as u64);
+    assert!(c::MW_MPROT_SPAN == MPROT_SPAN as u64);
+    assert!(c::MW_MPROT_SPAN_ANON == MPROT_SPAN_ANON as u64);
+    assert!(c::MW_MPROT_SPAN_UNCHECKED == MPROT_SPAN_UNCHECKED as u64);
     assert!(c::MW_COUNTER_BRK_PENDING_MAP_FULL == Counter::BrkPendingMapFull as u64);
     assert!(c::MW_COUNTER_MPROTECT_SENT == Counter::MprotectSent as u64);
     assert!(c::MW_COUNTER_MPROTECT_RINGBUF_FULL == Counter::MprotectRingBufferFull as u64);
@@ -340,6 +348,8 @@ const _: () = {
     assert!(c::MW_CALL_EXEC == CALL_EXEC as u64);
     assert!(c::MW_CALL_IMPLIED_EXEC == CALL_IMPLIED_EXEC as u64);
     assert!(c::MW_CALL_BRK == CALL_BRK as u64);
+    assert!(c::MW_CALL_FOUND_AT_START == CALL_FOUND_AT_START as u64);
+    assert!(c::MW_BACKEND_PROC_MAPS == BACKEND_PROC_MAPS as u64);
     assert!(c::MW_FILE_ANON_MEMORY == FILE_ANON_MEMORY as u64);
     assert!(c::MW_EVENT_PROCESS_EXEC == EVENT_PROCESS_EXEC as u64);
     assert!(c::MW_COUNTER_EXEC_SENT == Counter::ExecSent as u64);
@@ -810,6 +820,9 @@ pub enum Backend {
     Fexit,
     /// `lsm/mmap_file` (BPF LSM): the verdict of the LSMs before it.
     Lsm,
+    /// Not a kernel program: the agent's scan of `/proc/PID/maps` at start,
+    /// for mappings made before it ran (never in [`Backend::ALL`]).
+    ProcMaps,
 }
 
 impl Backend {
@@ -828,6 +841,7 @@ impl Backend {
             Backend::Kprobe => "kprobe",
             Backend::Fexit => "fexit",
             Backend::Lsm => "lsm",
+            Backend::ProcMaps => "proc_maps",
         }
     }
 
@@ -838,12 +852,14 @@ impl Backend {
             Backend::Kprobe => BACKEND_KPROBE,
             Backend::Fexit => BACKEND_FEXIT,
             Backend::Lsm => BACKEND_LSM,
+            Backend::ProcMaps => BACKEND_PROC_MAPS,
         }
     }
 
     fn from_raw(raw: u16) -> Result<Self, DecodeError> {
         Backend::ALL
             .into_iter()
+            .chain([Backend::ProcMaps])
             .find(|b| b.code() == raw)
             .ok_or(DecodeError::UnknownBackend(raw))
     }
@@ -1025,6 +1041,9 @@ pub struct DoMmap<'a> {
     /// The heap grown by brk(2), executable under READ_IMPLIES_EXEC (`addr`,
     /// `len`: the new pages).
     pub by_brk: bool,
+    /// A mapping that existed when the agent started, read from
+    /// `/proc/PID/maps` (backend [`Backend::ProcMaps`]).
+    pub found_at_start: bool,
 }
 
 /// The LSM permission check for a mapping.
@@ -1081,6 +1100,15 @@ pub struct SecurityFileMprotect<'a> {
     /// The W->X history cannot tell whether the range was writable (merged
     /// ranges, or no room for the address space): judged fail closed.
     pub history_incomplete: bool,
+    /// syscall_tracepoint: the range covers several VMAs (`vma` is the first;
+    /// its protection has `PROT_WRITE` if any was writable and `PROT_EXEC`
+    /// only if all were executable).
+    pub spans_vmas: bool,
+    /// A VMA after the first is anonymous memory.
+    pub span_anonymous: bool,
+    /// A VMA after the first could not be judged (another file, too many
+    /// VMAs, the lock busy).
+    pub span_unchecked: bool,
     /// Where `file` comes from, or why it is `None` although the VMA may have one.
     pub file_source: FileSource,
     /// The VMA's file; `None` for anonymous memory or when unknown.
@@ -1269,6 +1297,7 @@ fn decode_do_mmap(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         by_execve: raw.call_flags & CALL_EXEC != 0,
         applied_prot: applied(raw.prot, raw.call_flags),
         by_brk: raw.call_flags & CALL_BRK != 0,
+        found_at_start: raw.call_flags & CALL_FOUND_AT_START != 0,
     }))
 }
 
@@ -1318,6 +1347,9 @@ fn decode_security_file_mprotect(bytes: &[u8]) -> Result<Event<'_>, DecodeError>
         result: (raw.has_result != 0).then_some(raw.result),
         was_writable: flags & MPROT_WAS_WRITABLE != 0,
         history_incomplete: flags & MPROT_HISTORY_INCOMPLETE != 0,
+        spans_vmas: flags & MPROT_SPAN != 0,
+        span_anonymous: flags & MPROT_SPAN_ANON != 0,
+        span_unchecked: flags & MPROT_SPAN_UNCHECKED != 0,
         file_source: FileSource::from_raw(raw.file_source)?,
         file: file(&raw.file, path),
         enforcement: enforcement(raw.action, raw.enforced)?,
@@ -1405,6 +1437,10 @@ pub mod encode {
     pub const CALL_IMPLIED_EXEC: u16 = super::CALL_IMPLIED_EXEC;
     /// `call_flags`: the heap grown by brk(2).
     pub const CALL_BRK: u16 = super::CALL_BRK;
+    /// `call_flags`: found in /proc/PID/maps when the agent started.
+    pub const CALL_FOUND_AT_START: u16 = super::CALL_FOUND_AT_START;
+    /// `hdr.backend` of a record found in /proc/PID/maps at start.
+    pub const BACKEND_PROC_MAPS: u16 = super::BACKEND_PROC_MAPS;
     /// `file.flags`: anonymous memory behind a file (/dev/zero, shared anonymous).
     pub const FILE_ANON_MEMORY: u32 = super::FILE_ANON_MEMORY;
 }

@@ -158,6 +158,9 @@ attributes! {
     /// The heap grown by brk(2).
     MMAP_BRK = "mmap.brk", Bool, Conditional,
         "Present and true on a do_mmap record of heap pages added by brk(2) (`mmap.addr`, `mmap.len`: the new pages). Reported only when the kernel makes the heap executable (`READ_IMPLIES_EXEC`), on every backend.", "true";
+    /// Found at the agent's start.
+    MMAP_FOUND_AT_START = "mmap.found_at_start", Bool, Conditional,
+        "Present and true on a do_mmap record of a mapping that existed when the agent started (read from `/proc/PID/maps`, `mapwatch.backend=proc_maps`): only executable anonymous, writable-and-executable, memfd, deleted-file and other suspicious mappings are reported so. Its time is the agent's start, not the mapping's; no `mmap.flags` beyond private/shared.", "true";
     /// Device of the file.
     MMAP_FILE_DEV = "mmap.file.dev", String, FileBacked, "Device holding the file, `major:minor` as `stat` shows it.", "254:0";
     /// Open flags.

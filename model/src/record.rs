@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mapwatch_kernel::abi::{
-    Action, COMM_LEN, Context, DoMmap, Enforcement, Event, File, FileSource, SecurityFileMprotect,
-    SecurityMmapFile,
+    Action, Backend, COMM_LEN, Context, DoMmap, Enforcement, Event, File, FileSource,
+    SecurityFileMprotect, SecurityMmapFile,
 };
 use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, StringValue};
@@ -244,8 +244,11 @@ pub fn classify_mprotect(
         // Whether it was executable before is unknown: nothing can clear it.
         None => reasons.insert(Reasons::EXECUTE_UNVERIFIED),
         Some(prev) if prev & PROT_EXEC == 0 => {
-            if target == Target::UnknownFile {
+            if target == Target::UnknownFile || history.span_unchecked {
                 reasons.insert(Reasons::EXECUTE_UNVERIFIED);
+            }
+            if history.span_anonymous {
+                reasons.insert(Reasons::EXECUTE_ANONYMOUS);
             }
             reasons.insert(classify(PROT_EXEC, target));
         }
@@ -254,11 +257,12 @@ pub fn classify_mprotect(
     reasons
 }
 
-/// What the kernel's W->X history said about the range of an mprotect.
+/// What the kernel knew of an mprotect's range beyond its first VMA: the
+/// W->X history, and the other VMAs a range over several covers.
 ///
 /// ```
-/// let h = mapwatch_model::History { was_writable: true, incomplete: false };
-/// assert!(h.was_writable);
+/// let h = mapwatch_model::History { was_writable: true, ..Default::default() };
+/// assert!(h.was_writable && !h.span_anonymous);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct History {
@@ -266,6 +270,10 @@ pub struct History {
     pub was_writable: bool,
     /// The history cannot tell (merged ranges, or no room for the address space).
     pub incomplete: bool,
+    /// A VMA after the first is anonymous memory.
+    pub span_anonymous: bool,
+    /// A VMA after the first could not be judged (another file, too many).
+    pub span_unchecked: bool,
 }
 
 /// `execute_unverified` for a mapping made executable whose file could not
@@ -436,6 +444,9 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     if e.by_brk {
         record.add_attribute(attr::MMAP_BRK, true);
     }
+    if e.found_at_start {
+        record.add_attribute(attr::MMAP_FOUND_AT_START, true);
+    }
     if let (Some(file), Some(strings)) = (&e.file, file) {
         add_file(record, file, strings);
     }
@@ -513,6 +524,9 @@ fn write_do_mmap_body(
         body.push_str(", ");
         join_into(body, |f| names::for_each_map_flag_name(e.flags, f));
         body.push(')');
+    }
+    if e.found_at_start {
+        body.push_str(", found when mapwatch started");
     }
 }
 
@@ -795,12 +809,23 @@ fn security_mmap_file_reasons(e: &SecurityMmapFile<'_>) -> Reasons {
     reasons
 }
 
+/// `EINVAL`: mprotect(2) refuses the call before it changes anything.
+const EINVAL: i32 = 22;
+
 fn mprotect_reasons(e: &SecurityFileMprotect<'_>) -> Reasons {
     let previous = e.vma.map(|(_, _, prot)| prot & 0x7);
-    let succeeded = e.result.is_none_or(|r| r == 0);
+    // A syscall that fails after its first VMA (ENOMEM at a hole, EACCES or
+    // EPERM on a later VMA) has changed the VMAs before it: judged as done.
+    // Kernel backends report each VMA with its own hook's verdict.
+    let partly_done = e.context.backend == Backend::SyscallTracepoint
+        && e.vma.is_some()
+        && e.result.is_some_and(|r| r != -EINVAL);
+    let succeeded = e.result.is_none_or(|r| r == 0) || partly_done;
     let history = History {
         was_writable: e.was_writable,
         incomplete: e.history_incomplete,
+        span_anonymous: e.span_anonymous,
+        span_unchecked: e.span_unchecked,
     };
     classify_mprotect(e.prot, previous, history, mprotect_target(e), succeeded)
 }

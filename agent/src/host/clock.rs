@@ -12,6 +12,11 @@ fn now_ns(clock: libc::clockid_t) -> i128 {
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
+/// CLOCK_MONOTONIC now, in ns: the kernel's record time base.
+pub fn monotonic_ns() -> u64 {
+    now_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
 /// Reads CLOCK_REALTIME - CLOCK_MONOTONIC now. Each try takes the realtime
 /// read between two monotonic reads and uses their midpoint; the try with
 /// the narrowest window wins, so a preemption inside one try (tens of ms on

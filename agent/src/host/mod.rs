@@ -2,14 +2,15 @@
 //! runs on, outside BPF: the preflight checks (privileges, BTF, tracefs),
 //! the kernel's BTF function table, the monotonic-to-wall clock offset,
 //! process attributes from /proc, build ids and hashes of mapped files
-//! (`objects`), and dropping capabilities once the probes
-//! are attached.
+//! (`objects`), the mappings made before the agent started (`existing`), and
+//! dropping capabilities once the probes are attached.
 //!
 //! Every module here reads the host; none of them knows about records.
 
 pub mod btf;
 pub mod caps;
 pub mod clock;
+pub mod existing;
 pub mod objects;
 pub mod preflight;
 pub mod processes;

@@ -284,6 +284,8 @@ pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static
         ],
         (Hook::SecurityFileMprotect, Backend::Fexit) => &[FEXIT_SECURITY_FILE_MPROTECT],
         (Hook::SecurityFileMprotect, Backend::Lsm) => &[LSM_FILE_MPROTECT],
+        // The start scan is the agent's own: no program.
+        (_, Backend::ProcMaps) => &[],
     }
 }
 
@@ -307,7 +309,9 @@ pub(super) fn attach_backend(
             attach_kprobe(ebpf, KRETPROBE_DO_MMAP, "do_mmap")
         }
         (Hook::DoMmap, Backend::Fexit) => attach_fexit(ebpf, FEXIT_DO_MMAP, "do_mmap", btf),
-        (Hook::DoMmap, Backend::Lsm) => Err(ProgramError::UnexpectedProgramType),
+        (Hook::DoMmap, Backend::Lsm) | (_, Backend::ProcMaps) => {
+            Err(ProgramError::UnexpectedProgramType)
+        }
         (Hook::SecurityMmapFile, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_SECURITY_MMAP_FILE, "sys_enter_mmap")?;
             attach_tracepoint(ebpf, TP_SECURITY_EXIT_MMAP, "sys_exit_mmap")?;

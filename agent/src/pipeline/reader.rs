@@ -21,7 +21,7 @@ use tokio::io::unix::AsyncFd;
 use super::admission::{Admission, Verdict};
 use super::replay::{Backlog, Replay};
 use super::shaping::Shaper;
-use super::source::EventSource;
+use super::source::{EventSource, Records};
 use super::throttle::Throttle;
 use crate::export::batcher::Batcher;
 use crate::export::traces::Traces;
@@ -282,6 +282,38 @@ impl Reader {
             self.flush_spool();
         }
         n
+    }
+
+    /// Emits the do_mmap records of suspicious mappings that existed before
+    /// the agent started (`crate::host::existing`): made by the agent,
+    /// counted as derived, then shaped (exceptions apply) and admitted like
+    /// records read from the kernel.
+    pub fn emit_found_at_start(&mut self, found: &mut Records) {
+        let mut spooled = false;
+        while let Some(bytes) = found.next_record() {
+            self.stats
+                .derived_found_at_start
+                .fetch_add(1, Ordering::Relaxed);
+            let event = match abi::decode(&bytes) {
+                Ok(event) => event,
+                Err(error) => {
+                    self.undecodable(&error);
+                    continue;
+                }
+            };
+            // Under `block` a slot first, as for a record read (none: dropped, counted).
+            if self.admission.as_ref().is_some_and(|a| !a.reserve()) {
+                self.stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            spooled |= self.handle(&event);
+        }
+        if spooled {
+            self.flush_spool();
+        }
+        if let Some(batcher) = &mut self.batcher {
+            batcher.send_if_due();
+        }
     }
 
     /// Emits one `mapwatch.mapping_repeated` record per entry; returns

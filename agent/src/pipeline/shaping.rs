@@ -188,6 +188,9 @@ impl Shaper {
                     true
                 }
             }
+            // A record with a reason always goes out: a repeat of an earlier
+            // suspicious key must not let the next one pass unseen.
+            VolumeMode::First if !reasons.is_empty() => true,
             VolumeMode::First => {
                 let Some(first) = &mut self.first else {
                     return true;

@@ -92,6 +92,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     };
     announce(config, &probes, &outputs);
     let mut reader = build_reader(config, &stats, &mut outputs);
+    report_existing(config, &probes, &mut reader);
     if let Some(hot_spots) = hot_spots {
         reader = reader.with_hot_spots(hot_spots);
     }
@@ -125,6 +126,25 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         Some(error) => Err(anyhow::Error::new(error).context("reading the ring buffer failed")),
         None => Ok(()),
     }
+}
+
+/// Reports the suspicious mappings that existed before the agent started
+/// (`host::existing`), after the probes are attached: a mapping made from
+/// then on has its own record, one made before is found here.
+fn report_existing(config: &Config, probes: &Probes, reader: &mut Reader) {
+    if probes.do_mmap.is_none() {
+        return; // the records are do_mmap's
+    }
+    let skip = (!config.filter.report_self).then(std::process::id);
+    let mut found = crate::host::existing::scan(skip, crate::host::clock::monotonic_ns());
+    let suspicious = found.records.len();
+    reader.emit_found_at_start(&mut found.records);
+    tracing::info!(
+        processes = found.processes,
+        unreadable = found.unreadable,
+        suspicious,
+        "scanned the mappings that existed at start"
+    );
 }
 
 /// The log export chain (with the export queue and spool) and the span

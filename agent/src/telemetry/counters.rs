@@ -80,6 +80,9 @@ pub struct PipelineStats {
     /// Records the agent made itself: `mapwatch.mapping_repeated`
     /// (`volume.* = "first"`).
     pub derived_repeated: AtomicU64,
+    /// Records the agent made itself: do_mmap records of suspicious
+    /// mappings that existed when it started (`host::existing`).
+    pub derived_found_at_start: AtomicU64,
     /// Records held back by `volume.* = "suspicious"`: no reason.
     pub volume_not_suspicious: AtomicU64,
     /// Records held back by `volume.* = "first"`: a repeat of a key already
@@ -161,7 +164,8 @@ pub struct Snapshot {
     /// Records in the on-disk spool, as the spool itself counts them
     /// (`None`: not measured, [`Snapshot::in_spool`] derives it).
     pub spool_records: Option<u64>,
-    /// Records made by the agent (`derived_shared_object` + `derived_repeated`).
+    /// Records made by the agent (`derived_shared_object` + `derived_repeated`
+    /// + `derived_found_at_start`).
     pub derived: u64,
     /// Records held back by `[volume]` (`volume_not_suspicious` + `volume_repeat`).
     pub held_back: u64,
@@ -220,7 +224,8 @@ impl PipelineStats {
             queued: 0,
             spool_records: None,
             derived: self.derived_shared_object.load(Ordering::Relaxed)
-                + self.derived_repeated.load(Ordering::Relaxed),
+                + self.derived_repeated.load(Ordering::Relaxed)
+                + self.derived_found_at_start.load(Ordering::Relaxed),
             held_back: self.volume_not_suspicious.load(Ordering::Relaxed)
                 + self.volume_repeat.load(Ordering::Relaxed),
             traces_enabled: self.traces_enabled.load(Ordering::Relaxed),

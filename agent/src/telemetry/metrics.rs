@@ -280,6 +280,12 @@ fn derived(s: &Sources) -> Observations {
             "mapwatch.mapping_repeated",
             load(&s.stats.derived_repeated),
         ),
+        // Suspicious mappings that existed when the agent started.
+        (
+            EVENT,
+            "mapwatch.do_mmap",
+            load(&s.stats.derived_found_at_start),
+        ),
     ])
 }
 

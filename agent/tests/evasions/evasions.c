@@ -12,6 +12,7 @@
  * same binary runs in the VM matrix.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -270,6 +272,88 @@ static int history_leader_gone(void)
 	return 1;
 }
 
+/* mprotect over [RW page][hole] to RX: ENOMEM, yet the first page is RX now. */
+static int mprotect_partial(void)
+{
+	char *p = map_rw(2 * PAGE);
+	if (munmap(p + PAGE, PAGE))
+		die("munmap");
+	memcpy(p, CODE, sizeof(CODE));
+	if (mprotect(p, 2 * PAGE, PROT_READ | PROT_EXEC) == 0 || errno != ENOMEM)
+		die("mprotect did not fail with ENOMEM");
+	report("mprotect_partial", p, run(p));
+	return 0;
+}
+
+/* mprotect over [clean read-only file][written anonymous RW] to RX in one call. */
+static int mprotect_span(void)
+{
+	char *p = map_rw(2 * PAGE);
+	int fd = open("/etc/hosts", O_RDONLY);
+	if (fd < 0)
+		die("/etc/hosts");
+	if (mmap(p, PAGE, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)
+		die("mmap fixed");
+	memcpy(p + PAGE, CODE, sizeof(CODE));
+	if (mprotect(p, 2 * PAGE, PROT_READ | PROT_EXEC))
+		die("mprotect");
+	printf("mprotect_span pid=%d addr=%#lx ran=%d\n", getpid(), (unsigned long)p, run(p + PAGE));
+	fflush(stdout);
+	return 0;
+}
+
+/* Failing mmaps for `ms` milliseconds: records that only fill the ring buffer. */
+static int flood(int ms)
+{
+	struct timespec start, now;
+	long n = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	do {
+		for (int i = 0; i < 1000; i++, n++)
+			mmap(NULL, (size_t)1 << 62, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms);
+	fprintf(stderr, "flood: %ld failing mmaps\n", n);
+	return 0;
+}
+
+/* `n` RWX anonymous mappings, 20 ms apart, each one's code run. */
+static int rwx_burst(int n)
+{
+	for (int i = 0; i < n; i++) {
+		void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			die("mmap");
+		memcpy(p, CODE, sizeof(CODE));
+		report("rwx_burst", p, run(p));
+		usleep(20000);
+	}
+	return 0;
+}
+
+/* RWX memory and an executable memfd, made and run, then kept for `secs` seconds. */
+static int hold(int secs)
+{
+	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	memcpy(p, CODE, sizeof(CODE));
+	report("hold_rwx", p, run(p));
+	int fd = memfd_create("mw-held", 0);
+	if (fd < 0 || write(fd, CODE, sizeof(CODE)) != sizeof(CODE) || ftruncate(fd, PAGE))
+		die("memfd");
+	void *q = mmap(NULL, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	if (q == MAP_FAILED)
+		die("mmap");
+	report("hold_memfd", q, run(q));
+	sleep(secs);
+	return 0;
+}
+
 static volatile int contention_stop;
 
 static void *lock_holder(void *arg)
@@ -343,6 +427,16 @@ int main(int argc, char **argv)
 		return history_vfork_writer();
 	if (!strcmp(t, "history_leader_gone"))
 		return history_leader_gone();
+	if (!strcmp(t, "hold"))
+		return hold(argc > 2 ? atoi(argv[2]) : 30);
+	if (!strcmp(t, "flood"))
+		return flood(argc > 2 ? atoi(argv[2]) : 1000);
+	if (!strcmp(t, "rwx_burst"))
+		return rwx_burst(argc > 2 ? atoi(argv[2]) : 10);
+	if (!strcmp(t, "mprotect_partial"))
+		return mprotect_partial();
+	if (!strcmp(t, "mprotect_span"))
+		return mprotect_span();
 	if (!strcmp(t, "lock_contention"))
 		return lock_contention(argc > 2 ? atoi(argv[2]) : 20);
 	fprintf(stderr, "unknown technique %s\n", t);

@@ -132,12 +132,32 @@ static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __
 }
 
 /*
+ * The ring buffer keeps its last 1/2^MW_RESERVE_SHIFT for priority records:
+ * records of executable memory (the protection the kernel applied has
+ * PROT_EXEC), the only ones a suspicious reason can be about. Other records
+ * are dropped (counted as ring buffer full) once the buffer holds more than
+ * the rest, so a flood of ordinary calls, failing mmaps say, cannot push an
+ * executable mapping out.
+ */
+#define MW_RESERVE_SHIFT 3
+
+/* Whether `size` more bytes of an ordinary record fit before the reserve. */
+static __always_inline bool mw_ring_has_room(__u32 size)
+{
+	__u64 ring = bpf_ringbuf_query(&mw_events, BPF_RB_RING_SIZE);
+	__u64 used = bpf_ringbuf_query(&mw_events, BPF_RB_AVAIL_DATA);
+
+	return used + size + 8 <= ring - (ring >> MW_RESERVE_SHIFT);
+}
+
+/*
  * Sends `record` with `path_len` path bytes after its fixed part at
  * `fixed_size`, and counts the result: sent, or lost because the ring buffer
- * was full.
+ * was full (for an ordinary record: all but the reserve, see above).
  */
 static __always_inline void mw_output(void *record, struct mw_header *hdr, __u32 fixed_size,
-				      __u32 path_len, __u32 sent_counter, __u32 full_counter)
+				      __u32 path_len, __u32 sent_counter, __u32 full_counter,
+				      bool priority)
 {
 	__u32 size;
 
@@ -145,7 +165,8 @@ static __always_inline void mw_output(void *record, struct mw_header *hdr, __u32
 	path_len &= MW_PATH_MAX - 1;
 	size = fixed_size + path_len;
 	hdr->size = size;
-	if (bpf_ringbuf_output(&mw_events, record, size, 0))
+	if ((!priority && !mw_ring_has_room(size)) ||
+	    bpf_ringbuf_output(&mw_events, record, size, 0))
 		mw_count(full_counter);
 	else
 		mw_count(sent_counter);

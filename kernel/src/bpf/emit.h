@@ -96,6 +96,7 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	struct mw_scratch *s;
 	struct mw_do_mmap *ev;
 	__s64 vm_flags;
+	bool priority;
 
 	if (!mw_filter_task(pid_tgid, mw_filter_prot(call), mw_call_file_backed(backend, call)))
 		return;
@@ -126,11 +127,12 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	if (mw_mmap_implied_exec(backend, call, ev->file_source, vm_flags))
 		ev->call_flags |= MW_CALL_IMPLIED_EXEC;
 	/* A record without file facts cannot be matched by path: the path lists let it pass. */
+	priority = (ev->prot & MW_PROT_EXEC) || (ev->call_flags & MW_CALL_IMPLIED_EXEC);
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
-	    !mw_rate_allows(pid_tgid))
+	    !mw_rate_allows(pid_tgid, priority))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_do_mmap, path), ev->file.path_len,
-		  MW_COUNTER_DO_MMAP_SENT, MW_COUNTER_DO_MMAP_RINGBUF_FULL);
+		  MW_COUNTER_DO_MMAP_SENT, MW_COUNTER_DO_MMAP_RINGBUF_FULL, priority);
 }
 
 /*
@@ -143,6 +145,7 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	struct mw_scratch *s;
 	struct mw_security_mmap_file *ev;
 	__s64 vm_flags;
+	bool priority;
 
 	if (!mw_filter_task(pid_tgid, mw_filter_prot(call), mw_call_file_backed(backend, call)))
 		return;
@@ -166,11 +169,13 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	ev->call_flags |= call->call_flags;
 	if (mw_mmap_implied_exec(backend, call, ev->file_source, vm_flags))
 		ev->call_flags |= MW_CALL_IMPLIED_EXEC;
+	priority = (ev->prot & MW_PROT_EXEC) || (ev->call_flags & MW_CALL_IMPLIED_EXEC);
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
-	    !mw_rate_allows(pid_tgid))
+	    !mw_rate_allows(pid_tgid, priority))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_security_mmap_file, path),
-		  ev->file.path_len, MW_COUNTER_SECURITY_SENT, MW_COUNTER_SECURITY_RINGBUF_FULL);
+		  ev->file.path_len, MW_COUNTER_SECURITY_SENT, MW_COUNTER_SECURITY_RINGBUF_FULL,
+		  priority);
 }
 
 #endif /* MAPWATCH_EMIT_H */

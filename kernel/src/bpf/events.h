@@ -34,6 +34,8 @@
 #define MW_BACKEND_KPROBE 2
 #define MW_BACKEND_FEXIT 3
 #define MW_BACKEND_LSM 4
+/* Not a kernel program: the agent's scan of /proc/PID/maps at start (MW_CALL_FOUND_AT_START). */
+#define MW_BACKEND_PROC_MAPS 5
 
 /* mw_file.flags */
 #define MW_FILE_PRESENT (1U << 0)        /* the mapping is backed by a file */
@@ -77,6 +79,8 @@
  * executable (READ_IMPLIES_EXEC), with MW_CALL_IMPLIED_EXEC.
  */
 #define MW_CALL_BRK (1U << 3)
+/* A mapping that existed when the agent started, read from /proc/PID/maps by the agent (never the kernel). */
+#define MW_CALL_FOUND_AT_START (1U << 4)
 
 /* Indexes of the per-CPU counters in the mw_counters map. */
 #define MW_COUNTER_DO_MMAP_SENT 0
@@ -267,6 +271,14 @@ struct mw_security_mmap_file {
  * ranges), or the address space had no room in the history at all.
  */
 #define MW_MPROT_HISTORY_INCOMPLETE (1U << 4)
+/*
+ * syscall_tracepoint: the range covers more than one VMA. prev_prot then has
+ * PROT_WRITE if any of them was writable and PROT_EXEC only if all of them
+ * were executable (vma_start/vma_end stay the first VMA's).
+ */
+#define MW_MPROT_SPAN (1U << 5)
+#define MW_MPROT_SPAN_ANON (1U << 6)      /* a VMA after the first is anonymous memory */
+#define MW_MPROT_SPAN_UNCHECKED (1U << 7) /* a VMA after the first could not be judged (another file, too many, lock busy) */
 
 /*
  * A change of protection (mprotect(2), pkey_mprotect(2)): one record per

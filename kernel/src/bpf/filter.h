@@ -176,13 +176,14 @@ static __always_inline bool mw_filter_path(const char *path, __u32 path_len, boo
  * Threads of one process on several CPUs may race on the update: the limit
  * is approximate, never a reason to stall a hook.
  */
-static __always_inline bool mw_rate_allows(__u64 pid_tgid)
+static __always_inline bool mw_rate_allows(__u64 pid_tgid, bool priority)
 {
 	struct mw_filter_settings *f = mw_filter_settings();
 	__u32 tgid = pid_tgid >> 32;
 	__u64 now, interval, tolerance, tat, *state;
 
-	if (!f || f->rate_per_sec == 0)
+	/* Executable memory is never rate limited: the limit is for volume, not for alerts. */
+	if (priority || !f || f->rate_per_sec == 0)
 		return true;
 	now = bpf_ktime_get_ns();
 	interval = 1000000000ULL / f->rate_per_sec;

@@ -23,7 +23,11 @@
  * facts are read inside the callback, only if it is still the same file
  * (mprotect never changes vm_file; another thread may have replaced the
  * mapping meanwhile: then file_source says VMA_MISMATCH). The result is the
- * syscall's. One record per call; prev_prot is the first VMA's.
+ * syscall's. One record per call; the VMAs after the first (up to
+ * MW_MPROT_SPAN_VMAS) are folded into prev_prot and the MW_MPROT_SPAN* flags.
+ * A call that fails after its first VMA (ENOMEM at a hole, EACCES or EPERM on
+ * a later VMA) has changed the VMAs before: any failure but EINVAL of a call
+ * whose first VMA was read is judged as a change that happened.
  *
  * W->X history (mw_wx_history_map): ranges of an address space that were
  * writable and were made non-writable by a successful mprotect are
@@ -417,7 +421,8 @@ static __always_inline void mw_mprot_range(struct mw_mprot_call *c, __u64 *start
 		} else {
 			if (s < c->vma_start)
 				s = c->vma_start;
-			if (e > c->vma_end)
+			/* A range over several VMAs (MW_MPROT_SPAN) is judged whole. */
+			if (e > c->vma_end && !(c->flags & MW_MPROT_SPAN))
 				e = c->vma_end;
 		}
 	}
@@ -431,8 +436,12 @@ static __always_inline void mw_mprot_range(struct mw_mprot_call *c, __u64 *start
  * and MW_MPROT_HISTORY_INCOMPLETE in c->flags. Runs for every call, filtered
  * or not.
  */
-static __always_inline void mw_wx_track(__u64 pid_tgid, struct mw_mprot_call *c, __s32 result)
+static __always_inline void mw_wx_track(__u64 pid_tgid, struct mw_mprot_call *c, __s32 result,
+					bool syscall)
 {
+	/* A syscall failing after its first VMA has changed the VMAs before (see above). */
+	bool changed =
+		result == 0 || (syscall && result != -MW_EINVAL && (c->flags & MW_MPROT_VMA));
 	__u32 tgid = pid_tgid >> 32;
 	__u64 space = mw_current_space();
 	__u64 start, end;
@@ -442,7 +451,7 @@ static __always_inline void mw_wx_track(__u64 pid_tgid, struct mw_mprot_call *c,
 		return;
 	if (c->prot & MW_PROT_EXEC)
 		c->flags |= mw_wx_check(space, start, end);
-	if (result == 0 && (c->flags & MW_MPROT_VMA) && (c->prev_prot & MW_PROT_WRITE) &&
+	if (changed && (c->flags & MW_MPROT_VMA) && (c->prev_prot & MW_PROT_WRITE) &&
 	    !(c->prot & MW_PROT_WRITE))
 		mw_wx_remember(tgid, space, start, end);
 }
@@ -648,6 +657,81 @@ static __always_inline __u16 mw_mprot_lookup_failed(long err, bool count_missing
 	return MW_FILE_SOURCE_LOOKUP_FAILED;
 }
 
+#define MW_MPROT_SPAN_VMAS 8
+
+/* The VMAs after the first one of an mprotect range (syscall_tracepoint, entry). */
+struct mw_mprot_span {
+	__u64 addr;  /* next address to look up */
+	__u64 end;   /* end of the range */
+	__u64 first_file;
+	__u64 writable; /* PROT_WRITE if any was writable */
+	__u32 all_exec;
+	__u16 flags; /* MW_MPROT_SPAN* */
+	__u16 done;
+};
+
+static long mw_mprot_span_cb(struct task_struct *task, struct vm_area_struct *vma,
+			     struct mw_mprot_span *w)
+{
+	__u64 start = BPF_CORE_READ(vma, vm_start);
+	__u64 flags = BPF_CORE_READ(vma, vm_flags);
+	__u64 file = (__u64)BPF_CORE_READ(vma, vm_file);
+
+	if (start > w->addr) {
+		w->done = 1; /* a hole: the call stops there (ENOMEM) */
+		return 0;
+	}
+	w->flags |= MW_MPROT_SPAN;
+	w->writable |= flags & MW_PROT_WRITE;
+	if (!(flags & MW_VM_EXEC))
+		w->all_exec = 0;
+	if (!file)
+		w->flags |= MW_MPROT_SPAN_ANON;
+	else if (file != w->first_file)
+		w->flags |= MW_MPROT_SPAN_UNCHECKED; /* its file's facts are not read */
+	w->addr = BPF_CORE_READ(vma, vm_end);
+	return 0;
+}
+
+static long mw_mprot_span_step(__u32 index, struct mw_mprot_span *w)
+{
+	long err;
+
+	if (w->done || w->addr >= w->end)
+		return 1;
+	err = bpf_find_vma(bpf_get_current_task_btf(), w->addr, mw_mprot_span_cb, w, 0);
+	if (err == -MW_ENOENT)
+		return 1; /* nothing at or above: a hole */
+	if (err) {
+		w->flags |= MW_MPROT_SPAN_UNCHECKED;
+		return 1;
+	}
+	return 0;
+}
+
+/* Folds the VMAs after the first into c->prev_prot and c->flags. */
+static __always_inline void mw_mprot_span(struct mw_mprot_call *c)
+{
+	struct mw_mprot_span w = {
+		.addr = c->vma_end,
+		.end = c->start + c->len,
+		.first_file = c->file,
+		.all_exec = 1,
+	};
+
+	if (w.addr >= w.end)
+		return;
+	bpf_loop(MW_MPROT_SPAN_VMAS, mw_mprot_span_step, &w, 0);
+	if (!w.done && w.addr < w.end && (w.flags & MW_MPROT_SPAN))
+		w.flags |= MW_MPROT_SPAN_UNCHECKED; /* more VMAs than looked at */
+	if (!(w.flags & MW_MPROT_SPAN))
+		return;
+	c->flags |= w.flags;
+	c->prev_prot |= w.writable;
+	if (!w.all_exec)
+		c->prev_prot &= ~MW_PROT_EXEC;
+}
+
 /*
  * Entry: the previous protection and range of the VMA at `start`, and the
  * protection the kernel will apply: do_mprotect_pkey adds PROT_EXEC to a
@@ -663,6 +747,8 @@ static __always_inline void mw_mprot_vma_enter(struct mw_mprot_call *c)
 	if ((c->reqprot & MW_PROT_READ) && mw_read_implies_exec() &&
 	    (err || (l.vm_flags & MW_VM_MAYEXEC)))
 		c->prot |= MW_PROT_EXEC;
+	if (!err)
+		mw_mprot_span(c);
 
 	/* Counted when the record is built (after the task filters), not here. */
 	if (err == -MW_EBUSY)
@@ -709,7 +795,7 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 	struct mw_security_file_mprotect *ev;
 	struct file *file = NULL;
 
-	mw_wx_track(pid_tgid, c, result);
+	mw_wx_track(pid_tgid, c, result, backend == MW_BACKEND_SYSCALL_TRACEPOINT);
 	if (vma)
 		file = BPF_CORE_READ(vma, vm_file);
 	if (!mw_filter_task(pid_tgid, c->prot,
@@ -752,10 +838,11 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 		}
 	}
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
-	    !mw_rate_allows(pid_tgid))
+	    !mw_rate_allows(pid_tgid, c->prot & MW_PROT_EXEC))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_security_file_mprotect, path),
-		  ev->file.path_len, MW_COUNTER_MPROTECT_SENT, MW_COUNTER_MPROTECT_RINGBUF_FULL);
+		  ev->file.path_len, MW_COUNTER_MPROTECT_SENT, MW_COUNTER_MPROTECT_RINGBUF_FULL,
+		  c->prot & MW_PROT_EXEC);
 }
 
 /* ---- backend syscall_tracepoint ---- */

@@ -36,6 +36,7 @@
 
 #define MW_EBUSY 16
 #define MW_ENOENT 2
+#define MW_EINVAL 22
 
 /*
  * How long to keep trying for the mmap lock: a writer (another thread's mmap,
