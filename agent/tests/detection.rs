@@ -47,18 +47,34 @@ fn map_exec(fd: i32) -> u64 {
 struct Harness {
     receiver: OtlpReceiver,
     agent: Agent,
+    _shared: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+/// The flood test runs alone: every agent of the tests running beside it
+/// would receive its millions of records.
+static FLOOD: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    FLOOD
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Harness {
     /// `None` when the forced backend does not exist here (SKIP printed).
     fn start() -> Option<Harness> {
         require_root();
+        let shared = beside_others();
         let receiver = OtlpReceiver::start().unwrap();
         let agent = agent_exporting_to(
             &receiver.grpc_endpoint(),
             &[("MAPWATCH_EVENTS__SECURITY_MMAP_FILE", "false")],
         )?;
-        Some(Harness { receiver, agent })
+        Some(Harness {
+            receiver,
+            agent,
+            _shared: shared,
+        })
     }
 
     /// The do_mmap record of the mapping at `addr` made by this thread.
@@ -505,6 +521,9 @@ fn mprotect_over_several_mappings_or_failing_halfway_is_judged_on_what_changed()
 #[test]
 fn executable_mappings_keep_their_place_in_a_flood() {
     require_root();
+    let _alone = FLOOD
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let receiver = OtlpReceiver::start().unwrap();
     // A small ring buffer and a reader that stalls behind a slow collector:
     // the flood fills the ring buffer, and only the reserve is left.
@@ -573,6 +592,7 @@ fn executable_mappings_keep_their_place_in_a_flood() {
 #[test]
 fn executable_mappings_are_never_rate_limited() {
     require_root();
+    let _shared = beside_others();
     let receiver = OtlpReceiver::start().unwrap();
     let Some(_agent) = agent_exporting_to(
         &receiver.grpc_endpoint(),
@@ -602,6 +622,7 @@ fn executable_mappings_are_never_rate_limited() {
 #[test]
 fn suspicious_mappings_made_before_the_agent_started_are_reported() {
     require_root();
+    let _shared = beside_others();
     // The workload maps RWX memory and an executable memfd, runs both, and
     // keeps them while the agent starts.
     let dir = common::private_dir();

@@ -445,13 +445,15 @@ pub enum Counter {
     MprotectRingBufferFull = 19,
     /// security_file_mprotect records lost: the per-thread argument map was full at entry.
     MprotectPendingMapFull = 20,
-    /// An address space found no room in the W->X history's table: it is
-    /// remembered as untracked, and each PROT_EXEC it adds is judged
-    /// `write_history_incomplete` (fail closed).
+    /// The W->X history had no room: an address space found none (it is
+    /// marked untracked, and each PROT_EXEC it adds is judged
+    /// `write_history_incomplete`), or a user of one could not be registered
+    /// (the address space is pinned, never forgotten).
     WxHistoryFull = 21,
-    /// An address space's history had no free slot: a formerly writable range
-    /// was merged with its nearest neighbour (the gap between them included),
-    /// and a PROT_EXEC over the merged range is judged `write_history_incomplete`.
+    /// A pool of an address space's history had no free slot: a formerly
+    /// writable range was merged with its nearest neighbour (the gap between
+    /// them included); a PROT_EXEC over the merged range is judged both
+    /// `write_then_execute` and `write_history_incomplete`.
     WxHistoryEvicted = 22,
     /// Records lost: the per-CPU scratch buffer was not found (cannot happen
     /// with an array map; counted rather than silent).

@@ -234,7 +234,9 @@ pub fn classify_mprotect(
     let prev = previous.unwrap_or(0);
     if reqprot & PROT_WRITE == 0 && (prev & PROT_WRITE != 0 || history.was_writable) {
         reasons.insert(Reasons::WRITE_THEN_EXECUTE);
-    } else if reqprot & PROT_WRITE == 0 && history.incomplete {
+    }
+    // Made executable (not already so) where the history cannot tell.
+    if reqprot & PROT_WRITE == 0 && prev & PROT_EXEC == 0 && history.incomplete {
         reasons.insert(Reasons::WRITE_HISTORY_INCOMPLETE);
     }
     if reqprot & wx == wx && prev & wx == PROT_EXEC {

@@ -128,8 +128,7 @@ static __always_inline __u32 mw_reasons_mprotect(struct file *file, __u64 reqpro
 		r |= MW_REASON_WRITE_THEN_EXECUTE;
 	if ((reqprot & wx) == wx && (prev & wx) == MW_PROT_X)
 		r |= MW_REASON_EXECUTE_THEN_WRITE;
-	if (!(reqprot & MW_PROT_W) && !(r & MW_REASON_WRITE_THEN_EXECUTE) &&
-	    (history & MW_MPROT_HISTORY_INCOMPLETE))
+	if (!(reqprot & MW_PROT_W) && !(prev & MW_PROT_X) && (history & MW_MPROT_HISTORY_INCOMPLETE))
 		r |= MW_REASON_WRITE_HISTORY_INCOMPLETE;
 	if (!(prev & MW_PROT_X))
 		r |= mw_reasons_mmap(file, MW_PROT_X);

@@ -109,8 +109,8 @@
 #define MW_COUNTER_MPROTECT_RINGBUF_FULL 19
 #define MW_COUNTER_MPROTECT_PENDING_MAP_FULL 20 /* lost: its entry could not store its arguments */
 /* W->X history (mprotect.h): a formerly writable range could not be remembered exactly */
-#define MW_COUNTER_WX_HISTORY_FULL 21    /* the table of address spaces was full */
-#define MW_COUNTER_WX_HISTORY_EVICTED 22 /* no room: two ranges merged (judged incomplete) */
+#define MW_COUNTER_WX_HISTORY_FULL 21    /* no room for an address space, or for one of its users */
+#define MW_COUNTER_WX_HISTORY_EVICTED 22 /* no free slot: two ranges merged (judged incomplete) */
 /* Records lost: the per-CPU scratch buffer was not found (an array map always
  * has its element, so this is a bug, but never a silent one). */
 #define MW_COUNTER_SCRATCH_MISSING 23

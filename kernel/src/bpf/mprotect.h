@@ -29,37 +29,20 @@
  * a later VMA) has changed the VMAs before: any failure but EINVAL of a call
  * whose first VMA was read is judged as a change that happened.
  *
- * W->X history (mw_wx_history_map): ranges of an address space that were
- * writable and were made non-writable by a successful mprotect are
- * remembered, so a later mprotect adding PROT_EXEC to any part of them is
- * flagged MW_MPROT_WAS_WRITABLE even though the VMA is not writable any more
- * (the RW -> R -> RX evasion). Kept in the kernel so every backend (and
- * enforcement) shares it; updated for every call, before filters and rate
- * limit (a filtered record still teaches the history).
- *
- * Keyed by the address space, not the process: x86's mm->context.ctx_id, a
- * number no other address space ever had (so a stale entry can never be
- * matched by a later process), shared by CLONE_VM children and threads. A
- * fork copies the parent's history to the child's new address space
- * (sched_process_fork). Ranges that touch are merged; when all
- * MW_WX_RANGES slots are taken, the new range is merged with the nearest
- * one: the result also covers the gap between them, so it is marked coarse
- * and a PROT_EXEC over it is MW_MPROT_HISTORY_INCOMPLETE (fail closed), and
- * counted MW_COUNTER_WX_HISTORY_EVICTED. An address space that finds no room
- * among MW_WX_SPACES (MW_COUNTER_WX_HISTORY_FULL) is remembered as untracked:
- * each PROT_EXEC it adds is MW_MPROT_HISTORY_INCOMPLETE. When a process
- * that used a history dies (all threads) or execs, the history is forgotten
- * unless its address space is still in use (a CLONE_VM child or parent):
- * the entry keeps the mm pointer, and only that mm still carrying this
- * ctx_id with users left keeps it (a freed mm read by the probe fails the
- * test). A range moved by
- * mremap(2) moves with it (64-bit calls: a 32-bit mremap is not seen).
+ * W->X history (wx_history.h): consulted for every call adding PROT_EXEC
+ * and taught by every call that drops PROT_WRITE from a writable VMA, before
+ * filters and rate limit (a filtered record still teaches it). The kernel
+ * backends do both in the hook, under the mmap write lock; syscall_tracepoint
+ * remembers at entry (the range is writable now, whatever the call's
+ * outcome: another thread's RX cannot slip in before the exit), and judges
+ * the protection the kernel applies.
  */
 #ifndef MAPWATCH_MPROTECT_H
 #define MAPWATCH_MPROTECT_H
 
 #include "emit.h"
 #include "enforce.h"
+#include "wx_history.h"
 
 #define MW_VM_PROT_BITS 0xfULL /* VM_READ | VM_WRITE | VM_EXEC | VM_SHARED == PROT_* values */
 #define MW_PAGE_MASK (~((1ULL << MW_PAGE_SHIFT) - 1))
@@ -67,9 +50,6 @@
 #define MW_NR_MPROTECT 10
 #define MW_NR_PKEY_MPROTECT 329
 
-#define MW_WX_RANGES 32
-#define MW_WX_SPACES 8192
-#define MW_WX_UNTRACKED 1024
 
 /* One call between entry and return. */
 struct mw_mprot_call {
@@ -122,45 +102,6 @@ struct {
 	__type(value, struct mw_mremap_call);
 } mw_pending_mremap SEC(".maps");
 
-struct mw_wx_history {
-	__u64 start[MW_WX_RANGES];
-	__u64 end[MW_WX_RANGES]; /* 0: a free slot */
-	__u64 mm;     /* the mm_struct, read (never trusted) to tell whether it is still in use */
-	__u32 coarse; /* bit i: range i was merged with another to make room */
-	__u32 lost;   /* a range could not be followed (mremap): every judgement is incomplete */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MW_WX_SPACES);
-	__type(key, __u64); /* mm->context.ctx_id */
-	__type(value, struct mw_wx_history);
-} mw_wx_history_map SEC(".maps");
-
-/* The address space whose history a process used, by tgid (at its death its mm is gone). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MW_WX_SPACES);
-	__type(key, __u32);
-	__type(value, __u64);
-} mw_wx_owner_map SEC(".maps");
-
-/* Address spaces that found no room in the history: judged incomplete. Value: owner tgid. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MW_WX_UNTRACKED);
-	__type(key, __u64);
-	__type(value, __u32);
-} mw_wx_untracked_map SEC(".maps");
-
-/* Where a new history is built (too large for the BPF stack). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mw_wx_history);
-} mw_wx_fresh_map SEC(".maps");
-
 /* Per-CPU workspace of this event (its own: the other events' union stays as it is). */
 struct mw_mprot_scratch {
 	struct mw_security_file_mprotect ev;
@@ -174,233 +115,7 @@ struct {
 	__type(value, struct mw_mprot_scratch);
 } mw_mprot_scratch_map SEC(".maps");
 
-/* ---- W->X history ---- */
-
-/* The task's address space (0: none, a kernel thread). */
-static __always_inline __u64 mw_space_of(struct task_struct *task)
-{
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
-
-	return mm ? BPF_CORE_READ(mm, context.ctx_id) : 0;
-}
-
-static __always_inline __u64 mw_current_space(void)
-{
-	return mw_space_of((struct task_struct *)bpf_get_current_task());
-}
-
-static __always_inline __u64 mw_current_mm_ptr(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return (__u64)BPF_CORE_READ(task, mm);
-}
-
-/* `tgid` uses `space`: its death or exec is when the history may go. */
-static __always_inline void mw_wx_used_by(__u32 tgid, __u64 space)
-{
-	__u64 *known = bpf_map_lookup_elem(&mw_wx_owner_map, &tgid);
-
-	if (!known || *known != space)
-		bpf_map_update_elem(&mw_wx_owner_map, &tgid, &space, BPF_ANY);
-}
-
-/* A walk over the ranges of one history (bpf_loop: one verification of the step). */
-struct mw_wx_walk {
-	struct mw_wx_history *h;
-	__u64 start;
-	__u64 end;
-	__u64 best_gap; /* remember: distance to the nearest range */
-	__s32 free_slot;
-	__s32 nearest;
-	__u32 merged; /* remember: the range joined one that touches it */
-	__u16 flags;  /* check: MW_MPROT_WAS_WRITABLE, MW_MPROT_HISTORY_INCOMPLETE */
-	__u16 _pad0;
-};
-
-static long mw_wx_check_step(__u32 i, struct mw_wx_walk *w)
-{
-	struct mw_wx_history *h = w->h;
-
-	if (i >= MW_WX_RANGES)
-		return 1;
-	if (!h->end[i] || h->start[i] >= w->end || w->start >= h->end[i])
-		return 0;
-	if (h->coarse & (1U << i))
-		w->flags |= MW_MPROT_HISTORY_INCOMPLETE;
-	else
-		w->flags |= MW_MPROT_WAS_WRITABLE;
-	return 0;
-}
-
-/*
- * What the history knows of [start, end) in `space`: MW_MPROT_WAS_WRITABLE
- * (it overlaps a range that was writable), MW_MPROT_HISTORY_INCOMPLETE (it
- * overlaps a merged range, a range was lost, or the space has no history room).
- */
-static __always_inline __u16 mw_wx_check(__u64 space, __u64 start, __u64 end)
-{
-	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
-	struct mw_wx_walk w = { .h = h, .start = start, .end = end };
-
-	if (!h)
-		return bpf_map_lookup_elem(&mw_wx_untracked_map, &space) ? MW_MPROT_HISTORY_INCOMPLETE
-									 : 0;
-	if (h->lost)
-		w.flags |= MW_MPROT_HISTORY_INCOMPLETE;
-	bpf_loop(MW_WX_RANGES, mw_wx_check_step, &w, 0);
-	/* A process that only reads the history (a CLONE_VM parent) must forget it too. */
-	mw_wx_used_by(bpf_get_current_pid_tgid() >> 32, space);
-	return w.flags;
-}
-
-/* A new history for `space` owned by `tgid`, holding [start, end). */
-static __always_inline void mw_wx_create(__u64 space, __u32 tgid, __u64 start, __u64 end)
-{
-	__u32 zero = 0;
-	struct mw_wx_history *fresh = bpf_map_lookup_elem(&mw_wx_fresh_map, &zero);
-
-	if (!fresh)
-		return;
-	__builtin_memset(fresh, 0, sizeof(*fresh));
-	fresh->start[0] = start;
-	fresh->end[0] = end;
-	fresh->mm = mw_current_mm_ptr();
-	if (bpf_map_update_elem(&mw_wx_history_map, &space, fresh, BPF_NOEXIST)) {
-		mw_count(MW_COUNTER_WX_HISTORY_FULL);
-		bpf_map_update_elem(&mw_wx_untracked_map, &space, &tgid, BPF_ANY);
-	}
-	mw_wx_used_by(tgid, space);
-}
-
-static long mw_wx_remember_step(__u32 i, struct mw_wx_walk *w)
-{
-	struct mw_wx_history *h = w->h;
-	__u64 s, e, gap;
-
-	if (i >= MW_WX_RANGES)
-		return 1;
-	s = h->start[i];
-	e = h->end[i];
-	if (!e) {
-		if (w->free_slot < 0)
-			w->free_slot = i;
-		return 0;
-	}
-	if (s <= w->end && w->start <= e) {
-		/* Touches or overlaps: one range for both. */
-		h->start[i] = s < w->start ? s : w->start;
-		h->end[i] = e > w->end ? e : w->end;
-		w->merged = 1;
-		return 1;
-	}
-	gap = e < w->start ? w->start - e : s - w->end;
-	if (gap < w->best_gap) {
-		w->best_gap = gap;
-		w->nearest = i;
-	}
-	return 0;
-}
-
-/* Remembers that [start, end) of `space` was writable until now. */
-static __always_inline void mw_wx_remember(__u32 tgid, __u64 space, __u64 start, __u64 end)
-{
-	struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
-	struct mw_wx_walk w = {
-		.h = h, .start = start, .end = end, .best_gap = ~0ULL, .free_slot = -1,
-	};
-	__u32 slot;
-
-	if (!h) {
-		mw_wx_create(space, tgid, start, end);
-		return;
-	}
-	mw_wx_used_by(tgid, space);
-	bpf_loop(MW_WX_RANGES, mw_wx_remember_step, &w, 0);
-	if (w.merged)
-		return;
-	if (w.free_slot >= 0) {
-		slot = w.free_slot & (MW_WX_RANGES - 1);
-		h->start[slot] = start;
-		h->end[slot] = end;
-		return;
-	}
-	/* No room: merged with the nearest range, gap included (judged incomplete). */
-	slot = w.nearest & (MW_WX_RANGES - 1);
-	if (h->start[slot] > start)
-		h->start[slot] = start;
-	if (h->end[slot] < end)
-		h->end[slot] = end;
-	h->coarse |= 1U << slot;
-	mw_count(MW_COUNTER_WX_HISTORY_EVICTED);
-}
-
-/* Whether the mm at `mm_ptr` is still the address space `space`, with users left. */
-static __always_inline bool mw_wx_space_alive(__u64 mm_ptr, __u64 space)
-{
-	struct mm_struct *mm = (struct mm_struct *)mm_ptr;
-
-	return mm && BPF_CORE_READ(mm, context.ctx_id) == space &&
-	       BPF_CORE_READ(mm, mm_users.counter) > 0;
-}
-
-/*
- * Process `tgid` died or exec'd (its address space is gone from it): the
- * history of the space it used goes, unless another process still uses it.
- */
-static __always_inline void mw_wx_forget_process(__u32 tgid)
-{
-	__u64 *used = bpf_map_lookup_elem(&mw_wx_owner_map, &tgid);
-	struct mw_wx_history *h;
-	__u64 space;
-
-	if (!used)
-		return;
-	space = *used;
-	bpf_map_delete_elem(&mw_wx_owner_map, &tgid);
-	h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
-	if (h && mw_wx_space_alive(h->mm, space))
-		return;
-	bpf_map_delete_elem(&mw_wx_history_map, &space);
-	bpf_map_delete_elem(&mw_wx_untracked_map, &space);
-}
-
-/*
- * sched_process_fork: a child with its own address space starts with a copy
- * of its parent's history (the memory is a copy too). A CLONE_VM child shares
- * the parent's history by its key; threads need nothing.
- */
-static __always_inline int mw_wx_fork(struct task_struct *parent, struct task_struct *child)
-{
-	__u64 parent_space, child_space;
-	struct mw_wx_history *h;
-	__u32 child_tgid = BPF_CORE_READ(child, tgid);
-
-	if (child_tgid == BPF_CORE_READ(parent, tgid))
-		return 0; /* a thread */
-	parent_space = mw_space_of(parent);
-	child_space = mw_space_of(child);
-	if (!parent_space || !child_space || child_space == parent_space)
-		return 0;
-	h = bpf_map_lookup_elem(&mw_wx_history_map, &parent_space);
-	if (!h) {
-		if (bpf_map_lookup_elem(&mw_wx_untracked_map, &parent_space)) {
-			bpf_map_update_elem(&mw_wx_untracked_map, &child_space, &child_tgid, BPF_ANY);
-			mw_wx_used_by(child_tgid, child_space);
-		}
-		return 0;
-	}
-	if (bpf_map_update_elem(&mw_wx_history_map, &child_space, h, BPF_NOEXIST)) {
-		mw_count(MW_COUNTER_WX_HISTORY_FULL);
-		bpf_map_update_elem(&mw_wx_untracked_map, &child_space, &child_tgid, BPF_ANY);
-	} else {
-		h = bpf_map_lookup_elem(&mw_wx_history_map, &child_space);
-		if (h)
-			h->mm = (__u64)BPF_CORE_READ(child, mm);
-	}
-	mw_wx_used_by(child_tgid, child_space);
-	return 0;
-}
+/* ---- W->X history (wx_history.h) ---- */
 
 /*
  * The range this record is about: the part of the asked range inside the VMA
@@ -430,50 +145,63 @@ static __always_inline void mw_mprot_range(struct mw_mprot_call *c, __u64 *start
 	*end = e;
 }
 
-/*
- * Consults and updates the history for a call with result `result`, judged
- * on the protection the kernel applies (c->prot); sets MW_MPROT_WAS_WRITABLE
- * and MW_MPROT_HISTORY_INCOMPLETE in c->flags. Runs for every call, filtered
- * or not.
- */
-static __always_inline void mw_wx_track(__u64 pid_tgid, struct mw_mprot_call *c, __s32 result,
-					bool syscall)
+/* The history's pools a range of this call is judged in (wx_history.h). */
+static __always_inline __u32 mw_mprot_pools(struct mw_mprot_call *c, bool has_file)
 {
-	/* A syscall failing after its first VMA has changed the VMAs before (see above). */
-	bool changed =
-		result == 0 || (syscall && result != -MW_EINVAL && (c->flags & MW_MPROT_VMA));
-	__u32 tgid = pid_tgid >> 32;
+	__u32 pools = has_file ? 1U << MW_WX_POOL_FILE : 1U << MW_WX_POOL_ANON;
+
+	if (c->flags & MW_MPROT_SPAN)
+		pools = (1U << MW_WX_POOL_ANON) | (1U << MW_WX_POOL_FILE);
+	return pools;
+}
+
+/* Teaches the history: [range] was writable and loses PROT_WRITE. */
+static __always_inline void mw_wx_learn(__u64 pid_tgid, struct mw_mprot_call *c, bool has_file)
+{
 	__u64 space = mw_current_space();
 	__u64 start, end;
 
-	mw_mprot_range(c, &start, &end);
-	if (end <= start || !space)
+	if (!space || !(c->flags & MW_MPROT_VMA) || !(c->prev_prot & MW_PROT_WRITE) ||
+	    (c->prot & MW_PROT_WRITE))
 		return;
-	if (c->prot & MW_PROT_EXEC)
-		c->flags |= mw_wx_check(space, start, end);
-	if (changed && (c->flags & MW_MPROT_VMA) && (c->prev_prot & MW_PROT_WRITE) &&
-	    !(c->prot & MW_PROT_WRITE))
-		mw_wx_remember(tgid, space, start, end);
+	mw_mprot_range(c, &start, &end);
+	if (end <= start)
+		return;
+	mw_wx_remember(pid_tgid >> 32, space, has_file ? MW_WX_POOL_FILE : MW_WX_POOL_ANON, start,
+		       end);
+	if ((c->flags & MW_MPROT_SPAN_ANON) && has_file)
+		mw_wx_remember(pid_tgid >> 32, space, MW_WX_POOL_ANON, start, end);
 }
 
-/* For sched_process_exit: calls in flight go; the history with the last thread. */
+/* What the history says of this call's range, when it asks for PROT_EXEC. */
+static __always_inline __u16 mw_wx_judge(struct mw_mprot_call *c, bool has_file)
+{
+	__u64 space = mw_current_space();
+	__u64 start, end;
+
+	if (!space || !(c->prot & MW_PROT_EXEC))
+		return 0;
+	mw_mprot_range(c, &start, &end);
+	if (end <= start)
+		return 0;
+	return mw_wx_check(space, start, end, mw_mprot_pools(c, has_file));
+}
+
+/* For sched_process_exit: calls in flight go; the history with the last user. */
 static __always_inline void mw_mprotect_exit(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	bpf_map_delete_elem(&mw_pending_tp_mprotect, &pid_tgid);
 	bpf_map_delete_elem(&mw_pending_kprobe_mprotect, &pid_tgid);
 	bpf_map_delete_elem(&mw_pending_mremap, &pid_tgid);
-	/* signal->live reached 0 in do_exit before this tracepoint: the group is dead. */
-	if (BPF_CORE_READ(task, signal, live.counter) == 0)
-		mw_wx_forget_process(pid_tgid >> 32);
+	mw_wx_exit();
 }
 
 /* For sched_process_exec: the old address space is gone. */
 static __always_inline void mw_mprotect_exec(void)
 {
-	mw_wx_forget_process(bpf_get_current_pid_tgid() >> 32);
+	mw_wx_exec();
 }
 
 /* ---- mremap: the history follows a moved range ---- */
@@ -491,97 +219,41 @@ static __always_inline int mw_tp_mremap_enter(struct mw_sys_enter_ctx *ctx)
 	c.old_len = ctx->args[1];
 	c.new_len = ctx->args[2];
 	c.flags = ctx->args[3];
-	if (bpf_map_update_elem(&mw_pending_mremap, &pid_tgid, &c, BPF_ANY))
+	if (bpf_map_update_elem(&mw_pending_mremap, &pid_tgid, &c, BPF_ANY)) {
+		struct mw_wx_history *h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
+
 		mw_count(MW_COUNTER_MPROTECT_PENDING_MAP_FULL);
+		if (h)
+			h->lost = 1; /* the move cannot be followed */
+	}
 	return 0;
 }
 
-#define MW_MREMAP_PIECES 4
-
-struct mw_mremap_walk {
-	struct mw_wx_history *h;
-	__u64 old;
-	__u64 old_end;
-	__u64 new_addr;
-	__u64 new_end;
-	__u64 piece_start[MW_MREMAP_PIECES];
-	__u64 piece_end[MW_MREMAP_PIECES];
-	__u32 pieces;
-	__u32 unmapped;
-};
-
-static long mw_mremap_step(__u32 i, struct mw_mremap_walk *w)
-{
-	struct mw_wx_history *h = w->h;
-	__u64 s, e, ms, me;
-	__u32 n;
-
-	if (i >= MW_WX_RANGES)
-		return 1;
-	s = h->start[i];
-	e = h->end[i];
-	if (!e || e <= w->old || w->old_end <= s)
-		return 0;
-	if (s < w->old)
-		s = w->old;
-	if (e > w->old_end)
-		e = w->old_end;
-	ms = w->new_addr + (s - w->old);
-	me = w->new_addr + (e - w->old);
-	if (me > w->new_end)
-		me = w->new_end;
-	if (w->unmapped && h->start[i] >= w->old && h->end[i] <= w->old_end) {
-		/* Wholly moved: the range now lives at the new address only. */
-		h->start[i] = ms;
-		h->end[i] = me > ms ? me : 0;
-		return 0;
-	}
-	if (me <= ms)
-		return 0;
-	n = w->pieces;
-	if (n < MW_MREMAP_PIECES) {
-		w->piece_start[n & (MW_MREMAP_PIECES - 1)] = ms;
-		w->piece_end[n & (MW_MREMAP_PIECES - 1)] = me;
-	}
-	w->pieces = n + 1;
-	return 0;
-}
-
-/*
- * The remembered parts of [old, old + old_len) now live at new_addr: a range
- * wholly moved is translated in place; a part of one, or a copy
- * (MREMAP_DONTUNMAP leaves the old range mapped), is added. More than
- * MW_MREMAP_PIECES such parts in one call mark the history lost (incomplete).
- */
+/* The history's ranges in [old, old + old_len) now live at the address mremap returned. */
 static __always_inline int mw_tp_mremap_exit(struct mw_sys_exit_ctx *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct mw_mremap_call *c = bpf_map_lookup_elem(&mw_pending_mremap, &pid_tgid);
-	struct mw_mremap_walk w = {};
-	__u64 space;
+	struct mw_wx_history *h;
+	__u64 old, old_end, new_addr, new_end, space;
+	bool unmapped;
 
 	if (!c)
 		return 0;
-	w.old = c->old_addr;
-	w.old_end = w.old + c->old_len;
-	w.new_addr = (__u64)ctx->ret;
-	w.new_end = w.new_addr + c->new_len;
-	w.unmapped = !(c->flags & MW_MREMAP_DONTUNMAP);
+	old = c->old_addr;
+	old_end = old + c->old_len;
+	new_addr = (__u64)ctx->ret;
+	new_end = new_addr + c->new_len;
+	unmapped = !(c->flags & MW_MREMAP_DONTUNMAP);
 	bpf_map_delete_elem(&mw_pending_mremap, &pid_tgid);
-	if (mw_is_err_value(w.new_addr) || w.new_addr == w.old)
+	if (mw_is_err_value(new_addr) || new_addr == old)
 		return 0; /* failed, or resized in place: nothing moved */
 	space = mw_current_space();
-	w.h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
-	if (!w.h)
+	h = bpf_map_lookup_elem(&mw_wx_history_map, &space);
+	if (!h)
 		return 0;
-	bpf_loop(MW_WX_RANGES, mw_mremap_step, &w, 0);
-	if (w.pieces > MW_MREMAP_PIECES)
-		w.h->lost = 1;
-#pragma unroll
-	for (int i = 0; i < MW_MREMAP_PIECES; i++) {
-		if (w.piece_end[i] > w.piece_start[i])
-			mw_wx_remember(pid_tgid >> 32, space, w.piece_start[i], w.piece_end[i]);
-	}
+	mw_wx_move(h, MW_WX_POOL_ANON, old, old_end, new_addr, new_end, unmapped);
+	mw_wx_move(h, MW_WX_POOL_FILE, old, old_end, new_addr, new_end, unmapped);
 	return 0;
 }
 
@@ -668,6 +340,8 @@ struct mw_mprot_span {
 	__u32 all_exec;
 	__u16 flags; /* MW_MPROT_SPAN* */
 	__u16 done;
+	__u32 rie;        /* READ_IMPLIES_EXEC applies to a PROT_READ request */
+	__u32 exec_added; /* it made a later VMA executable */
 };
 
 static long mw_mprot_span_cb(struct task_struct *task, struct vm_area_struct *vma,
@@ -683,6 +357,9 @@ static long mw_mprot_span_cb(struct task_struct *task, struct vm_area_struct *vm
 	}
 	w->flags |= MW_MPROT_SPAN;
 	w->writable |= flags & MW_PROT_WRITE;
+	/* The kernel adds PROT_EXEC per VMA that may be executable, and keeps it for the rest. */
+	if (w->rie && (flags & MW_VM_MAYEXEC))
+		w->exec_added = 1;
 	if (!(flags & MW_VM_EXEC))
 		w->all_exec = 0;
 	if (!file)
@@ -717,6 +394,7 @@ static __always_inline void mw_mprot_span(struct mw_mprot_call *c)
 		.end = c->start + c->len,
 		.first_file = c->file,
 		.all_exec = 1,
+		.rie = (c->reqprot & MW_PROT_READ) && mw_read_implies_exec(),
 	};
 
 	if (w.addr >= w.end)
@@ -728,6 +406,8 @@ static __always_inline void mw_mprot_span(struct mw_mprot_call *c)
 		return;
 	c->flags |= w.flags;
 	c->prev_prot |= w.writable;
+	if (w.exec_added)
+		c->prot |= MW_PROT_EXEC;
 	if (!w.all_exec)
 		c->prev_prot &= ~MW_PROT_EXEC;
 }
@@ -795,9 +475,13 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 	struct mw_security_file_mprotect *ev;
 	struct file *file = NULL;
 
-	mw_wx_track(pid_tgid, c, result, backend == MW_BACKEND_SYSCALL_TRACEPOINT);
-	if (vma)
+	if (vma) {
 		file = BPF_CORE_READ(vma, vm_file);
+		/* Kernel backends: under the mmap write lock, before the change. */
+		c->flags |= mw_wx_judge(c, file != NULL);
+		if (result == 0)
+			mw_wx_learn(pid_tgid, c, file != NULL);
+	}
 	if (!mw_filter_task(pid_tgid, c->prot,
 			    vma ? file != NULL : c->file != 0))
 		return;
@@ -861,6 +545,9 @@ static __always_inline int mw_tp_mprotect_enter(struct mw_sys_enter_ctx *ctx, bo
 	c.pkey = pkey_call ? (__s32)ctx->args[3] : -1;
 	c.flags = MW_MPROT_RANGE | (pkey_call ? MW_MPROT_PKEY_CALL : 0);
 	mw_mprot_vma_enter(&c);
+	/* Judged, then taught, at entry: before any other thread's later call. */
+	c.flags |= mw_wx_judge(&c, c.file != 0);
+	mw_wx_learn(pid_tgid, &c, c.file != 0);
 	if (bpf_map_update_elem(&mw_pending_tp_mprotect, &pid_tgid, &c, BPF_ANY))
 		mw_count(MW_COUNTER_MPROTECT_PENDING_MAP_FULL);
 	return 0;
@@ -921,7 +608,7 @@ static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct mw_mprot_call c = {};
 	struct vm_area_struct *vma;
-	__u64 vma_addr = 0, start, end;
+	__u64 vma_addr = 0;
 	__u16 history = 0;
 	__u32 reasons;
 	int ret = (int)ctx[3];
@@ -935,11 +622,10 @@ static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 	mw_mprot_hook_call(&c, vma, ctx[1], ctx[2]);
 	/* Judged before it takes effect, as if it succeeds (enforce.h). */
 	if (mw_enforcing()) {
-		mw_mprot_range(&c, &start, &end);
-		if (end > start && (c.prot & MW_PROT_EXEC))
-			history = mw_wx_check(mw_current_space(), start, end);
-		reasons = mw_reasons_mprotect(BPF_CORE_READ(vma, vm_file), c.prot, c.prev_prot,
-					      history);
+		struct file *file = BPF_CORE_READ(vma, vm_file);
+
+		history = mw_wx_judge(&c, file != NULL);
+		reasons = mw_reasons_mprotect(file, c.prot, c.prev_prot, history);
 		c.action = mw_enforce_decide(pid_tgid, reasons, &c.enforced);
 		ret = mw_enforce_verdict(ret, c.action);
 	}
