@@ -474,12 +474,21 @@ fn mprotect_history_failures_and_benign_changes() {
     let record = map(&encode::security_file_mprotect(mprotect(5, 3, -22, 0), b""));
     assert_eq!(record.severity_number(), Some(Severity::Info));
     assert_eq!(attrs(&record)["error.type"], s("EINVAL"));
-    // A failed RWX: what was asked still counts.
+    // A failed RWX: what was asked still counts (EINVAL: refused before anything changed).
+    let a = attrs(&map(&encode::security_file_mprotect(
+        mprotect(7, 0, -22, 0),
+        b"",
+    )));
+    assert_eq!(a["mapwatch.suspicious.reasons"], list(&["write_execute"]));
+    // ENOMEM after its first VMA: that VMA changed (a hole further on), judged as done.
     let a = attrs(&map(&encode::security_file_mprotect(
         mprotect(7, 0, -12, 0),
         b"",
     )));
-    assert_eq!(a["mapwatch.suspicious.reasons"], list(&["write_execute"]));
+    assert_eq!(
+        a["mapwatch.suspicious.reasons"],
+        list(&["write_execute", "execute_anonymous"])
+    );
     // Nothing mapped there (no VMA): no previous protection, no anonymous claim.
     let mut raw = mprotect(5, 0, -12, 0);
     raw.call_flags = encode::MPROT_RANGE;

@@ -11,11 +11,16 @@
 //! have, and the exceptions apply to it. What `/proc` cannot tell: the mmap
 //! flags beyond private/shared, the file's open flags and change time, and
 //! whether it is open for writing; the record's time is the scan's.
+//!
+//! The in-kernel filters never see these records, so `[filter]` is applied
+//! here to the same facts (pids, process comm, real uid, cgroup, path
+//! prefixes, protection, file or anonymous).
 
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
+use mapwatch_config::{FilterConfig, MappingKinds};
 use mapwatch_kernel::abi::{self, RawDoMmap, RawFile, RawHeader, encode};
 use procfs::process::{MMPermissions, MMapPath, MemoryMap, Process};
 
@@ -42,19 +47,21 @@ pub struct Found {
     pub unreadable: u64,
 }
 
-/// Scans every process but `skip_pid` (the agent itself, unless it reports
-/// itself); `ktime_ns` is the scan's time on the kernel's monotonic clock.
-pub fn scan(skip_pid: Option<u32>, ktime_ns: u64) -> Found {
+/// Scans every process `filter` lets through (the agent itself only with
+/// `report_self`); `ktime_ns` is the scan's time on the kernel's monotonic
+/// clock.
+pub fn scan(filter: &FilterConfig, ktime_ns: u64) -> Found {
     let mut found = Found::default();
     let Ok(all) = procfs::process::all_processes() else {
         return found;
     };
+    let me = std::process::id();
     for process in all.flatten() {
         let pid = process.pid as u32;
-        if Some(pid) == skip_pid {
+        if pid == me && !filter.report_self {
             continue;
         }
-        match scan_process(&process, ktime_ns, &mut found.records) {
+        match scan_process(&process, filter, ktime_ns, &mut found.records) {
             Some(()) => found.processes += 1,
             None => found.unreadable += 1,
         }
@@ -63,17 +70,28 @@ pub fn scan(skip_pid: Option<u32>, ktime_ns: u64) -> Found {
 }
 
 /// Adds the suspicious mappings of `process`; `None` when it could not be read.
-fn scan_process(process: &Process, ktime_ns: u64, records: &mut Records) -> Option<()> {
+fn scan_process(
+    process: &Process,
+    filter: &FilterConfig,
+    ktime_ns: u64,
+    records: &mut Records,
+) -> Option<()> {
     let maps = process.maps().ok()?;
     if maps.0.is_empty() {
         return Some(()); // a kernel thread
     }
     let hdr = header(process, ktime_ns)?;
+    if !process_passes(filter, &hdr, || cgroup_of(process)) {
+        return Some(());
+    }
     let root = PathBuf::from(format!("/proc/{}/root", process.pid));
     for map in &maps.0 {
         let Some(bytes) = record(&hdr, map, &root) else {
             continue;
         };
+        if !mapping_passes(filter, &bytes) {
+            continue;
+        }
         // Judged by the model, as a new mapping would be.
         if let Ok(event) = abi::decode(&bytes)
             && !mapwatch_model::event_reasons(&event).is_empty()
@@ -82,6 +100,69 @@ fn scan_process(process: &Process, ktime_ns: u64, records: &mut Records) -> Opti
         }
     }
     Some(())
+}
+
+/// The cgroup v2 directory `process` is in, as `/proc/PID/cgroup` shows it.
+fn cgroup_of(process: &Process) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", process.pid)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
+/// `[filter]`'s process lists, as the kernel applies them: an include list
+/// that is not empty admits only its members; exclusions always apply.
+fn process_passes(
+    filter: &FilterConfig,
+    hdr: &RawHeader,
+    cgroup: impl FnOnce() -> Option<String>,
+) -> bool {
+    fn listed<T: PartialEq>(include: &[T], exclude: &[T], value: &T) -> bool {
+        (include.is_empty() || include.contains(value)) && !exclude.contains(value)
+    }
+    let comm_end = hdr
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(hdr.comm.len());
+    let comm = String::from_utf8_lossy(&hdr.comm[..comm_end]).into_owned();
+    if !listed(&filter.include_pids, &filter.exclude_pids, &hdr.tgid)
+        || !listed(&filter.include_comms, &filter.exclude_comms, &comm)
+        || !listed(&filter.include_uids, &filter.exclude_uids, &hdr.uid)
+    {
+        return false;
+    }
+    if filter.include_cgroups.is_empty() && filter.exclude_cgroups.is_empty() {
+        return true;
+    }
+    // A process whose cgroup cannot be read matches no include list.
+    let cgroup = cgroup().unwrap_or_default();
+    listed(&filter.include_cgroups, &filter.exclude_cgroups, &cgroup)
+}
+
+/// `[filter]`'s mapping conditions: protection, file or anonymous, path prefixes.
+fn mapping_passes(filter: &FilterConfig, bytes: &[u8]) -> bool {
+    let Ok(abi::Event::DoMmap(e)) = abi::decode(bytes) else {
+        return false;
+    };
+    let prot_any: u64 = filter
+        .prot_any
+        .iter()
+        .map(|p| p.bits())
+        .fold(0, |a, b| a | b);
+    if prot_any != 0 && e.applied_prot & prot_any == 0 {
+        return false;
+    }
+    match (filter.mappings, &e.file) {
+        (MappingKinds::File, None) | (MappingKinds::Anonymous, Some(_)) => return false,
+        _ => {}
+    }
+    let Some(file) = &e.file else {
+        return true;
+    };
+    let starts = |prefix: &String| file.path.starts_with(prefix.as_bytes());
+    (filter.include_path_prefixes.is_empty() || filter.include_path_prefixes.iter().any(starts))
+        && !filter.exclude_path_prefixes.iter().any(starts)
 }
 
 /// The record header of `process`, as the kernel side fills it.
@@ -255,6 +336,34 @@ mod tests {
         assert!(e.found_at_start);
         assert_eq!(e.file.unwrap().path, b"/memfd:payload");
         assert_eq!(e.context.backend, abi::Backend::ProcMaps);
+    }
+
+    #[test]
+    fn the_filters_apply_as_in_the_kernel() {
+        let mut hdr = header_for_tests();
+        hdr.tgid = 7;
+        hdr.comm[..4].copy_from_slice(b"node");
+        let mut filter = FilterConfig::default();
+        assert!(process_passes(&filter, &hdr, || None));
+        filter.include_pids = vec![8];
+        assert!(!process_passes(&filter, &hdr, || None), "not included");
+        filter.include_pids = vec![7];
+        filter.exclude_comms = vec!["node".into()];
+        assert!(!process_passes(&filter, &hdr, || None), "excluded by comm");
+        filter.exclude_comms.clear();
+        filter.include_cgroups = vec!["/a.scope".into()];
+        assert!(process_passes(&filter, &hdr, || Some("/a.scope".into())));
+        assert!(!process_passes(&filter, &hdr, || Some("/b.scope".into())));
+        let root = Path::new("/");
+        let lib = MMapPath::Path("/opt/x/lib.so (deleted)".into());
+        let bytes = record(&hdr, &map("r-xp", lib), root).unwrap();
+        let mut filter = FilterConfig::default();
+        assert!(mapping_passes(&filter, &bytes));
+        filter.exclude_path_prefixes = vec!["/opt/".into()];
+        assert!(!mapping_passes(&filter, &bytes));
+        filter.exclude_path_prefixes.clear();
+        filter.mappings = MappingKinds::Anonymous;
+        assert!(!mapping_passes(&filter, &bytes));
     }
 
     #[test]

@@ -90,9 +90,11 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         let _entered = runtime.enter();
         Signals::register()?
     };
-    announce(config, &probes, &outputs);
+    let startup_line = announce(config, &probes, &outputs);
     let mut reader = build_reader(config, &stats, &mut outputs);
+    // Before the startup line: what is mapped after it has its own records.
     report_existing(config, &probes, &mut reader);
+    eprintln!("{startup_line}");
     if let Some(hot_spots) = hot_spots {
         reader = reader.with_hot_spots(hot_spots);
     }
@@ -135,8 +137,7 @@ fn report_existing(config: &Config, probes: &Probes, reader: &mut Reader) {
     if probes.do_mmap.is_none() {
         return; // the records are do_mmap's
     }
-    let skip = (!config.filter.report_self).then(std::process::id);
-    let mut found = crate::host::existing::scan(skip, crate::host::clock::monotonic_ns());
+    let mut found = crate::host::existing::scan(&config.filter, crate::host::clock::monotonic_ns());
     let suspicious = found.records.len();
     reader.emit_found_at_start(&mut found.records);
     tracing::info!(
@@ -266,7 +267,7 @@ fn logs_exported(config: &Config, destinations: &Destinations) -> bool {
 }
 
 /// The one line saying what is watched and where records go.
-fn announce(config: &Config, probes: &Probes, outputs: &Outputs) {
+fn announce(config: &Config, probes: &Probes, outputs: &Outputs) -> String {
     let mut events = Vec::new();
     if let Some(backend) = probes.do_mmap {
         events.push(format!("do_mmap via {}", backend.name()));
@@ -294,11 +295,11 @@ fn announce(config: &Config, probes: &Probes, outputs: &Outputs) {
             "nowhere (no OTLP endpoint, or OTEL_SDK_DISABLED, and console output off)".to_owned(),
         );
     }
-    eprintln!(
+    format!(
         "mapwatch: watching {}; records go to {}",
         events.join(", "),
         sinks.join(" and ")
-    );
+    )
 }
 
 /// The hot-spot counters, when `[hot_spots]` asks for them and metrics are

@@ -40,7 +40,9 @@
 #include "common.h"
 
 #define MW_WX_RANGES 32
-#define MW_WX_SPACES 8192
+/* Address spaces with a history: 4096 x 1 KiB, preallocated (tracing programs on kernels
+ * before 6.1, and PREEMPT_RT kernels, may only use preallocated hash maps). */
+#define MW_WX_SPACES 4096
 #define MW_WX_POOL_ANON 0
 #define MW_WX_POOL_FILE 1
 
@@ -57,11 +59,9 @@ struct mw_wx_history {
 	__u32 _pad0;
 };
 
-/* Allocated on use: most processes never have more than a few ranges to keep. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MW_WX_SPACES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64); /* mm->context.ctx_id */
 	__type(value, struct mw_wx_history);
 } mw_wx_history_map SEC(".maps");
