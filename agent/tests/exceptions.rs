@@ -238,3 +238,75 @@ comms = ["mw-trusted"]
     assert_eq!(exceptions(&by_comm), ["trusted-by-comm"]);
     assert!(reasons(&by_comm).contains(&"write_execute".to_owned()));
 }
+
+/// Everyday programs under the shipped exceptions: nothing stays WARN.
+/// JIT work in node and java, javac compiling, a python3 ctypes callback
+/// (libffi's RWX page), and gcc and Go building and running a program (in
+/// a directory with no world-writable directory above it).
+#[test]
+fn everyday_programs_are_quiet_under_the_shipped_exceptions() {
+    let programs = [
+        "/usr/bin/node",
+        "java",
+        "javac",
+        "/usr/bin/python3.11",
+        "gcc",
+    ];
+    if let Some(missing) = programs.iter().find(|p| !have(p)) {
+        println!("SKIP: {missing} is not installed here (the host run has them)");
+        return;
+    }
+    let cgroup = Cgroup::create(&format!("/mw-everyday-{}.scope", std::process::id()));
+    let Some((receiver, _agent)) = start(
+        &example(),
+        &[("MAPWATCH_FILTER__INCLUDE_CGROUPS", cgroup.relative.as_str())],
+    ) else {
+        return;
+    };
+    let dir = common::private_dir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("Hello.java"),
+        "public class Hello { public static void main(String[] a) { long s = 0; \
+         for (int i = 0; i < 20_000_000; i++) s += i % 7; System.out.println(s); } }",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("cb.py"),
+        "import ctypes\nlibc = ctypes.CDLL(None)\n\
+         CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))\n\
+         arr = (ctypes.c_int * 3)(3, 1, 2)\n\
+         libc.qsort(arr, 3, ctypes.sizeof(ctypes.c_int), CMP(lambda a, b: a[0] - b[0]))\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("hello.c"), "int main(void) { return 0; }\n").unwrap();
+    let jit = "let s = 0; for (let i = 0; i < 2e7; i++) s += i % 7;";
+    let mut runs: Vec<(&str, Command)> = Vec::new();
+    let mut node = Command::new("/usr/bin/node");
+    node.args(["-e", jit]);
+    runs.push(("node JIT", node));
+    let mut javac = Command::new("javac");
+    javac.arg("-d").arg(d).arg(d.join("Hello.java"));
+    runs.push(("javac", javac));
+    let mut java = Command::new("java");
+    java.arg("-cp").arg(d).arg("Hello");
+    runs.push(("java JIT", java));
+    let mut python = Command::new("/usr/bin/python3.11");
+    python.arg(d.join("cb.py"));
+    runs.push(("python3 ctypes", python));
+    let mut gcc = Command::new("gcc");
+    gcc.arg("-o").arg(d.join("hello")).arg(d.join("hello.c"));
+    runs.push(("gcc", gcc));
+    runs.push(("a program gcc built", Command::new(d.join("hello"))));
+    let mut warned = Vec::new();
+    for (name, mut cmd) in runs {
+        let logs = suspicious_records_of(&receiver, &cgroup, &mut cmd);
+        println!("{name}: {}", summary(&logs));
+        warned.extend(
+            logs.into_iter()
+                .filter(|l| l.severity_text == "WARN")
+                .map(|l| format!("{name}: {} {:?}", l.event_name, reasons(&l))),
+        );
+    }
+    assert!(warned.is_empty(), "still WARN: {warned:#?}");
+}

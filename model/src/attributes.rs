@@ -186,7 +186,7 @@ attributes! {
         "security_mmap_file's result (0 or a negative errno), where the backend can see it.", "0";
     /// Backend that produced the record.
     MAPWATCH_BACKEND = "mapwatch.backend", String, Always,
-        "Kernel attach point that produced the record.", "syscall_tracepoint";
+        "Kernel attach point that produced the record: `syscall_tracepoint`, `kprobe`, `fexit`, `lsm`; `proc_maps` for a mapping found in `/proc/PID/maps` when the agent started (`mmap.found_at_start`).", "syscall_tracepoint";
     /// Why no file is named.
     MAPWATCH_FILE_UNRESOLVED = "mapwatch.file.unresolved", String, Conditional,
         "Why a call that asked for a file (not `MAP_ANONYMOUS`) has no `file.*` attributes: `call_failed` (nothing was mapped; `mmap.fd` says what was asked), `mmap_lock_busy` (another thread held the process's mmap lock when the mapping was looked up), `vma_missing` (unmapped again before it was looked up), `vma_mismatch` (the mapping at the address was not this call's), `lookup_failed`. The last four are counted by the agent (`mapwatch.records.file_unresolved`).", "call_failed";

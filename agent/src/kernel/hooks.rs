@@ -127,6 +127,27 @@ fn attach_tracepoint(
     attach_tracepoint_in(ebpf, name, "syscalls", tracepoint)
 }
 
+/// How long the kernel took to load (verify) each program, in load order.
+static LOAD_TIMES: std::sync::Mutex<Vec<(&'static str, std::time::Duration)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs `load` for program `name`, remembering how long it took.
+pub(super) fn timed<T>(name: &'static str, load: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let result = load();
+    if let Ok(mut times) = LOAD_TIMES.lock() {
+        times.push((name, started.elapsed()));
+    }
+    result
+}
+
+/// The programs loaded so far with the time each took, slowest first.
+pub fn load_times() -> Vec<(&'static str, std::time::Duration)> {
+    let mut times = LOAD_TIMES.lock().map(|t| t.clone()).unwrap_or_default();
+    times.sort_by_key(|t| std::cmp::Reverse(t.1));
+    times
+}
+
 pub(super) fn attach_tracepoint_in(
     ebpf: &mut Ebpf,
     name: &'static str,
@@ -134,14 +155,14 @@ pub(super) fn attach_tracepoint_in(
     tracepoint: &str,
 ) -> Result<(), ProgramError> {
     let p: &mut TracePoint = program(ebpf, name)?;
-    p.load()?;
+    timed(name, || p.load())?;
     p.attach(category, tracepoint)?;
     Ok(())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, name: &'static str, function: &str) -> Result<(), ProgramError> {
     let p: &mut KProbe = program(ebpf, name)?;
-    p.load()?;
+    timed(name, || p.load())?;
     p.attach(function, 0)?;
     Ok(())
 }
@@ -153,7 +174,7 @@ fn attach_fexit(
     btf: &Btf,
 ) -> Result<(), ProgramError> {
     let p: &mut FExit = program(ebpf, name)?;
-    p.load(function, btf)?;
+    timed(name, || p.load(function, btf))?;
     p.attach()?;
     Ok(())
 }
@@ -165,7 +186,7 @@ fn attach_lsm(
     btf: &Btf,
 ) -> Result<(), ProgramError> {
     let p: &mut Lsm = program(ebpf, name)?;
-    p.load(hook, btf)?;
+    timed(name, || p.load(hook, btf))?;
     p.attach()?;
     Ok(())
 }
@@ -207,7 +228,7 @@ fn attach_compat(ebpf: &mut Ebpf, event: Hook, btf: &Btf) -> Result<(), ProgramE
     }
     let attach = |ebpf: &mut Ebpf, name: &'static str, tracepoint: &str| {
         let p: &mut BtfTracePoint = program(ebpf, name)?;
-        p.load(tracepoint, btf)?;
+        timed(name, || p.load(tracepoint, btf))?;
         p.attach().map(drop)
     };
     let result = attach(ebpf, programs::TP_COMPAT_ENTER, "sys_enter")

@@ -20,7 +20,7 @@ mod counters;
 pub mod enforce;
 mod explain;
 pub mod filters;
-mod hooks;
+pub mod hooks;
 mod probes;
 pub mod program_stats;
 mod ring_fill;

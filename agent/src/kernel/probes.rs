@@ -354,7 +354,9 @@ fn attach_fork(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
         .program_mut(programs::TP_BTF_PROCESS_FORK)
         .ok_or(ProgramError::UnexpectedProgramType)?
         .try_into()?;
-    program.load("sched_process_fork", btf)?;
+    super::hooks::timed(programs::TP_BTF_PROCESS_FORK, || {
+        program.load("sched_process_fork", btf)
+    })?;
     program.attach().map(drop)
 }
 

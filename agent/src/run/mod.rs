@@ -70,6 +70,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     for unavailable in &probes.passed_over {
         tracing::info!("not using {unavailable}");
     }
+    log_load_times();
     if let Some(plan) = &settings.enforce {
         eprintln!("mapwatch: enforcing with BPF LSM: {}", plan.describe());
     }
@@ -128,6 +129,21 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         Some(error) => Err(anyhow::Error::new(error).context("reading the ring buffer failed")),
         None => Ok(()),
     }
+}
+
+/// How long the kernel took to verify the programs (the agent's start cost).
+fn log_load_times() {
+    let times = kernel::hooks::load_times();
+    let total: std::time::Duration = times.iter().map(|(_, d)| *d).sum();
+    let slowest: Vec<String> = times
+        .iter()
+        .take(3)
+        .map(|(name, d)| format!("{name} {d:.1?}"))
+        .collect();
+    tracing::info!(
+        "programs loaded and verified in {total:.1?}; slowest: {}",
+        slowest.join(", ")
+    );
 }
 
 /// Reports the suspicious mappings that existed before the agent started

@@ -411,7 +411,7 @@ impl Snapshot {
         }
         if self.derived > 0 {
             discarded.push_str(&format!(
-                ", {} made by the agent (shared_object_loaded, mapping_repeated)",
+                ", {} made by the agent (shared_object_loaded, mapping_repeated, found at start)",
                 self.derived
             ));
         }
@@ -424,6 +424,16 @@ impl Snapshot {
         if unwatched > 0 {
             discarded.push_str(&format!(
                 ", {unwatched} 32-bit mprotect calls not reported (syscall_tracepoint)"
+            ));
+        }
+        // Kept, but with less precision: judged incomplete from then on.
+        let (merged, full) = (
+            self.kernel.get(Counter::WxHistoryEvicted),
+            self.kernel.get(Counter::WxHistoryFull),
+        );
+        if merged + full > 0 {
+            discarded.push_str(&format!(
+                ", W->X history: {merged} ranges merged for room, {full} without room (judged incomplete)"
             ));
         }
         // Sent, but without their file facts: the kernel could not read the mapping.
@@ -449,7 +459,8 @@ impl Snapshot {
             self.ring_buffer_full(),
             self.kernel.get(Counter::PendingMapFull)
                 + self.kernel.get(Counter::SecurityPendingMapFull)
-                + self.kernel.get(Counter::MprotectPendingMapFull),
+                + self.kernel.get(Counter::MprotectPendingMapFull)
+                + self.kernel.get(Counter::BrkPendingMapFull),
             self.decode_errors,
             self.export_failed,
             self.queue_dropped,

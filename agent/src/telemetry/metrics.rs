@@ -115,6 +115,8 @@ fn kernel_drop_reason(counter: Counter) -> (&'static str, Option<&'static str>) 
         Counter::SecurityPendingMapFull => ("argument_map_full", Some("security_mmap_file")),
         Counter::MprotectRingBufferFull => ("ring_buffer_full", Some("security_file_mprotect")),
         Counter::MprotectPendingMapFull => ("argument_map_full", Some("security_file_mprotect")),
+        // An executable heap's growth is a do_mmap record (brk.h).
+        Counter::BrkPendingMapFull => ("argument_map_full", Some("do_mmap")),
         other => (other.name(), None),
     }
 }
@@ -302,6 +304,12 @@ fn state_evicted(s: &Sources) -> Observations {
             "libraries_file_cache",
             load(&s.stats.objects.cache_evictions),
         ),
+        // The kernel's W->X history: ranges merged for room (judged incomplete).
+        (
+            STATE,
+            "wx_history",
+            s.snapshot().kernel.get(Counter::WxHistoryEvicted),
+        ),
     ])
 }
 
@@ -309,6 +317,12 @@ fn state_untracked(s: &Sources) -> Observations {
     labelled(&[
         (STATE, "volume_first", load(&s.stats.first_untracked)),
         (STATE, "libraries", load(&s.stats.loaded_untracked)),
+        // Address spaces, or their users, the W->X history had no room for.
+        (
+            STATE,
+            "wx_history",
+            s.snapshot().kernel.get(Counter::WxHistoryFull),
+        ),
     ])
 }
 

@@ -149,7 +149,18 @@ impl Agent {
         });
         let mut agent = Agent { child, stderr };
         let limit = scaled(Duration::from_secs(30));
-        if ready_rx.recv_timeout(limit).is_err() {
+        let started = Instant::now();
+        let ready = ready_rx.recv_timeout(limit);
+        // Loading and verifying the programs dominates a test's time in the VMs.
+        println!("mapwatch attached after {:.1?}", started.elapsed());
+        if let Some(line) = agent
+            .stderr()
+            .lines()
+            .find(|l| l.contains("programs loaded and verified"))
+        {
+            println!("{line}");
+        }
+        if ready.is_err() {
             let _ = agent.child.kill();
             let _ = agent.child.wait();
             std::thread::sleep(Duration::from_millis(100));

@@ -72,6 +72,9 @@ static __always_inline __u32 mw_reasons_exec_file(struct file *file)
 	__u32 flags = mw_file_risk_flags(file, BPF_CORE_READ(file, f_inode));
 	__u32 r = 0;
 
+	if (mw_ancestor_world_writable(file))
+		flags |= MW_FILE_DIR_WORLD_WRITABLE;
+
 	if (flags & MW_FILE_ANON_MEMORY)
 		return MW_REASON_EXECUTE_ANONYMOUS; /* /dev/zero, shared anonymous memory */
 	if (flags & MW_FILE_DELETED) {

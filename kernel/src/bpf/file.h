@@ -7,6 +7,7 @@
 
 /* Upper bound on dentries + mount crossings walked for one path. */
 #define MW_PATH_MAX_STEPS 256
+#define MW_S_IWOTH 0002
 #define MW_NAME_MASK 255 /* NAME_MAX */
 
 /* Inode change time in ns since the epoch, for every known inode layout. */
@@ -37,6 +38,10 @@ struct mw_path_walk {
 	char *buf;      /* mw_scratch.path_buf */
 	__u32 start;    /* path occupies buf[start, MW_PATH_MAX) */
 	__u32 complete; /* reached the root */
+	__u32 naming;   /* still prepending names (not past the root, nothing cut) */
+	__u32 top;      /* reached the top: the walk for world-writable directories ended */
+	__u32 world_writable; /* a directory on the way up is writable by anyone */
+	__u32 _pad0;
 };
 
 static __always_inline struct mount *mw_real_mount(struct vfsmount *vfsmnt)
@@ -81,19 +86,23 @@ static long mw_path_step(__u32 index, struct mw_path_walk *w)
 	struct mount *mnt = w->mnt;
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	struct inode *dir;
 
-	if (dentry == w->root_dentry && vfsmnt == w->root_mnt) {
+	if (dentry == w->root_dentry && vfsmnt == w->root_mnt && w->naming) {
+		/* The path ends here; the walk goes on: a chroot inside /tmp is inside /tmp. */
 		w->complete = 1;
-		return 1;
+		w->naming = 0;
 	}
 	if (dentry == mnt_root) {
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 
 		if (up == mnt) {
-			/* Top of a detached or internal mount: done. */
-			w->complete = 1;
+			/* Top of a detached or internal mount, or the real root: done. */
+			w->complete |= w->naming;
+			w->top = 1;
 			return 1;
 		}
+		/* The mountpoint's own mode is hidden by the mount: not checked. */
 		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = up;
 		w->vfsmnt = &up->mnt;
@@ -103,15 +112,21 @@ static long mw_path_step(__u32 index, struct mw_path_walk *w)
 		/*
 		 * A root that is not a mount's root: a pseudo file (memfd, anonymous
 		 * inode) or a disconnected dentry. Its own name is the whole path,
-		 * e.g. "/memfd:name".
+		 * e.g. "/memfd:name"; it has no directory.
 		 */
-		w->complete = mw_prepend_name(w, dentry);
+		if (w->naming)
+			w->complete = mw_prepend_name(w, dentry);
+		w->top = 1;
 		return 1;
 	}
-	if (!mw_prepend_name(w, dentry))
-		return 1;
+	dir = BPF_CORE_READ(parent, d_inode);
+	if (dir && (BPF_CORE_READ(dir, i_mode) & MW_S_IWOTH))
+		w->world_writable = 1;
+	if (w->naming && !mw_prepend_name(w, dentry))
+		w->naming = 0; /* too long: the path stays cut, the walk goes on */
 	w->dentry = parent;
-	return 0;
+	/* Past the path, only a world-writable directory was left to find. */
+	return !w->naming && w->world_writable;
 }
 
 /*
@@ -130,7 +145,8 @@ static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *ou
 	if (!fs || bpf_core_read(&root, sizeof(root), &fs->root) ||
 	    bpf_core_read(&w.vfsmnt, sizeof(w.vfsmnt), &file->f_path.mnt) ||
 	    bpf_core_read(&w.dentry, sizeof(w.dentry), &file->f_path.dentry)) {
-		*flags |= MW_FILE_PATH_TRUNCATED;
+		/* No walk: neither the path nor its directories are known. */
+		*flags |= MW_FILE_PATH_TRUNCATED | MW_FILE_DIR_WORLD_WRITABLE;
 		return 0;
 	}
 	w.mnt = mw_real_mount(w.vfsmnt);
@@ -138,10 +154,14 @@ static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *ou
 	w.root_mnt = root.mnt;
 	w.buf = buf;
 	w.start = MW_PATH_MAX - 1; /* at most MW_PATH_MAX - 1 bytes: a length mask of 4095 holds it */
+	w.naming = 1;
 
 	bpf_loop(MW_PATH_MAX_STEPS, mw_path_step, &w, 0);
 	if (!w.complete)
 		*flags |= MW_FILE_PATH_TRUNCATED;
+	/* A walk that ended before the top cannot clear the file: fail closed. */
+	if (w.world_writable || !w.top)
+		*flags |= MW_FILE_DIR_WORLD_WRITABLE;
 
 	len = MW_PATH_MAX - 1 - w.start;
 	if (len == 0) {
@@ -162,7 +182,6 @@ static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *ou
 #define MW_ANCESTOR_MAX_STEPS 64
 #define MW_S_IFMT 0170000
 #define MW_S_IFCHR 0020000
-#define MW_S_IWOTH 0002
 #define MW_DEV_ZERO ((1U << 20) | 5) /* /dev/zero: char device 1:5, kernel encoding */
 
 struct mw_ancestor_walk {
@@ -225,19 +244,23 @@ static __always_inline bool mw_ancestor_world_writable(struct file *file)
 	return w.found || steps >= MW_ANCESTOR_MAX_STEPS;
 }
 
-/* Whether the first `len` bytes of `name` (a dentry name) are `want` (NUL included). */
-static __always_inline bool mw_name_is(const unsigned char *name, const char *want, int len)
-{
-	char buf[16] = {};
+/* Eight bytes of a name as a little-endian word, for a whole-word compare. */
+#define MW_W8(a, b, c, d, e, f, g, h)                                                             \
+	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 |   \
+	 (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
 
-	if (bpf_probe_read_kernel(buf, len, name))
+/*
+ * Whether a dentry name is the one whose first 8 bytes are `w0` and whose
+ * next bytes, under `mask1`, are `w1` (the NUL included): two word
+ * compares, no per-byte branches for the verifier to walk.
+ */
+static __always_inline bool mw_name_is(const unsigned char *name, __u64 w0, __u64 w1, __u64 mask1)
+{
+	__u64 words[2] = {};
+
+	if (bpf_probe_read_kernel(words, sizeof(words), name))
 		return false;
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		if (i < len && buf[i] != want[i])
-			return false;
-	}
-	return true;
+	return words[0] == w0 && (words[1] & mask1) == w1;
 }
 
 /*
@@ -254,16 +277,21 @@ static __always_inline bool mw_file_anon_memory(struct dentry *dentry, struct in
 	if (BPF_CORE_READ(dentry, d_parent) != dentry || BPF_CORE_READ(inode, i_nlink) != 0)
 		return false;
 	name = BPF_CORE_READ(dentry, d_name.name);
-	return mw_name_is(name, "dev/zero", 9) || mw_name_is(name, "anon_hugepage", 14);
+	/* "dev/zero\0" (shmem) and "anon_hugepage\0" (hugetlbfs). */
+	return mw_name_is(name, MW_W8('d', 'e', 'v', '/', 'z', 'e', 'r', 'o'), 0, 0xff) ||
+	       mw_name_is(name, MW_W8('a', 'n', 'o', 'n', '_', 'h', 'u', 'g'),
+			  MW_W8('e', 'p', 'a', 'g', 'e', 0, 0, 0), 0xffffffffffffULL);
 }
 
 /*
- * The facts that make an executable mapping of `file` suspicious:
- * MW_FILE_DELETED (no links left), MW_FILE_OPEN_FOR_WRITE (some process has
- * it open for writing), MW_FILE_DIR_WORLD_WRITABLE (a directory above it is
- * writable by anyone), MW_FILE_ANON_MEMORY (it is anonymous memory). The
- * records carry them, and enforcement (enforce.h) decides on them. A pseudo
- * file (memfd and the like: a dentry that is its own parent) has no directory.
+ * The facts that make an executable mapping of `file` suspicious, but its
+ * directories: MW_FILE_DELETED (no links left), MW_FILE_OPEN_FOR_WRITE (some
+ * process has it open for writing), MW_FILE_ANON_MEMORY (it is anonymous
+ * memory). MW_FILE_DIR_WORLD_WRITABLE (a directory above it is writable by
+ * anyone) comes from the path walk of a record (mw_file_path: one bpf_loop
+ * for both), or from mw_ancestor_world_writable where no path is built
+ * (enforcement). A pseudo file (memfd and the like: a dentry that is its own
+ * parent) has no directory.
  */
 static __always_inline __u32 mw_file_risk_flags(struct file *file, struct inode *inode)
 {
@@ -278,8 +306,6 @@ static __always_inline __u32 mw_file_risk_flags(struct file *file, struct inode 
 		if (dentry && mw_file_anon_memory(dentry, inode))
 			flags |= MW_FILE_ANON_MEMORY;
 	}
-	if (mw_ancestor_world_writable(file))
-		flags |= MW_FILE_DIR_WORLD_WRITABLE;
 	return flags;
 }
 

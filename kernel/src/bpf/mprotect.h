@@ -102,6 +102,33 @@ struct {
 	__type(value, struct mw_mremap_call);
 } mw_pending_mremap SEC(".maps");
 
+/*
+ * The call being judged by a kernel backend's hook, kept in a map value, not
+ * on the stack: the verifier does not tell states apart by a map value's
+ * contents, so the history's and enforcement's outcomes do not multiply the
+ * paths it walks through the rest of the program (on 6.1 the lsm program
+ * took a minute to verify with the call on the stack).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_mprot_call);
+} mw_mprot_call_scratch SEC(".maps");
+
+static __always_inline struct mw_mprot_call *mw_mprot_call_slot(void)
+{
+	__u32 zero = 0;
+	struct mw_mprot_call *c = bpf_map_lookup_elem(&mw_mprot_call_scratch, &zero);
+
+	if (!c) {
+		mw_count(MW_COUNTER_SCRATCH_MISSING);
+		return NULL;
+	}
+	__builtin_memset(c, 0, sizeof(*c));
+	return c;
+}
+
 /* Per-CPU workspace of this event (its own: the other events' union stays as it is). */
 struct mw_mprot_scratch {
 	struct mw_security_file_mprotect ev;
@@ -167,10 +194,11 @@ static __always_inline void mw_wx_learn(__u64 pid_tgid, struct mw_mprot_call *c,
 	mw_mprot_range(c, &start, &end);
 	if (end <= start)
 		return;
-	mw_wx_remember(pid_tgid >> 32, space, has_file ? MW_WX_POOL_FILE : MW_WX_POOL_ANON, start,
-		       end);
-	if ((c->flags & MW_MPROT_SPAN_ANON) && has_file)
-		mw_wx_remember(pid_tgid >> 32, space, MW_WX_POOL_ANON, start, end);
+	/* A span with anonymous memory in it is judged in both pools: kept as anonymous. */
+	mw_wx_remember(pid_tgid >> 32, space,
+		       has_file && !(c->flags & MW_MPROT_SPAN_ANON) ? MW_WX_POOL_FILE
+								      : MW_WX_POOL_ANON,
+		       start, end);
 }
 
 /* What the history says of this call's range, when it asks for PROT_EXEC. */
@@ -475,19 +503,16 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 	struct mw_security_file_mprotect *ev;
 	struct file *file = NULL;
 
-	if (vma) {
+	if (vma)
 		file = BPF_CORE_READ(vma, vm_file);
-		/* Kernel backends: under the mmap write lock, before the change. */
-		c->flags |= mw_wx_judge(c, file != NULL);
-		if (result == 0)
-			mw_wx_learn(pid_tgid, c, file != NULL);
-	}
 	if (!mw_filter_task(pid_tgid, c->prot,
 			    vma ? file != NULL : c->file != 0))
 		return;
 	s = bpf_map_lookup_elem(&mw_mprot_scratch_map, &zero);
-	if (!s)
+	if (!s) {
+		mw_count(MW_COUNTER_SCRATCH_MISSING);
 		return;
+	}
 	ev = &s->ev;
 	mw_fill_header(&ev->hdr, MW_EVENT_SECURITY_FILE_MPROTECT, backend, pid_tgid);
 	ev->start = c->start;
@@ -603,14 +628,27 @@ static __always_inline void mw_mprot_hook_call(struct mw_mprot_call *c, struct v
 	mw_mprot_syscall_args(c);
 }
 
+/*
+ * Kernel backends: judged and taught in the hook, under the mmap write lock,
+ * before the VMA changes; taught only when the hook lets the call go on.
+ */
+static __always_inline void mw_wx_hook(__u64 pid_tgid, struct mw_mprot_call *c,
+				       struct vm_area_struct *vma, __s32 result, bool judged)
+{
+	bool has_file = BPF_CORE_READ(vma, vm_file) != NULL;
+
+	if (!judged)
+		c->flags |= mw_wx_judge(c, has_file);
+	if (result == 0)
+		mw_wx_learn(pid_tgid, c, has_file);
+}
+
 static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct mw_mprot_call c = {};
+	struct mw_mprot_call *c;
 	struct vm_area_struct *vma;
 	__u64 vma_addr = 0;
-	__u16 history = 0;
-	__u32 reasons;
 	int ret = (int)ctx[3];
 
 	if (mw_ignored(pid_tgid))
@@ -618,25 +656,29 @@ static __always_inline int mw_lsm_file_mprotect(__u64 *ctx)
 	bpf_probe_read_kernel(&vma_addr, sizeof(vma_addr), &ctx[0]);
 	if (!vma_addr)
 		return ret;
+	c = mw_mprot_call_slot();
+	if (!c)
+		return ret;
 	vma = (struct vm_area_struct *)vma_addr;
-	mw_mprot_hook_call(&c, vma, ctx[1], ctx[2]);
+	mw_mprot_hook_call(c, vma, ctx[1], ctx[2]);
+	c->flags |= mw_wx_judge(c, BPF_CORE_READ(vma, vm_file) != NULL);
 	/* Judged before it takes effect, as if it succeeds (enforce.h). */
 	if (mw_enforcing()) {
-		struct file *file = BPF_CORE_READ(vma, vm_file);
+		__u32 reasons = mw_reasons_mprotect(BPF_CORE_READ(vma, vm_file), c->prot,
+						    c->prev_prot, c->flags);
 
-		history = mw_wx_judge(&c, file != NULL);
-		reasons = mw_reasons_mprotect(file, c.prot, c.prev_prot, history);
-		c.action = mw_enforce_decide(pid_tgid, reasons, &c.enforced);
-		ret = mw_enforce_verdict(ret, c.action);
+		c->action = mw_enforce_decide(pid_tgid, reasons, &c->enforced);
+		ret = mw_enforce_verdict(ret, c->action);
 	}
-	mw_emit_mprotect(MW_BACKEND_LSM, pid_tgid, &c, ret, vma);
+	mw_wx_hook(pid_tgid, c, vma, ret, true);
+	mw_emit_mprotect(MW_BACKEND_LSM, pid_tgid, c, ret, vma);
 	return ret; /* observed, or refused by enforcement */
 }
 
 static __always_inline int mw_fexit_security_file_mprotect(__u64 *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct mw_mprot_call c = {};
+	struct mw_mprot_call *c;
 	__u64 vma = 0, reqprot = 0, prot = 0, ret = 0;
 
 	if (mw_ignored(pid_tgid))
@@ -647,8 +689,12 @@ static __always_inline int mw_fexit_security_file_mprotect(__u64 *ctx)
 	bpf_get_func_ret(ctx, &ret);
 	if (!vma)
 		return 0;
-	mw_mprot_hook_call(&c, (struct vm_area_struct *)vma, reqprot, prot);
-	mw_emit_mprotect(MW_BACKEND_FEXIT, pid_tgid, &c, (__s32)ret, (struct vm_area_struct *)vma);
+	c = mw_mprot_call_slot();
+	if (!c)
+		return 0;
+	mw_mprot_hook_call(c, (struct vm_area_struct *)vma, reqprot, prot);
+	mw_wx_hook(pid_tgid, c, (struct vm_area_struct *)vma, (__s32)ret, false);
+	mw_emit_mprotect(MW_BACKEND_FEXIT, pid_tgid, c, (__s32)ret, (struct vm_area_struct *)vma);
 	return 0;
 }
 
@@ -680,6 +726,7 @@ static __always_inline int mw_kretprobe_security_file_mprotect(struct pt_regs *r
 	if (!c)
 		return 0;
 	/* Still inside the caller's mmap write lock: the VMA is the one of the entry. */
+	mw_wx_hook(pid_tgid, c, (struct vm_area_struct *)c->vma, (__s32)MW_REGS_RET(regs), false);
 	mw_emit_mprotect(MW_BACKEND_KPROBE, pid_tgid, c, (__s32)MW_REGS_RET(regs),
 			 (struct vm_area_struct *)c->vma);
 	bpf_map_delete_elem(&mw_pending_kprobe_mprotect, &pid_tgid);

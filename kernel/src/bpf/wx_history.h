@@ -126,9 +126,11 @@ static __always_inline struct mw_wx_space *mw_wx_space(__u64 space)
 	return s;
 }
 
-static __always_inline void mw_wx_unregister(__u32 tgid);
-
-/* Process `tgid` uses `space` (idempotent). */
+/*
+ * Process `tgid` uses `space` (idempotent). A process is registered with one
+ * space at a time: its exec unregisters it first (a missed one leaves the old
+ * space one user too many: kept longer, never dropped early).
+ */
 static __always_inline void mw_wx_register(__u32 tgid, __u64 space)
 {
 	__u64 *known = bpf_map_lookup_elem(&mw_wx_user_map, &tgid);
@@ -136,8 +138,6 @@ static __always_inline void mw_wx_register(__u32 tgid, __u64 space)
 
 	if (known && *known == space)
 		return;
-	if (known)
-		mw_wx_unregister(tgid); /* an exec not seen: its old space first */
 	s = mw_wx_space(space);
 	if (!s)
 		return;
