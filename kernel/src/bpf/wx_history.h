@@ -16,8 +16,9 @@
  * file mappings: a range made executable is checked against the pool of its
  * own kind (munmap + mmap of the other kind at the same address brings other
  * contents), so the dozens of RELRO ranges of a program's libraries never
- * crowd out, or merge over, its anonymous memory. Ranges that touch are
- * merged. When a pool is full, the new range is merged with the nearest
+ * crowd out, or merge over, its anonymous memory. Ranges that overlap are
+ * merged (ranges that only touch are not: mremap of one moves it whole).
+ * When a pool is full, the new range is merged with the nearest
  * one, the gap between them included: the merged range is coarse, and a
  * PROT_EXEC over it is both MW_MPROT_WAS_WRITABLE (it may be) and
  * MW_MPROT_HISTORY_INCOMPLETE (it may not), counted
@@ -179,7 +180,7 @@ struct mw_wx_walk {
 	__u64 best_gap; /* remember: distance to the nearest range */
 	__s32 free_slot;
 	__s32 nearest;
-	__u32 merged; /* remember: the range joined one that touches it */
+	__u32 merged; /* remember: the range joined one that overlaps it */
 	__u16 flags;  /* check: MW_MPROT_WAS_WRITABLE, MW_MPROT_HISTORY_INCOMPLETE */
 	__u16 _pad0;
 };
@@ -212,8 +213,9 @@ static __always_inline __u16 mw_wx_check(__u64 space, __u64 start, __u64 end, __
 		s = bpf_map_lookup_elem(&mw_wx_space_map, &space);
 		return s && s->untracked ? MW_MPROT_HISTORY_INCOMPLETE : 0;
 	}
+	/* A range that could not be followed may be anywhere: writable, as far as we know. */
 	if (h->lost)
-		w.flags |= MW_MPROT_HISTORY_INCOMPLETE;
+		w.flags |= MW_MPROT_HISTORY_INCOMPLETE | MW_MPROT_WAS_WRITABLE;
 	if (pools & (1U << MW_WX_POOL_ANON)) {
 		w.p = &h->pool[MW_WX_POOL_ANON];
 		bpf_loop(MW_WX_RANGES, mw_wx_check_step, &w, 0);
@@ -239,8 +241,11 @@ static long mw_wx_remember_step(__u32 i, struct mw_wx_walk *w)
 			w->free_slot = i;
 		return 0;
 	}
-	if (s <= w->end && w->start <= e) {
-		/* Touches or overlaps: one range for both. */
+	if (s < w->end && w->start < e) {
+		/*
+		 * Overlaps: one range for both. Ranges that only touch stay apart,
+		 * so that mremap of one of them moves it whole.
+		 */
 		if (w->start < s)
 			p->start[i] = w->start;
 		if (w->end > e)
