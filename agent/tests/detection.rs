@@ -14,7 +14,10 @@ use common::{Agent, agent_exporting_to, require_root};
 use mapwatch_testkit::{OtlpReceiver, ReceivedLog};
 
 const PAGE: usize = 4096;
-const WAIT: Duration = Duration::from_secs(20);
+/// How long a record may take to arrive (scaled: the VMs run slower).
+fn wait() -> Duration {
+    common::scaled(Duration::from_secs(20))
+}
 
 fn gettid() -> i64 {
     // SAFETY: gettid has no preconditions.
@@ -87,7 +90,7 @@ impl Harness {
         };
         let logs = self
             .receiver
-            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .wait_for_logs(|logs| logs.iter().any(ours), wait())
             .unwrap_or_else(|e| {
                 panic!(
                     "no record of {addr:#x}: {e}; stderr:\n{}",
@@ -329,7 +332,7 @@ impl Harness {
         };
         let logs = self
             .receiver
-            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .wait_for_logs(|logs| logs.iter().any(ours), wait())
             .unwrap_or_else(|err| {
                 panic!(
                     "no {event} record of pid {} at {:#x}: {err}; stderr:\n{}",
@@ -536,7 +539,7 @@ impl Harness {
         };
         match self
             .receiver
-            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .wait_for_logs(|logs| logs.iter().any(ours), wait())
         {
             Ok(logs) => logs.into_iter().find(|l| ours(l)).unwrap(),
             Err(err) => {
@@ -600,7 +603,7 @@ fn executable_mappings_keep_their_place_in_a_flood() {
                 && l.int_attr("mmap.addr") == Some(e.addr as i64)
         };
         let logs = receiver
-            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .wait_for_logs(|logs| logs.iter().any(ours), wait())
             .unwrap_or_else(|err| panic!("the RWX mapping at {:#x} was lost: {err}", e.addr));
         assert_warns(logs.iter().find(|l| ours(l)).unwrap(), "write_execute");
     }
@@ -649,7 +652,7 @@ fn executable_mappings_are_never_rate_limited() {
                 && l.int_attr("mmap.addr") == Some(e.addr as i64)
         };
         receiver
-            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .wait_for_logs(|logs| logs.iter().any(ours), wait())
             .unwrap_or_else(|err| {
                 panic!("the RWX mapping at {:#x} was rate limited: {err}", e.addr)
             });
@@ -699,7 +702,7 @@ fn suspicious_mappings_made_before_the_agent_started_are_reported() {
                 && l.int_attr("mmap.addr") == Some(*addr as i64)
         };
         let logs = receiver
-            .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+            .wait_for_logs(|logs| logs.iter().any(ours), wait())
             .unwrap_or_else(|e| panic!("{name} was not reported: {e}\n{}", agent.stderr()));
         let log = logs.into_iter().find(|l| ours(l)).unwrap();
         assert_eq!(
