@@ -67,10 +67,7 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         events: ring,
         filters,
     } = Probes::attach(&settings)?;
-    for unavailable in &probes.passed_over {
-        tracing::info!("not using {unavailable}");
-    }
-    log_load_times();
+    log_probe_outcome(&probes);
     if let Some(plan) = &settings.enforce {
         eprintln!("mapwatch: enforcing with BPF LSM: {}", plan.describe());
     }
@@ -131,8 +128,12 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
     }
 }
 
-/// How long the kernel took to verify the programs (the agent's start cost).
-fn log_load_times() {
+/// The backends passed over and why, and how long the kernel took to verify
+/// the programs (the agent's start cost).
+fn log_probe_outcome(probes: &Probes) {
+    for unavailable in &probes.passed_over {
+        tracing::info!("not using {unavailable}");
+    }
     let times = kernel::hooks::load_times();
     let total: std::time::Duration = times.iter().map(|(_, d)| *d).sum();
     let slowest: Vec<String> = times
