@@ -60,6 +60,20 @@ static __always_inline bool mw_mmap_implied_exec(__u16 backend, struct mw_call *
 	return true;
 }
 
+/*
+ * Adds the call's own flags (brk) and MW_CALL_IMPLIED_EXEC to a record's
+ * `call_flags`; returns whether the record is of executable memory (a
+ * priority record: the ring buffer's reserve, no rate limit).
+ */
+static __always_inline bool mw_exec_flags(__u16 backend, struct mw_call *call, __u16 source,
+					  __s64 vm_flags, __u16 *call_flags)
+{
+	*call_flags |= call->call_flags;
+	if (mw_mmap_implied_exec(backend, call, source, vm_flags))
+		*call_flags |= MW_CALL_IMPLIED_EXEC;
+	return (call->prot & MW_PROT_EXEC) || (*call_flags & MW_CALL_IMPLIED_EXEC);
+}
+
 /* The protection for the filters: what was asked, plus PROT_EXEC where the kernel's rule adds it. */
 static __always_inline __u64 mw_filter_prot(struct mw_call *call)
 {
@@ -123,11 +137,8 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 	ev->_pad0 = 0;
 	ev->file_source =
 		mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path, &vm_flags);
-	ev->call_flags |= call->call_flags;
-	if (mw_mmap_implied_exec(backend, call, ev->file_source, vm_flags))
-		ev->call_flags |= MW_CALL_IMPLIED_EXEC;
+	priority = mw_exec_flags(backend, call, ev->file_source, vm_flags, &ev->call_flags);
 	/* A record without file facts cannot be matched by path: the path lists let it pass. */
-	priority = (ev->prot & MW_PROT_EXEC) || (ev->call_flags & MW_CALL_IMPLIED_EXEC);
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
 	    !mw_rate_allows(pid_tgid, priority))
 		return;
@@ -166,10 +177,7 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	ev->_pad0 = 0;
 	ev->file_source =
 		mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path, &vm_flags);
-	ev->call_flags |= call->call_flags;
-	if (mw_mmap_implied_exec(backend, call, ev->file_source, vm_flags))
-		ev->call_flags |= MW_CALL_IMPLIED_EXEC;
-	priority = (ev->prot & MW_PROT_EXEC) || (ev->call_flags & MW_CALL_IMPLIED_EXEC);
+	priority = mw_exec_flags(backend, call, ev->file_source, vm_flags, &ev->call_flags);
 	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
 	    !mw_rate_allows(pid_tgid, priority))
 		return;
