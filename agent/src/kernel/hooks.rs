@@ -127,25 +127,50 @@ fn attach_tracepoint(
     attach_tracepoint_in(ebpf, name, "syscalls", tracepoint)
 }
 
-/// How long the kernel took to load (verify) each program, in load order.
-static LOAD_TIMES: std::sync::Mutex<Vec<(&'static str, std::time::Duration)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Runs `load` for program `name`, remembering how long it took.
-pub(super) fn timed<T>(name: &'static str, load: impl FnOnce() -> T) -> T {
-    let started = std::time::Instant::now();
-    let result = load();
-    if let Ok(mut times) = LOAD_TIMES.lock() {
-        times.push((name, started.elapsed()));
-    }
-    result
+/// What loading one program cost: how long the kernel took to verify it and
+/// how many instructions its verifier walked (kernels from 5.16 say).
+#[derive(Clone, Copy, Debug)]
+pub struct LoadCost {
+    /// The program's name in the object.
+    pub name: &'static str,
+    /// Wall time of the load (verification dominates it).
+    pub time: std::time::Duration,
+    /// Instructions the verifier processed, when the kernel reports it.
+    pub verified_instructions: Option<u32>,
 }
 
-/// The programs loaded so far with the time each took, slowest first.
-pub fn load_times() -> Vec<(&'static str, std::time::Duration)> {
-    let mut times = LOAD_TIMES.lock().map(|t| t.clone()).unwrap_or_default();
-    times.sort_by_key(|t| std::cmp::Reverse(t.1));
-    times
+/// The load cost of each program, in load order.
+static LOAD_COSTS: std::sync::Mutex<Vec<LoadCost>> = std::sync::Mutex::new(Vec::new());
+
+/// Loads program `name` with `load`, remembering how long the kernel took
+/// and, from `info`, how many instructions it verified.
+pub(super) fn timed<P>(
+    name: &'static str,
+    program: &mut P,
+    load: impl FnOnce(&mut P) -> Result<(), ProgramError>,
+    info: impl FnOnce(&P) -> Result<aya::programs::ProgramInfo, ProgramError>,
+) -> Result<(), ProgramError> {
+    let started = std::time::Instant::now();
+    load(program)?;
+    let time = started.elapsed();
+    let verified_instructions = info(program)
+        .ok()
+        .and_then(|i| i.verified_instruction_count());
+    if let Ok(mut costs) = LOAD_COSTS.lock() {
+        costs.push(LoadCost {
+            name,
+            time,
+            verified_instructions,
+        });
+    }
+    Ok(())
+}
+
+/// The programs loaded so far with what each cost, slowest first.
+pub fn load_costs() -> Vec<LoadCost> {
+    let mut costs = LOAD_COSTS.lock().map(|t| t.clone()).unwrap_or_default();
+    costs.sort_by_key(|c| std::cmp::Reverse(c.time));
+    costs
 }
 
 pub(super) fn attach_tracepoint_in(
@@ -155,14 +180,14 @@ pub(super) fn attach_tracepoint_in(
     tracepoint: &str,
 ) -> Result<(), ProgramError> {
     let p: &mut TracePoint = program(ebpf, name)?;
-    timed(name, || p.load())?;
+    timed(name, p, |p| p.load(), |p| p.info())?;
     p.attach(category, tracepoint)?;
     Ok(())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, name: &'static str, function: &str) -> Result<(), ProgramError> {
     let p: &mut KProbe = program(ebpf, name)?;
-    timed(name, || p.load())?;
+    timed(name, p, |p| p.load(), |p| p.info())?;
     p.attach(function, 0)?;
     Ok(())
 }
@@ -174,7 +199,7 @@ fn attach_fexit(
     btf: &Btf,
 ) -> Result<(), ProgramError> {
     let p: &mut FExit = program(ebpf, name)?;
-    timed(name, || p.load(function, btf))?;
+    timed(name, p, |p| p.load(function, btf), |p| p.info())?;
     p.attach()?;
     Ok(())
 }
@@ -186,7 +211,7 @@ fn attach_lsm(
     btf: &Btf,
 ) -> Result<(), ProgramError> {
     let p: &mut Lsm = program(ebpf, name)?;
-    timed(name, || p.load(hook, btf))?;
+    timed(name, p, |p| p.load(hook, btf), |p| p.info())?;
     p.attach()?;
     Ok(())
 }
@@ -228,7 +253,7 @@ fn attach_compat(ebpf: &mut Ebpf, event: Hook, btf: &Btf) -> Result<(), ProgramE
     }
     let attach = |ebpf: &mut Ebpf, name: &'static str, tracepoint: &str| {
         let p: &mut BtfTracePoint = program(ebpf, name)?;
-        timed(name, || p.load(tracepoint, btf))?;
+        timed(name, p, |p| p.load(tracepoint, btf), |p| p.info())?;
         p.attach().map(drop)
     };
     let result = attach(ebpf, programs::TP_COMPAT_ENTER, "sys_enter")

@@ -354,9 +354,12 @@ fn attach_fork(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), ProgramError> {
         .program_mut(programs::TP_BTF_PROCESS_FORK)
         .ok_or(ProgramError::UnexpectedProgramType)?
         .try_into()?;
-    super::hooks::timed(programs::TP_BTF_PROCESS_FORK, || {
-        program.load("sched_process_fork", btf)
-    })?;
+    super::hooks::timed(
+        programs::TP_BTF_PROCESS_FORK,
+        program,
+        |p| p.load("sched_process_fork", btf),
+        |p| p.info(),
+    )?;
     program.attach().map(drop)
 }
 

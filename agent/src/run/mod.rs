@@ -134,15 +134,31 @@ fn log_probe_outcome(probes: &Probes) {
     for unavailable in &probes.passed_over {
         tracing::info!("not using {unavailable}");
     }
-    let times = kernel::hooks::load_times();
-    let total: std::time::Duration = times.iter().map(|(_, d)| *d).sum();
-    let slowest: Vec<String> = times
+    let costs = kernel::hooks::load_costs();
+    for c in &costs {
+        tracing::debug!(
+            program = c.name,
+            time = ?c.time,
+            verified_instructions = c.verified_instructions,
+            "program loaded"
+        );
+    }
+    let total: std::time::Duration = costs.iter().map(|c| c.time).sum();
+    let instructions: u64 = costs
+        .iter()
+        .filter_map(|c| c.verified_instructions)
+        .map(u64::from)
+        .sum();
+    let slowest: Vec<String> = costs
         .iter()
         .take(3)
-        .map(|(name, d)| format!("{name} {d:.1?}"))
+        .map(|c| match c.verified_instructions {
+            Some(n) => format!("{} {:.1?} ({n} instructions)", c.name, c.time),
+            None => format!("{} {:.1?}", c.name, c.time),
+        })
         .collect();
     tracing::info!(
-        "programs loaded and verified in {total:.1?}; slowest: {}",
+        "programs loaded and verified in {total:.1?} ({instructions} instructions verified); slowest: {}",
         slowest.join(", ")
     );
 }

@@ -321,15 +321,32 @@ static __always_inline bool mw_file_noexec(struct file *file)
 	       (BPF_CORE_READ(mnt, mnt_sb, s_iflags) & 0x02 /* SB_I_NOEXEC */);
 }
 
-/* Fills `info` and `out` (the record's path) for a mapping of `file` (may be NULL). */
-static __always_inline void mw_file_info(struct file *file, struct mw_file *info, char *buf,
-					 char *out)
+/* The path buffers as sized types: a global function's pointer arguments need a size. */
+struct mw_path_work {
+	char bytes[MW_PATH_MAX * 2]; /* mw_scratch.path_buf and its kin */
+};
+struct mw_path_text {
+	char bytes[MW_PATH_MAX]; /* a record's path */
+};
+
+/*
+ * Fills `info` and `out` (the record's path) for a mapping of `file` (may be
+ * 0), using `buf` to build the path. Global, not inline: the verifier checks
+ * it once per program, whatever state its callers reach it in, which keeps
+ * the path walk's cost out of every branch of every caller. The file comes as
+ * a number (it is only ever read with probe reads).
+ */
+__noinline int mw_read_file(__u64 file_addr, struct mw_file *info, struct mw_path_work *buf,
+			    struct mw_path_text *out)
 {
+	struct file *file = (struct file *)file_addr;
 	struct inode *inode;
 
+	if (!info || !buf || !out)
+		return 0;
 	__builtin_memset(info, 0, sizeof(*info));
 	if (!file)
-		return;
+		return 0;
 	inode = BPF_CORE_READ(file, f_inode);
 	info->flags = MW_FILE_PRESENT | mw_file_risk_flags(file, inode);
 	info->open_flags = BPF_CORE_READ(file, f_flags);
@@ -339,7 +356,15 @@ static __always_inline void mw_file_info(struct file *file, struct mw_file *info
 		info->mode = BPF_CORE_READ(inode, i_mode);
 		info->ctime_ns = mw_inode_ctime_ns(inode);
 	}
-	info->path_len = mw_file_path(file, buf, out, &info->flags);
+	info->path_len = mw_file_path(file, buf->bytes, out->bytes, &info->flags);
+	return 0;
+}
+
+/* mw_read_file for the buffers as the callers hold them. */
+static __always_inline void mw_file_info(struct file *file, struct mw_file *info, char *buf,
+					 char *out)
+{
+	mw_read_file((__u64)file, info, (struct mw_path_work *)buf, (struct mw_path_text *)out);
 }
 
 #endif /* MAPWATCH_FILE_H */
