@@ -67,8 +67,9 @@ struct task_struct___mw_enforce {
  * pseudo file named "memfd:", as its path "/memfd:..." tells the model), another
  * deleted file, a file in a world-writable directory, a file open for writing.
  */
-static __always_inline __u32 mw_reasons_exec_file(struct file *file)
+__noinline int mw_reasons_exec_file_of(__u64 file_addr)
 {
+	struct file *file = (struct file *)file_addr;
 	__u32 flags = mw_file_risk_flags(file, BPF_CORE_READ(file, f_inode));
 	__u32 r = 0;
 
@@ -93,6 +94,12 @@ static __always_inline __u32 mw_reasons_exec_file(struct file *file)
 	if (flags & MW_FILE_OPEN_FOR_WRITE)
 		r |= MW_REASON_EXECUTE_FILE_OPEN_FOR_WRITE;
 	return r;
+}
+
+/* Global above (verified once per program: the ancestor walk is in it). */
+static __always_inline __u32 mw_reasons_exec_file(struct file *file)
+{
+	return mw_reasons_exec_file_of((__u64)file);
 }
 
 /* A new mapping of `file` (NULL: anonymous memory) with protection `prot`. */

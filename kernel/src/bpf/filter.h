@@ -8,7 +8,7 @@
 #ifndef MAPWATCH_FILTER_H
 #define MAPWATCH_FILTER_H
 
-#include "common.h"
+#include "file.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -154,20 +154,30 @@ static long mw_prefix_slot(__u32 slot, struct mw_prefix_match *m)
 	return 0;
 }
 
-static __always_inline bool mw_filter_path(const char *path, __u32 path_len, bool file_backed)
+/*
+ * Whether a record with this built path passes the prefix lists (1) or is
+ * filtered out (0, counted). Global: verified once per program.
+ */
+__noinline int mw_path_passes(const struct mw_path_text *path, __u32 path_len, __u32 file_backed)
 {
 	struct mw_filter_settings *f = mw_filter_settings();
-	struct mw_prefix_match m = { .path = path, .path_len = path_len };
+	struct mw_prefix_match m = { .path_len = path_len };
 
-	if (!f || !file_backed)
-		return true;
+	if (!f || !file_backed || !path)
+		return 1;
+	m.path = path->bytes;
 	bpf_loop(MW_PREFIX_MAX, mw_prefix_slot, &m, 0);
 	if (m.verdict == MW_LIST_EXCLUDE ||
 	    ((f->flags & MW_FILTER_INCLUDE_PREFIXES) && m.verdict != MW_LIST_INCLUDE)) {
 		mw_count(MW_COUNTER_FILTERED);
-		return false;
+		return 0;
 	}
-	return true;
+	return 1;
+}
+
+static __always_inline bool mw_filter_path(const char *path, __u32 path_len, bool file_backed)
+{
+	return mw_path_passes((const struct mw_path_text *)path, path_len, file_backed);
 }
 
 /*

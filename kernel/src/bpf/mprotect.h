@@ -182,32 +182,38 @@ static __always_inline __u32 mw_mprot_pools(struct mw_mprot_call *c, bool has_fi
 	return pools;
 }
 
-/* Teaches the history: [range] was writable and loses PROT_WRITE. */
-static __always_inline void mw_wx_learn(__u64 pid_tgid, struct mw_mprot_call *c, bool has_file)
+/*
+ * Teaches the history: [range] was writable and loses PROT_WRITE. Global,
+ * like mw_wx_judge: the history's walks are verified once per program.
+ */
+__noinline int mw_wx_learn(__u64 pid_tgid, struct mw_mprot_call *c, __u32 has_file)
 {
 	__u64 space = mw_current_space();
 	__u64 start, end;
 
+	if (!c)
+		return 0;
 	if (!space || !(c->flags & MW_MPROT_VMA) || !(c->prev_prot & MW_PROT_WRITE) ||
 	    (c->prot & MW_PROT_WRITE))
-		return;
+		return 0;
 	mw_mprot_range(c, &start, &end);
 	if (end <= start)
-		return;
+		return 0;
 	/* A span with anonymous memory in it is judged in both pools: kept as anonymous. */
 	mw_wx_remember(pid_tgid >> 32, space,
 		       has_file && !(c->flags & MW_MPROT_SPAN_ANON) ? MW_WX_POOL_FILE
 								      : MW_WX_POOL_ANON,
 		       start, end);
+	return 0;
 }
 
-/* What the history says of this call's range, when it asks for PROT_EXEC. */
-static __always_inline __u16 mw_wx_judge(struct mw_mprot_call *c, bool has_file)
+/* What the history says of this call's range (MW_MPROT_* flags), when it asks for PROT_EXEC. */
+__noinline int mw_wx_judge(struct mw_mprot_call *c, __u32 has_file)
 {
 	__u64 space = mw_current_space();
 	__u64 start, end;
 
-	if (!space || !(c->prot & MW_PROT_EXEC))
+	if (!c || !space || !(c->prot & MW_PROT_EXEC))
 		return 0;
 	mw_mprot_range(c, &start, &end);
 	if (end <= start)
