@@ -243,21 +243,6 @@ fn loading_an_ordinary_shared_library_is_not_flagged() {
 
 // ---- Evasions (issue "Detection II"): each done for real by a C workload ----
 
-/// The evasions workload (`tests/evasions/evasions.c`, built static by
-/// build.rs), written out as an executable in `dir`.
-fn evasions_binary(dir: &std::path::Path) -> std::path::PathBuf {
-    static BYTES: &[u8] = include_bytes!(env!("MAPWATCH_EVASIONS"));
-    static ERROR: &str = include_str!(env!("MAPWATCH_EVASIONS_ERROR"));
-    assert!(
-        !BYTES.is_empty(),
-        "the evasions workload was not built: {ERROR}"
-    );
-    let path = dir.join("evasions");
-    std::fs::write(&path, BYTES).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// What one technique reported: the process that did the last step and the address.
 #[derive(Debug, Clone, Copy)]
 struct Evaded {
@@ -269,7 +254,7 @@ struct Evaded {
 /// planted code ran (the memory really was executable).
 fn evade(technique: &str, args: &[&str]) -> Vec<(String, Evaded)> {
     let dir = common::private_dir();
-    let out = std::process::Command::new(evasions_binary(dir.path()))
+    let out = std::process::Command::new(common::evasions_binary(dir.path()))
         .arg(technique)
         .args(args)
         .output()
@@ -578,7 +563,7 @@ fn executable_mappings_keep_their_place_in_a_flood() {
     };
     receiver.set_response_delay(Duration::from_secs(2));
     let dir = common::private_dir();
-    let binary = evasions_binary(dir.path());
+    let binary = common::evasions_binary(dir.path());
     // Two flooders for 1.5 s fill a 64 KiB ring buffer many times over; the
     // receiver keeps what gets through, so more only costs memory.
     let floods: Vec<_> = (0..2)
@@ -666,7 +651,7 @@ fn suspicious_mappings_made_before_the_agent_started_are_reported() {
     // The workload maps RWX memory and an executable memfd, runs both, and
     // keeps them while the agent starts.
     let dir = common::private_dir();
-    let mut held = std::process::Command::new(evasions_binary(dir.path()))
+    let mut held = std::process::Command::new(common::evasions_binary(dir.path()))
         .args(["hold", "60"])
         .stdout(std::process::Stdio::piped())
         .spawn()

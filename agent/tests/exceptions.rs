@@ -310,3 +310,108 @@ fn everyday_programs_are_quiet_under_the_shipped_exceptions() {
     }
     assert!(warned.is_empty(), "still WARN: {warned:#?}");
 }
+
+/// The attacker's second try: make RWX code, run it, and at once execve a
+/// program an exception by executable path excuses. The agent reads
+/// /proc/PID/exe after the exec; the kernel captured the executable at the
+/// event, so the exception is not borrowed and the record does not name the
+/// excused program. The control: the excused program's own RWX code is
+/// excused.
+#[test]
+fn an_exception_cannot_be_borrowed_by_execing_the_excused_program() {
+    let dir = crate::common::private_dir();
+    let workload = crate::common::evasions_binary(dir.path());
+    let excused = dir.path().join("excused-tool");
+    std::fs::copy(&workload, &excused).unwrap();
+    let config = dir.path().join("mapwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[events]
+security_mmap_file = false
+
+[[exceptions]]
+name = "excused-tool"
+reasons = ["write_execute", "execute_anonymous"]
+executable_paths = ["{}"]
+"#,
+            excused.display()
+        ),
+    )
+    .unwrap();
+    let Some((receiver, agent)) = start(&config, &[]) else {
+        return;
+    };
+    let record_of = |pid: i64, addr: u64| {
+        let ours = |l: &ReceivedLog| {
+            l.event_name == "mapwatch.do_mmap"
+                && l.int_attr("process.pid") == Some(pid)
+                && l.int_attr("mmap.addr") == Some(addr as i64)
+        };
+        receiver
+            .wait_for_logs(
+                |logs| logs.iter().any(ours),
+                scaled(Duration::from_secs(20)),
+            )
+            .unwrap_or_else(|e| panic!("no record: {e}; stderr:\n{}", agent.stderr()))
+            .into_iter()
+            .find(|l| ours(l))
+            .unwrap()
+    };
+    // One line "name pid=P addr=0xA ran=42" per planted code that ran.
+    let run = |args: &[&str]| -> Vec<(i64, u64)> {
+        let out = Command::new(&workload).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| {
+                let field = |key: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(key))
+                        .unwrap_or_else(|| panic!("{line}"))
+                        .to_owned()
+                };
+                assert_eq!(field("ran="), "42", "the code did not run: {line}");
+                let addr = u64::from_str_radix(&field("addr=0x"), 16).unwrap();
+                (field("pid=").parse().unwrap(), addr)
+            })
+            .collect()
+    };
+
+    let excused_path = excused.to_str().unwrap();
+    for attempt in 0..5 {
+        // The exec'd program stays up a second, so /proc names it when the agent looks.
+        let made = run(&["launder", excused_path, "hold", "1"]);
+        let (pid, addr) = made[0];
+        let laundered = record_of(pid, addr);
+        assert_eq!(
+            laundered.severity_text, "WARN",
+            "attempt {attempt}: {laundered:#?}"
+        );
+        assert!(exceptions(&laundered).is_empty(), "{laundered:#?}");
+        assert_ne!(
+            laundered.str_attr("process.executable.path"),
+            Some(excused_path),
+            "the record names the program exec'd after the deed: {laundered:#?}"
+        );
+    }
+
+    let mut control = Command::new(&excused);
+    let out = control.args(["rwx_burst", "1"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_owned()
+    };
+    let own = record_of(
+        field("pid=").parse().unwrap(),
+        u64::from_str_radix(&field("addr=0x"), 16).unwrap(),
+    );
+    assert_eq!(own.severity_text, "INFO", "{own:#?}");
+    assert_eq!(exceptions(&own), ["excused-tool"]);
+    assert_eq!(own.str_attr("process.executable.path"), Some(excused_path));
+}

@@ -80,12 +80,14 @@ pub struct RawHeader {
     pub pid_ns: u32,
     /// Mount namespace inode number.
     pub mnt_ns: u32,
-    /// Padding; always zero.
-    pub _pad0: u32,
+    /// The executable's device (kernel encoding) at the event; 0: unknown.
+    pub exe_dev: u32,
     /// Cgroup v2 id of the task.
     pub cgroup_id: u64,
     /// When the process started (CLOCK_MONOTONIC ns); with `tgid`, a process identity.
     pub process_start_ns: u64,
+    /// The executable's inode at the event (`mm->exe_file`); 0: unknown.
+    pub exe_inode: u64,
     /// Thread name, NUL padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -243,7 +245,7 @@ macro_rules! assert_no_padding {
 
 assert_no_padding!(RawHeader, c::SIZEOF_MW_HEADER, c::FIELDS_OF_MW_HEADER =>
     kind, backend, size, ktime_ns, tgid, tid, ppid, uid, gid, euid, egid, pid_ns, mnt_ns,
-    _pad0, cgroup_id, process_start_ns, comm);
+    exe_dev, cgroup_id, process_start_ns, exe_inode, comm);
 assert_no_padding!(RawFile, c::SIZEOF_MW_FILE, c::FIELDS_OF_MW_FILE =>
     inode, ctime_ns, dev, open_flags, mode, path_len, flags);
 assert_no_padding!(RawDoMmap, c::MW_DO_MMAP_PATH, c::FIELDS_OF_MW_DO_MMAP - PATH_MAX =>
@@ -263,8 +265,9 @@ assert_layout!(RawHeader, c::SIZEOF_MW_HEADER,
     ktime_ns => c::MW_HEADER_KTIME_NS, tgid => c::MW_HEADER_TGID, tid => c::MW_HEADER_TID,
     ppid => c::MW_HEADER_PPID, uid => c::MW_HEADER_UID, gid => c::MW_HEADER_GID,
     euid => c::MW_HEADER_EUID, egid => c::MW_HEADER_EGID,
-    pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS, _pad0 => c::MW_HEADER__PAD0,
-    cgroup_id => c::MW_HEADER_CGROUP_ID, process_start_ns => c::MW_HEADER_PROCESS_START_NS,
+    pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS,
+    exe_dev => c::MW_HEADER_EXE_DEV, cgroup_id => c::MW_HEADER_CGROUP_ID,
+    process_start_ns => c::MW_HEADER_PROCESS_START_NS, exe_inode => c::MW_HEADER_EXE_INODE,
     comm => c::MW_HEADER_COMM);
 assert_layout!(RawFile, c::SIZEOF_MW_FILE,
     inode => c::MW_FILE_INODE, ctime_ns => c::MW_FILE_CTIME_NS, dev => c::MW_FILE_DEV,
@@ -952,6 +955,10 @@ pub struct Context {
     /// When the process started (CLOCK_MONOTONIC ns); with `pid`, identifies
     /// one process lifetime even when pids are reused.
     pub process_start_ns: u64,
+    /// The executable the process ran when the event happened, as (device in
+    /// the kernel's encoding, inode); `None` when the kernel could not read
+    /// it (a kernel thread, or a process past its exit).
+    pub executable: Option<(u32, u64)>,
     /// Thread name as the kernel holds it (NUL padded).
     pub comm: [u8; COMM_LEN],
     /// Attach point that produced the record.
@@ -1210,6 +1217,7 @@ fn context(hdr: &RawHeader) -> Result<Context, DecodeError> {
         mnt_ns: hdr.mnt_ns,
         cgroup_id: hdr.cgroup_id,
         process_start_ns: hdr.process_start_ns,
+        executable: (hdr.exe_inode != 0).then_some((hdr.exe_dev, hdr.exe_inode)),
         comm: hdr.comm,
         backend: Backend::from_raw(hdr.backend)?,
     })

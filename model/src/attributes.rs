@@ -94,7 +94,7 @@ attributes! {
         "The kernel's `comm` of the calling thread (at most 15 bytes): the executable's name unless the thread renamed itself.", "python3";
     /// Path of the executable.
     PROCESS_EXECUTABLE_PATH = "process.executable.path", String, Conditional,
-        "Full path of the process's executable (`/proc/PID/exe`, read once per process); absent when the process was gone before the agent looked.", "/usr/bin/python3.11";
+        "Full path of the process's executable (`/proc/PID/exe`, read once per process and executable); absent when the process was gone before the agent looked, or runs another executable than the one the kernel saw at the event (an `execve` in between).", "/usr/bin/python3.11";
     /// Command line (opt-in).
     PROCESS_COMMAND_LINE = "process.command_line", String, Conditional,
         "The process's command line, arguments joined by spaces; only with `process.command_line = true` (command lines can hold secrets).", "python3 -m http.server";

@@ -30,7 +30,9 @@ pub use derived::{
     ObjectFacts, Repeats, apply_exceptions, comm_of, executable_file_mapping, file_strings,
     fill_mapping_repeated, fill_shared_object_loaded,
 };
-pub use process::{ProcessInfo, add_process_info, cgroup_v2_path, container_id, pod_uid};
+pub use process::{
+    ExecutableId, ProcessInfo, add_process_info, cgroup_v2_path, container_id, pod_uid,
+};
 pub use record::{
     EVENT_DO_MMAP, EVENT_SECURITY_FILE_MPROTECT, EVENT_SECURITY_MMAP_FILE, History, Target,
     WallClock, classify, classify_mprotect, event_enforcement, event_reasons, fill_log_record,

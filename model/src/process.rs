@@ -17,6 +17,9 @@ use crate::attributes as attr;
 pub struct ProcessInfo {
     /// Full path of the executable (`/proc/PID/exe`).
     pub executable_path: Option<Arc<str>>,
+    /// The file `executable_path` names: what a record's executable
+    /// identity (captured by the kernel at the event) is compared with.
+    pub executable: Option<ExecutableId>,
     /// The command line, arguments separated by spaces (opt-in: it can hold secrets).
     pub command_line: Option<Arc<str>>,
     /// The cgroup v2 path (`/proc/PID/cgroup`, the `0::` line).
@@ -25,6 +28,37 @@ pub struct ProcessInfo {
     pub container_id: Option<Arc<str>>,
     /// The Kubernetes pod uid, from the cgroup path.
     pub pod_uid: Option<Arc<str>>,
+}
+
+/// Which file a process runs, as user space can tell it, to compare with the
+/// kernel's `mm->exe_file` (device in the kernel's encoding, `major << 20 |
+/// minor`, and inode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutableId {
+    /// Inode number `stat` gives.
+    pub inode: u64,
+    /// Device `stat` gives for the file.
+    pub device: u32,
+    /// Device `stat` gives for its directory: on overlayfs a file reports
+    /// the device of the layer holding it, its directory the overlay's own,
+    /// which is what the kernel's inode has.
+    pub directory_device: u32,
+}
+
+impl ExecutableId {
+    /// Whether this is the file the kernel saw: `(device, inode)` in the
+    /// kernel's encoding.
+    ///
+    /// ```
+    /// use mapwatch_model::ExecutableId;
+    /// let node = ExecutableId { inode: 1234, device: 8 << 20 | 1, directory_device: 8 << 20 | 1 };
+    /// assert!(node.is((8 << 20) | 1, 1234));
+    /// // The same inode number on another file system is another file.
+    /// assert!(!node.is(37, 1234));
+    /// ```
+    pub fn is(&self, device: u32, inode: u64) -> bool {
+        self.inode == inode && (self.device == device || self.directory_device == device)
+    }
 }
 
 impl ProcessInfo {

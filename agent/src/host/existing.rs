@@ -173,6 +173,8 @@ fn header(process: &Process, ktime_ns: u64) -> Option<RawHeader> {
         std::fs::metadata(format!("/proc/{}/ns/{name}", process.pid)).map_or(0, |m| m.ino() as u32)
     };
     let ticks = procfs::ticks_per_second().max(1);
+    // The executable now, as the kernel would have captured it at an event.
+    let exe = crate::host::processes::read_proc(process.pid as u32, false).executable;
     let mut hdr = RawHeader {
         backend: encode::BACKEND_PROC_MAPS,
         ktime_ns,
@@ -186,6 +188,8 @@ fn header(process: &Process, ktime_ns: u64) -> Option<RawHeader> {
         pid_ns: ns("pid"),
         mnt_ns: ns("mnt"),
         process_start_ns: stat.starttime * (1_000_000_000 / ticks),
+        exe_dev: exe.map_or(0, |e| e.directory_device),
+        exe_inode: exe.map_or(0, |e| e.inode),
         ..RawHeader::default()
     };
     let comm = stat.comm.as_bytes();

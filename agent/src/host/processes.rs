@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use lru::LruCache;
 use mapwatch_kernel::abi::Context;
-use mapwatch_model::{ProcessInfo, cgroup_v2_path};
+use mapwatch_model::{ExecutableId, ProcessInfo, cgroup_v2_path};
 
 /// Longest command line kept, in bytes.
 const COMMAND_LINE_MAX: usize = 4096;
@@ -36,14 +36,30 @@ impl ProcessCache {
     }
 
     /// The attributes of the process that made the event.
+    ///
+    /// /proc is read when the record is handled, maybe after the process
+    /// exec'd another program: its executable path is given only while the
+    /// process still runs the executable the kernel saw at the event
+    /// (`context.executable`), so no exception by executable path can be
+    /// borrowed by execing an excused program right after the deed.
     pub fn get(&mut self, context: &Context) -> Arc<ProcessInfo> {
         let key = (context.pid, context.process_start_ns);
-        if let Some(info) = self.entries.get(&key) {
+        if let Some(info) = self.entries.get(&key)
+            && runs(info, context)
+        {
             return info.clone();
         }
+        // Not cached, or cached for another executable (an exec in between).
         let info = Arc::new(read_proc(context.pid, self.command_line));
         self.entries.put(key, info.clone());
-        info
+        if runs(&info, context) {
+            return info;
+        }
+        Arc::new(ProcessInfo {
+            executable_path: None,
+            executable: None,
+            ..(*info).clone()
+        })
     }
 
     /// Forgets a process that exited.
@@ -65,10 +81,12 @@ impl ProcessCache {
 /// Reads what /proc says about `pid`; what is unreadable stays `None`.
 pub fn read_proc(pid: u32, command_line: bool) -> ProcessInfo {
     let dir = format!("/proc/{pid}");
+    let exe = format!("{dir}/exe");
     let mut info = ProcessInfo {
-        executable_path: std::fs::read_link(format!("{dir}/exe"))
+        executable_path: std::fs::read_link(&exe)
             .ok()
             .map(|p| Arc::from(&*p.to_string_lossy())),
+        executable: executable_identity(&exe, &format!("{dir}/root")),
         ..ProcessInfo::default()
     };
     if command_line {
@@ -89,6 +107,40 @@ pub fn read_proc(pid: u32, command_line: bool) -> ProcessInfo {
         info.set_cgroup(path);
     }
     info
+}
+
+/// Whether `info` can stand for `context`'s event: read while the process
+/// ran the executable the kernel saw then, or claiming no executable at all
+/// (/proc was unreadable: the process is gone).
+fn runs(info: &ProcessInfo, context: &Context) -> bool {
+    match info.executable {
+        Some(id) => context
+            .executable
+            .is_some_and(|(device, inode)| id.is(device, inode)),
+        None => info.executable_path.is_none(),
+    }
+}
+
+/// A `stat` device in the kernel's encoding (`major << 20 | minor`).
+fn kernel_device(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | libc::minor(dev)
+}
+
+/// The identity of the file `/proc/PID/exe` (`exe`) leads to, and of its
+/// directory, reached through the process's own root (`root`).
+fn executable_identity(exe: &str, root: &str) -> Option<ExecutableId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let file = std::fs::metadata(exe).ok()?;
+    let path = std::fs::read_link(exe).ok()?;
+    let directory_device = path
+        .parent()
+        .and_then(|dir| std::fs::metadata(format!("{root}{}", dir.display())).ok())
+        .map_or(kernel_device(file.dev()), |dir| kernel_device(dir.dev()));
+    Some(ExecutableId {
+        inode: file.ino(),
+        device: kernel_device(file.dev()),
+        directory_device,
+    })
 }
 
 #[cfg(test)]

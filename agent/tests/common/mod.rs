@@ -10,6 +10,25 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The evasions workload (`tests/evasions/evasions.c`, built static by
+/// build.rs), written out as an executable in `dir`.
+pub fn evasions_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    static BYTES: &[u8] = include_bytes!(env!("MAPWATCH_EVASIONS"));
+    static ERROR: &str = include_str!(env!("MAPWATCH_EVASIONS_ERROR"));
+    assert!(
+        !BYTES.is_empty(),
+        "the evasions workload was not built: {ERROR}"
+    );
+    let path = dir.join("evasions");
+    std::fs::write(&path, BYTES).unwrap();
+    std::fs::set_permissions(
+        &path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    path
+}
+
 /// Fails (never skips) when not root: CI runs as root, and these tests are
 /// the proof that the probes work.
 pub fn require_root() {

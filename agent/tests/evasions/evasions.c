@@ -401,6 +401,24 @@ static int lock_contention(int n)
 	return 0;
 }
 
+/*
+ * Borrowing an exception: RWX code made and run, then, at once, execve of a
+ * program an exception by executable path excuses. An agent that reads
+ * /proc/PID/exe when it handles the record finds the excused program.
+ */
+static int launder(char **argv)
+{
+	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	memcpy(p, CODE, sizeof(CODE));
+	report("launder", p, run(p));
+	execv(argv[0], argv);
+	die("execv");
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *t = argc > 1 ? argv[1] : "";
@@ -440,6 +458,8 @@ int main(int argc, char **argv)
 		return mprotect_span();
 	if (!strcmp(t, "lock_contention"))
 		return lock_contention(argc > 2 ? atoi(argv[2]) : 20);
+	if (!strcmp(t, "launder") && argc > 2)
+		return launder(argv + 2);
 	fprintf(stderr, "unknown technique %s\n", t);
 	return 2;
 }

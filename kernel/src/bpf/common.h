@@ -124,9 +124,16 @@ static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __
 	hdr->egid = BPF_CORE_READ(task, cred, egid.val);
 	hdr->pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
 	hdr->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	hdr->_pad0 = 0;
 	hdr->cgroup_id = bpf_get_current_cgroup_id();
 	hdr->process_start_ns = BPF_CORE_READ(task, group_leader, start_time);
+	/*
+	 * Which executable the process ran at the event: the agent reads its
+	 * path from /proc later, maybe after an execve, and trusts that path
+	 * (exceptions) only for a process still running this inode.
+	 */
+	struct inode *exe = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	hdr->exe_inode = exe ? BPF_CORE_READ(exe, i_ino) : 0;
+	hdr->exe_dev = exe ? BPF_CORE_READ(exe, i_sb, s_dev) : 0;
 	if (bpf_get_current_comm(hdr->comm, sizeof(hdr->comm)))
 		__builtin_memset(hdr->comm, 0, sizeof(hdr->comm));
 }

@@ -211,9 +211,10 @@ struct mw_header {
 	__u32 egid;          /* effective group id */
 	__u32 pid_ns;        /* pid namespace inode number */
 	__u32 mnt_ns;        /* mount namespace inode number */
-	__u32 _pad0;         /* zero */
+	__u32 exe_dev;       /* the executable's device (kernel dev_t) when the event happened; 0: unknown */
 	__u64 cgroup_id;
 	__u64 process_start_ns; /* the process's start (CLOCK_MONOTONIC): with tgid, a process identity */
+	__u64 exe_inode;     /* the executable's inode when the event happened (mm->exe_file); 0: unknown */
 	char comm[MW_COMM_LEN];
 };
 

@@ -163,6 +163,7 @@ struct mm_struct {
 	unsigned long brk;
 	atomic_t mm_users; /* tasks using the address space (0: torn down) */
 	mm_context_t context;
+	struct file *exe_file; /* the executable (/proc/PID/exe) */
 };
 
 struct signal_struct {
