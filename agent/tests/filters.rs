@@ -196,6 +196,94 @@ fn excluded_path_prefix_and_prot_mask() {
     expect(&receiver, &agent, &[shown, exec[0]], &absent);
 }
 
+/// An exclude prefix is the host's path. Inside a chroot the same text names
+/// another file: the attacker's `/usr/lib/...` there is not the host's. A
+/// record of a chroot's file is never matched by the prefix lists (and says
+/// `mmap.file.path_in_chroot`); the host's file under the prefix stays out.
+#[test]
+fn an_excluded_prefix_does_not_hide_the_same_path_inside_a_chroot() {
+    require_root();
+    let dir = crate::common::private_dir();
+    let root = dir.path().canonicalize().unwrap();
+    let hidden = root.join("hidden");
+    std::fs::create_dir(&hidden).unwrap();
+    // The chroot holds the very same absolute path, and the workload.
+    let jail = root.join("jail");
+    let jailed_hidden = jail.join(hidden.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&jailed_hidden).unwrap();
+    let workload = crate::common::evasions_binary(&jail);
+    let hidden_prefix = format!("{}/", hidden.display());
+    let receiver = OtlpReceiver::start().unwrap();
+    let Some(agent) = start(
+        &receiver,
+        &[
+            (
+                "MAPWATCH_FILTER__EXCLUDE_PATH_PREFIXES",
+                hidden_prefix.as_str(),
+            ),
+            ("MAPWATCH_FILTER__INCLUDE_COMMS", "mw-prefix,evasions"),
+        ],
+    ) else {
+        return;
+    };
+    let host = file_in_thread("mw-prefix", &hidden.join("a.so"));
+
+    let inside = hidden.join("b.so");
+    let mut cmd = std::process::Command::new(format!(
+        "/{}",
+        workload.file_name().unwrap().to_str().unwrap()
+    ));
+    cmd.args(["map_file", inside.to_str().unwrap()]);
+    let jail_c = std::ffi::CString::new(jail.to_str().unwrap()).unwrap();
+    // SAFETY: chroot and chdir are async-signal-safe; the string outlives the spawn.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::chroot(jail_c.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    let field = |key: &str| {
+        stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{stdout}"))
+            .to_owned()
+    };
+    assert_eq!(field("ran="), "42", "{stdout}");
+    let pid: i64 = field("pid=").parse().unwrap();
+    let addr = u64::from_str_radix(&field("addr=0x"), 16).unwrap() as i64;
+    let ours = |l: &ReceivedLog| {
+        l.event_name == "mapwatch.do_mmap"
+            && l.int_attr("process.pid") == Some(pid)
+            && l.int_attr("mmap.addr") == Some(addr)
+    };
+    let logs = receiver
+        .wait_for_logs(|logs| logs.iter().any(ours), WAIT)
+        .unwrap_or_else(|e| {
+            panic!(
+                "the chroot's mapping was hidden by the host's prefix: {e}; stderr:\n{}",
+                agent.stderr()
+            )
+        });
+    let jailed = logs.into_iter().find(|l| ours(l)).unwrap();
+    assert_eq!(jailed.str_attr("file.path"), inside.to_str(), "{jailed:#?}");
+    assert_eq!(
+        jailed.attr("mmap.file.path_in_chroot"),
+        Some(&mapwatch_testkit::Value::Bool(true)),
+        "{jailed:#?}"
+    );
+    std::thread::sleep(SETTLE);
+    assert!(
+        !reported(&receiver.logs(), host),
+        "the host's file under the prefix is still excluded"
+    );
+}
+
 #[test]
 fn mappings_anonymous_drops_files() {
     require_root();

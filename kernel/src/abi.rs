@@ -33,6 +33,7 @@ const FILE_DELETED: u32 = 1 << 2;
 const FILE_OPEN_FOR_WRITE: u32 = 1 << 3;
 const FILE_DIR_WORLD_WRITABLE: u32 = 1 << 4;
 const FILE_ANON_MEMORY: u32 = 1 << 5;
+const FILE_PATH_CHROOT: u32 = 1 << 6;
 const CALL_FD: u16 = 1 << 0;
 const CALL_EXEC: u16 = 1 << 1;
 const CALL_IMPLIED_EXEC: u16 = 1 << 2;
@@ -354,6 +355,7 @@ const _: () = {
     assert!(c::MW_CALL_FOUND_AT_START == CALL_FOUND_AT_START as u64);
     assert!(c::MW_BACKEND_PROC_MAPS == BACKEND_PROC_MAPS as u64);
     assert!(c::MW_FILE_ANON_MEMORY == FILE_ANON_MEMORY as u64);
+    assert!(c::MW_FILE_PATH_CHROOT == FILE_PATH_CHROOT as u64);
     assert!(c::MW_EVENT_PROCESS_EXEC == EVENT_PROCESS_EXEC as u64);
     assert!(c::MW_COUNTER_EXEC_SENT == Counter::ExecSent as u64);
     assert!(c::MW_COUNTER_EXEC_RINGBUF_FULL == Counter::ExecRingBufferFull as u64);
@@ -990,6 +992,8 @@ pub struct File<'a> {
     pub path: &'a [u8],
     /// The path is incomplete: its leading part was too deep or too long.
     pub path_truncated: bool,
+    /// The path is relative to the process's chroot, not the host's root.
+    pub path_in_chroot: bool,
     /// The file had no links left (deleted, or a memfd).
     pub deleted: bool,
     /// Some process had the file open for writing.
@@ -1249,6 +1253,7 @@ fn file<'a>(raw: &RawFile, path: &'a [u8]) -> Option<File<'a>> {
         mode: raw.mode,
         path,
         path_truncated: raw.flags & FILE_PATH_TRUNCATED != 0,
+        path_in_chroot: raw.flags & FILE_PATH_CHROOT != 0,
         deleted: raw.flags & FILE_DELETED != 0,
         open_for_write: raw.flags & FILE_OPEN_FOR_WRITE != 0,
         dir_world_writable: raw.flags & FILE_DIR_WORLD_WRITABLE != 0,

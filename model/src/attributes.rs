@@ -174,6 +174,9 @@ attributes! {
     /// Path is incomplete.
     MMAP_FILE_PATH_TRUNCATED = "mmap.file.path_truncated", Bool, Conditional,
         "Present and true when the path was too deep or too long to resolve fully: its leading part is missing.", "true";
+    /// Path is the chroot's view.
+    MMAP_FILE_PATH_IN_CHROOT = "mmap.file.path_in_chroot", Bool, Conditional,
+        "Present and true when the process runs in a chroot: the path is relative to its root, not the host's (path-prefix filters never match it).", "true";
     /// File has no links.
     MMAP_FILE_DELETED = "mmap.file.deleted", Bool, Conditional,
         "Present and true when the file had no links left: deleted after open, or a memfd.", "true";

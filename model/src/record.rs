@@ -984,6 +984,9 @@ pub(crate) fn add_file<R: LogRecord>(record: &mut R, file: &File<'_>, strings: F
     if file.path_truncated {
         record.add_attribute(attr::MMAP_FILE_PATH_TRUNCATED, true);
     }
+    if file.path_in_chroot {
+        record.add_attribute(attr::MMAP_FILE_PATH_IN_CHROOT, true);
+    }
     if file.deleted {
         record.add_attribute(attr::MMAP_FILE_DELETED, true);
     }

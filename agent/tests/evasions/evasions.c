@@ -401,6 +401,25 @@ static int lock_contention(int n)
 	return 0;
 }
 
+/* A file written with code at `path`, closed, mapped R-X and run. */
+static int map_file(const char *path)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0700);
+	void *p;
+
+	if (fd < 0 || write(fd, CODE, sizeof(CODE)) != sizeof(CODE) || close(fd))
+		die(path);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		die(path);
+	p = mmap(NULL, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	close(fd);
+	report("map_file", p, run(p));
+	return 0;
+}
+
 /*
  * Borrowing an exception: RWX code made and run, then, at once, execve of a
  * program an exception by executable path excuses. An agent that reads
@@ -458,6 +477,8 @@ int main(int argc, char **argv)
 		return mprotect_span();
 	if (!strcmp(t, "lock_contention"))
 		return lock_contention(argc > 2 ? atoi(argv[2]) : 20);
+	if (!strcmp(t, "map_file") && argc > 2)
+		return map_file(argv[2]);
 	if (!strcmp(t, "launder") && argc > 2)
 		return launder(argv + 2);
 	fprintf(stderr, "unknown technique %s\n", t);

@@ -139,7 +139,7 @@ static __always_inline void mw_emit_do_mmap(__u16 backend, __u64 pid_tgid, struc
 		mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path, &vm_flags);
 	priority = mw_exec_flags(backend, call, ev->file_source, vm_flags, &ev->call_flags);
 	/* A record without file facts cannot be matched by path: the path lists let it pass. */
-	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
+	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags) ||
 	    !mw_rate_allows(pid_tgid, priority))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_do_mmap, path), ev->file.path_len,
@@ -178,7 +178,7 @@ static __always_inline void mw_emit_security(__u16 backend, __u64 pid_tgid, stru
 	ev->file_source =
 		mw_file_facts(backend, call, ret, &ev->file, s->path_buf, ev->path, &vm_flags);
 	priority = mw_exec_flags(backend, call, ev->file_source, vm_flags, &ev->call_flags);
-	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
+	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags) ||
 	    !mw_rate_allows(pid_tgid, priority))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_security_mmap_file, path),

@@ -49,6 +49,11 @@
  * (its pseudo file "dev/zero"). Judged as anonymous memory, not as a file.
  */
 #define MW_FILE_ANON_MEMORY (1U << 5)
+/*
+ * The path is relative to the task's root, which is not the root of its
+ * mount tree: a chroot. `/usr/lib/x` there is not the host's /usr/lib/x.
+ */
+#define MW_FILE_PATH_CHROOT (1U << 6)
 
 /*
  * mw_do_mmap.file_source / mw_security_mmap_file.file_source: where the file

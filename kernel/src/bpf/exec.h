@@ -116,7 +116,7 @@ static long mw_exec_step(__u32 index, struct mw_exec_walk *w)
 	ev->call_flags = MW_CALL_EXEC;
 	ev->_pad0 = 0;
 	if (!mw_filter_task(w->pid_tgid, ev->prot, true) ||
-	    !mw_filter_path(ev->path, ev->file.path_len, true) ||
+	    !mw_filter_path(ev->path, ev->file.path_len, ev->file.flags | MW_FILE_PRESENT) ||
 	    !mw_rate_allows(w->pid_tgid, ev->prot & MW_PROT_EXEC))
 		return 0;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_do_mmap, path), ev->file.path_len,

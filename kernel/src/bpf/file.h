@@ -41,6 +41,8 @@ struct mw_path_walk {
 	__u32 naming;   /* still prepending names (not past the root, nothing cut) */
 	__u32 top;      /* reached the top: the walk for world-writable directories ended */
 	__u32 world_writable; /* a directory on the way up is writable by anyone */
+	__u32 past_root; /* the path reached the task's root; the walk goes on above it */
+	__u32 chroot;    /* above the task's root there is more than mounts on "/" */
 	__u32 _pad0;
 };
 
@@ -92,6 +94,7 @@ static long mw_path_step(__u32 index, struct mw_path_walk *w)
 		/* The path ends here; the walk goes on: a chroot inside /tmp is inside /tmp. */
 		w->complete = 1;
 		w->naming = 0;
+		w->past_root = 1;
 	}
 	if (dentry == mnt_root) {
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
@@ -104,6 +107,14 @@ static long mw_path_step(__u32 index, struct mw_path_walk *w)
 		}
 		/* The mountpoint's own mode is hidden by the mount: not checked. */
 		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		/*
+		 * Past the task's root, mounts stacked on "/" (the real root fs on
+		 * the namespace's rootfs) are still the top; one mounted on a
+		 * directory means the root was that directory: a chroot (the kernel's
+		 * current_chrooted()).
+		 */
+		if (w->past_root && w->dentry != BPF_CORE_READ(up, mnt.mnt_root))
+			w->chroot = 1;
 		w->mnt = up;
 		w->vfsmnt = &up->mnt;
 		return 0;
@@ -119,6 +130,8 @@ static long mw_path_step(__u32 index, struct mw_path_walk *w)
 		w->top = 1;
 		return 1;
 	}
+	/* A directory above the task's root: it is chrooted. */
+	w->chroot |= w->past_root;
 	dir = BPF_CORE_READ(parent, d_inode);
 	if (dir && (BPF_CORE_READ(dir, i_mode) & MW_S_IWOTH))
 		w->world_writable = 1;
@@ -159,6 +172,8 @@ static __always_inline __u32 mw_file_path(struct file *file, char *buf, char *ou
 	bpf_loop(MW_PATH_MAX_STEPS, mw_path_step, &w, 0);
 	if (!w.complete)
 		*flags |= MW_FILE_PATH_TRUNCATED;
+	if (w.chroot)
+		*flags |= MW_FILE_PATH_CHROOT;
 	/* A walk that ended before the top cannot clear the file: fail closed. */
 	if (w.world_writable || !w.top)
 		*flags |= MW_FILE_DIR_WORLD_WRITABLE;

@@ -156,14 +156,18 @@ static long mw_prefix_slot(__u32 slot, struct mw_prefix_match *m)
 
 /*
  * Whether a record with this built path passes the prefix lists (1) or is
- * filtered out (0, counted). Global: verified once per program.
+ * filtered out (0, counted); `file_flags` are its MW_FILE_*. Global: verified
+ * once per program. A path that does not say where the file is (cut at the
+ * front, or seen from inside a chroot, where "/usr/lib/x" can be anything)
+ * is never matched: the lists let it pass, as a record without a file.
  */
-__noinline int mw_path_passes(const struct mw_path_text *path, __u32 path_len, __u32 file_backed)
+__noinline int mw_path_passes(const struct mw_path_text *path, __u32 path_len, __u32 file_flags)
 {
 	struct mw_filter_settings *f = mw_filter_settings();
 	struct mw_prefix_match m = { .path_len = path_len };
 
-	if (!f || !file_backed || !path)
+	if (!f || !path || !(file_flags & MW_FILE_PRESENT) ||
+	    (file_flags & (MW_FILE_PATH_TRUNCATED | MW_FILE_PATH_CHROOT)))
 		return 1;
 	m.path = path->bytes;
 	bpf_loop(MW_PREFIX_MAX, mw_prefix_slot, &m, 0);
@@ -175,9 +179,9 @@ __noinline int mw_path_passes(const struct mw_path_text *path, __u32 path_len, _
 	return 1;
 }
 
-static __always_inline bool mw_filter_path(const char *path, __u32 path_len, bool file_backed)
+static __always_inline bool mw_filter_path(const char *path, __u32 path_len, __u32 file_flags)
 {
-	return mw_path_passes((const struct mw_path_text *)path, path_len, file_backed);
+	return mw_path_passes((const struct mw_path_text *)path, path_len, file_flags);
 }
 
 /*

@@ -552,7 +552,7 @@ static __always_inline void mw_emit_mprotect(__u16 backend, __u64 pid_tgid, stru
 				mw_count(MW_COUNTER_VMA_LOOKUP_FAILED);
 		}
 	}
-	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags & MW_FILE_PRESENT) ||
+	if (!mw_filter_path(ev->path, ev->file.path_len, ev->file.flags) ||
 	    !mw_rate_allows(pid_tgid, c->prot & MW_PROT_EXEC))
 		return;
 	mw_output(ev, &ev->hdr, __builtin_offsetof(struct mw_security_file_mprotect, path),
