@@ -400,6 +400,35 @@ fn dev_zero_and_shared_anonymous_memory_are_anonymous() {
     );
 }
 
+/// shmat maps with do_mmap, past the mmap tracepoints: a System V segment
+/// written through one attach and run through a second, SHM_EXEC one.
+#[test]
+fn shared_memory_attached_executable_is_anonymous_memory() {
+    let Some(h) = Harness::start() else {
+        return;
+    };
+    let log = h.record_of(DO_MMAP, evade_one("shm_exec", &[]));
+    assert_warns(&log, "execute_anonymous");
+    assert!(
+        !reasons(&log).contains(&"execute_deleted_file".to_owned()),
+        "{log:#?}"
+    );
+    assert_eq!(log.int_attr("mmap.prot"), Some(5), "{log:#?}");
+    assert_eq!(log.int_attr("mmap.len"), Some(4096), "{log:#?}");
+    assert!(
+        log.str_attr("file.path")
+            .is_some_and(|p| p.starts_with("/SYSV")),
+        "{log:#?}"
+    );
+    if log.str_attr("mapwatch.backend") == Some("syscall_tracepoint") {
+        assert_eq!(
+            log.attr("mmap.shmat"),
+            Some(&mapwatch_testkit::Value::Bool(true)),
+            "{log:#?}"
+        );
+    }
+}
+
 #[test]
 fn executable_below_a_world_writable_directory_is_flagged() {
     let Some(h) = Harness::start() else {

@@ -38,6 +38,7 @@ const CALL_FD: u16 = 1 << 0;
 const CALL_EXEC: u16 = 1 << 1;
 const CALL_IMPLIED_EXEC: u16 = 1 << 2;
 const CALL_BRK: u16 = 1 << 3;
+const CALL_SHMAT: u16 = 1 << 5;
 const CALL_FOUND_AT_START: u16 = 1 << 4;
 /// `PROT_EXEC`.
 const PROT_EXEC: u64 = 0x4;
@@ -352,6 +353,7 @@ const _: () = {
     assert!(c::MW_CALL_EXEC == CALL_EXEC as u64);
     assert!(c::MW_CALL_IMPLIED_EXEC == CALL_IMPLIED_EXEC as u64);
     assert!(c::MW_CALL_BRK == CALL_BRK as u64);
+    assert!(c::MW_CALL_SHMAT == CALL_SHMAT as u64);
     assert!(c::MW_CALL_FOUND_AT_START == CALL_FOUND_AT_START as u64);
     assert!(c::MW_BACKEND_PROC_MAPS == BACKEND_PROC_MAPS as u64);
     assert!(c::MW_FILE_ANON_MEMORY == FILE_ANON_MEMORY as u64);
@@ -1054,6 +1056,9 @@ pub struct DoMmap<'a> {
     /// The heap grown by brk(2), executable under READ_IMPLIES_EXEC (`addr`,
     /// `len`: the new pages).
     pub by_brk: bool,
+    /// A System V shared memory segment attached by shmat(2) (seen as such on
+    /// syscall_tracepoint; the kernel backends see shmat's do_mmap).
+    pub by_shmat: bool,
     /// A mapping that existed when the agent started, read from
     /// `/proc/PID/maps` (backend [`Backend::ProcMaps`]).
     pub found_at_start: bool,
@@ -1312,6 +1317,7 @@ fn decode_do_mmap(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         by_execve: raw.call_flags & CALL_EXEC != 0,
         applied_prot: applied(raw.prot, raw.call_flags),
         by_brk: raw.call_flags & CALL_BRK != 0,
+        by_shmat: raw.call_flags & CALL_SHMAT != 0,
         found_at_start: raw.call_flags & CALL_FOUND_AT_START != 0,
     }))
 }

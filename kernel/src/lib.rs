@@ -91,6 +91,10 @@ pub mod programs {
     pub const TP_ENTER_BRK: &str = "mw_tp_enter_brk";
     /// `tracepoint/syscalls/sys_exit_brk`: emits do_mmap for an executable heap's growth.
     pub const TP_EXIT_BRK: &str = "mw_tp_exit_brk";
+    /// `tracepoint/syscalls/sys_enter_shmat`: keeps shmat's flags (syscall_tracepoint).
+    pub const TP_ENTER_SHMAT: &str = "mw_tp_enter_shmat";
+    /// `tracepoint/syscalls/sys_exit_shmat`: emits do_mmap for the attached segment.
+    pub const TP_EXIT_SHMAT: &str = "mw_tp_exit_shmat";
     /// `fexit/security_file_mprotect`: emits security_file_mprotect with its result.
     pub const FEXIT_SECURITY_FILE_MPROTECT: &str = "mw_fexit_security_file_mprotect_prog";
     /// `kprobe/security_file_mprotect`: keeps the arguments.

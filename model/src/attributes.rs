@@ -158,6 +158,9 @@ attributes! {
     /// The heap grown by brk(2).
     MMAP_BRK = "mmap.brk", Bool, Conditional,
         "Present and true on a do_mmap record of heap pages added by brk(2) (`mmap.addr`, `mmap.len`: the new pages). Reported only when the kernel makes the heap executable (`READ_IMPLIES_EXEC`), on every backend.", "true";
+    /// Attached by shmat.
+    MMAP_SHMAT = "mmap.shmat", Bool, Conditional,
+        "Present and true on a do_mmap record of a System V shared memory segment attached by shmat(2) (`mmap.prot` as shmat's flags ask: `SHM_RDONLY`, `SHM_EXEC`). Marked on `syscall_tracepoint`; the kernel backends report shmat's mapping as a `MAP_SHARED` mapping of the segment (`/SYSV...`). The segment is anonymous memory either way.", "true";
     /// Found at the agent's start.
     MMAP_FOUND_AT_START = "mmap.found_at_start", Bool, Conditional,
         "Present and true on a do_mmap record of a mapping that existed when the agent started (read from `/proc/PID/maps`, `mapwatch.backend=proc_maps`): only executable anonymous, writable-and-executable, memfd, deleted-file and other suspicious mappings are reported so. Its time is the agent's start, not the mapping's; no `mmap.flags` beyond private/shared.", "true";

@@ -446,6 +446,9 @@ fn fill_do_mmap<R: LogRecord>(e: &DoMmap<'_>, clock: &WallClock, record: &mut R)
     if e.by_brk {
         record.add_attribute(attr::MMAP_BRK, true);
     }
+    if e.by_shmat {
+        record.add_attribute(attr::MMAP_SHMAT, true);
+    }
     if e.found_at_start {
         record.add_attribute(attr::MMAP_FOUND_AT_START, true);
     }

@@ -306,7 +306,9 @@ fn set_exec_mappings(ebpf: &mut Ebpf, on: bool) -> Result<(), ProgramError> {
 pub(super) fn program_names(event: Hook, backend: Backend) -> &'static [&'static str] {
     use programs::*;
     match (event, backend) {
-        (Hook::DoMmap, Backend::SyscallTracepoint) => &[TP_ENTER_MMAP, TP_EXIT_MMAP],
+        (Hook::DoMmap, Backend::SyscallTracepoint) => {
+            &[TP_ENTER_MMAP, TP_EXIT_MMAP, TP_ENTER_SHMAT, TP_EXIT_SHMAT]
+        }
         (Hook::DoMmap, Backend::Kprobe) => &[KPROBE_DO_MMAP, KRETPROBE_DO_MMAP],
         (Hook::DoMmap, Backend::Fexit) => &[FEXIT_DO_MMAP],
         (Hook::DoMmap, Backend::Lsm) => &[],
@@ -347,6 +349,16 @@ pub(super) fn attach_backend(
         (Hook::DoMmap, Backend::SyscallTracepoint) => {
             attach_tracepoint(ebpf, TP_ENTER_MMAP, "sys_enter_mmap")?;
             attach_tracepoint(ebpf, TP_EXIT_MMAP, "sys_exit_mmap")?;
+            // shmat maps with do_mmap, past the mmap tracepoints. A kernel
+            // without System V IPC has no shmat: degraded, not failed.
+            if let Err(error) = attach_tracepoint(ebpf, TP_ENTER_SHMAT, "sys_enter_shmat")
+                .and_then(|()| attach_tracepoint(ebpf, TP_EXIT_SHMAT, "sys_exit_shmat"))
+            {
+                tracing::warn!(
+                    %error,
+                    "cannot watch shmat; a System V shared memory segment attached executable (SHM_EXEC) is not reported"
+                );
+            }
             attach_compat(ebpf, event, btf)?;
             set_exec_mappings(ebpf, true)
         }

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -401,6 +402,30 @@ static int lock_contention(int n)
 	return 0;
 }
 
+/*
+ * System V shared memory: attached read-write, code written, then attached
+ * again read-only with SHM_EXEC (shmat maps with do_mmap, past the mmap
+ * tracepoints) and run there.
+ */
+static int shm_exec(void)
+{
+	int id = shmget(IPC_PRIVATE, PAGE, IPC_CREAT | 0700);
+	void *rw, *rx;
+
+	if (id < 0)
+		die("shmget");
+	rw = shmat(id, NULL, 0);
+	if (rw == (void *)-1)
+		die("shmat");
+	memcpy(rw, CODE, sizeof(CODE));
+	rx = shmat(id, NULL, SHM_RDONLY | SHM_EXEC);
+	if (rx == (void *)-1)
+		die("shmat SHM_EXEC");
+	shmctl(id, IPC_RMID, NULL);
+	report("shm_exec", rx, run(rx));
+	return 0;
+}
+
 /* A file written with code at `path`, closed, mapped R-X and run. */
 static int map_file(const char *path)
 {
@@ -477,6 +502,8 @@ int main(int argc, char **argv)
 		return mprotect_span();
 	if (!strcmp(t, "lock_contention"))
 		return lock_contention(argc > 2 ? atoi(argv[2]) : 20);
+	if (!strcmp(t, "shm_exec"))
+		return shm_exec();
 	if (!strcmp(t, "map_file") && argc > 2)
 		return map_file(argv[2]);
 	if (!strcmp(t, "launder") && argc > 2)

@@ -94,7 +94,8 @@ static __always_inline bool mw_call_file_backed(__u16 backend, struct mw_call *c
 static __always_inline void mw_call_fd(__u16 backend, struct mw_call *call, __s32 *fd,
 				       __u16 *call_flags)
 {
-	if (backend == MW_BACKEND_SYSCALL_TRACEPOINT && !(call->mmap_flags & MW_MAP_ANONYMOUS)) {
+	if (backend == MW_BACKEND_SYSCALL_TRACEPOINT && !(call->mmap_flags & MW_MAP_ANONYMOUS) &&
+	    !(call->call_flags & MW_CALL_SHMAT)) {
 		*fd = call->fd;
 		*call_flags = MW_CALL_FD;
 	} else {

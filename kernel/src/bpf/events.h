@@ -45,8 +45,8 @@
 #define MW_FILE_DIR_WORLD_WRITABLE (1U << 4) /* its directory, or one above it, is writable by anyone (S_IWOTH) */
 /*
  * Anonymous memory behind a file: a private mapping of /dev/zero (the kernel
- * maps anonymous memory), or the shmem object of a shared anonymous mapping
- * (its pseudo file "dev/zero"). Judged as anonymous memory, not as a file.
+ * maps anonymous memory), the shmem object of a shared anonymous mapping
+ * (its pseudo file "dev/zero"), or a System V shared memory segment ("SYSV..."). Judged as anonymous memory, not as a file.
  */
 #define MW_FILE_ANON_MEMORY (1U << 5)
 /*
@@ -86,6 +86,8 @@
 #define MW_CALL_BRK (1U << 3)
 /* A mapping that existed when the agent started, read from /proc/PID/maps by the agent (never the kernel). */
 #define MW_CALL_FOUND_AT_START (1U << 4)
+/* A System V shared memory segment attached by shmat(2) (syscall_tracepoint: shm.h). */
+#define MW_CALL_SHMAT (1U << 5)
 
 /* Indexes of the per-CPU counters in the mw_counters map. */
 #define MW_COUNTER_DO_MMAP_SENT 0

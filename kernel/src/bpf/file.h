@@ -278,6 +278,16 @@ static __always_inline bool mw_name_is(const unsigned char *name, __u64 w0, __u6
 	return words[0] == w0 && (words[1] & mask1) == w1;
 }
 
+/* Whether a dentry name's first 8 bytes, under `mask0`, are `w0`. */
+static __always_inline bool mw_name_starts(const unsigned char *name, __u64 w0, __u64 mask0)
+{
+	__u64 word = 0;
+
+	if (bpf_probe_read_kernel(&word, sizeof(word), name))
+		return false;
+	return (word & mask0) == w0;
+}
+
 /*
  * Anonymous memory behind a file (MW_FILE_ANON_MEMORY): /dev/zero (any device
  * node 1:5, whatever its name), or a pseudo file the kernel makes for shared
@@ -292,10 +302,14 @@ static __always_inline bool mw_file_anon_memory(struct dentry *dentry, struct in
 	if (BPF_CORE_READ(dentry, d_parent) != dentry || BPF_CORE_READ(inode, i_nlink) != 0)
 		return false;
 	name = BPF_CORE_READ(dentry, d_name.name);
-	/* "dev/zero\0" (shmem) and "anon_hugepage\0" (hugetlbfs). */
+	/*
+	 * "dev/zero\0" (shmem) and "anon_hugepage\0" (hugetlbfs); "SYSV" and
+	 * the key in hex: a System V shared memory segment (shmat).
+	 */
 	return mw_name_is(name, MW_W8('d', 'e', 'v', '/', 'z', 'e', 'r', 'o'), 0, 0xff) ||
 	       mw_name_is(name, MW_W8('a', 'n', 'o', 'n', '_', 'h', 'u', 'g'),
-			  MW_W8('e', 'p', 'a', 'g', 'e', 0, 0, 0), 0xffffffffffffULL);
+			  MW_W8('e', 'p', 'a', 'g', 'e', 0, 0, 0), 0xffffffffffffULL) ||
+	       mw_name_starts(name, MW_W8('S', 'Y', 'S', 'V', 0, 0, 0, 0), 0xffffffffULL);
 }
 
 /*

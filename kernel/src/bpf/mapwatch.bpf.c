@@ -11,6 +11,7 @@
 #include "exec.h"
 #include "mprotect.h"
 #include "brk.h"
+#include "shm.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -47,6 +48,7 @@ int mw_tp_process_exit(void *ctx)
 {
 	mw_mprotect_exit();
 	mw_brk_forget_thread(bpf_get_current_pid_tgid());
+	mw_shmat_forget_thread(bpf_get_current_pid_tgid());
 	return mw_process_exit();
 }
 
@@ -224,4 +226,18 @@ SEC("tracepoint/syscalls/sys_exit_brk")
 int mw_tp_exit_brk(struct mw_sys_exit_ctx *ctx)
 {
 	return mw_tp_brk_exit(ctx);
+}
+
+/* shmat(2) on the syscall_tracepoint backend of do_mmap (shm.h). */
+
+SEC("tracepoint/syscalls/sys_enter_shmat")
+int mw_tp_enter_shmat(struct mw_sys_enter_ctx *ctx)
+{
+	return mw_tp_shmat_enter(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_shmat")
+int mw_tp_exit_shmat(struct mw_sys_exit_ctx *ctx)
+{
+	return mw_tp_shmat_exit(ctx);
 }
