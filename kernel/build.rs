@@ -125,6 +125,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
     ("mw_path_prefix", &["len", "list", "bytes"]),
     ("mw_enforce_settings", &["deny", "flags"]),
     ("mw_exe_key", &["inode", "dev", "_pad0"]),
+    ("mw_process_loss", &["lost", "comm"]),
     (
         "mw_security_mmap_file",
         &[

@@ -604,6 +604,7 @@ fn executable_mappings_keep_their_place_in_a_flood() {
                 .unwrap()
         })
         .collect();
+    let flooders: Vec<u32> = floods.iter().map(std::process::Child::id).collect();
     std::thread::sleep(Duration::from_millis(500));
     let burst = evade("rwx_burst", &["10"]);
     for mut flood in floods {
@@ -640,6 +641,17 @@ fn executable_mappings_keep_their_place_in_a_flood() {
     assert!(
         lost("ring buffer full ") > 0,
         "the flood lost nothing: the test did not fill the ring buffer\n{line}"
+    );
+    // The losses are named after who caused them: a flooder comes first.
+    let first = line
+        .split("(most from pid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("the losses name no process:\n{line}"));
+    assert!(
+        flooders.contains(&first),
+        "the process losing the most is {first}, not a flooder ({flooders:?}):\n{line}"
     );
 }
 

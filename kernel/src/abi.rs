@@ -722,6 +722,26 @@ pub mod enforce {
     unsafe impl aya::Pod for ExeKey {}
 }
 
+/// `struct mw_process_loss`: records of one process (the map's key, its
+/// tgid) lost to a full ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawProcessLoss {
+    /// Records lost.
+    pub lost: u64,
+    /// The thread that lost the first of them, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+#[cfg(feature = "aya")]
+// SAFETY: #[repr(C)] integers and bytes, no padding: every bit pattern is valid.
+unsafe impl aya::Pod for RawProcessLoss {}
+
+assert_layout!(RawProcessLoss, c::SIZEOF_MW_PROCESS_LOSS,
+    lost => c::MW_PROCESS_LOSS_LOST, comm => c::MW_PROCESS_LOSS_COMM);
+assert_no_padding!(RawProcessLoss, c::SIZEOF_MW_PROCESS_LOSS,
+    c::FIELDS_OF_MW_PROCESS_LOSS => lost, comm);
+
 assert_layout!(enforce::Settings, c::SIZEOF_MW_ENFORCE_SETTINGS,
     deny => c::MW_ENFORCE_SETTINGS_DENY, flags => c::MW_ENFORCE_SETTINGS_FLAGS);
 assert_no_padding!(enforce::Settings, c::SIZEOF_MW_ENFORCE_SETTINGS,

@@ -109,6 +109,8 @@ pub mod maps {
     pub const EVENTS: &str = "mw_events";
     /// Per-CPU `u64` counters indexed by [`crate::abi::Counter`].
     pub const COUNTERS: &str = "mw_counters";
+    /// LRU hash tgid -> [`crate::abi::RawProcessLoss`]: records lost to a full ring buffer, per process.
+    pub const LOST_BY_PROCESS: &str = "mw_lost_by_process";
     /// `.rodata` global: the number of parameters of `do_mmap` on the running kernel.
     pub const CONFIG_DO_MMAP_NARGS: &str = "mw_config_do_mmap_nargs";
     /// Filter settings (one entry, [`crate::abi::filter::Settings`]).

@@ -21,6 +21,7 @@ use super::filters::{FilterError, Filters};
 use super::hooks::{Choice, Hook, attach_backend, attach_tracepoint_in, unload};
 use crate::host::btf::{BtfError, KernelFunctions};
 use crate::host::preflight::VMLINUX_BTF;
+use mapwatch_kernel::abi::RawProcessLoss;
 
 /// What to load and how.
 #[derive(Debug, Clone)]
@@ -137,6 +138,9 @@ pub struct Probes {
     ebpf: Option<Ebpf>,
     /// Per-CPU counters of records sent and lost.
     pub counters: PerCpuArray<MapData, u64>,
+    /// Records lost to a full ring buffer, per process (`None`: the map
+    /// could not be taken; the losses are still counted, not named).
+    lost_by_process: Option<aya::maps::HashMap<MapData, u32, RawProcessLoss>>,
     /// The backend serving `do_mmap`, if reported.
     pub do_mmap: Option<Backend>,
     /// The backend serving `security_mmap_file`, if reported.
@@ -410,9 +414,13 @@ impl Probes {
         );
         let mut ebpf = loaded.ebpf;
         let (events, counters) = take_outputs(&mut ebpf)?;
+        let lost_by_process = ebpf
+            .take_map(maps::LOST_BY_PROCESS)
+            .and_then(|m| aya::maps::HashMap::try_from(m).ok());
         let probes = Probes {
             ebpf: Some(ebpf),
             counters,
+            lost_by_process,
             do_mmap: chosen[0],
             security_mmap_file: chosen[1],
             security_file_mprotect: chosen[2],
@@ -443,9 +451,13 @@ impl Probes {
         Some(super::program_stats::ProgramStats::new(ebpf, run_time))
     }
 
-    /// Reads the kernel-side counters.
+    /// Reads the kernel-side counters, and who lost the most records.
     pub fn counters(&self) -> KernelCounters {
-        read_counters(&self.counters)
+        let mut counters = read_counters(&self.counters);
+        if let Some(map) = &self.lost_by_process {
+            counters.most_lost = super::counters::read_most_lost(map);
+        }
+        counters
     }
 }
 

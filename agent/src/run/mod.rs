@@ -102,11 +102,11 @@ pub fn run(config: &Config, cli: &CliArgs) -> anyhow::Result<()> {
         config.clone(),
         Arc::new(Mutex::new(filters)),
     ));
-    let counters = &probes.counters;
     let measured = &outputs;
+    let probes_ref = &probes;
     let (mut ring, read_error) = runtime.block_on(reader.run(
         ring,
-        || measure(stats.snapshot(kernel::read_counters(counters)), measured),
+        || measure(stats.snapshot(probes_ref.counters()), measured),
         shutdown_signal(signals.interrupt, signals.terminate),
     ));
     reload.abort();

@@ -454,8 +454,21 @@ impl Snapshot {
     }
 
     fn reasons(&self) -> String {
+        // Who filled the ring buffer, counted per process in the kernel.
+        let most: Vec<String> = self
+            .kernel
+            .most_lost
+            .iter()
+            .filter(|l| l.lost > 0)
+            .map(|l| l.describe())
+            .collect();
+        let most = if most.is_empty() || self.ring_buffer_full() == 0 {
+            String::new()
+        } else {
+            format!(" (most from {})", most.join(", "))
+        };
         let mut reasons = format!(
-            "ring buffer full {}, argument map full {}, undecodable {}, export failed {}, export queue full {}",
+            "ring buffer full {}{most}, argument map full {}, undecodable {}, export failed {}, export queue full {}",
             self.ring_buffer_full(),
             self.kernel.get(Counter::PendingMapFull)
                 + self.kernel.get(Counter::SecurityPendingMapFull)

@@ -148,6 +148,28 @@ static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __
  */
 #define MW_RESERVE_SHIFT 3
 
+/* Records lost to a full ring buffer, per process (the agent names the top ones). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tgid */
+	__type(value, struct mw_process_loss);
+} mw_lost_by_process SEC(".maps");
+
+static __always_inline void mw_count_process_loss(struct mw_header *hdr)
+{
+	struct mw_process_loss *loss = bpf_map_lookup_elem(&mw_lost_by_process, &hdr->tgid);
+	struct mw_process_loss first = { .lost = 1 };
+
+	if (loss) {
+		__sync_fetch_and_add(&loss->lost, 1);
+		return;
+	}
+	__builtin_memcpy(first.comm, hdr->comm, sizeof(first.comm));
+	/* Another CPU may insert first: then this one loss goes unnamed (still counted). */
+	bpf_map_update_elem(&mw_lost_by_process, &hdr->tgid, &first, BPF_NOEXIST);
+}
+
 /* Whether `size` more bytes of an ordinary record fit before the reserve. */
 static __always_inline bool mw_ring_has_room(__u32 size)
 {
@@ -173,9 +195,10 @@ static __always_inline void mw_output(void *record, struct mw_header *hdr, __u32
 	size = fixed_size + path_len;
 	hdr->size = size;
 	if ((!priority && !mw_ring_has_room(size)) ||
-	    bpf_ringbuf_output(&mw_events, record, size, 0))
+	    bpf_ringbuf_output(&mw_events, record, size, 0)) {
 		mw_count(full_counter);
-	else
+		mw_count_process_loss(hdr);
+	} else
 		mw_count(sent_counter);
 }
 

@@ -225,6 +225,15 @@ struct mw_header {
 	char comm[MW_COMM_LEN];
 };
 
+/*
+ * Records of one process lost to a full ring buffer (mw_lost_by_process,
+ * keyed by tgid): who floods is named, not only how much was lost.
+ */
+struct mw_process_loss {
+	__u64 lost;
+	char comm[MW_COMM_LEN]; /* the thread that lost its first record */
+};
+
 struct mw_file {
 	__u64 inode;
 	__u64 ctime_ns;      /* inode change time, ns since the epoch */
