@@ -1278,3 +1278,54 @@ fn sighup_every_100ms_under_load_loses_nothing() {
     println!("{hups} SIGHUPs: {s:?}");
     assert_eq!(s.lost, 0, "{s:?}");
 }
+
+/// A collector that answers OK with an OTLP `partial_success` rejecting the
+/// last 3 records of every request, over gRPC and HTTP: the rejected records
+/// are their own loss (`rejected by the collector`), never counted as
+/// exported and never sent again, and the collector's message is logged.
+#[test]
+fn records_the_collector_rejects_are_a_counted_loss_never_exported_or_retried() {
+    require_root();
+    let _serial = serial();
+    for protocol in ["grpc", "http/protobuf"] {
+        let receiver = OtlpReceiver::start().unwrap();
+        receiver.set_rejecting(3);
+        let endpoint = if protocol == "grpc" {
+            receiver.grpc_endpoint()
+        } else {
+            receiver.http_endpoint()
+        };
+        let agent = Agent::start(agent_to(&endpoint, protocol));
+        mmap_paced(1200, Duration::from_secs(2));
+        // Everything made is answered (kept or rejected) within a few batches' delay.
+        std::thread::sleep(scaled(Duration::from_secs(2)));
+        let (status, _, stderr) = agent.stop_with(libc::SIGTERM, scaled(Duration::from_secs(7)));
+        assert!(status.success(), "{stderr}");
+        let s = summary(&stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("mapwatch: stopped after"))
+            .unwrap();
+        let rejected = number_after(line, "rejected by the collector ");
+        let kept = receiver.logs().len() as u64;
+        println!("{protocol}: {kept} kept, {rejected} rejected: {line}");
+        assert!(
+            rejected >= 3,
+            "{protocol}: nothing counted as rejected: {line}"
+        );
+        assert_eq!(s.unaccounted, 0, "{line}");
+        assert_eq!(s.exported + s.lost, s.produced + s.taken_over, "{line}");
+        assert_eq!(
+            s.exported, kept,
+            "{protocol}: exported must be what the collector kept (rejected records are not exported, and none was sent twice)"
+        );
+        assert_eq!(
+            s.lost, rejected,
+            "{protocol}: the only loss is the rejection"
+        );
+        assert!(
+            stderr.contains("mapwatch-testkit rejects 3 records per request"),
+            "{protocol}: the collector's message is not logged:\n{stderr}"
+        );
+    }
+}

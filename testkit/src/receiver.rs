@@ -92,6 +92,9 @@ struct Shared {
     delay_ms: std::sync::atomic::AtomicU64,
     /// Count accepted items and requests, keep none of them (load tests).
     count_only: AtomicBool,
+    /// Log records rejected per logs request (the last ones), answered as an
+    /// OTLP partial success.
+    rejecting: std::sync::atomic::AtomicU64,
     store: Mutex<Store>,
     /// Serve both protocols over TLS (feature `tls`).
     #[cfg(feature = "tls")]
@@ -185,6 +188,12 @@ trait ExportRequest: Message + Default + Send + 'static {
 
     /// Adds the request's items to the counters only; returns their number.
     fn count(&self, store: &mut Store) -> usize;
+
+    /// Drops the last `n` items (a collector rejecting them) and returns the
+    /// answer that says so; other signals reject nothing.
+    fn reject_last(&mut self, _n: u64) -> Self::Response {
+        Self::Response::default()
+    }
 }
 
 impl ExportRequest for ExportLogsServiceRequest {
@@ -197,6 +206,28 @@ impl ExportRequest for ExportLogsServiceRequest {
         store.counters.log_records += n as u64;
         store.logs.extend(logs);
         n
+    }
+
+    fn reject_last(&mut self, n: u64) -> ExportLogsServiceResponse {
+        let mut rejected = 0u64;
+        for scope in self
+            .resource_logs
+            .iter_mut()
+            .rev()
+            .flat_map(|r| r.scope_logs.iter_mut().rev())
+        {
+            while rejected < n && scope.log_records.pop().is_some() {
+                rejected += 1;
+            }
+        }
+        ExportLogsServiceResponse {
+            partial_success: (rejected > 0).then(|| {
+                opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess {
+                    rejected_log_records: rejected as i64,
+                    error_message: format!("mapwatch-testkit rejects {n} records per request"),
+                }
+            }),
+        }
     }
 
     fn count(&self, store: &mut Store) -> usize {
@@ -286,8 +317,10 @@ impl GrpcHandler {
                 "mapwatch-testkit receiver is paused",
             ));
         }
-        self.0.accept(Protocol::Grpc, meta, request.get_ref());
-        Ok(tonic::Response::new(R::Response::default()))
+        let mut request = request.into_inner();
+        let answer = request.reject_last(self.0.rejecting.load(Ordering::SeqCst));
+        self.0.accept(Protocol::Grpc, meta, &request);
+        Ok(tonic::Response::new(answer))
     }
 }
 
@@ -428,12 +461,13 @@ async fn http_export<R: ExportRequest>(
         ));
     }
     match decode_request::<R>(&meta, &body) {
-        Ok(request) => {
+        Ok(mut request) => {
+            let answer = request.reject_last(shared.rejecting.load(Ordering::SeqCst));
             shared.accept(Protocol::Http, meta, &request);
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
-                R::Response::default().encode_to_vec(),
+                answer.encode_to_vec(),
             )
                 .into_response()
         }
@@ -724,6 +758,13 @@ impl OtlpReceiver {
         self.shared
             .delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes every logs export keep all but its last `n` records and answer
+    /// OK with an OTLP `partial_success` saying `n` were rejected, like a
+    /// collector refusing some records; 0 accepts everything again.
+    pub fn set_rejecting(&self, n: u64) {
+        self.shared.rejecting.store(n, Ordering::SeqCst);
     }
 
     /// Keeps accepting connections but answers every export with gRPC

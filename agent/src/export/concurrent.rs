@@ -121,7 +121,7 @@ fn export_thread<E: BatchExport>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::transport::Failure;
+    use crate::export::transport::{Delivered, Failure};
 
     /// Takes 200 ms per batch and records how many batches ran at once.
     #[derive(Debug, Default)]
@@ -132,14 +132,14 @@ mod tests {
     }
 
     impl BatchExport for Arc<Slow> {
-        async fn export(&self, _batch: &Batch) -> Result<(), Failure> {
+        async fn export(&self, _batch: &Batch) -> Result<Delivered, Failure> {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(now, Ordering::SeqCst);
             // Export threads are plain threads: blocking is theirs to do.
             std::thread::sleep(Duration::from_millis(200));
             self.running.fetch_sub(1, Ordering::SeqCst);
             self.done.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            Ok(Delivered::default())
         }
     }
 

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use super::BatchExport;
-use super::transport::Failure;
+use super::transport::{Delivered, Failure};
 use mapwatch_model::otlp::Batch;
 
 /// When `print` is set, prints each record of a batch as `time severity
@@ -106,13 +106,13 @@ fn write_record(out: &mut String, resource: &[u8], log: &[u8]) {
 }
 
 impl<E: BatchExport> BatchExport for ConsoleExporter<E> {
-    async fn export(&self, batch: &Batch) -> Result<(), Failure> {
+    async fn export(&self, batch: &Batch) -> Result<Delivered, Failure> {
         if self.print {
             print_batch(batch);
         }
         match &self.next {
             Some(next) => next.export(batch).await,
-            None => Ok(()),
+            None => Ok(Delivered::default()),
         }
     }
 }

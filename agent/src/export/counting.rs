@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::BatchExport;
-use super::transport::Failure;
+use super::transport::{Delivered, Failure};
 use crate::export::queue::ExportQueue;
 use crate::spool::SpoolHandle;
 use crate::telemetry::PipelineStats;
@@ -91,7 +91,7 @@ impl<E> Drop for Settle<'_, E> {
 }
 
 impl<E: BatchExport> BatchExport for CountingExporter<E> {
-    async fn export(&self, batch: &Batch) -> Result<(), Failure> {
+    async fn export(&self, batch: &Batch) -> Result<Delivered, Failure> {
         let n = batch.len() as u64;
         let settle = Settle {
             exporter: self,
@@ -114,17 +114,48 @@ impl<E: BatchExport> BatchExport for CountingExporter<E> {
         }
         settle.settled();
         // Counted and reported above (spooled records are not lost).
-        Ok(())
+        Ok(Delivered::default())
     }
 }
 
 impl<E> CountingExporter<E> {
+    /// Logs what the collector said of records it rejected: the first time,
+    /// then at most once a minute (the count is on the exit line and in the
+    /// metrics).
+    fn report_rejected(&self, rejected: u64, message: &str) {
+        static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(
+            rejected,
+            "the collector rejected {rejected} records of a batch it accepted (OTLP partial success): {}; they are dropped, not retried (counted as `rejected by the collector`; this message at most once a minute)",
+            if message.is_empty() {
+                "no reason given"
+            } else {
+                message
+            }
+        );
+    }
+
     /// Counts `n` records whose export ended with `result`; releases nothing.
-    fn count(&self, n: u64, result: &Result<(), Failure>) {
+    fn count(&self, n: u64, result: &Result<Delivered, Failure>) {
         match result {
-            Ok(()) => {
+            Ok(delivered) => {
                 self.failed_batches.store(0, Ordering::Relaxed);
-                self.stats.exported.fetch_add(n, Ordering::Relaxed)
+                // The collector's word, capped at what was sent.
+                let rejected = delivered.rejected.min(n);
+                if rejected > 0 {
+                    self.report_rejected(rejected, &delivered.message);
+                    self.stats.rejected.fetch_add(rejected, Ordering::Relaxed);
+                }
+                self.stats
+                    .exported
+                    .fetch_add(n - rejected, Ordering::Relaxed)
             }
             Err(error) => {
                 // The first failed batch of a streak is reported; the rest
@@ -154,7 +185,7 @@ mod tests {
     struct Panics;
 
     impl BatchExport for Panics {
-        async fn export(&self, _batch: &Batch) -> Result<(), Failure> {
+        async fn export(&self, _batch: &Batch) -> Result<Delivered, Failure> {
             panic!("a bug in an exporter");
         }
     }

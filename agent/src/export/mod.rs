@@ -50,7 +50,7 @@ pub use otlp::{http_settings, metric_exporter, otlp_headers, parse_headers_file,
 use queue::ExportQueue;
 pub use resource::resource;
 use retry::{Backoff, RetryControl, RetryingExporter};
-use transport::{Failure, Transport};
+use transport::{Delivered, Failure, Transport};
 
 /// Why the exporter could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +142,7 @@ pub struct Destinations {
 /// batch, however long that takes, and says how it ended.
 pub trait BatchExport: Send + Sync + 'static {
     /// Exports `batch`.
-    fn export(&self, batch: &Batch) -> impl Future<Output = Result<(), Failure>> + Send;
+    fn export(&self, batch: &Batch) -> impl Future<Output = Result<Delivered, Failure>> + Send;
 }
 
 /// The meter provider exporting the agent's own counters every

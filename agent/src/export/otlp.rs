@@ -187,7 +187,7 @@ impl super::BatchExport for OtlpExporter {
     async fn export(
         &self,
         batch: &mapwatch_model::otlp::Batch,
-    ) -> Result<(), super::transport::Failure> {
+    ) -> Result<super::transport::Delivered, super::transport::Failure> {
         let mut request = Vec::new();
         batch.write_request(&self.preamble, &mut request);
         self.transport.send(request).await

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::BatchExport;
-use super::transport::Failure;
+use super::transport::{Delivered, Failure};
 use crate::telemetry::PipelineStats;
 use mapwatch_model::otlp::Batch;
 
@@ -185,7 +185,7 @@ impl<E> RetryingExporter<E> {
 }
 
 impl<E: BatchExport> BatchExport for RetryingExporter<E> {
-    async fn export(&self, batch: &Batch) -> Result<(), Failure> {
+    async fn export(&self, batch: &Batch) -> Result<Delivered, Failure> {
         let until = Instant::now() + self.backoff.budget;
         let failing = &self.control.failing;
         let mut wait = self.backoff.initial;
@@ -206,14 +206,14 @@ impl<E: BatchExport> BatchExport for RetryingExporter<E> {
                 }
             };
             let error = match result {
-                Ok(()) => {
+                Ok(delivered) => {
                     if failing.swap(false, Ordering::Relaxed) {
                         tracing::info!(
                             "exports to {} succeed again; queued records are being delivered",
                             self.destination
                         );
                     }
-                    return Ok(());
+                    return Ok(delivered);
                 }
                 Err(error) => error,
             };
@@ -264,7 +264,7 @@ mod tests {
     struct Hangs;
 
     impl BatchExport for Hangs {
-        async fn export(&self, _batch: &Batch) -> Result<(), Failure> {
+        async fn export(&self, _batch: &Batch) -> Result<Delivered, Failure> {
             std::future::pending().await
         }
     }
@@ -307,13 +307,13 @@ mod tests {
     }
 
     impl BatchExport for FailsFirst {
-        async fn export(&self, _batch: &Batch) -> Result<(), Failure> {
+        async fn export(&self, _batch: &Batch) -> Result<Delivered, Failure> {
             let mut attempts = self.attempts.lock().unwrap();
             attempts.push(Instant::now());
             if attempts.len() <= self.n {
                 return Err(self.failure.clone());
             }
-            Ok(())
+            Ok(Delivered::default())
         }
     }
 
@@ -321,7 +321,7 @@ mod tests {
         failure: Failure,
         n: usize,
         budget_ms: u64,
-    ) -> (Result<(), Failure>, Vec<Instant>, u64) {
+    ) -> (Result<Delivered, Failure>, Vec<Instant>, u64) {
         let stats = Arc::new(PipelineStats::default());
         let inner = FailsFirst {
             n,

@@ -58,6 +58,69 @@ impl Failure {
     }
 }
 
+/// What the collector said of a request it accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Records it rejected (OTLP `partial_success.rejected_log_records`):
+    /// dropped, and by the specification never sent again.
+    pub rejected: u64,
+    /// Its `partial_success.error_message`, empty when none.
+    pub message: String,
+}
+
+/// The largest answer read from a collector (an `ExportLogsServiceResponse`
+/// is a few bytes; a proxy's error page more): a collector cannot make the
+/// agent hold more.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The largest request sent, as the OTLP specification recommends receivers
+/// accept; a bigger batch is refused here, not by the collector.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads an `ExportLogsServiceResponse`: `partial_success` (1) holds
+/// `rejected_log_records` (1) and `error_message` (2). Anything unreadable
+/// counts as a full success: the collector said OK.
+///
+/// ```
+/// # use mapwatch::export::transport::{Delivered, partial_success};
+/// // partial_success { rejected_log_records: 3, error_message: "bad" }
+/// let answer = [0x0a, 0x07, 0x08, 0x03, 0x12, 0x03, b'b', b'a', b'd'];
+/// assert_eq!(partial_success(&answer), Delivered { rejected: 3, message: "bad".into() });
+/// assert_eq!(partial_success(&[]), Delivered::default());
+/// ```
+pub fn partial_success(response: &[u8]) -> Delivered {
+    use mapwatch_model::otlp::wire::{Field, fields};
+    let mut delivered = Delivered::default();
+    for field in fields(response).flatten() {
+        let Field::Len(1, partial) = field else {
+            continue;
+        };
+        for f in fields(partial).flatten() {
+            match f {
+                Field::Varint(1, n) => delivered.rejected = n,
+                Field::Len(2, text) => {
+                    let text = &text[..text.len().min(512)];
+                    delivered.message = String::from_utf8_lossy(text)
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+    }
+    delivered
+}
+
+fn request_too_big(request: &[u8]) -> Option<Failure> {
+    (request.len() > MAX_REQUEST_BYTES).then(|| {
+        Failure::permanent(format!(
+            "the request is {} bytes, above the {MAX_REQUEST_BYTES} the OTLP specification asks collectors to accept",
+            request.len()
+        ))
+    })
+}
+
 type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 type Body = http_body_util::Full<Bytes>;
 
@@ -117,8 +180,12 @@ impl Transport {
         }
     }
 
-    /// Sends one `ExportLogsServiceRequest`.
-    pub async fn send(&self, request: Vec<u8>) -> Result<(), Failure> {
+    /// Sends one `ExportLogsServiceRequest`; on success, what the
+    /// collector said it rejected.
+    pub async fn send(&self, request: Vec<u8>) -> Result<Delivered, Failure> {
+        if let Some(failure) = request_too_big(&request) {
+            return Err(failure);
+        }
         match self {
             Transport::Http(http) => http.send(request).await,
             Transport::Grpc(grpc) => grpc.send(request).await,
@@ -239,7 +306,7 @@ impl GrpcTransport {
 }
 
 impl HttpTransport {
-    async fn send(&self, request: Vec<u8>) -> Result<(), Failure> {
+    async fn send(&self, request: Vec<u8>) -> Result<Delivered, Failure> {
         use http_body_util::BodyExt as _;
         let mut builder = http::Request::post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
@@ -261,7 +328,10 @@ impl HttpTransport {
         let answer = tokio::time::timeout(self.timeout, async {
             let response = self.client.request(req).await?;
             let (parts, body) = response.into_parts();
-            let body = body.collect().await?.to_bytes();
+            let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await?
+                .to_bytes();
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
         })
         .await;
@@ -282,7 +352,7 @@ impl HttpTransport {
         };
         let status = parts.status.as_u16();
         if parts.status.is_success() {
-            return Ok(());
+            return Ok(partial_success(&body));
         }
         // The start of the answer, printable characters only (a protobuf
         // `Status` is binary; a proxy's page is text).
@@ -300,7 +370,7 @@ impl HttpTransport {
 }
 
 /// Passes the request bytes through as the gRPC message; reads the answer
-/// as bytes (the partial-success details are not used).
+/// as bytes (`partial_success` reads them).
 #[derive(Debug, Clone, Copy, Default)]
 struct RawCodec;
 
@@ -409,8 +479,9 @@ fn grpc_failure(status: &tonic::Status) -> Failure {
 }
 
 impl GrpcTransport {
-    async fn send(&self, request: Vec<u8>) -> Result<(), Failure> {
-        let mut client = tonic::client::Grpc::new(self.channel.clone());
+    async fn send(&self, request: Vec<u8>) -> Result<Delivered, Failure> {
+        let mut client = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
         if self.gzip {
             client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
         }
@@ -428,7 +499,7 @@ impl GrpcTransport {
                     RawCodec,
                 )
                 .await
-                .map(|_| ())
+                .map(|answer| partial_success(answer.get_ref()))
                 .map_err(|status| grpc_failure(&status))
         };
         match tokio::time::timeout(self.timeout, call).await {

@@ -24,7 +24,7 @@ use crate::export::batcher::Batcher;
 use crate::export::counting::CountingExporter;
 use crate::export::queue::ExportQueue;
 use crate::export::retry::{Backoff, RetryControl, RetryingExporter};
-use crate::export::transport::Failure;
+use crate::export::transport::{Delivered, Failure};
 use crate::kernel::KernelCounters;
 use crate::spool::{Spool, SpoolHandle};
 use crate::telemetry::{PipelineStats, Snapshot};
@@ -109,13 +109,13 @@ struct Collector {
 }
 
 impl BatchExport for Collector {
-    async fn export(&self, batch: &Batch) -> Result<(), Failure> {
+    async fn export(&self, batch: &Batch) -> Result<Delivered, Failure> {
         if self.down.load(Ordering::SeqCst) {
             return Err(Failure::retryable("gRPC code Unavailable"));
         }
         let mut received = self.received.lock().unwrap();
         received.extend(batch.records().map(|(_, log)| addr(log)));
-        Ok(())
+        Ok(Delivered::default())
     }
 }
 

@@ -48,6 +48,9 @@ pub struct PipelineStats {
     pub exported: AtomicU64,
     /// Log records in batches whose export failed (after retries).
     pub export_failed: AtomicU64,
+    /// Log records the collector answered it rejected (OTLP
+    /// `partial_success.rejected_log_records`): dropped, never retried.
+    pub rejected: AtomicU64,
     /// Log records whose export panicked (a bug): lost, their queue slots
     /// given back.
     pub export_panicked: AtomicU64,
@@ -136,6 +139,8 @@ pub struct Snapshot {
     pub exported: u64,
     /// See [`PipelineStats::export_failed`].
     pub export_failed: u64,
+    /// See [`PipelineStats::rejected`].
+    pub rejected: u64,
     /// See [`PipelineStats::export_panicked`].
     pub export_panicked: u64,
     /// See [`PipelineStats::export_not_started`].
@@ -210,6 +215,7 @@ impl PipelineStats {
             queue_dropped: self.queue_dropped.load(Ordering::Relaxed),
             exported: self.exported.load(Ordering::Relaxed),
             export_failed: self.export_failed.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
             export_panicked: self.export_panicked.load(Ordering::Relaxed),
             export_not_started: self.export_not_started.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
@@ -329,6 +335,7 @@ impl Snapshot {
         let after_emit = self.emitted.abs_diff(
             self.exported
                 + self.export_failed
+                + self.rejected
                 + self.spooled_by_exporter
                 + self.export_panicked
                 + self.export_not_started
@@ -375,6 +382,7 @@ impl Snapshot {
             + self.decode_errors
             + self.queue_dropped
             + self.export_failed
+            + self.rejected
             + self.export_panicked
             + self.export_not_started
             + self.spool_unwritable()
@@ -468,7 +476,7 @@ impl Snapshot {
             format!(" (most from {})", most.join(", "))
         };
         let mut reasons = format!(
-            "ring buffer full {}{most}, argument map full {}, undecodable {}, export failed {}, export queue full {}",
+            "ring buffer full {}{most}, argument map full {}, undecodable {}, export failed {}, rejected by the collector {}, export queue full {}",
             self.ring_buffer_full(),
             self.kernel.get(Counter::PendingMapFull)
                 + self.kernel.get(Counter::SecurityPendingMapFull)
@@ -476,6 +484,7 @@ impl Snapshot {
                 + self.kernel.get(Counter::BrkPendingMapFull),
             self.decode_errors,
             self.export_failed,
+            self.rejected,
             self.queue_dropped,
         );
         if self.spool_enabled {

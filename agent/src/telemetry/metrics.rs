@@ -154,6 +154,7 @@ fn dropped(s: &Sources) -> Observations {
         ("undecodable", snap.decode_errors),
         ("export_queue_full", snap.queue_dropped),
         ("export_failed", snap.export_failed),
+        ("rejected_by_collector", snap.rejected),
         ("export_panicked", snap.export_panicked),
         ("export_not_started", snap.export_not_started),
     ];

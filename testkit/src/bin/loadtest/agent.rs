@@ -169,7 +169,7 @@ mod tests {
         // The shape of agent/src/stats.rs's final_summary after run.rs's prefix.
         let line = "mapwatch: stopped after 10.3s: 2000 records produced in the kernel, 2000 read, \
                     1990 exported, 3 discarded (no destination configured); lost: 7 (ring buffer full 2, \
-                    argument map full 0, undecodable 0, export failed 0, export queue full 5, unsent at exit 0)";
+                    argument map full 0, undecodable 0, export failed 0, rejected by the collector 0, export queue full 5, unsent at exit 0)";
         let s = parse_summary(line).unwrap();
         assert_eq!(
             (
