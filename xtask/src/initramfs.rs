@@ -389,7 +389,8 @@ mod tests {
         assert!(script.contains("\nrun do_mmap=kprobe detection "));
         assert!(!script.contains("\nrun security_mmap_file=lsm detection "));
         let done = script.find("MWVM-DONE").unwrap();
-        assert!(script.find("run security_mmap_file=kprobe traces").unwrap() < done);
+        assert!(script.find("run security_mmap_file=kprobe e2e").unwrap() < done);
+        assert!(!script.contains("run security_mmap_file=kprobe traces"));
         assert!(script.find("run security_file_mprotect=kprobe").unwrap() < done);
         assert!(script.trim_end().ends_with("reboot -f"));
         // One run per line, in the order of the plan.

@@ -99,6 +99,25 @@ pub const NARROWER: &[(&str, Under, &str)] = &[
          backend is a configuration error), so only `auto` runs it, on every kernel",
     ),
     (
+        "enrichment",
+        Under::Forcing(&[]),
+        "process, cgroup and container attributes: the record header every backend fills with \
+         one function (common.h mw_fill_header) and the agent's /proc reads; a forced backend \
+         changes only where the records come from",
+    ),
+    (
+        "traces",
+        Under::Forcing(&[]),
+        "spans made in user space from the records `auto`'s backends produce",
+    ),
+    (
+        "filters",
+        Under::Named(&["syscall_tracepoint"]),
+        "the kernel filters run in the one emit path every backend ends in (emit.h, filter.h); \
+         `auto` runs them on the kernel backends it picks (kprobe and lsm on 6.1, fexit and lsm \
+         on 6.12), `syscall_tracepoint` on the tracepoints",
+    ),
+    (
         "identity",
         Under::Named(&["syscall_tracepoint"]),
         "races an fd swap against 20 000 mmap calls, 1.5 to 2.5 minutes per run under TCG; the \
