@@ -84,6 +84,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "cgroup_id",
             "process_start_ns",
             "exe_inode",
+            "exe_ctime_ns",
             "comm",
         ],
     ),

@@ -90,6 +90,8 @@ pub struct RawHeader {
     pub process_start_ns: u64,
     /// The executable's inode at the event (`mm->exe_file`); 0: unknown.
     pub exe_inode: u64,
+    /// Its inode change time, ns since the Unix epoch.
+    pub exe_ctime_ns: u64,
     /// Thread name, NUL padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -247,7 +249,7 @@ macro_rules! assert_no_padding {
 
 assert_no_padding!(RawHeader, c::SIZEOF_MW_HEADER, c::FIELDS_OF_MW_HEADER =>
     kind, backend, size, ktime_ns, tgid, tid, ppid, uid, gid, euid, egid, pid_ns, mnt_ns,
-    exe_dev, cgroup_id, process_start_ns, exe_inode, comm);
+    exe_dev, cgroup_id, process_start_ns, exe_inode, exe_ctime_ns, comm);
 assert_no_padding!(RawFile, c::SIZEOF_MW_FILE, c::FIELDS_OF_MW_FILE =>
     inode, ctime_ns, dev, open_flags, mode, path_len, flags);
 assert_no_padding!(RawDoMmap, c::MW_DO_MMAP_PATH, c::FIELDS_OF_MW_DO_MMAP - PATH_MAX =>
@@ -270,7 +272,7 @@ assert_layout!(RawHeader, c::SIZEOF_MW_HEADER,
     pid_ns => c::MW_HEADER_PID_NS, mnt_ns => c::MW_HEADER_MNT_NS,
     exe_dev => c::MW_HEADER_EXE_DEV, cgroup_id => c::MW_HEADER_CGROUP_ID,
     process_start_ns => c::MW_HEADER_PROCESS_START_NS, exe_inode => c::MW_HEADER_EXE_INODE,
-    comm => c::MW_HEADER_COMM);
+    exe_ctime_ns => c::MW_HEADER_EXE_CTIME_NS, comm => c::MW_HEADER_COMM);
 assert_layout!(RawFile, c::SIZEOF_MW_FILE,
     inode => c::MW_FILE_INODE, ctime_ns => c::MW_FILE_CTIME_NS, dev => c::MW_FILE_DEV,
     open_flags => c::MW_FILE_OPEN_FLAGS, mode => c::MW_FILE_MODE,
@@ -979,14 +981,26 @@ pub struct Context {
     /// When the process started (CLOCK_MONOTONIC ns); with `pid`, identifies
     /// one process lifetime even when pids are reused.
     pub process_start_ns: u64,
-    /// The executable the process ran when the event happened, as (device in
-    /// the kernel's encoding, inode); `None` when the kernel could not read
-    /// it (a kernel thread, or a process past its exit).
-    pub executable: Option<(u32, u64)>,
+    /// The executable the process ran when the event happened; `None` when
+    /// the kernel could not read it (a kernel thread, or a process past its
+    /// exit).
+    pub executable: Option<Executable>,
     /// Thread name as the kernel holds it (NUL padded).
     pub comm: [u8; COMM_LEN],
     /// Attach point that produced the record.
     pub backend: Backend,
+}
+
+/// Which file a process ran, as the kernel saw it (`mm->exe_file`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Executable {
+    /// Device in the kernel's encoding (`major << 20 | minor`): the file
+    /// system's, which `stat` may not show (btrfs subvolumes, overlayfs).
+    pub dev: u32,
+    /// Inode number.
+    pub inode: u64,
+    /// Inode change time, ns since the Unix epoch.
+    pub ctime_ns: u64,
 }
 
 impl Context {
@@ -1246,7 +1260,11 @@ fn context(hdr: &RawHeader) -> Result<Context, DecodeError> {
         mnt_ns: hdr.mnt_ns,
         cgroup_id: hdr.cgroup_id,
         process_start_ns: hdr.process_start_ns,
-        executable: (hdr.exe_inode != 0).then_some((hdr.exe_dev, hdr.exe_inode)),
+        executable: (hdr.exe_inode != 0).then_some(Executable {
+            dev: hdr.exe_dev,
+            inode: hdr.exe_inode,
+            ctime_ns: hdr.exe_ctime_ns,
+        }),
         comm: hdr.comm,
         backend: Backend::from_raw(hdr.backend)?,
     })

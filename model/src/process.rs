@@ -30,34 +30,31 @@ pub struct ProcessInfo {
     pub pod_uid: Option<Arc<str>>,
 }
 
-/// Which file a process runs, as user space can tell it, to compare with the
-/// kernel's `mm->exe_file` (device in the kernel's encoding, `major << 20 |
-/// minor`, and inode).
+/// Which file a process runs, as user space can tell it from `stat`, to
+/// compare with the kernel's `mm->exe_file` at an event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExecutableId {
-    /// Inode number `stat` gives.
+    /// Inode number.
     pub inode: u64,
-    /// Device `stat` gives for the file.
-    pub device: u32,
-    /// Device `stat` gives for its directory: on overlayfs a file reports
-    /// the device of the layer holding it, its directory the overlay's own,
-    /// which is what the kernel's inode has.
-    pub directory_device: u32,
+    /// Inode change time, ns since the Unix epoch.
+    pub ctime_ns: u64,
 }
 
 impl ExecutableId {
-    /// Whether this is the file the kernel saw: `(device, inode)` in the
-    /// kernel's encoding.
+    /// Whether this is the file the kernel saw (its inode and change time).
+    /// The device is not compared: `stat` shows a btrfs subvolume's or an
+    /// overlay layer's, the kernel the file system's. The change time is
+    /// what no other file shares: it is set to the clock at every change.
     ///
     /// ```
     /// use mapwatch_model::ExecutableId;
-    /// let node = ExecutableId { inode: 1234, device: 8 << 20 | 1, directory_device: 8 << 20 | 1 };
-    /// assert!(node.is((8 << 20) | 1, 1234));
-    /// // The same inode number on another file system is another file.
-    /// assert!(!node.is(37, 1234));
+    /// let node = ExecutableId { inode: 1234, ctime_ns: 1_700_000_000_123_456_789 };
+    /// assert!(node.is(1234, 1_700_000_000_123_456_789));
+    /// // Another file with the same inode number (another file system) is not node.
+    /// assert!(!node.is(1234, 1_700_000_050_000_000_000));
     /// ```
-    pub fn is(&self, device: u32, inode: u64) -> bool {
-        self.inode == inode && (self.device == device || self.directory_device == device)
+    pub fn is(&self, inode: u64, ctime_ns: u64) -> bool {
+        self.inode == inode && self.ctime_ns == ctime_ns
     }
 }
 

@@ -188,8 +188,8 @@ fn header(process: &Process, ktime_ns: u64) -> Option<RawHeader> {
         pid_ns: ns("pid"),
         mnt_ns: ns("mnt"),
         process_start_ns: stat.starttime * (1_000_000_000 / ticks),
-        exe_dev: exe.map_or(0, |e| e.directory_device),
         exe_inode: exe.map_or(0, |e| e.inode),
+        exe_ctime_ns: exe.map_or(0, |e| e.ctime_ns),
         ..RawHeader::default()
     };
     let comm = stat.comm.as_bytes();

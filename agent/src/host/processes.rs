@@ -12,15 +12,23 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use lru::LruCache;
-use mapwatch_kernel::abi::Context;
+use mapwatch_kernel::abi::{Context, Executable};
 use mapwatch_model::{ExecutableId, ProcessInfo, cgroup_v2_path};
 
 /// Longest command line kept, in bytes.
 const COMMAND_LINE_MAX: usize = 4096;
 
+/// What is known of one process: its attributes now, and those of the
+/// executable it ran before its last exec, for that image's records still
+/// on their way (no /proc read per such record).
+struct Entry {
+    info: Arc<ProcessInfo>,
+    before: Option<(Option<Executable>, Arc<ProcessInfo>)>,
+}
+
 /// The cache of process attributes.
 pub struct ProcessCache {
-    entries: LruCache<(u32, u64), Arc<ProcessInfo>>,
+    entries: LruCache<(u32, u64), Entry>,
     command_line: bool,
 }
 
@@ -44,22 +52,44 @@ impl ProcessCache {
     /// borrowed by execing an excused program right after the deed.
     pub fn get(&mut self, context: &Context) -> Arc<ProcessInfo> {
         let key = (context.pid, context.process_start_ns);
-        if let Some(info) = self.entries.get(&key)
-            && runs(info, context)
-        {
-            return info.clone();
+        if let Some(entry) = self.entries.get(&key) {
+            if runs(&entry.info, context) {
+                return entry.info.clone();
+            }
+            // Records of the image before an exec, still arriving: known.
+            if let Some((executable, before)) = &entry.before
+                && *executable == context.executable
+            {
+                return before.clone();
+            }
         }
         // Not cached, or cached for another executable (an exec in between).
         let info = Arc::new(read_proc(context.pid, self.command_line));
-        self.entries.put(key, info.clone());
         if runs(&info, context) {
+            self.entries.put(
+                key,
+                Entry {
+                    info: info.clone(),
+                    before: None,
+                },
+            );
             return info;
         }
-        Arc::new(ProcessInfo {
+        // The process runs another executable than at the event: /proc
+        // cannot name the one it ran then.
+        let before = Arc::new(ProcessInfo {
             executable_path: None,
             executable: None,
             ..(*info).clone()
-        })
+        });
+        self.entries.put(
+            key,
+            Entry {
+                info,
+                before: Some((context.executable, before.clone())),
+            },
+        );
+        before
     }
 
     /// Forgets a process that exited.
@@ -86,7 +116,7 @@ pub fn read_proc(pid: u32, command_line: bool) -> ProcessInfo {
         executable_path: std::fs::read_link(&exe)
             .ok()
             .map(|p| Arc::from(&*p.to_string_lossy())),
-        executable: executable_identity(&exe, &format!("{dir}/root")),
+        executable: executable_identity(&exe),
         ..ProcessInfo::default()
     };
     if command_line {
@@ -116,36 +146,88 @@ fn runs(info: &ProcessInfo, context: &Context) -> bool {
     match info.executable {
         Some(id) => context
             .executable
-            .is_some_and(|(device, inode)| id.is(device, inode)),
+            .is_some_and(|e| id.is(e.inode, e.ctime_ns)),
         None => info.executable_path.is_none(),
     }
 }
 
-/// A `stat` device in the kernel's encoding (`major << 20 | minor`).
-fn kernel_device(dev: u64) -> u32 {
-    (libc::major(dev) << 20) | libc::minor(dev)
-}
-
-/// The identity of the file `/proc/PID/exe` (`exe`) leads to, and of its
-/// directory, reached through the process's own root (`root`).
-fn executable_identity(exe: &str, root: &str) -> Option<ExecutableId> {
+/// The identity of the file `/proc/PID/exe` (`exe`) leads to.
+fn executable_identity(exe: &str) -> Option<ExecutableId> {
     use std::os::unix::fs::MetadataExt as _;
     let file = std::fs::metadata(exe).ok()?;
-    let path = std::fs::read_link(exe).ok()?;
-    let directory_device = path
-        .parent()
-        .and_then(|dir| std::fs::metadata(format!("{root}{}", dir.display())).ok())
-        .map_or(kernel_device(file.dev()), |dir| kernel_device(dir.dev()));
     Some(ExecutableId {
         inode: file.ino(),
-        device: kernel_device(file.dev()),
-        directory_device,
+        ctime_ns: (file.ctime() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(file.ctime_nsec() as u64),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context_of_this_process(executable: Option<Executable>) -> Context {
+        Context {
+            ktime_ns: 0,
+            pid: std::process::id(),
+            tid: std::process::id(),
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            euid: 0,
+            egid: 0,
+            pid_ns: 0,
+            mnt_ns: 0,
+            cgroup_id: 0,
+            process_start_ns: 1,
+            executable,
+            comm: [0; 16],
+            backend: mapwatch_kernel::abi::Backend::SyscallTracepoint,
+        }
+    }
+
+    #[test]
+    fn the_executable_path_is_given_only_for_the_executable_of_the_event() {
+        let id = executable_identity(&format!("/proc/{}/exe", std::process::id())).unwrap();
+        let ours = Executable {
+            dev: 0,
+            inode: id.inode,
+            ctime_ns: id.ctime_ns,
+        };
+        let other = Executable {
+            ctime_ns: id.ctime_ns + 1,
+            ..ours
+        };
+        let mut cache = ProcessCache::new(8, false);
+        let exe = std::env::current_exe().unwrap();
+        let now = cache.get(&context_of_this_process(Some(ours)));
+        assert_eq!(now.executable_path.as_deref(), exe.to_str());
+        // A record of an image this process no longer runs (an exec since).
+        let before = cache.get(&context_of_this_process(Some(other)));
+        assert_eq!(before.executable_path, None);
+        assert!(
+            before.cgroup.is_some() || now.cgroup.is_none(),
+            "the rest stays"
+        );
+        // Both are remembered: the current one is still given.
+        let again = cache.get(&context_of_this_process(Some(ours)));
+        assert_eq!(again.executable_path.as_deref(), exe.to_str());
+        assert!(Arc::ptr_eq(
+            &again,
+            &cache.get(&context_of_this_process(Some(ours)))
+        ));
+        let before_again = cache.get(&context_of_this_process(Some(other)));
+        assert!(
+            Arc::ptr_eq(&before_again, &before),
+            "no /proc read per such record"
+        );
+        // Unknown to the kernel: no path is claimed.
+        assert_eq!(
+            cache.get(&context_of_this_process(None)).executable_path,
+            None
+        );
+    }
 
     #[test]
     fn reads_this_process() {

@@ -104,6 +104,25 @@ static __always_inline bool mw_ignored(__u64 pid_tgid)
 	return mw_config_ignore_tgid != 0 && (__u32)(pid_tgid >> 32) == mw_config_ignore_tgid;
 }
 
+/* Inode change time in ns since the epoch, for every known inode layout. */
+static __always_inline __u64 mw_inode_ctime_ns(struct inode *inode)
+{
+	if (bpf_core_field_exists(struct inode___ctime_split, i_ctime_sec)) {
+		struct inode___ctime_split *i = (void *)inode;
+		__u64 sec = BPF_CORE_READ(i, i_ctime_sec);
+		/* 6.13+: bit 31 marks "ctime was queried" (fine-grained timestamps). */
+		__u32 nsec = BPF_CORE_READ(i, i_ctime_nsec) & ~(1U << 31);
+		return sec * 1000000000ULL + nsec;
+	}
+	if (bpf_core_field_exists(struct inode___ctime_private, __i_ctime)) {
+		struct inode___ctime_private *i = (void *)inode;
+		return BPF_CORE_READ(i, __i_ctime.tv_sec) * 1000000000ULL +
+		       BPF_CORE_READ(i, __i_ctime.tv_nsec);
+	}
+	struct inode___ctime_public *i = (void *)inode;
+	return BPF_CORE_READ(i, i_ctime.tv_sec) * 1000000000ULL + BPF_CORE_READ(i, i_ctime.tv_nsec);
+}
+
 static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __u16 backend,
 					   __u64 pid_tgid)
 {
@@ -134,6 +153,7 @@ static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __
 	struct inode *exe = BPF_CORE_READ(task, mm, exe_file, f_inode);
 	hdr->exe_inode = exe ? BPF_CORE_READ(exe, i_ino) : 0;
 	hdr->exe_dev = exe ? BPF_CORE_READ(exe, i_sb, s_dev) : 0;
+	hdr->exe_ctime_ns = exe ? mw_inode_ctime_ns(exe) : 0;
 	if (bpf_get_current_comm(hdr->comm, sizeof(hdr->comm)))
 		__builtin_memset(hdr->comm, 0, sizeof(hdr->comm));
 }

@@ -222,6 +222,7 @@ struct mw_header {
 	__u64 cgroup_id;
 	__u64 process_start_ns; /* the process's start (CLOCK_MONOTONIC): with tgid, a process identity */
 	__u64 exe_inode;     /* the executable's inode when the event happened (mm->exe_file); 0: unknown */
+	__u64 exe_ctime_ns;  /* its inode change time (ns since the epoch): with the inode, which file */
 	char comm[MW_COMM_LEN];
 };
 

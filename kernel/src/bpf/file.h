@@ -10,25 +10,6 @@
 #define MW_S_IWOTH 0002
 #define MW_NAME_MASK 255 /* NAME_MAX */
 
-/* Inode change time in ns since the epoch, for every known inode layout. */
-static __always_inline __u64 mw_inode_ctime_ns(struct inode *inode)
-{
-	if (bpf_core_field_exists(struct inode___ctime_split, i_ctime_sec)) {
-		struct inode___ctime_split *i = (void *)inode;
-		__u64 sec = BPF_CORE_READ(i, i_ctime_sec);
-		/* 6.13+: bit 31 marks "ctime was queried" (fine-grained timestamps). */
-		__u32 nsec = BPF_CORE_READ(i, i_ctime_nsec) & ~(1U << 31);
-		return sec * 1000000000ULL + nsec;
-	}
-	if (bpf_core_field_exists(struct inode___ctime_private, __i_ctime)) {
-		struct inode___ctime_private *i = (void *)inode;
-		return BPF_CORE_READ(i, __i_ctime.tv_sec) * 1000000000ULL +
-		       BPF_CORE_READ(i, __i_ctime.tv_nsec);
-	}
-	struct inode___ctime_public *i = (void *)inode;
-	return BPF_CORE_READ(i, i_ctime.tv_sec) * 1000000000ULL + BPF_CORE_READ(i, i_ctime.tv_nsec);
-}
-
 struct mw_path_walk {
 	struct dentry *dentry;
 	struct vfsmount *vfsmnt;
