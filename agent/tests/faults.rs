@@ -255,19 +255,19 @@ fn stop_and_account_with_duplicates(
             println!("agent: {line}");
         }
     }
+    // An export the agent retried (it says so once per failing spell; under
+    // TCG a slow answer can pass the export timeout) may have been stored the
+    // first time: the batches in flight then may come twice.
+    let duplicates = if duplicates < IN_FLIGHT && stderr.contains("; retrying (backoff") {
+        println!(
+            "the agent retried an export: up to {IN_FLIGHT} duplicates are at-least-once delivery"
+        );
+        IN_FLIGHT
+    } else {
+        duplicates
+    };
     if let Some(made) = made {
         let arrived = ours(receiver) as u64;
-        // An export the agent retried (it says so once per failing spell;
-        // under TCG a slow answer can pass the export timeout) may have been
-        // stored the first time: the batches in flight then may come twice.
-        let duplicates = if duplicates < IN_FLIGHT && stderr.contains("; retrying (backoff") {
-            println!(
-                "the agent retried an export: up to {IN_FLIGHT} duplicates are at-least-once delivery"
-            );
-            IN_FLIGHT
-        } else {
-            duplicates
-        };
         assert!(
             arrived <= made + duplicates,
             "{arrived} of {made} records arrived: more duplicates than the {duplicates} allowed"
