@@ -53,7 +53,7 @@ struct VmTest {
     #[arg(long = "suite", value_name = "NAME")]
     suites: Vec<String>,
     /// Seconds one VM may run before qemu is killed.
-    #[arg(long, default_value_t = 1500, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
     timeout: u64,
     /// VMs running at once.
     #[arg(long, default_value_t = 2)]

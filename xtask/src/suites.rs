@@ -99,6 +99,13 @@ pub const NARROWER: &[(&str, Under, &str)] = &[
          backend is a configuration error), so only `auto` runs it, on every kernel",
     ),
     (
+        "e2e",
+        Under::Forcing(&[Event::DoMmap, Event::SecurityMmapFile]),
+        "checks the do_mmap and security_mmap_file records end to end (and the 32-bit calls); \
+         the forced security_file_mprotect backends are the mprotect suite's, and `auto` runs \
+         e2e's 32-bit mprotect test on lsm, `syscall_tracepoint` on the tracepoints",
+    ),
+    (
         "enrichment",
         Under::Forcing(&[]),
         "process, cgroup and container attributes: the record header every backend fills with \
@@ -298,8 +305,11 @@ mod tests {
     #[test]
     fn a_suite_runs_under_auto_and_the_configurations_forcing_its_events() {
         let config = |name: &str| CONFIGS.iter().find(|c| c.name == name).unwrap();
+        let self_cost = Suite::named("self_cost");
+        assert!(CONFIGS.iter().all(|c| self_cost.runs_under(c)));
         let e2e = Suite::named("e2e");
-        assert!(CONFIGS.iter().all(|c| e2e.runs_under(c)));
+        assert!(e2e.runs_under(config("security_mmap_file=kprobe")));
+        assert!(!e2e.runs_under(config("security_file_mprotect=kprobe")));
         let faults = Suite::named("faults");
         let faults_under: Vec<_> = CONFIGS
             .iter()
