@@ -76,6 +76,9 @@ pub struct Reader {
     blocked: bool,
     /// Shutting down: no more records are taken back from the spool.
     stopping: bool,
+    /// At shutdown: when draining stops, whatever the ring buffer still
+    /// holds (left there, counted as unsent at exit).
+    drain_deadline: Option<Instant>,
     decode_warning: Throttle,
     spool_warning: Throttle,
 }
@@ -98,6 +101,7 @@ impl Reader {
             hot_spots: None,
             blocked: false,
             stopping: false,
+            drain_deadline: None,
             decode_warning: Throttle::default(),
             spool_warning: Throttle::default(),
         }
@@ -208,6 +212,11 @@ impl Reader {
                 self.blocked = true;
                 break;
             }
+            // At shutdown the deadline holds, however much the ring buffer holds.
+            if read % 256 == 255 && self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                self.unreserve();
+                break;
+            }
             let Some(bytes) = source.next_record() else {
                 self.unreserve();
                 break;
@@ -269,6 +278,7 @@ impl Reader {
         // Spooled records stay on disk: sent now, they might not make it
         // before the deadline.
         self.stopping = true;
+        self.drain_deadline = Some(deadline);
         let mut n = self.drain(source);
         while self.blocked && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
