@@ -148,7 +148,8 @@ static __always_inline void mw_fill_header(struct mw_header *hdr, __u16 kind, __
 	/*
 	 * Which executable the process ran at the event: the agent reads its
 	 * path from /proc later, maybe after an execve, and trusts that path
-	 * (exceptions) only for a process still running this inode.
+	 * (exceptions) only for a process still running this file (inode and
+	 * change time; the device stat shows may differ: btrfs, overlayfs).
 	 */
 	struct inode *exe = BPF_CORE_READ(task, mm, exe_file, f_inode);
 	hdr->exe_inode = exe ? BPF_CORE_READ(exe, i_ino) : 0;
