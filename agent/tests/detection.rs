@@ -266,24 +266,14 @@ fn evade(technique: &str, args: &[&str]) -> Vec<(String, Evaded)> {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let seen: Vec<_> = stdout
-        .lines()
-        .map(|line| {
-            let mut words = line.split_whitespace();
-            let name = words.next().unwrap().to_owned();
-            let field = |w: Option<&str>, key: &str| {
-                w.and_then(|w| w.strip_prefix(key))
-                    .unwrap_or_else(|| panic!("{line}"))
-                    .to_owned()
+    let seen: Vec<_> = common::planted_code_ran(&stdout)
+        .into_iter()
+        .map(|p| {
+            let evaded = Evaded {
+                pid: p.pid,
+                addr: p.addr,
             };
-            let pid = field(words.next(), "pid=").parse().unwrap();
-            let addr = u64::from_str_radix(field(words.next(), "addr=0x").as_str(), 16).unwrap();
-            assert_eq!(
-                field(words.next(), "ran="),
-                "42",
-                "the code did not run: {line}"
-            );
-            (name, Evaded { pid, addr })
+            (p.technique, evaded)
         })
         .collect();
     assert!(!seen.is_empty(), "{technique} reported nothing");

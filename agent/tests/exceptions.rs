@@ -44,6 +44,24 @@ fn start(config: &Path, env: &[(&str, &str)]) -> Option<(OtlpReceiver, Agent)> {
     Some((receiver, Agent::start_or_skip(cmd)?))
 }
 
+/// The first do_mmap record `ours` selects, waited for.
+fn do_mmap_record(
+    receiver: &OtlpReceiver,
+    agent: &Agent,
+    ours: impl Fn(&ReceivedLog) -> bool,
+) -> ReceivedLog {
+    let ours = |l: &ReceivedLog| l.event_name == "mapwatch.do_mmap" && ours(l);
+    receiver
+        .wait_for_logs(
+            |logs| logs.iter().any(ours),
+            scaled(Duration::from_secs(20)),
+        )
+        .unwrap_or_else(|e| panic!("no record: {e}; stderr:\n{}", agent.stderr()))
+        .into_iter()
+        .find(|l| ours(l))
+        .unwrap()
+}
+
 /// Runs `cmd` to its end in `cgroup` (the agent reports only that cgroup:
 /// the builds sharing this machine stay out of the receiver); the records of
 /// its process with a reason, once they stopped arriving.
@@ -212,20 +230,9 @@ comms = ["mw-trusted"]
     // SAFETY: gettid has no preconditions.
     let tid = i64::from(unsafe { libc::gettid() });
     let record = |addr: u64| {
-        let ours = |l: &ReceivedLog| {
-            l.event_name == "mapwatch.do_mmap"
-                && l.int_attr("mmap.addr") == Some(addr as i64)
-                && l.int_attr("thread.id") == Some(tid)
-        };
-        receiver
-            .wait_for_logs(
-                |logs| logs.iter().any(ours),
-                scaled(Duration::from_secs(20)),
-            )
-            .unwrap_or_else(|e| panic!("no record: {e}; stderr:\n{}", agent.stderr()))
-            .into_iter()
-            .find(|l| ours(l))
-            .unwrap()
+        do_mmap_record(&receiver, &agent, |l| {
+            l.int_attr("mmap.addr") == Some(addr as i64) && l.int_attr("thread.id") == Some(tid)
+        })
     };
 
     let spoofed = record(rwx_as("node"));
@@ -343,48 +350,23 @@ executable_paths = ["{}"]
     let Some((receiver, agent)) = start(&config, &[]) else {
         return;
     };
-    let record_of = |pid: i64, addr: u64| {
-        let ours = |l: &ReceivedLog| {
-            l.event_name == "mapwatch.do_mmap"
-                && l.int_attr("process.pid") == Some(pid)
-                && l.int_attr("mmap.addr") == Some(addr as i64)
-        };
-        receiver
-            .wait_for_logs(
-                |logs| logs.iter().any(ours),
-                scaled(Duration::from_secs(20)),
-            )
-            .unwrap_or_else(|e| panic!("no record: {e}; stderr:\n{}", agent.stderr()))
-            .into_iter()
-            .find(|l| ours(l))
-            .unwrap()
+    let record_of = |planted: &crate::common::Planted| {
+        do_mmap_record(&receiver, &agent, |l| {
+            l.int_attr("process.pid") == Some(planted.pid)
+                && l.int_attr("mmap.addr") == Some(planted.addr as i64)
+        })
     };
-    // One line "name pid=P addr=0xA ran=42" per planted code that ran.
-    let run = |args: &[&str]| -> Vec<(i64, u64)> {
-        let out = Command::new(&workload).args(args).output().unwrap();
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|line| {
-                let field = |key: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(key))
-                        .unwrap_or_else(|| panic!("{line}"))
-                        .to_owned()
-                };
-                assert_eq!(field("ran="), "42", "the code did not run: {line}");
-                let addr = u64::from_str_radix(&field("addr=0x"), 16).unwrap();
-                (field("pid=").parse().unwrap(), addr)
-            })
-            .collect()
+        crate::common::planted_code_ran(&String::from_utf8_lossy(&out.stdout))
     };
 
     let excused_path = excused.to_str().unwrap();
     for attempt in 0..5 {
         // The exec'd program stays up a second, so /proc names it when the agent looks.
-        let made = run(&["launder", excused_path, "hold", "1"]);
-        let (pid, addr) = made[0];
-        let laundered = record_of(pid, addr);
+        let made = run(&workload, &["launder", excused_path, "hold", "1"]);
+        let laundered = record_of(&made[0]);
         assert_eq!(
             laundered.severity_text, "WARN",
             "attempt {attempt}: {laundered:#?}"
@@ -397,20 +379,7 @@ executable_paths = ["{}"]
         );
     }
 
-    let mut control = Command::new(&excused);
-    let out = control.args(["rwx_burst", "1"]).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |key: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("{line}"))
-            .to_owned()
-    };
-    let own = record_of(
-        field("pid=").parse().unwrap(),
-        u64::from_str_radix(&field("addr=0x"), 16).unwrap(),
-    );
+    let own = record_of(&run(&excused, &["rwx_burst", "1"])[0]);
     assert_eq!(own.severity_text, "INFO", "{own:#?}");
     assert_eq!(exceptions(&own), ["excused-tool"]);
     assert_eq!(own.str_attr("process.executable.path"), Some(excused_path));

@@ -247,16 +247,8 @@ fn an_excluded_prefix_does_not_hide_the_same_path_inside_a_chroot() {
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{out:?}");
-    let field = |key: &str| {
-        stdout
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("{stdout}"))
-            .to_owned()
-    };
-    assert_eq!(field("ran="), "42", "{stdout}");
-    let pid: i64 = field("pid=").parse().unwrap();
-    let addr = u64::from_str_radix(&field("addr=0x"), 16).unwrap() as i64;
+    let planted = &crate::common::planted_code_ran(&stdout)[0];
+    let (pid, addr) = (planted.pid, planted.addr as i64);
     let ours = |l: &ReceivedLog| {
         l.event_name == "mapwatch.do_mmap"
             && l.int_attr("process.pid") == Some(pid)

@@ -29,6 +29,46 @@ pub fn evasions_binary(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// One line the evasions workload printed: the technique, the process that
+/// did the last step and the address of the code it planted.
+#[derive(Debug, Clone)]
+pub struct Planted {
+    /// The technique's name (the line's first word).
+    pub technique: String,
+    /// `pid=`.
+    pub pid: i64,
+    /// `addr=0x`.
+    pub addr: u64,
+}
+
+/// Reads the evasions workload's output, one `name pid=P addr=0xA ran=42`
+/// line per planted code; every line must say the code ran (`ran=42`: the
+/// memory really was executable).
+pub fn planted_code_ran(stdout: &str) -> Vec<Planted> {
+    stdout
+        .lines()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let technique = words.next().unwrap_or_else(|| panic!("{line}")).to_owned();
+            let mut field = |key: &str| {
+                words
+                    .next()
+                    .and_then(|w| w.strip_prefix(key))
+                    .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+                    .to_owned()
+            };
+            let pid = field("pid=").parse().unwrap();
+            let addr = u64::from_str_radix(&field("addr=0x"), 16).unwrap();
+            assert_eq!(field("ran="), "42", "the code did not run: {line}");
+            Planted {
+                technique,
+                pid,
+                addr,
+            }
+        })
+        .collect()
+}
+
 /// Fails (never skips) when not root: CI runs as root, and these tests are
 /// the proof that the probes work.
 pub fn require_root() {
