@@ -51,6 +51,17 @@ static void report(const char *technique, void *addr, int ran)
 	fflush(stdout);
 }
 
+/* An RWX anonymous page with the code planted in it. */
+static void *map_rwx_code(void)
+{
+	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	memcpy(p, CODE, sizeof(CODE));
+	return p;
+}
+
 static void *map_rw(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -325,11 +336,7 @@ static int flood(int ms)
 static int rwx_burst(int n)
 {
 	for (int i = 0; i < n; i++) {
-		void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			die("mmap");
-		memcpy(p, CODE, sizeof(CODE));
+		void *p = map_rwx_code();
 		report("rwx_burst", p, run(p));
 		usleep(20000);
 	}
@@ -339,11 +346,7 @@ static int rwx_burst(int n)
 /* RWX memory and an executable memfd, made and run, then kept for `secs` seconds. */
 static int hold(int secs)
 {
-	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		die("mmap");
-	memcpy(p, CODE, sizeof(CODE));
+	void *p = map_rwx_code();
 	report("hold_rwx", p, run(p));
 	int fd = memfd_create("mw-held", 0);
 	if (fd < 0 || write(fd, CODE, sizeof(CODE)) != sizeof(CODE) || ftruncate(fd, PAGE))
@@ -452,11 +455,7 @@ static int map_file(const char *path)
  */
 static int launder(char **argv)
 {
-	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		die("mmap");
-	memcpy(p, CODE, sizeof(CODE));
+	void *p = map_rwx_code();
 	report("launder", p, run(p));
 	execv(argv[0], argv);
 	die("execv");
