@@ -22,6 +22,8 @@ pub struct CountingExporter<E> {
     spool: Option<SpoolHandle>,
     /// Batches failed since the last success.
     failed_batches: AtomicU64,
+    /// When the collector's rejections were last logged.
+    rejected_logged: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl<E> CountingExporter<E> {
@@ -33,6 +35,7 @@ impl<E> CountingExporter<E> {
             queue: None,
             spool: None,
             failed_batches: AtomicU64::new(0),
+            rejected_logged: std::sync::Mutex::new(None),
         }
     }
 
@@ -123,8 +126,8 @@ impl<E> CountingExporter<E> {
     /// then at most once a minute (the count is on the exit line and in the
     /// metrics).
     fn report_rejected(&self, rejected: u64, message: &str) {
-        static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-        let mut last = LAST
+        let mut last = self
+            .rejected_logged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
