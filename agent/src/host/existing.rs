@@ -174,7 +174,7 @@ fn header(process: &Process, ktime_ns: u64) -> Option<RawHeader> {
     };
     let ticks = procfs::ticks_per_second().max(1);
     // The executable now, as the kernel would have captured it at an event.
-    let exe = crate::host::processes::read_proc(process.pid as u32, false).executable;
+    let exe = crate::host::processes::executable_identity(&format!("/proc/{}/exe", process.pid));
     let mut hdr = RawHeader {
         backend: encode::BACKEND_PROC_MAPS,
         ktime_ns,

@@ -152,7 +152,7 @@ fn runs(info: &ProcessInfo, context: &Context) -> bool {
 }
 
 /// The identity of the file `/proc/PID/exe` (`exe`) leads to.
-fn executable_identity(exe: &str) -> Option<ExecutableId> {
+pub fn executable_identity(exe: &str) -> Option<ExecutableId> {
     use std::os::unix::fs::MetadataExt as _;
     let file = std::fs::metadata(exe).ok()?;
     Some(ExecutableId {
